@@ -1,0 +1,21 @@
+"""The ``bicameral`` command line.
+
+The CLI is thin on purpose: it parses, calls :mod:`bicameral.daemon` or
+:mod:`bicameral.mcp`, and prints. Typer is imported only when the command is
+not one of the fast paths, because ``import typer`` alone costs most of the
+``daemon status`` latency budget.
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``bicameral`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    from bicameral.cli._app import run
+
+    run(args)

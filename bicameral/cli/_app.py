@@ -1,0 +1,51 @@
+"""The Typer application: the root command and its global options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import bicameral
+
+app = typer.Typer(
+    name="bicameral",
+    help="Keep MCP servers alive under one supervised per-user daemon.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bicameral {bicameral.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    home: Annotated[
+        Path | None,
+        typer.Option(
+            "--home",
+            help="State directory (default: $BICAMERAL_HOME or ~/.bicameral).",
+            envvar="BICAMERAL_HOME",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """bicameral: one supervised daemon per user for your MCP servers."""
+    ctx.obj = {"home": home}
+
+
+def run(args: list[str]) -> None:
+    """Run the Typer app on ``args`` and exit with its code."""
+    app(args=args, prog_name="bicameral")
