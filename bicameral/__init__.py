@@ -1,4 +1,4 @@
-"""bicameral: one Trio daemon per user that keeps MCP servers alive under an OTP-style supervisor."""
+"""bicameral: one Trio daemon per user keeping MCP servers alive under an OTP-style supervisor."""
 
 __version__ = "0.1.0"
 
