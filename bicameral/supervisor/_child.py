@@ -1,0 +1,158 @@
+"""A child's live record, and `current_child()`, the child's view of it."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+
+from bicameral.supervisor._spec import ChildSpec
+
+if TYPE_CHECKING:
+    from bicameral.supervisor._supervisor import Supervisor
+
+__all__ = ["ChildHandle", "StopFlag", "current_child"]
+
+_MISSING: Any = object()
+
+
+class StopFlag:
+    """``current_child().stopping``: set when the supervisor asks the child to stop.
+
+    Once set, the child has its spec's `shutdown` seconds to return before it
+    is cancelled. It stays set for the rest of that run of the child; a
+    restarted child gets a fresh, unset flag.
+    """
+
+    __slots__ = ("_event", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._event: anyio.Event | None = None  # made on first wait(): most are never awaited
+
+    def is_set(self) -> bool:
+        return self._set
+
+    async def wait(self) -> None:
+        """Return once the flag is set (at once, after a checkpoint, if it is)."""
+        if self._set:
+            await anyio.lowlevel.checkpoint()
+            return
+        if self._event is None:
+            self._event = anyio.Event()
+        await self._event.wait()
+
+    def set(self) -> None:
+        self._set = True
+        if self._event is not None:
+            self._event.set()
+
+    def __repr__(self) -> str:
+        return f"<StopFlag set={self._set}>"
+
+
+class ChildHandle:
+    """One child of a supervisor, as the supervisor tracks it.
+
+    A child sees its own handle through `current_child()`. Public, read-only
+    attributes: `name`, `spec`, `restarts` (how often the supervisor restarted
+    it, an operator's `restart_child` included), `stopping` (a `StopFlag`),
+    `state` (as in the snapshot) and `started_value` (the value the child
+    passed to ``task_status.started()``, or ``None``).
+    """
+
+    __slots__ = (
+        "_alive",
+        "_backoff_n",
+        "_deliberate",
+        "_done",
+        "_gen",
+        "_scope",
+        "_terminated",
+        "_up_since",
+        "_waiter",
+        "last_exit",
+        "restarts",
+        "spec",
+        "started_at",
+        "state",
+        "stopping",
+        "supervisor",
+        "value",
+    )
+
+    def __init__(self, spec: ChildSpec, supervisor: Supervisor) -> None:
+        self.spec = spec
+        self.supervisor = supervisor
+        self.state = "stopped"
+        self.restarts = 0
+        self.started_at: float | None = None
+        self.last_exit: dict[str, Any] | None = None
+        self.value: Any = _MISSING
+        self.stopping = StopFlag()
+        self._alive = False  # its task is running (target, or backoff between runs)
+        self._deliberate = False  # the supervisor is stopping it: no restart on exit
+        self._terminated = False  # terminate_child: stays down until restart_child
+        self._done: anyio.Event | None = None  # set when its task ends; only while stopping
+        self._scope: anyio.CancelScope | None = None
+        self._gen = 0  # bumped per task, so stale crash reports are ignored
+        self._backoff_n = 0
+        self._up_since: float | None = None  # monotonic time it last became running
+        self._waiter: _Waiter | None = None
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def started_value(self) -> Any:
+        return None if self.value is _MISSING else self.value
+
+    def __repr__(self) -> str:
+        return f"<ChildHandle {self.spec.name!r} state={self.state} restarts={self.restarts}>"
+
+
+class _Waiter:
+    """Someone (start, group restart, start_child) waits for a child's readiness."""
+
+    __slots__ = ("error", "event", "ok")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.ok = False
+        self.error: BaseException | None = None
+
+
+def json_or_missing(value: Any) -> Any:
+    """`value` when it survives `json.dumps`, else the missing marker."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return _MISSING
+    return value
+
+
+_current: contextvars.ContextVar[ChildHandle] = contextvars.ContextVar(
+    "bicameral.supervisor.current_child"
+)
+
+
+def current_child() -> ChildHandle:
+    """The `ChildHandle` of the supervised child this task belongs to.
+
+    Works in the child's own task and in tasks it starts (contextvars are
+    inherited). Inside a nested supervisor's children it is their own
+    handle, not the subtree's.
+
+    Raises:
+      RuntimeError: if called outside any supervised child.
+    """
+    try:
+        return _current.get()
+    except LookupError:
+        raise RuntimeError("current_child() called outside a supervised child") from None

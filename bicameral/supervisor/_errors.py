@@ -1,0 +1,81 @@
+"""The ways a supervisor reports failure to whoever runs it."""
+
+from __future__ import annotations
+
+__all__ = ["ChildStartError", "ProcessExitedError", "RestartIntensityExceeded"]
+
+
+class RestartIntensityExceeded(Exception):
+    """A supervisor saw more than `max_restarts` restarts within `max_seconds`.
+
+    Raised by `Supervisor.run` after it has stopped all of its children. A
+    parent supervisor treats it like any other child crash: it restarts the
+    subtree, or gives up in turn and raises its own `RestartIntensityExceeded`.
+
+    Attributes:
+      supervisor: the name of the supervisor that gave up.
+      max_restarts, max_seconds: its limits.
+      last_error: the exception of the child crash that went over the limit
+        (also set as ``__cause__``), or ``None`` when that child exited
+        normally (a PERMANENT child returning).
+      child: the name of that child.
+    """
+
+    def __init__(
+        self,
+        supervisor: str,
+        child: str,
+        max_restarts: int,
+        max_seconds: float,
+        last_error: BaseException | None,
+    ) -> None:
+        super().__init__(
+            f"supervisor {supervisor!r}: more than {max_restarts} restarts within "
+            f"{max_seconds} s; last: child {child!r} exited with {last_error!r}"
+        )
+        self.supervisor = supervisor
+        self.child = child
+        self.max_restarts = max_restarts
+        self.max_seconds = max_seconds
+        self.last_error = last_error
+
+
+class ChildStartError(Exception):
+    """A child failed before it reported readiness with ``task_status.started()``.
+
+    Raised by `Supervisor.run` during the initial start (after stopping the
+    children already started, as OTP's ``start_link`` fails), and by
+    `Supervisor.start_child` / `Supervisor.restart_child`.
+
+    Attributes:
+      supervisor, child: names.
+      error: the child's exception (also ``__cause__``); a `RuntimeError`
+        when it returned without calling ``task_status.started()``.
+    """
+
+    def __init__(self, supervisor: str, child: str, error: BaseException | None) -> None:
+        what = repr(error) if error is not None else "returned before task_status.started()"
+        super().__init__(f"supervisor {supervisor!r}: child {child!r} failed to start: {what}")
+        self.supervisor = supervisor
+        self.child = child
+        self.error = error
+
+
+class ProcessExitedError(Exception):
+    """A `Command` child's process exited with a non-zero status or a signal.
+
+    Attributes:
+      argv: the command line.
+      pid: the process id it had.
+      returncode: its status, or minus the signal number (as `subprocess`).
+    """
+
+    def __init__(self, argv: tuple[str, ...], pid: int, returncode: int) -> None:
+        if returncode < 0:
+            how = f"was killed by signal {-returncode}"
+        else:
+            how = f"exited with status {returncode}"
+        super().__init__(f"process {pid} ({argv[0] if argv else '?'}) {how}")
+        self.argv = argv
+        self.pid = pid
+        self.returncode = returncode
