@@ -1,0 +1,385 @@
+"""One client connection: reading frames, running requests, writing responses.
+
+The reader task owns the socket's receiving side. It decodes one frame at a
+time and starts a task per request, so a slow method never holds up a fast
+one; each task writes its own response under a lock, whole lines only.
+Before starting a task the reader takes one of ``max_in_flight`` slots, and
+a finished task gives it back *after* its response is written. That single
+rule gives both kinds of backpressure: a client that pipelines too much is
+not read until earlier requests finish, and a client that never reads its
+answers leaves tasks blocked in ``send``, holding their slots, so the reader
+stops too and nothing grows without bound.
+
+The socket is a non-blocking stdlib socket driven with
+`trio.lowlevel.wait_readable` / `wait_writable`: the reader always waits
+for readability before ``recv`` (which is its checkpoint, and lets the
+request tasks it started run), and a response is written with a direct
+``send`` that only waits when the kernel buffer is full. That is the whole
+hot path: one wait, one ``recv``, one ``send`` per request.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeAlias
+
+import trio
+
+from bicameral.protocol._dispatcher import (
+    Dispatcher,
+    Request,
+    error_response,
+    internal_error,
+    parse_request,
+)
+from bicameral.protocol._errors import INVALID_REQUEST, PARSE_ERROR, UNAUTHORIZED
+from bicameral.protocol._framing import (
+    EncodeError,
+    FrameDecoder,
+    FrameTooLarge,
+    ParseError,
+    decode,
+    encode,
+)
+from bicameral.protocol._limits import Limits
+
+__all__ = ["Connection", "UpgradeHandler"]
+
+logger = logging.getLogger("bicameral.protocol")
+
+#: ``async def handler(stream, buffered)``: takes the connection over after an
+#: upgrade. ``stream`` is the connection as a `trio.SocketStream`;
+#: ``buffered`` the bytes already received past the upgrading request.
+UpgradeHandler: TypeAlias = Callable[[trio.SocketStream, bytes], Awaitable[object]]
+
+#: Methods the reader runs to completion before it reads the next frame, so
+#: that a handler may upgrade the connection with nothing read past its own
+#: request except into the buffer that the upgrade hands over.
+BARRIER_METHODS = frozenset({"system.attach"})
+
+RECV_SIZE = 65536
+
+_PARSE_ERROR = encode(error_response(None, PARSE_ERROR, "parse error"))
+
+
+class _Batch:
+    """The responses of one batch, sent together by whoever finishes last."""
+
+    __slots__ = ("pending", "responses")
+
+    def __init__(self) -> None:
+        self.responses: list[dict[str, Any]] = []
+        self.pending = 1  # the reader's own share, dropped once every element is started
+
+
+class Connection:
+    """Per-connection state, as a method handler sees it.
+
+    Attributes:
+      peer_uid: the client's user id from the kernel (Unix socket), or None
+        where there is none (TCP) or the platform cannot tell.
+      authenticated: True on a Unix socket (the peer credentials were
+        checked); on TCP, True once ``system.attach`` presented the token.
+      transport: ``"unix"`` or ``"tcp"``.
+      state: free for the layers above (session ids, attach mode...).
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        dispatcher: Dispatcher,
+        limits: Limits,
+        *,
+        transport: Literal["unix", "tcp"],
+        peer_uid: int | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.peer_uid = peer_uid
+        self.transport = transport
+        self.authenticated = token is None
+        self.state: dict[str, Any] = {}
+        self._sock = sock
+        self._dispatcher = dispatcher
+        self._limits = limits
+        self._token = token.encode() if token is not None else None
+        self._decoder = FrameDecoder(limits.max_frame)
+        self._slots = trio.Semaphore(limits.max_in_flight)
+        self._send_lock = trio.Lock()
+        self._broken = False
+        self._in_barrier = False
+        self._upgrade: UpgradeHandler | None = None
+
+    # -- the API for method handlers ---------------------------------------
+
+    async def send_notification(self, method: str, params: Any = None) -> None:
+        """Send a JSON-RPC notification to the client.
+
+        Raises `ConnectionError` when the connection can no longer be written.
+        """
+        message: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        if not await self._send(encode(message)):
+            raise ConnectionError("connection closed")
+
+    def upgrade(self, handler: UpgradeHandler) -> None:
+        """Hand the connection to ``handler`` once the current request is answered.
+
+        Only a request the reader runs to completion before reading on (a
+        ``system.attach`` sent on its own, not inside a batch) can upgrade.
+        When its handler returns successfully and the response is written,
+        the server stops reading JSON-RPC, waits for the connection's other
+        requests to finish (their responses are still written), and then
+        calls ``await handler(stream, buffered)``; the connection is closed
+        when that returns. If the handler raises instead, nothing happens.
+        """
+        if not self._in_barrier:
+            raise RuntimeError("only a system.attach request sent on its own can upgrade")
+        if self._upgrade is not None:
+            raise RuntimeError("the connection is already being upgraded")
+        self._upgrade = handler
+
+    # -- serving -------------------------------------------------------------
+
+    async def serve(self) -> None:
+        """Serve until the client closes, misbehaves or the connection is upgraded."""
+        async with trio.open_nursery() as nursery:
+            try:
+                await self._read_loop(nursery)
+            except FrameTooLarge:
+                logger.warning(
+                    "closing a connection that sent a frame over %d bytes", self._limits.max_frame
+                )
+                error = encode(error_response(None, INVALID_REQUEST, "frame too large"))
+                with trio.move_on_after(self._limits.partial_frame_timeout):
+                    await self._send(error)
+                nursery.cancel_scope.cancel()
+                return
+            except _Stalled:
+                logger.info(
+                    "closing a connection stalled inside a frame for %ss",
+                    self._limits.partial_frame_timeout,
+                )
+                nursery.cancel_scope.cancel()
+                return
+        # Every request task has finished: its response, if any, is written.
+        if self._upgrade is not None and not self._broken:
+            stream = trio.SocketStream(trio.socket.from_stdlib_socket(self._sock))
+            await self._upgrade(stream, self._decoder.take_buffered())
+
+    async def _read_loop(self, nursery: trio.Nursery) -> None:
+        decoder = self._decoder
+        sock = self._sock
+        while True:
+            frame = decoder.next_frame()
+            if frame is None:
+                if decoder.has_partial():
+                    stalled = True
+                    with trio.move_on_after(self._limits.partial_frame_timeout):
+                        await trio.lowlevel.wait_readable(sock)
+                        stalled = False
+                    if stalled:
+                        raise _Stalled
+                else:
+                    await trio.lowlevel.wait_readable(sock)
+                try:
+                    data = sock.recv(RECV_SIZE)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    self._broken = True
+                    return
+                if not data:
+                    # End of stream; a last line without its newline still counts.
+                    rest = decoder.take_buffered()
+                    if rest and not rest.isspace():
+                        await self._handle_frame(rest, nursery)
+                    return
+                decoder.feed(data)
+                continue
+            if not frame or frame.isspace():
+                continue
+            await self._handle_frame(frame, nursery)
+            if self._upgrade is not None:
+                return
+
+    async def _handle_frame(self, frame: bytes, nursery: trio.Nursery) -> None:
+        try:
+            obj = decode(frame)
+        except ParseError:
+            await self._send(_PARSE_ERROR)
+            return
+        if type(obj) is list:
+            await self._handle_batch(obj, nursery)
+            return
+        request = parse_request(obj)
+        if type(request) is dict:
+            await self._respond(request)
+            return
+        assert type(request) is tuple
+        if not self.authenticated:
+            response = await self._gated(request, allow_upgrade=True)
+            if response is not None:
+                await self._respond(response)
+        elif request[1] in BARRIER_METHODS:
+            response = await self._run_barrier(request, allow_upgrade=True)
+            if response is not None:
+                await self._respond(response)
+        else:
+            await self._take_slot()
+            nursery.start_soon(self._run_request, request)
+
+    async def _handle_batch(self, items: list[Any], nursery: trio.Nursery) -> None:
+        if not items:
+            await self._respond(
+                error_response(None, INVALID_REQUEST, "invalid request: empty batch")
+            )
+            return
+        batch = _Batch()
+        for item in items:
+            request = parse_request(item)
+            if type(request) is dict:
+                batch.responses.append(request)
+                continue
+            assert type(request) is tuple
+            if not self.authenticated:
+                response = await self._gated(request, allow_upgrade=False)
+                if response is not None:
+                    batch.responses.append(response)
+                continue
+            await self._take_slot()
+            batch.pending += 1
+            nursery.start_soon(self._run_batch_item, request, batch)
+        batch.pending -= 1
+        if batch.pending == 0:
+            await self._respond_batch(batch.responses)
+
+    async def _take_slot(self) -> None:
+        # Uncontended, this is a plain counter decrement; the reader's next
+        # wait_readable is its checkpoint.
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            await self._slots.acquire()
+
+    async def _run_request(self, request: Request) -> None:
+        try:
+            response = await self._dispatcher.execute(request, self)
+            if response is not None:
+                await self._respond(response)
+        finally:
+            self._slots.release()
+
+    async def _run_batch_item(self, request: Request, batch: _Batch) -> None:
+        try:
+            response = await self._dispatcher.execute(request, self)
+            if response is not None:
+                batch.responses.append(response)
+            batch.pending -= 1
+            if batch.pending == 0:
+                await self._respond_batch(batch.responses)
+        finally:
+            self._slots.release()
+
+    async def _run_barrier(self, request: Request, *, allow_upgrade: bool) -> dict[str, Any] | None:
+        self._in_barrier = allow_upgrade
+        try:
+            response = await self._dispatcher.execute(request, self)
+        finally:
+            self._in_barrier = False
+        if response is not None and "error" in response:
+            self._upgrade = None
+        return response
+
+    async def _gated(self, request: Request, *, allow_upgrade: bool) -> dict[str, Any] | None:
+        """Answer a request on a TCP connection that has not presented the token yet."""
+        msg_id, method, params, notification = request
+        if (
+            method == "system.attach"
+            and type(params) is dict
+            and self._token_ok(params.get("token"))
+        ):
+            self.authenticated = True
+            response = await self._run_barrier(request, allow_upgrade=allow_upgrade)
+            if response is not None and "error" in response:
+                self.authenticated = False
+            return response
+        if notification:
+            return None
+        return error_response(
+            msg_id, UNAUTHORIZED, "unauthorized: system.attach with the token first"
+        )
+
+    def _token_ok(self, value: Any) -> bool:
+        if type(value) is not str or self._token is None:
+            return False
+        return hmac.compare_digest(value.encode("utf-8", "surrogatepass"), self._token)
+
+    # -- writing -------------------------------------------------------------
+
+    async def _respond(self, response: dict[str, Any]) -> None:
+        try:
+            data = encode(response)
+        except EncodeError:
+            logger.exception("a result could not be encoded as JSON")
+            data = encode(internal_error(response.get("id")))
+        await self._send(data)
+
+    async def _respond_batch(self, responses: list[dict[str, Any]]) -> None:
+        if not responses:
+            return
+        try:
+            data = encode(responses)
+        except EncodeError:
+            fixed = []
+            for response in responses:
+                try:
+                    encode(response)
+                except EncodeError:
+                    logger.exception("a result could not be encoded as JSON")
+                    fixed.append(internal_error(response.get("id")))
+                else:
+                    fixed.append(response)
+            data = encode(fixed)
+        await self._send(data)
+
+    async def _send(self, data: bytes) -> bool:
+        """Write one whole line; False if the connection is broken.
+
+        A write cancelled half-way would leave half a line on the wire, so the
+        connection is marked broken and nothing more is written to it.
+        """
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        sock = self._sock
+        sent = 0
+        try:
+            if self._broken:
+                return False
+            view = memoryview(data)
+            total = len(data)
+            while sent < total:
+                try:
+                    sent += sock.send(view[sent:])
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(sock)
+            return True
+        except OSError:
+            self._broken = True
+            return False
+        except BaseException:
+            if sent:
+                self._broken = True
+            raise
+        finally:
+            lock.release()
+
+
+class _Stalled(Exception):
+    """The client stopped sending in the middle of a frame."""

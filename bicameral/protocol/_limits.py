@@ -1,0 +1,38 @@
+"""The resource limits of one protocol server (SPEC §7), all configurable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Limits"]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one server lets its clients consume.
+
+    Attributes:
+      max_frame: the longest line, in bytes, not counting the newline. A
+        longer one is answered with -32600 and the connection is closed, as
+        soon as more than this has arrived without a newline.
+      max_in_flight: requests handled at once on one connection (each batch
+        element counts). The server stops reading that connection until one
+        finishes, so a client that pipelines without bound, or sends without
+        reading its answers, holds at most this many handlers and responses.
+      max_connections: connections served at once; more are closed on accept.
+      partial_frame_timeout: seconds a connection may sit inside an
+        unfinished line without sending another byte before it is closed. A
+        connection between lines may stay idle for ever.
+    """
+
+    max_frame: int = 16 * 1024 * 1024
+    max_in_flight: int = 64
+    max_connections: int = 1024
+    partial_frame_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_frame", "max_in_flight", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Limits.{name} must be at least 1")
+        if not self.partial_frame_timeout > 0:
+            raise ValueError("Limits.partial_frame_timeout must be positive")

@@ -1,0 +1,270 @@
+"""The listeners: a Unix socket for the daemon, loopback TCP where there is none.
+
+The accept loop follows `trio.serve_listeners`: accept, start a task per
+connection in a nursery, and treat running out of file descriptors (or
+kernel memory) as a temporary overload to sleep through rather than a
+reason to crash. On top of it the server applies what must hold before a
+client gets to say anything: the peer's uid (Unix) and the connection cap.
+The token gate of the TCP transport is per request, in `Connection`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import socket
+import stat
+import struct
+import sys
+from typing import Literal
+
+import trio
+
+from bicameral.protocol._connection import Connection
+from bicameral.protocol._dispatcher import Dispatcher
+from bicameral.protocol._limits import Limits
+
+__all__ = ["peer_allowed", "peer_uid", "serve_tcp", "serve_unix"]
+
+logger = logging.getLogger("bicameral.protocol")
+
+# Errors that accept(2) returns when the system is overloaded (as in
+# trio._highlevel_serve_listeners): wait and accept again.
+ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_RETRY_DELAY = 0.100
+BACKLOG = 4096  # the kernel caps it at somaxconn; SPEC §7 asks for at least 1024
+
+# macOS: getsockopt(SOL_LOCAL, LOCAL_PEERCRED) fills a struct xucred, whose
+# first two fields are cr_version (u_int) and cr_uid (uid_t).
+_SOL_LOCAL = 0
+_LOCAL_PEERCRED = 0x001
+
+
+def peer_uid(sock: socket.socket) -> int | None:
+    """The uid of the process at the other end of a Unix socket, None if unknown."""
+    try:
+        if hasattr(socket, "SO_PEERCRED"):
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            _pid, uid, _gid = struct.unpack("3i", creds)
+            return int(uid)
+        if sys.platform == "darwin" or "bsd" in sys.platform:
+            creds = sock.getsockopt(_SOL_LOCAL, _LOCAL_PEERCRED, struct.calcsize("2I"))
+            _version, uid = struct.unpack("2I", creds[:8])
+            return int(uid)
+    except OSError:
+        return None
+    return None
+
+
+def peer_allowed(uid: int | None, own_uid: int) -> bool:
+    """Whether a client with ``uid`` may talk to a server run by ``own_uid``.
+
+    Only the same user. An unknown uid (a platform without peer credentials)
+    is let through: the socket's mode 0600 already keeps others out there.
+    """
+    return uid is None or uid == own_uid
+
+
+class _Server:
+    """What the accept loop and the connection tasks share."""
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        limits: Limits,
+        transport: Literal["unix", "tcp"],
+        token: str | None,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.limits = limits
+        self.transport = transport
+        self.token = token
+        self.active = 0
+        self.own_uid = os.geteuid() if hasattr(os, "geteuid") else None
+
+    async def accept_loop(self, listener: socket.socket, nursery: trio.Nursery) -> None:
+        while True:
+            await trio.lowlevel.wait_readable(listener)
+            try:
+                sock, _ = listener.accept()
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
+                    raise
+                # Out of descriptors: every other connection keeps working, and
+                # clients queue in the backlog until some are closed.
+                logger.error(
+                    "accept returned %s (%s); retrying in %s seconds",
+                    errno.errorcode[exc.errno],
+                    os.strerror(exc.errno),
+                    ACCEPT_RETRY_DELAY,
+                    exc_info=True,
+                )
+                await trio.sleep(ACCEPT_RETRY_DELAY)
+                continue
+            if self.active >= self.limits.max_connections:
+                logger.warning(
+                    "refusing a connection: %d connections already (max_connections)",
+                    self.active,
+                )
+                sock.close()
+                continue
+            self.active += 1
+            nursery.start_soon(self.run_connection, sock)
+
+    async def run_connection(self, sock: socket.socket) -> None:
+        try:
+            sock.setblocking(False)
+            uid: int | None = None
+            if self.transport == "unix":
+                uid = peer_uid(sock)
+                if self.own_uid is not None and not peer_allowed(uid, self.own_uid):
+                    logger.warning("refusing a connection from uid %s (not ours)", uid)
+                    return
+            else:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = Connection(
+                sock,
+                self.dispatcher,
+                self.limits,
+                transport=self.transport,
+                peer_uid=uid,
+                token=self.token,
+            )
+            await conn.serve()
+        except Exception:
+            # One connection's failure must never take the server down.
+            logger.exception("connection handler failed")
+        finally:
+            self.active -= 1
+            sock.close()
+
+
+def _bind_unix(path: str) -> socket.socket:
+    """A listening Unix socket at ``path`` whose file is mode 0600 from the start.
+
+    The mode of the socket file comes from the umask at bind(2) time, so the
+    umask is tightened around the (synchronous) bind: no other user can
+    connect in the window before a chmod. A leftover socket file nobody
+    listens on is replaced; a live one is left alone (EADDRINUSE).
+    """
+    if len(os.fsencode(path)) > _max_unix_path():
+        raise OSError(
+            errno.ENAMETOOLONG,
+            f"socket path is {len(os.fsencode(path))} bytes, over the platform's "
+            f"AF_UNIX limit of {_max_unix_path()}: choose a shorter path",
+            path,
+        )
+    _remove_stale_socket(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old_umask = os.umask(0o177)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old_umask)
+        os.chmod(path, 0o600)
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _max_unix_path() -> int:
+    return 103 if sys.platform == "darwin" or "bsd" in sys.platform else 107
+
+
+def _remove_stale_socket(path: str) -> None:
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        return  # bind fails with EADDRINUSE and names the path
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except (ConnectionRefusedError, FileNotFoundError):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    except OSError:
+        pass
+    finally:
+        probe.close()
+
+
+async def serve_unix(
+    path: str | os.PathLike[str],
+    dispatcher: Dispatcher,
+    *,
+    limits: Limits = Limits(),  # noqa: B008  (frozen, so sharing the default is safe)
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``dispatcher`` on a Unix socket at ``path`` until cancelled.
+
+    The socket file is created with mode 0600 and removed on exit (if it is
+    still ours). Connections from another uid are refused and logged; beyond
+    ``limits.max_connections`` new connections are closed at once.
+    ``task_status.started(path)`` is called once the socket is listening, so
+    ``await nursery.start(serve_unix, ...)`` returns when clients can connect.
+    """
+    path = os.fspath(path)
+    listener = _bind_unix(path)
+    ino = os.stat(path).st_ino
+    server = _Server(dispatcher, limits, "unix", None)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.accept_loop, listener, nursery)
+            task_status.started(path)
+    finally:
+        listener.close()
+        try:
+            if os.stat(path).st_ino == ino:
+                os.unlink(path)
+        except OSError:
+            pass
+
+
+async def serve_tcp(
+    host: str,
+    port: int,
+    dispatcher: Dispatcher,
+    *,
+    token: str,
+    limits: Limits = Limits(),  # noqa: B008
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve ``dispatcher`` on TCP ``host:port`` (port 0: any free one) until cancelled.
+
+    Meant for loopback: every request before a successful ``system.attach``
+    whose params carry ``token`` is answered -32001 and never reaches the
+    dispatcher. ``task_status.started("host:port")`` names the bound address.
+    """
+    if not token:
+        raise ValueError("serve_tcp needs a non-empty token")
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, _, _, _, sockaddr = infos[0]
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(sockaddr)
+        listener.listen(BACKLOG)
+        listener.setblocking(False)
+        bound_host, bound_port = listener.getsockname()[:2]
+    except BaseException:
+        listener.close()
+        raise
+    address = f"[{bound_host}]:{bound_port}" if ":" in bound_host else f"{bound_host}:{bound_port}"
+    server = _Server(dispatcher, limits, "tcp", token)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(server.accept_loop, listener, nursery)
+            task_status.started(address)
+    finally:
+        listener.close()
