@@ -530,11 +530,16 @@ class Supervisor:
                     child.started_at = time.time()
                     child._up_since = anyio.current_time()
                 await spec.target(*spec.args)
-        except self._cancelled_exc:
-            self._record_exit(child, "cancelled", None)
-            raise
         except Exception as exc:
             error = exc
+        except BaseException as exc:
+            # Cancellation (maybe grouped by a nursery inside the child), or
+            # KeyboardInterrupt and friends: recorded, never restarted, re-raised.
+            if self._is_cancellation(exc):
+                self._record_exit(child, "cancelled", None)
+            else:
+                self._record_exit(child, "error", exc)
+            raise
         if error is None and child.state == "starting" and child.value is _MISSING:
             # Returned without task_status.started(): it never became ready,
             # which is a failure (a start failure, or on a restart a crash).
@@ -551,6 +556,13 @@ class Supervisor:
         if child._deliberate:
             return None
         return self._after_exit(child, error)
+
+    def _is_cancellation(self, exc: BaseException) -> bool:
+        if isinstance(exc, self._cancelled_exc):
+            return True
+        if isinstance(exc, BaseExceptionGroup):
+            return exc.split(self._cancelled_exc)[1] is None
+        return False
 
     def _record_exit(self, child: ChildHandle, reason: str, error: BaseException | None) -> None:
         child.last_exit = {
