@@ -16,6 +16,11 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``bicameral`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
+    from bicameral.cli._fast import try_fast
+
+    code = try_fast(args)
+    if code is not None:
+        raise SystemExit(code)
     from bicameral.cli._app import run
 
     run(args)

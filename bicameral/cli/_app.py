@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 import bicameral
+from bicameral.cli._daemon import daemon_app
 
 app = typer.Typer(
     name="bicameral",
@@ -16,6 +17,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(daemon_app, name="daemon")
 
 
 def _version(value: bool) -> None:

@@ -1,5 +1,64 @@
-"""The bicameral daemon: one detached Trio process per user and state directory."""
+"""The bicameral daemon: one detached Trio process per user and state directory.
 
+Two halves with different import budgets:
+
+- the client side (:func:`start`, :func:`stop`, :func:`status`,
+  :func:`restart`, :func:`is_alive`, :func:`resolve_paths`), which the CLI's
+  fast path calls, imports only the standard library;
+- the server side (:func:`serve`, the plugin interface :class:`DaemonPlugin`
+  and :class:`DaemonHost`) imports Trio, the supervisor and the protocol, and
+  is loaded lazily on first use of those names.
+"""
+
+from __future__ import annotations
+
+from bicameral.daemon._control import StartError, is_alive, restart, start, status, stop
+from bicameral.daemon._descriptor import Descriptor, MalformedDescriptor, read_descriptor
 from bicameral.daemon._errors import ConfigError, DaemonError
+from bicameral.daemon._paths import DaemonPaths, check_private_dir, resolve_paths
 
-__all__ = ["ConfigError", "DaemonError"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from bicameral.daemon._plugin import DaemonHost, DaemonPlugin
+    from bicameral.daemon._serve import ServeOptions, serve
+
+__all__ = [
+    "ConfigError",
+    "DaemonError",
+    "DaemonHost",
+    "DaemonPaths",
+    "DaemonPlugin",
+    "Descriptor",
+    "MalformedDescriptor",
+    "ServeOptions",
+    "StartError",
+    "check_private_dir",
+    "is_alive",
+    "read_descriptor",
+    "resolve_paths",
+    "restart",
+    "serve",
+    "start",
+    "status",
+    "stop",
+]
+
+_LAZY = {
+    "DaemonHost": "bicameral.daemon._plugin",
+    "DaemonPlugin": "bicameral.daemon._plugin",
+    "ServeOptions": "bicameral.daemon._serve",
+    "serve": "bicameral.daemon._serve",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bicameral.daemon' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,189 @@
+"""``bicameral daemon ...``: the Typer sub-application.
+
+Thin by design: each command turns its options into the dict the fast path's
+runners take (:mod:`bicameral.cli._fast`) and exits with their code, so a
+command behaves identically whether the fast path or Typer parsed it. Typer
+sees ``start``, ``stop`` and ``status`` only for ``--help`` and for command
+lines the fast path declined (usually because they are wrong, and Typer's
+usage error is the right answer).
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bicameral.cli import _fast
+
+__all__ = ["daemon_app"]
+
+daemon_app = typer.Typer(
+    name="daemon",
+    help="Start, stop and inspect the per-user bicameral daemon.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class Transport(enum.StrEnum):
+    """How clients reach the daemon."""
+
+    unix = "unix"
+    tcp = "tcp"
+
+
+SocketOpt = Annotated[
+    Path | None,
+    typer.Option("--socket", help="Unix socket path (default: <home>/daemon.sock)."),
+]
+DescriptorOpt = Annotated[
+    Path | None,
+    typer.Option("--descriptor", help="Descriptor path (default: <home>/daemon.json)."),
+]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="Configuration file (default: <home>/config.toml)."),
+]
+WaitOpt = Annotated[
+    float,
+    typer.Option("--wait", min=0.0, help="Seconds to wait for the daemon to be ready."),
+]
+TimeoutOpt = Annotated[
+    float,
+    typer.Option("--timeout", min=0.0, help="Seconds of graceful stop before SIGKILL."),
+]
+TransportOpt = Annotated[
+    Transport | None,
+    typer.Option(
+        "--transport",
+        case_sensitive=True,
+        help="unix (default; tcp on Windows) or tcp: loopback TCP with a token.",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object even on a terminal.")]
+
+
+def _home(ctx: typer.Context) -> str | None:
+    obj = ctx.find_root().obj
+    home = obj.get("home") if isinstance(obj, dict) else None
+    return str(home) if home else None
+
+
+def _options(**values: Any) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name, value in values.items():
+        if value is None or value is False:
+            continue
+        if isinstance(value, Transport):
+            options[name] = value.value
+        elif isinstance(value, Path):
+            options[name] = str(value)
+        else:
+            options[name] = value
+    return options
+
+
+@daemon_app.command()
+def start(
+    ctx: typer.Context,
+    *,
+    socket: SocketOpt = None,
+    descriptor: DescriptorOpt = None,
+    config: ConfigOpt = None,
+    wait: WaitOpt = 10.0,
+    transport: TransportOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Start the daemon in the background; returns once it answers."""
+    options = _options(
+        socket=socket,
+        descriptor=descriptor,
+        config=config,
+        wait=wait,
+        transport=transport,
+        json=json,
+    )
+    raise typer.Exit(_fast.run_start(_home(ctx), options))
+
+
+@daemon_app.command()
+def stop(
+    ctx: typer.Context,
+    *,
+    descriptor: DescriptorOpt = None,
+    timeout: TimeoutOpt = 10.0,
+    json: JsonOpt = False,
+) -> None:
+    """Stop the daemon: SIGTERM, then SIGKILL after --timeout seconds."""
+    options = _options(descriptor=descriptor, timeout=timeout, json=json)
+    raise typer.Exit(_fast.run_stop(_home(ctx), options))
+
+
+@daemon_app.command()
+def restart(
+    ctx: typer.Context,
+    *,
+    socket: SocketOpt = None,
+    descriptor: DescriptorOpt = None,
+    config: ConfigOpt = None,
+    wait: WaitOpt = 10.0,
+    timeout: TimeoutOpt = 10.0,
+    transport: TransportOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Stop the daemon if it runs, then start it; prints the previous pid."""
+    options = _options(
+        socket=socket,
+        descriptor=descriptor,
+        config=config,
+        wait=wait,
+        timeout=timeout,
+        transport=transport,
+        json=json,
+    )
+    raise typer.Exit(_fast.run_restart(_home(ctx), options))
+
+
+@daemon_app.command()
+def status(
+    ctx: typer.Context,
+    *,
+    descriptor: DescriptorOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Show whether the daemon runs, and its supervisor tree.
+
+    Exit codes (LSB): 0 running, 1 stale descriptor, 3 stopped, 4 unresponsive
+    or unknown.
+    """
+    options = _options(descriptor=descriptor, json=json)
+    raise typer.Exit(_fast.run_status(_home(ctx), options))
+
+
+@daemon_app.command()
+def serve(
+    ctx: typer.Context,
+    *,
+    socket: SocketOpt = None,
+    descriptor: DescriptorOpt = None,
+    config: ConfigOpt = None,
+    transport: TransportOpt = None,
+) -> None:
+    """Run the daemon in the foreground (for systemd, launchd, containers)."""
+    from bicameral.daemon._paths import resolve_paths
+    from bicameral.daemon._platform import default_transport
+    from bicameral.daemon._serve import ServeOptions
+    from bicameral.daemon._serve import serve as serve_daemon
+
+    paths = resolve_paths(
+        _home(ctx),
+        descriptor=str(descriptor) if descriptor else None,
+        socket=str(socket) if socket else None,
+        config=str(config) if config else None,
+    )
+    chosen = transport.value if transport is not None else default_transport()
+    raise typer.Exit(serve_daemon(ServeOptions(paths, transport=chosen)))

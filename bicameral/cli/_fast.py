@@ -1,0 +1,364 @@
+"""The CLI's fast path: the hot commands without importing Typer.
+
+``import typer`` alone costs ~70-90 ms here, most of the 100 ms budget of
+``bicameral daemon status``. So :func:`try_fast` parses, by hand, exactly the
+command lines in :data:`FAST_COMMANDS` and runs them with the standard
+library only (plus :mod:`bicameral.daemon`'s client side). Anything it does
+not recognise (help, a typo, a bad value, another command) returns ``None``
+and the caller falls through to Typer, which then produces the very same
+behaviour or the proper usage error. So the fast path may decline whenever in
+doubt, and must never accept a command line Typer would reject.
+
+The command implementations (``run_start``, ``run_stop``...) and the output
+rules live here too, and the Typer commands in :mod:`bicameral.cli._daemon`
+call them, so both paths print byte-for-byte the same thing:
+
+- one JSON object on stdout when stdout is not a terminal or ``--json`` is
+  given, else a readable summary;
+- diagnostics on stderr, one line, never a traceback for a user's error.
+
+To add a fast command (the MCP bridge will), add a row to
+:data:`FAST_COMMANDS`: the words after the global options, the options it
+takes (name -> kind: ``"path"``, ``"float"``, ``"flag"``, or a tuple of
+choices) and a runner ``f(home, options) -> exit code``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from bicameral.daemon._paths import DaemonPaths
+
+    OptionKind = str | tuple[str, ...]
+    Runner = Callable[[str | None, dict[str, Any]], int]
+
+__all__ = [
+    "FAST_COMMANDS",
+    "emit",
+    "run_restart",
+    "run_start",
+    "run_status",
+    "run_stop",
+    "try_fast",
+]
+
+
+# --- output ----------------------------------------------------------------------
+
+
+def wants_json(json_flag: bool) -> bool:
+    """JSON when asked for, or when stdout is not a terminal (a script reads it)."""
+    if json_flag:
+        return True
+    try:
+        return not sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return True
+
+
+def emit(result: dict[str, Any], as_json: bool, human: str) -> None:
+    """Print ``result`` as one JSON line, or ``human`` for a person."""
+    text = json.dumps(result) if as_json else human
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def error(message: str) -> None:
+    """One diagnostic line on stderr."""
+    sys.stderr.write(f"bicameral: error: {message}\n")
+    sys.stderr.flush()
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(s, 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    if h < 24:
+        return f"{h}h{m:02d}m"
+    d, h = divmod(h, 24)
+    return f"{d}d{h:02d}h"
+
+
+def render_tree(node: dict[str, Any], indent: str = "  ") -> list[str]:
+    """The supervisor snapshot as indented lines: name, kind, state, restarts."""
+    lines: list[str] = []
+
+    def walk(entry: dict[str, Any], depth: int) -> None:
+        parts = [f"{indent * depth}{entry.get('name', '?')}", f"[{entry.get('kind', '?')}]"]
+        parts.append(str(entry.get("state", "?")))
+        restarts = entry.get("restarts") or 0
+        if restarts:
+            parts.append(f"restarts={restarts}")
+        last = entry.get("last_exit")
+        if isinstance(last, dict) and last.get("reason") == "error":
+            parts.append(f"last error: {last.get('error')}")
+        lines.append(" ".join(parts))
+        children = entry.get("children")
+        if isinstance(children, list):
+            for child in children:
+                if isinstance(child, dict):
+                    walk(child, depth + 1)
+
+    walk(node, 1)
+    return lines
+
+
+def _where(result: dict[str, Any]) -> str:
+    if result.get("transport") == "tcp":
+        return f"tcp {result.get('address')}"
+    return f"socket {result.get('socket_path')}"
+
+
+# --- commands ----------------------------------------------------------------------
+
+
+def _paths(home: str | None, options: dict[str, Any]) -> DaemonPaths:
+    from bicameral.daemon._paths import resolve_paths
+
+    return resolve_paths(
+        home,
+        descriptor=options.get("descriptor"),
+        socket=options.get("socket"),
+        config=options.get("config"),
+    )
+
+
+def run_start(home: str | None, options: dict[str, Any]) -> int:
+    """``bicameral daemon start``: exit 0 started or already running, 1 failed."""
+    from bicameral.daemon._control import StartError, start
+    from bicameral.daemon._errors import DaemonError
+
+    as_json = wants_json(bool(options.get("json")))
+    paths = _paths(home, options)
+    try:
+        result = start(
+            paths, wait=float(options.get("wait", 10.0)), transport=options.get("transport")
+        )
+    except StartError as exc:
+        error(f"daemon failed to start: {exc.reason} (log: {exc.log_path})")
+        if as_json:
+            emit({"status": "failed", "error": exc.reason, "log_path": exc.log_path}, True, "")
+        return 1
+    except DaemonError as exc:
+        error(str(exc))
+        if as_json:
+            emit({"status": "failed", "error": str(exc), "log_path": str(paths.log)}, True, "")
+        return 1
+    verb = "started" if result["status"] == "started" else "already running"
+    emit(result, as_json, f"bicameral daemon {verb} (pid {result['pid']}, {_where(result)})")
+    return 0
+
+
+def run_stop(home: str | None, options: dict[str, Any]) -> int:
+    """``bicameral daemon stop``: exit 0 stopped, already stopped or stale; 1 failed."""
+    from bicameral.daemon._control import stop
+    from bicameral.daemon._errors import DaemonError
+
+    as_json = wants_json(bool(options.get("json")))
+    try:
+        result = stop(_paths(home, options), timeout=float(options.get("timeout", 10.0)))
+    except DaemonError as exc:
+        error(str(exc))
+        if as_json:
+            emit({"status": "failed", "error": str(exc)}, True, "")
+        return 1
+    if result["status"] == "already-stopped":
+        human = "bicameral daemon is not running"
+    elif result.get("stale"):
+        pid = result.get("pid")
+        human = (
+            f"removed a stale descriptor (pid {pid} was not the daemon)"
+            if pid is not None
+            else "removed an unreadable descriptor"
+        )
+    else:
+        how = " (killed after the timeout)" if result.get("killed") else ""
+        human = f"bicameral daemon stopped (pid {result['pid']}){how}"
+    emit(result, as_json, human)
+    return 0
+
+
+def run_status(home: str | None, options: dict[str, Any]) -> int:
+    """``bicameral daemon status``: LSB exit codes 0 running, 1 stale, 3 stopped, 4 unknown."""
+    from bicameral.daemon._control import STATUS_EXIT_CODES, status
+    from bicameral.daemon._errors import DaemonError
+
+    as_json = wants_json(bool(options.get("json")))
+    paths = _paths(home, options)
+    try:
+        result = status(paths)
+    except DaemonError as exc:
+        error(str(exc))
+        if as_json:
+            emit(
+                {"status": "unknown", "descriptor_path": str(paths.descriptor), "error": str(exc)},
+                True,
+                "",
+            )
+        return 4
+    state = result["status"]
+    if state == "running":
+        lines = [
+            f"bicameral daemon running (pid {result['pid']}, up {_duration(result['uptime_s'])}, "
+            f"version {result['daemon_version']}, health {result.get('health', '?')})",
+            f"  {_where(result)}",
+            f"  descriptor {result['descriptor_path']}",
+        ]
+        if isinstance(result.get("tree"), dict):
+            lines.append("  tree:")
+            lines.extend(render_tree(result["tree"], "  "))
+        human = "\n".join(lines)
+    elif state == "stopped":
+        human = "bicameral daemon is not running"
+    elif state == "stale":
+        human = (
+            f"stale descriptor {result['descriptor_path']} (pid {result['pid']} is not the "
+            "daemon); `bicameral daemon stop` cleans it up"
+        )
+    else:
+        human = (
+            f"bicameral daemon pid {result['pid']} is not answering ({result.get('error')}); "
+            "try `bicameral daemon stop`"
+        )
+        error(f"daemon pid {result['pid']} is not answering: {result.get('error')}")
+    emit(result, as_json, human)
+    return STATUS_EXIT_CODES[state]
+
+
+def run_restart(home: str | None, options: dict[str, Any]) -> int:
+    """``bicameral daemon restart``: stop if running, then start; prints ``previous_pid``."""
+    from bicameral.daemon._control import StartError, restart
+    from bicameral.daemon._errors import DaemonError
+
+    as_json = wants_json(bool(options.get("json")))
+    paths = _paths(home, options)
+    try:
+        result = restart(
+            paths,
+            wait=float(options.get("wait", 10.0)),
+            timeout=float(options.get("timeout", 10.0)),
+            transport=options.get("transport"),
+        )
+    except StartError as exc:
+        error(f"daemon failed to start: {exc.reason} (log: {exc.log_path})")
+        if as_json:
+            emit({"status": "failed", "error": exc.reason, "log_path": exc.log_path}, True, "")
+        return 1
+    except DaemonError as exc:
+        error(str(exc))
+        if as_json:
+            emit({"status": "failed", "error": str(exc), "log_path": str(paths.log)}, True, "")
+        return 1
+    previous = result.get("previous_pid")
+    was = f", was pid {previous}" if previous is not None else ""
+    emit(
+        result,
+        as_json,
+        f"bicameral daemon started (pid {result['pid']}{was}, {_where(result)})",
+    )
+    return 0
+
+
+# --- the parser ------------------------------------------------------------------------
+
+_START_OPTIONS: dict[str, OptionKind] = {
+    "--socket": "path",
+    "--descriptor": "path",
+    "--config": "path",
+    "--wait": "float",
+    "--transport": ("unix", "tcp"),
+    "--json": "flag",
+}
+
+FAST_COMMANDS: dict[tuple[str, ...], tuple[dict[str, OptionKind], Runner]] = {
+    ("daemon", "start"): (_START_OPTIONS, run_start),
+    ("daemon", "stop"): (
+        {"--descriptor": "path", "--timeout": "float", "--json": "flag"},
+        run_stop,
+    ),
+    ("daemon", "status"): ({"--descriptor": "path", "--json": "flag"}, run_status),
+}
+"""Command words -> (options, runner). Options are ``--name``: kind."""
+
+
+def _convert(kind: OptionKind, raw: str) -> Any:
+    """The option's value, or ``None`` when Typer would reject it (so it reports it)."""
+    if isinstance(kind, tuple):
+        return raw if raw in kind else None
+    if kind == "float":
+        try:
+            value = float(raw)
+        except ValueError:
+            return None
+        return value if value >= 0 else None
+    if kind == "path":
+        return raw if raw else None
+    return None  # pragma: no cover
+
+
+def _parse_options(args: list[str], spec: dict[str, OptionKind]) -> dict[str, Any] | None:
+    options: dict[str, Any] = {}
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        name, eq, inline = arg.partition("=")
+        kind = spec.get(name)
+        if kind is None or not name.startswith("--"):
+            return None
+        if kind == "flag":
+            if eq:
+                return None
+            options[name[2:]] = True
+            i += 1
+            continue
+        if eq:
+            raw = inline
+            i += 1
+        else:
+            if i + 1 >= len(args):
+                return None
+            raw = args[i + 1]
+            i += 2
+        value = _convert(kind, raw)
+        if value is None:
+            return None
+        options[name[2:]] = value  # the last occurrence wins, as in Click
+    return options
+
+
+def try_fast(argv: list[str]) -> int | None:
+    """Run ``argv`` if it is a fast command; its exit code, or ``None`` to use Typer."""
+    i = 0
+    home: str | None = None
+    while i < len(argv) and argv[i].startswith("--home"):
+        name, eq, inline = argv[i].partition("=")
+        if name != "--home":
+            return None
+        if eq:
+            home, i = inline, i + 1
+        elif i + 1 < len(argv):
+            home, i = argv[i + 1], i + 2
+        else:
+            return None
+        if not home:
+            return None
+    for words, (spec, runner) in FAST_COMMANDS.items():
+        end = i + len(words)
+        if tuple(argv[i:end]) == words:
+            options = _parse_options(argv[end:], spec)
+            if options is None:
+                return None
+            return runner(home, options)
+    return None

@@ -1,0 +1,709 @@
+"""The client side: start, stop, inspect a daemon from another process.
+
+This module is what ``bicameral daemon start|stop|status`` run, on the CLI's
+fast path, so it imports only the standard library (and the protocol's
+blocking client): no trio, anyio, typer or psutil. The results are plain
+dicts, exactly the JSON objects of SPEC §5, so the CLI only prints them.
+
+The rules it keeps (SPEC §5, §6):
+
+- The lock decides who spawns. ``start`` takes ``daemon.lock`` before it
+  spawns and passes the locked descriptor to the daemon, so of many
+  concurrent starts exactly one spawns; the others wait for that daemon's
+  descriptor (inotify on Linux, no sleep loop) and report it as
+  already-running, with the same pid.
+- Readiness comes down a pipe (:mod:`._readiness`): ``start`` returns the
+  moment the daemon has published its descriptor, or prints why it could not.
+  A failed start kills what it spawned, so nothing is left behind.
+- Identity before signals: ``stop`` signals only a process whose pid, start
+  time and uid match the descriptor, through a pidfd that pins it, and waits
+  for its exit with ``poll`` on that pidfd, so a zombie (exited, not yet
+  reaped) is seen as stopped at once.
+- Only a lock holder deletes: a stale descriptor or socket is removed only
+  while holding the lock, so a cleanup can never race a daemon that is
+  starting at the same moment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import sys
+import time
+
+from bicameral.daemon._descriptor import (
+    Descriptor,
+    MalformedDescriptor,
+    read_descriptor,
+    remove_descriptor_if,
+)
+from bicameral.daemon._errors import DaemonError
+from bicameral.daemon._identity import ProcessHandle, identity_matches, probe, reap_if_child
+from bicameral.daemon._lock import LockFile, read_holder
+from bicameral.daemon._platform import default_transport, detach_popen_kwargs, stop_uses_rpc
+from bicameral.daemon._readiness import READY_FD_ENV, read_readiness
+from bicameral.protocol._errors import RPCError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from bicameral.daemon._paths import DaemonPaths
+
+__all__ = [
+    "LOCK_FD_ENV",
+    "StartError",
+    "call",
+    "inspect",
+    "is_alive",
+    "restart",
+    "start",
+    "status",
+    "stop",
+]
+
+LOCK_FD_ENV = "BICAMERAL_LOCK_FD"
+"""Environment variable carrying the inherited, already locked ``daemon.lock`` descriptor."""
+
+STATUS_EXIT_CODES = {"running": 0, "stale": 1, "stopped": 3, "unresponsive": 4, "unknown": 4}
+"""LSB ``status`` exit codes (SPEC §5)."""
+
+KILL_WAIT = 5.0
+"""How long to wait for a SIGKILLed daemon to be gone; the kernel needs milliseconds."""
+
+
+class StartError(DaemonError):
+    """The daemon could not be started; ``log_path`` names where to look."""
+
+    def __init__(self, reason: str, log_path: str | None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.log_path = log_path
+
+
+# --- inspection -------------------------------------------------------------
+
+
+class Inspection:
+    """What the descriptor says and whether its process is the daemon.
+
+    ``state`` is ``missing`` (no descriptor), ``malformed``, ``stale`` (its
+    process is dead, a zombie or another process) or ``alive``.
+    """
+
+    __slots__ = ("descriptor", "error", "state")
+
+    def __init__(self, state: str, descriptor: Descriptor | None, error: str | None = None):
+        self.state = state
+        self.descriptor = descriptor
+        self.error = error
+
+
+def inspect(paths: DaemonPaths) -> Inspection:
+    """Read the descriptor and check its process's identity (no RPC)."""
+    try:
+        descriptor = read_descriptor(paths.descriptor)
+    except MalformedDescriptor as exc:
+        return Inspection("malformed", None, str(exc))
+    if descriptor is None:
+        return Inspection("missing", None)
+    if identity_matches(probe(descriptor.pid), descriptor.process_start_time):
+        return Inspection("alive", descriptor)
+    return Inspection("stale", descriptor)
+
+
+def is_alive(paths: DaemonPaths) -> bool:
+    """Whether the descriptor names a live daemon process (it may still not answer)."""
+    return inspect(paths).state == "alive"
+
+
+def _check_home(paths: DaemonPaths, *, create: bool) -> bool:
+    """Check the private directories; ``False`` if they do not exist and ``create`` is off."""
+    from bicameral.daemon._paths import check_private_dir
+
+    for directory in paths.private_dirs():
+        if not create and not os.path.lexists(directory):
+            return False
+        check_private_dir(directory, create=create)
+    return True
+
+
+# --- RPC ----------------------------------------------------------------------
+
+
+def call(descriptor: Descriptor, method: str, params: Any = None, *, timeout: float = 2.0) -> Any:
+    """One JSON-RPC call to the daemon ``descriptor`` names (attaching with the token on TCP).
+
+    Raises ``OSError`` (including ``TimeoutError`` and ``ConnectionError``)
+    when the daemon cannot be reached or does not answer within ``timeout``,
+    and ``RPCError`` when it answers with an error.
+    """
+    from bicameral.protocol import BlockingClient
+
+    if descriptor.transport == "tcp":
+        client = BlockingClient.connect_tcp(
+            descriptor.address or "", descriptor.token or "", timeout=timeout
+        )
+    else:
+        client = BlockingClient.connect_unix(descriptor.socket_path or "", timeout=timeout)
+    with client:
+        return client.call(method, params, timeout=timeout)
+
+
+def _ping(descriptor: Descriptor, deadline: float) -> bool:
+    """Wait until the daemon answers ``system.version`` or ``deadline`` passes.
+
+    Only reached for a daemon whose process is alive: normally it answers the
+    first call. A daemon that is alive but whose socket refuses connections is
+    retried every 50 ms until the deadline (the abnormal case SPEC §5 calls
+    "alive but not answering").
+    """
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            call(descriptor, "system.version", timeout=remaining)
+        except OSError:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(0.05, remaining))
+            continue
+        except (RPCError, ValueError):
+            return False
+        return True
+
+
+# --- cleanup ------------------------------------------------------------------
+
+
+def _remove_socket(path: str | None) -> None:
+    if not path:
+        return
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _clean_stale(paths: DaemonPaths, inspection: Inspection, lock: LockFile | None = None) -> bool:
+    """Remove a stale or malformed descriptor (and a stale socket) under the lock.
+
+    Returns ``False`` without touching anything when another process holds
+    the lock: that is a daemon starting, which will replace both.
+    """
+    held = lock if lock is not None else LockFile.try_acquire(paths.lock)
+    if held is None:
+        return False
+    try:
+        descriptor = inspection.descriptor
+        if inspection.state == "malformed":
+            remove_descriptor_if(paths.descriptor, pid=None, start_time=None)
+        elif descriptor is not None:
+            reap_if_child(descriptor.pid)
+            if remove_descriptor_if(
+                paths.descriptor, pid=descriptor.pid, start_time=descriptor.process_start_time
+            ):
+                _remove_socket(descriptor.socket_path)
+    finally:
+        if lock is None:
+            held.release()
+    return True
+
+
+# --- start ----------------------------------------------------------------------
+
+
+def _started(status: str, descriptor: Descriptor, paths: DaemonPaths) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "status": status,
+        "pid": descriptor.pid,
+        "socket_path": descriptor.socket_path,
+        "descriptor_path": str(paths.descriptor),
+    }
+    if descriptor.transport == "tcp":
+        result["transport"] = "tcp"
+        result["address"] = descriptor.address
+    return result
+
+
+def start(
+    paths: DaemonPaths,
+    *,
+    wait: float = 10.0,
+    transport: str | None = None,
+    python: str | None = None,
+) -> dict[str, Any]:
+    """Start a detached daemon and return once it is ready (SPEC §5 ``start``).
+
+    Returns ``{"status": "started" | "already-running", "pid", "socket_path",
+    "descriptor_path"}``. Raises :class:`StartError` (reason and log path) when
+    it cannot start, and :class:`DaemonError` for an unusable state dir or a
+    daemon that is alive but does not answer within ``wait`` seconds.
+    """
+    _check_home(paths, create=True)
+    transport = transport or default_transport()
+    deadline = time.monotonic() + wait
+    watcher: _Watcher | None = None
+    try:
+        while True:
+            found = inspect(paths)
+            if found.state == "alive":
+                assert found.descriptor is not None
+                if _ping(found.descriptor, deadline):
+                    return _started("already-running", found.descriptor, paths)
+                raise DaemonError(
+                    f"daemon pid {found.descriptor.pid} is running but not answering "
+                    f"after {wait:g} s; run `bicameral daemon stop` (log: {paths.log})"
+                )
+            lock = LockFile.try_acquire(paths.lock)
+            if lock is not None:
+                with lock:
+                    if found.state in ("malformed", "stale"):
+                        _clean_stale(paths, found, lock)
+                    spawned = _spawn_and_wait(paths, lock, transport, deadline, python)
+                if spawned is not None:
+                    return _started("started", spawned, paths)
+                # BUSY: lost the lock to another daemon after all; wait for it.
+                continue
+            # Another start holds the lock: its daemon is starting. Arm the
+            # watcher first, then look again, so no change can slip between.
+            if watcher is None:
+                watcher = _Watcher(paths)
+                continue
+            if not watcher.wait(deadline):
+                holder = read_holder(paths.lock)
+                raise DaemonError(
+                    f"another daemon (pid {holder or '?'}) holds {paths.lock} but did not "
+                    f"become ready within {wait:g} s; run `bicameral daemon stop` "
+                    f"(log: {paths.log})"
+                )
+    finally:
+        if watcher is not None:
+            watcher.close()
+
+
+def _daemon_argv(paths: DaemonPaths, transport: str, python: str | None) -> list[str]:
+    argv = [
+        python or sys.executable,
+        "-m",
+        "bicameral.daemon",
+        "serve",
+        "--detached",
+        "--home",
+        str(paths.home),
+        "--descriptor",
+        str(paths.descriptor),
+        "--socket",
+        str(paths.socket),
+        "--transport",
+        transport,
+    ]
+    if paths.config_explicit:
+        argv += ["--config", str(paths.config)]
+    return argv
+
+
+def _spawn_and_wait(
+    paths: DaemonPaths,
+    lock: LockFile,
+    transport: str,
+    deadline: float,
+    python: str | None,
+) -> Descriptor | None:
+    """Spawn the daemon holding ``lock`` and wait for its readiness line.
+
+    Returns its descriptor once ready, ``None`` if it reports BUSY, and raises
+    :class:`StartError` otherwise, after making sure it is gone.
+    """
+    argv = _daemon_argv(paths, transport, python)
+    log_path = str(paths.log)
+    read_end, write_end = os.pipe()
+    try:
+        try:
+            log_fd = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except OSError as exc:
+            raise StartError(f"cannot open log {log_path}: {exc.strerror}", log_path) from None
+        lock_fd = lock.fileno()
+        if sys.platform == "win32":  # pragma: no cover - the daemon locks by itself there
+            lock.release()
+        try:
+            child = _spawn(argv, write_end, lock_fd, log_fd)
+        except OSError as exc:
+            raise StartError(f"cannot run {argv[0]}: {exc.strerror}", log_path) from None
+        finally:
+            os.close(log_fd)
+            os.close(write_end)
+            write_end = -1
+        message = read_readiness(read_end, max(0.0, deadline - time.monotonic()))
+    finally:
+        os.close(read_end)
+        if write_end >= 0:
+            os.close(write_end)
+    if message.kind == "READY":
+        found = inspect(paths)
+        if found.descriptor is not None and found.descriptor.pid == child.pid:
+            return found.descriptor
+        child.kill_and_wait()
+        raise StartError("daemon reported ready but its descriptor is missing", log_path)
+    if message.kind == "BUSY":
+        child.wait(KILL_WAIT)
+        return None
+    if message.kind == "ERROR":
+        if not child.wait(KILL_WAIT):
+            child.kill_and_wait()
+        raise StartError(message.detail or "daemon failed to start", log_path)
+    if message.kind == "EOF":
+        code = child.wait(KILL_WAIT)
+        what = f"exit status {code}" if code is not None else "no status"
+        raise StartError(f"daemon exited during startup ({what})", log_path)
+    # TIMEOUT: kill it, and whatever it may have published meanwhile.
+    child.kill_and_wait()
+    remove_descriptor_if(paths.descriptor, pid=child.pid, start_time=None)
+    raise StartError("daemon did not become ready in time", log_path)
+
+
+class _Child:
+    """The spawned daemon, from its parent's side, for the failure paths.
+
+    Until the parent reaps it, the pid cannot be reused, so signalling it by
+    pid is safe here.
+    """
+
+    def __init__(self, pid: int, popen: Any = None) -> None:
+        self.pid = pid
+        self._popen = popen
+
+    def wait(self, timeout: float) -> int | None:
+        """Reap the child within ``timeout``; its exit code, or ``None`` if still running."""
+        if self._popen is not None:  # pragma: no cover - Windows
+            import subprocess
+
+            try:
+                code: int = self._popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                return None
+            return code
+        with ProcessHandle(self.pid, _pidfd(self.pid)) as handle:
+            if not handle.wait(timeout):
+                return None
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            return None
+        return os.waitstatus_to_exitcode(status)
+
+    def kill_and_wait(self) -> None:
+        if self._popen is not None:  # pragma: no cover - Windows
+            self._popen.kill()
+            self._popen.wait()
+            return
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return None
+
+
+def _spawn(argv: list[str], ready_fd: int, lock_fd: int, log_fd: int) -> _Child:
+    """Spawn the detached daemon with the readiness pipe and the lock inherited.
+
+    POSIX uses ``os.posix_spawn`` (vfork speed, and no ``Popen`` object whose
+    finaliser would warn about a still running child): a new session, stdin
+    and stdout on ``/dev/null``, stderr appended to the log (so even an import
+    error is recorded), and the signals a daemon must handle reset to their
+    defaults in case our caller ignores them.
+    """
+    env = dict(os.environ)
+    env[READY_FD_ENV] = str(ready_fd)
+    env[LOCK_FD_ENV] = str(lock_fd)
+    if sys.platform == "win32":  # pragma: no cover - Windows
+        return _spawn_windows(argv, env, ready_fd, log_fd)
+    import signal
+
+    inheritable = (ready_fd, lock_fd)
+    for fd in inheritable:
+        os.set_inheritable(fd, True)
+    try:
+        if hasattr(os, "posix_spawn") and sys.platform.startswith("linux"):
+            reset = {signal.SIGPIPE, signal.SIGXFSZ, signal.SIGHUP, signal.SIGINT, signal.SIGTERM}
+            pid = os.posix_spawn(
+                argv[0],
+                argv,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                ],
+                setsid=True,
+                setsigmask=(),
+                setsigdef=reset,
+            )
+            return _Child(pid)
+        import subprocess  # pragma: no cover - macOS
+
+        popen = subprocess.Popen(  # pragma: no cover - macOS
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_fd,
+            pass_fds=inheritable,
+            env=env,
+            **detach_popen_kwargs(),
+        )
+        child = _Child(popen.pid)  # pragma: no cover - macOS
+        popen.returncode = 0  # pragma: no cover - reaped by us, not by Popen
+        return child  # pragma: no cover - macOS
+    finally:
+        for fd in inheritable:
+            os.set_inheritable(fd, False)
+
+
+if sys.platform == "win32":  # pragma: no cover - Windows
+
+    def _spawn_windows(
+        argv: list[str], env: dict[str, str], ready_fd: int, log_fd: int
+    ) -> _Child:  # pragma: no cover - Windows
+        """Windows: a detached process inheriting only the readiness pipe's handle."""
+        import msvcrt
+        import subprocess
+
+        handle = msvcrt.get_osfhandle(ready_fd)
+        os.set_handle_inheritable(handle, True)
+        env[READY_FD_ENV] = str(handle)
+        env.pop(LOCK_FD_ENV, None)  # the daemon takes the lock itself on Windows
+        startupinfo = subprocess.STARTUPINFO()
+        startupinfo.lpAttributeList = {"handle_list": [handle]}
+        popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=log_fd,
+            env=env,
+            startupinfo=startupinfo,
+            close_fds=True,
+            **detach_popen_kwargs(),
+        )
+        return _Child(popen.pid, popen)
+
+else:
+
+    def _spawn_windows(argv: list[str], env: dict[str, str], ready_fd: int, log_fd: int) -> _Child:
+        raise NotImplementedError("Windows only")
+
+
+class _Watcher:
+    """Wakes a waiting ``start`` when the descriptor or the lock may have changed.
+
+    On Linux it is an inotify watch on the descriptor's directory: a rename
+    onto the descriptor (it is published) or the last close of the lock file
+    (the starting daemon died and its lock went with it). Every wake-up only
+    means "look again". Elsewhere it is a 20 ms tick.
+    """
+
+    def __init__(self, paths: DaemonPaths) -> None:
+        self._names = {paths.descriptor.name.encode(), paths.lock.name.encode()}
+        self._fd: int | None = None
+        if sys.platform.startswith("linux"):
+            try:
+                self._fd = _inotify_watch(str(paths.descriptor.parent))
+            except OSError:  # pragma: no cover - inotify unavailable or exhausted
+                self._fd = None
+
+    def wait(self, deadline: float) -> bool:
+        """Block until something relevant happens (``True``) or ``deadline`` (``False``)."""
+        import select
+
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            if self._fd is None:  # pragma: no cover - not Linux
+                time.sleep(min(0.02, remaining))
+                return True
+            ready, _, _ = select.select([self._fd], [], [], remaining)
+            if not ready:
+                return False
+            if self._relevant(os.read(self._fd, 65536)):
+                return True
+
+    def _relevant(self, data: bytes) -> bool:
+        import struct
+
+        offset = 0
+        while offset + 16 <= len(data):
+            _wd, _mask, _cookie, length = struct.unpack_from("iIII", data, offset)
+            name = data[offset + 16 : offset + 16 + length].rstrip(b"\0")
+            offset += 16 + length
+            if name in self._names or not name:
+                return True
+        return False
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+_IN_CLOSE_WRITE = 0x008
+_IN_CLOSE_NOWRITE = 0x010
+_IN_MOVED_TO = 0x080
+_IN_CREATE = 0x100
+_IN_DELETE_SELF = 0x400
+_IN_NONBLOCK = 0o4000
+_IN_CLOEXEC = 0o2000000
+
+
+def _inotify_watch(directory: str) -> int:
+    """An inotify fd watching ``directory`` for files being created, renamed in or closed."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = int(libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC))
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    mask = _IN_CLOSE_WRITE | _IN_CLOSE_NOWRITE | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE_SELF
+    if libc.inotify_add_watch(fd, os.fsencode(directory), mask) < 0:
+        err = ctypes.get_errno()
+        os.close(fd)
+        raise OSError(err, os.strerror(err))
+    return fd
+
+
+# --- stop ---------------------------------------------------------------------------
+
+
+def stop(paths: DaemonPaths, *, timeout: float = 10.0) -> dict[str, Any]:
+    """Stop the daemon the descriptor names (SPEC §5 ``stop``).
+
+    Returns ``{"status": "stopped", "pid"}``, ``{"status": "already-stopped"}``,
+    or ``{"status": "stopped", "stale": true, "pid"}`` after cleaning a stale
+    descriptor. Graceful first (SIGTERM; on Windows the ``system.shutdown``
+    RPC), then SIGKILL / TerminateProcess after ``timeout`` seconds.
+    """
+    if not _check_home(paths, create=False):
+        return {"status": "already-stopped"}
+    found = inspect(paths)
+    if found.state == "missing":
+        return {"status": "already-stopped"}
+    if found.state == "malformed":
+        _clean_stale(paths, found)
+        return {"status": "stopped", "stale": True, "pid": None}
+    descriptor = found.descriptor
+    assert descriptor is not None
+    handle = (
+        ProcessHandle.open(descriptor.pid, descriptor.process_start_time)
+        if found.state == "alive"
+        else None
+    )
+    if handle is None:
+        _clean_stale(paths, Inspection("stale", descriptor))
+        return {"status": "stopped", "stale": True, "pid": descriptor.pid}
+    killed = False
+    with handle:
+        if stop_uses_rpc():  # pragma: no cover - Windows
+            with contextlib.suppress(OSError, RPCError, ValueError):
+                call(descriptor, "system.shutdown", timeout=min(timeout, 2.0))
+        else:
+            import signal
+
+            handle.send_signal(signal.SIGTERM)
+        if not handle.wait(timeout):
+            import signal
+
+            handle.send_signal(getattr(signal, "SIGKILL", signal.SIGTERM))
+            killed = True
+            if not handle.wait(KILL_WAIT):  # pragma: no cover - unkillable (D state)
+                raise DaemonError(f"daemon pid {descriptor.pid} did not exit even after SIGKILL")
+    # After a graceful stop the daemon removed both itself; after a SIGKILL
+    # they are left over and are ours to clean.
+    _clean_stale(paths, Inspection("stale", descriptor))
+    result: dict[str, Any] = {"status": "stopped", "pid": descriptor.pid}
+    if killed:
+        result["killed"] = True
+    return result
+
+
+# --- status ------------------------------------------------------------------------
+
+
+def status(paths: DaemonPaths, *, timeout: float = 2.0) -> dict[str, Any]:
+    """The daemon's status (SPEC §5): running, stopped, stale or unresponsive.
+
+    Every key is always present (``null`` when it does not apply);
+    :data:`STATUS_EXIT_CODES` maps ``status`` to the LSB exit code.
+    """
+    result: dict[str, Any] = {
+        "status": "stopped",
+        "pid": None,
+        "socket_path": None,
+        "descriptor_path": str(paths.descriptor),
+        "uptime_s": None,
+        "daemon_version": None,
+        "tree": None,
+    }
+    if not _check_home(paths, create=False):
+        return result
+    found = inspect(paths)
+    if found.state == "missing":
+        return result
+    if found.state == "malformed":
+        result["status"] = "stale"
+        result["error"] = found.error
+        return result
+    descriptor = found.descriptor
+    assert descriptor is not None
+    result["pid"] = descriptor.pid
+    result["socket_path"] = descriptor.socket_path
+    result["daemon_version"] = descriptor.daemon_version
+    if descriptor.transport == "tcp":
+        result["transport"] = "tcp"
+        result["address"] = descriptor.address
+    if found.state == "stale":
+        result["status"] = "stale"
+        return result
+    try:
+        health = call(descriptor, "system.health", timeout=timeout)
+    except (OSError, RPCError, ValueError) as exc:
+        result["status"] = "unresponsive"
+        result["error"] = str(exc) or type(exc).__name__
+        return result
+    result["status"] = "running"
+    if isinstance(health, dict):
+        result["uptime_s"] = health.get("uptime_s")
+        result["tree"] = health.get("tree")
+        result["health"] = health.get("status")
+    return result
+
+
+# --- restart ----------------------------------------------------------------------
+
+
+def restart(
+    paths: DaemonPaths,
+    *,
+    wait: float = 10.0,
+    timeout: float = 10.0,
+    transport: str | None = None,
+    python: str | None = None,
+) -> dict[str, Any]:
+    """Stop (if running) and start; start's object with ``previous_pid``."""
+    stopped = stop(paths, timeout=timeout)
+    previous = stopped.get("pid") if not stopped.get("stale") else None
+    result = start(paths, wait=wait, transport=transport, python=python)
+    result["status"] = "started"
+    result["previous_pid"] = previous
+    return result

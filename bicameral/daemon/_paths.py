@@ -1,0 +1,232 @@
+"""Where the daemon keeps its files, and the checks that make them safe to use.
+
+The state directory (``~/.bicameral``, ``$BICAMERAL_HOME`` or ``--home``) holds
+the socket, the descriptor, the lock, the log and ``config.toml``. Everything
+in it is private to the user: the directory is created 0700 and a directory
+that another user owns, or that group or others can write, is refused, because
+whoever can write there can replace the descriptor and make ``stop`` signal a
+process of their choosing.
+
+File names derive from the descriptor, so ``--descriptor /x/other.json``
+gives a whole second set (``other.json.lock``, ``other.sock``, ``other.log``)
+and two daemons never share a lock or a socket by accident:
+
+=================  ==========================  ===============================
+file               default                     with ``--descriptor D``
+=================  ==========================  ===============================
+descriptor         ``daemon.json``             ``D``
+lock               ``daemon.lock``             ``D.lock`` (SPEC §4)
+socket             ``daemon.sock``             ``D`` with ``.sock`` for ``.json``
+log                ``daemon.log``              ``D`` with ``.log`` for ``.json``
+=================  ==========================  ===============================
+
+AF_UNIX paths are limited to 107 bytes on Linux and 103 on macOS. A longer
+socket path does not fail with an obscure ``bind`` error: the daemon binds a
+short fallback instead (:func:`fallback_socket_path`) and records the real
+path in the descriptor, which is where every client looks it up.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from pathlib import Path
+
+from bicameral.daemon._errors import DaemonError
+from bicameral.daemon._platform import socket_path_limit
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = [
+    "DaemonPaths",
+    "check_private_dir",
+    "effective_socket_path",
+    "fallback_socket_path",
+    "resolve_paths",
+]
+
+DEFAULT_HOME_NAME = ".bicameral"
+DESCRIPTOR_NAME = "daemon.json"
+
+
+class DaemonPaths:
+    """The resolved, absolute paths of one daemon's files.
+
+    ``socket`` is the path asked for; the daemon may bind a shorter fallback
+    (:func:`effective_socket_path`), and clients always use the path the
+    descriptor records.
+    """
+
+    __slots__ = ("config", "config_explicit", "descriptor", "home", "lock", "log", "socket")
+
+    def __init__(
+        self,
+        *,
+        home: Path,
+        descriptor: Path,
+        lock: Path,
+        socket: Path,
+        log: Path,
+        config: Path,
+        config_explicit: bool,
+    ) -> None:
+        self.home = home
+        self.descriptor = descriptor
+        self.lock = lock
+        self.socket = socket
+        self.log = log
+        self.config = config
+        self.config_explicit = config_explicit
+
+    def __repr__(self) -> str:
+        return (
+            f"DaemonPaths(home={self.home!s}, descriptor={self.descriptor!s}, "
+            f"socket={self.socket!s}, lock={self.lock!s}, log={self.log!s}, "
+            f"config={self.config!s})"
+        )
+
+    def private_dirs(self) -> list[Path]:
+        """The directories that must be private: the home and the descriptor's."""
+        dirs = [self.home]
+        if self.descriptor.parent != self.home:
+            dirs.append(self.descriptor.parent)
+        return dirs
+
+
+def _absolute(path: str | os.PathLike[str]) -> Path:
+    return Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
+def _sibling(descriptor: Path, suffix: str) -> Path:
+    """``D`` with ``suffix`` replacing ``.json``, or appended when there is none."""
+    if descriptor.suffix == ".json":
+        return descriptor.with_suffix(suffix)
+    return descriptor.with_name(descriptor.name + suffix)
+
+
+def resolve_paths(
+    home: str | os.PathLike[str] | None = None,
+    *,
+    descriptor: str | os.PathLike[str] | None = None,
+    socket: str | os.PathLike[str] | None = None,
+    config: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> DaemonPaths:
+    """Resolve every path from the options, ``$BICAMERAL_HOME`` and the defaults.
+
+    Pure: nothing is created or checked here (see :func:`check_private_dir`).
+    An empty string counts as not given, as for most environment variables.
+    """
+    env = os.environ if environ is None else environ
+    if home:
+        home_path = _absolute(home)
+    elif env.get("BICAMERAL_HOME"):
+        home_path = _absolute(env["BICAMERAL_HOME"])
+    else:
+        home_path = _absolute(Path("~") / DEFAULT_HOME_NAME)
+    default_descriptor = home_path / DESCRIPTOR_NAME
+    descriptor_path = _absolute(descriptor) if descriptor else default_descriptor
+    if descriptor_path == default_descriptor:
+        lock_path = home_path / "daemon.lock"
+    else:
+        lock_path = descriptor_path.with_name(descriptor_path.name + ".lock")
+    return DaemonPaths(
+        home=home_path,
+        descriptor=descriptor_path,
+        lock=lock_path,
+        socket=_absolute(socket) if socket else _sibling(descriptor_path, ".sock"),
+        log=_sibling(descriptor_path, ".log"),
+        config=_absolute(config) if config else home_path / "config.toml",
+        config_explicit=bool(config),
+    )
+
+
+def check_private_dir(path: Path, *, create: bool = True, what: str = "state directory") -> None:
+    """Make sure ``path`` is a directory only this user can write, creating it 0700.
+
+    Raises :class:`DaemonError` with a one-line message naming the directory
+    and the fix when it is not a directory, belongs to another user, or is
+    writable by group or others. On Windows only the first check applies (its
+    permissions are ACLs, not mode bits).
+    """
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if not create:
+            raise DaemonError(f"{what} {path} does not exist") from None
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            raise DaemonError(f"cannot create {what} {path}: {exc.strerror}") from None
+        st = os.stat(path)
+    except NotADirectoryError:
+        raise DaemonError(f"{what} {path} is not a directory (a parent is a file)") from None
+    except OSError as exc:
+        raise DaemonError(f"cannot use {what} {path}: {exc.strerror}") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise DaemonError(f"{what} {path} is not a directory")
+    if sys.platform == "win32":
+        return
+    uid = os.geteuid()
+    if st.st_uid != uid:
+        raise DaemonError(
+            f"{what} {path} is owned by uid {st.st_uid}, not by you (uid {uid}); "
+            "use your own directory (--home or BICAMERAL_HOME)"
+        )
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o022:
+        raise DaemonError(
+            f"{what} {path} is writable by group or others (mode {mode:04o}); "
+            f"run: chmod go-w {path}"
+        )
+
+
+def fallback_socket_path(
+    requested: Path, *, runtime_dir: str | None, uid: int, platform: str = sys.platform
+) -> Path:
+    """A short socket path standing in for ``requested``, which is too long.
+
+    It lives in ``$XDG_RUNTIME_DIR/bicameral/`` when that is set (per-user,
+    0700, cleaned at logout: what it is for) and in ``/tmp/bicameral-<uid>/``
+    otherwise; the caller checks the directory like the state dir, so one that
+    another user planted is refused. The name is a hash of the requested path,
+    not of the state dir, so two descriptors in one state dir still get two
+    sockets, and the same request always maps to the same fallback.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(os.fsencode(requested)).hexdigest()[:20]
+    base = Path(runtime_dir) / "bicameral" if runtime_dir else Path(f"/tmp/bicameral-{uid}")
+    path = base / f"{digest}.sock"
+    limit = socket_path_limit(platform)
+    if limit is not None and len(os.fsencode(path)) > limit:
+        # Only an absurdly long $XDG_RUNTIME_DIR gets here.
+        path = Path(f"/tmp/bicameral-{uid}") / f"{digest}.sock"
+    return path
+
+
+def effective_socket_path(
+    requested: Path,
+    *,
+    platform: str = sys.platform,
+    environ: Mapping[str, str] | None = None,
+) -> Path:
+    """The path the daemon binds: ``requested``, or its fallback if too long.
+
+    The fallback's directory is created (0700) and checked here.
+    """
+    limit = socket_path_limit(platform)
+    if limit is None or len(os.fsencode(requested)) <= limit:
+        return requested
+    env = os.environ if environ is None else environ
+    runtime_dir = env.get("XDG_RUNTIME_DIR") or None
+    if runtime_dir is not None and not os.path.isabs(runtime_dir):
+        runtime_dir = None
+    path = fallback_socket_path(
+        requested, runtime_dir=runtime_dir, uid=os.geteuid(), platform=platform
+    )
+    check_private_dir(path.parent, what="socket directory")
+    return path

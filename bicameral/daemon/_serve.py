@@ -1,0 +1,576 @@
+"""``serve``: the daemon process itself.
+
+One Trio program, one supervisor tree::
+
+    bicameral (one_for_one)
+    ├── signals    the signal child: stop / second stop / reload requests
+    ├── server     the JSON-RPC listener (Unix socket, or loopback TCP + token)
+    └── adapters   a subtree whose children the plugins declare (MCP servers)
+
+The life of the process, in order, and why:
+
+1. Signal handlers that raise :class:`StopRequested`, ``umask 077``, logging.
+2. The lock (inherited from ``start``, or taken here): a second daemon for
+   the same descriptor stops now, before it touches anything.
+3. ``config.toml`` and the plugins: an invalid file or a plugin that does not
+   load is reported (readiness pipe, log, stderr) before anything is bound.
+4. The tree starts; every child is ready when ``nursery.start`` returns, so
+   the socket is bound and answering.
+5. Only then the descriptor is published (atomically), then ``READY`` goes to
+   ``start`` and to systemd. A client that finds the descriptor can connect.
+6. Wait for a stop request: a signal, ``system.shutdown``, or a crash of the
+   tree (the root gave up). A graceful stop stops the children in reverse
+   order with their graces; a second signal cancels everything at once.
+7. Whatever happened: the descriptor (if it still names us) and the socket
+   (if it is still the one we bound) are removed, then the lock is released.
+   Exit 0 after a requested stop, 1 after a crash or a failed start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import stat
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+import bicameral
+from bicameral.daemon._descriptor import (
+    Descriptor,
+    remove_descriptor_if,
+    utc_timestamp,
+    write_descriptor,
+)
+from bicameral.daemon._errors import ConfigError, DaemonError
+from bicameral.daemon._identity import process_start_time
+from bicameral.daemon._lock import LockFile, read_holder
+from bicameral.daemon._paths import check_private_dir, effective_socket_path
+from bicameral.daemon._plugin import DaemonHost, LoadedPlugins, load_config_file, load_plugins
+from bicameral.daemon._readiness import Notifier, watchdog_interval
+from bicameral.daemon._signals import (
+    StopRequested,
+    graceful_signals,
+    install_process_handlers,
+    quiet_process_handlers,
+    reload_signals,
+    signal_child,
+    signal_name,
+)
+from bicameral.protocol import Connection, Dispatcher, Limits, RPCError, serve_tcp, serve_unix
+from bicameral.supervisor import ChildSpec, Supervisor, current_child
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from bicameral.daemon._paths import DaemonPaths
+
+__all__ = ["PROTOCOL_VERSION", "ServeOptions", "serve"]
+
+logger = logging.getLogger("bicameral.daemon")
+
+PROTOCOL_VERSION = "1"
+LOCK_FD_ENV = "BICAMERAL_LOCK_FD"
+LOG_MAX_BYTES = 5 * 1024 * 1024
+LOG_BACKUPS = 3
+SERVER_GRACE = 1.0
+"""Seconds the listener gets to finish in-flight requests when stopping."""
+
+
+class ServeOptions:
+    """What ``serve`` was asked to do (from the CLI or ``python -m bicameral.daemon``)."""
+
+    def __init__(
+        self,
+        paths: DaemonPaths,
+        *,
+        transport: str = "unix",
+        detached: bool = False,
+        limits: Limits | None = None,
+    ) -> None:
+        self.paths = paths
+        self.transport = transport
+        self.detached = detached
+        self.limits = limits if limits is not None else Limits()
+
+
+# --- the process ----------------------------------------------------------------
+
+
+def serve(options: ServeOptions) -> int:
+    """Run the daemon in this process until it is stopped; return the exit code."""
+    install_process_handlers()
+    os.umask(0o077)
+    notifier = Notifier.from_environ()
+    inherited_lock = os.environ.pop(LOCK_FD_ENV, None)
+    _setup_logging(options)
+    paths = options.paths
+    daemon = _Daemon(options, notifier)
+    lock: LockFile | None = None
+    try:
+        try:
+            for directory in paths.private_dirs():
+                check_private_dir(directory)
+            lock = _take_lock(paths, inherited_lock)
+            if lock is None:
+                holder = read_holder(paths.lock)
+                notifier.busy(holder)
+                message = f"another daemon (pid {holder or '?'}) holds {paths.lock}"
+                logger.info("not starting: %s", message)
+                if options.detached:
+                    return 0
+                raise DaemonError(message)
+            if options.detached:
+                os.chdir(paths.home)
+            config, config_path = load_config_file(paths)
+            daemon.plugins = load_plugins(config, config_path)
+            daemon.adapter_specs = daemon.plugins.adapter_specs()
+            if options.transport == "unix":
+                daemon.socket_path = str(effective_socket_path(paths.socket))
+                _clear_stale_socket(daemon.socket_path)
+            return trio.run(daemon.main)
+        except StopRequested as exc:
+            logger.info("stopped by %s before it was ready", signal_name(exc.signum))
+            notifier.error(f"stopped by {signal_name(exc.signum)} during startup")
+            return 0
+        except DaemonError as exc:
+            logger.error("cannot start: %s", exc)
+            notifier.error(str(exc))
+            if not options.detached:
+                print(f"bicameral daemon: error: {exc}", file=sys.stderr)
+            return 1
+        except BaseException as exc:
+            inner = _unwrap(exc)
+            if isinstance(inner, StopRequested):
+                notifier.error(f"stopped by {signal_name(inner.signum)} during startup")
+                return 0
+            if isinstance(inner, DaemonError) and not daemon.published:
+                logger.error("cannot start: %s", inner)
+                notifier.error(str(inner))
+                if not options.detached:
+                    print(f"bicameral daemon: error: {inner}", file=sys.stderr)
+                return 1
+            if not daemon.published:
+                logger.exception("daemon failed during startup")
+                notifier.error(f"daemon failed during startup: {inner!r}")
+            else:
+                logger.exception("daemon crashed")
+            if isinstance(exc, Exception):
+                return 1
+            raise
+    finally:
+        quiet_process_handlers()
+        daemon.cleanup()
+        notifier.close()
+        if lock is not None:
+            lock.release()
+        logger.info("daemon pid %d exited", os.getpid())
+        logging.shutdown()
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    """The one exception inside (nested) single-member exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _take_lock(paths: DaemonPaths, inherited: str | None) -> LockFile | None:
+    if inherited:
+        try:
+            fd = int(inherited)
+        except ValueError:
+            raise DaemonError(f"invalid {LOCK_FD_ENV}={inherited!r}") from None
+        return LockFile.adopt(fd, paths.lock)
+    return LockFile.try_acquire(paths.lock)
+
+
+def _clear_stale_socket(path: str) -> None:
+    """Remove a socket left behind by a dead daemon; we hold the lock, so it is stale."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise DaemonError(
+            f"socket path {path} exists and is not a socket; remove it or use --socket"
+        )
+    os.unlink(path)
+
+
+def _setup_logging(options: ServeOptions) -> None:
+    root = logging.getLogger("bicameral")
+    root.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    handler: logging.Handler
+    if options.detached:
+        from logging.handlers import RotatingFileHandler
+
+        handler = RotatingFileHandler(
+            options.paths.log, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, delay=True
+        )
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(fmt)
+    root.addHandler(handler)
+
+
+# --- the running daemon ---------------------------------------------------------
+
+
+class _Daemon:
+    """State of one ``serve`` run: the tree, the control requests, what to clean up."""
+
+    def __init__(self, options: ServeOptions, notifier: Notifier) -> None:
+        self.options = options
+        self.paths = options.paths
+        self.notifier = notifier
+        self.pid = os.getpid()
+        self.start_time = process_start_time()
+        self.started_at = time.time()
+        self._t0 = time.monotonic()
+        self.plugins = LoadedPlugins([], {})
+        self.adapter_specs: list[ChildSpec] = []
+        self.socket_path: str | None = None
+        self._socket_id: tuple[int, int] | None = None
+        self.address: str | None = None
+        self.token: str | None = secrets.token_hex(32) if options.transport == "tcp" else None
+        self.published = False
+        self.stop_reason: str | None = None
+        self._stop_event: trio.Event | None = None
+        self._hard_stop: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._reload_lock: trio.Lock | None = None
+        self.root: Supervisor | None = None
+        self.adapters: Supervisor | None = None
+        self.host: DaemonHost | None = None
+        self.dispatcher = Dispatcher()
+
+    # The Control protocol of the signal child.
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_reason is not None
+
+    def request_stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            logger.info("graceful stop requested (%s)", reason)
+            self.notifier.stopping()
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    def stop_now(self, reason: str) -> None:
+        logger.info("immediate stop requested (%s)", reason)
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self._hard_stop is not None:
+            self._hard_stop.cancel()
+
+    def request_reload(self, reason: str) -> None:
+        logger.info("reload requested (%s)", reason)
+        if self._nursery is not None and not self.stopping:
+            self._nursery.start_soon(self._reload_logged)
+
+    async def _reload_logged(self) -> None:
+        try:
+            result = await self.reload()
+        except ConfigError as exc:
+            logger.error("reload rejected, keeping the running tree: %s", exc)
+        else:
+            logger.info("reloaded: %s", result)
+
+    # The program.
+
+    async def main(self) -> int:
+        self._stop_event = trio.Event()
+        self._reload_lock = trio.Lock()
+        signals = [*graceful_signals(), *reload_signals()]
+        with trio.open_signal_receiver(*signals) as receiver:
+            try:
+                with trio.CancelScope() as hard:
+                    self._hard_stop = hard
+                    async with trio.open_nursery() as nursery:
+                        self._nursery = nursery
+                        await self._run_tree(nursery, receiver)
+                        nursery.cancel_scope.cancel()
+            finally:
+                quiet_process_handlers()
+        logger.info("stopped (%s)", self.stop_reason)
+        return 0
+
+    async def _run_tree(self, nursery: trio.Nursery, receiver: AsyncIterator[int]) -> None:
+        assert self._stop_event is not None
+        self.adapters = Supervisor("adapters", self.adapter_specs)
+        self.root = Supervisor(
+            "bicameral",
+            [
+                ChildSpec("signals", signal_child, args=(receiver, self), shutdown=0),
+                ChildSpec("server", self._server_child, shutdown=SERVER_GRACE),
+                ChildSpec("adapters", self.adapters),
+            ],
+        )
+        self.host = DaemonHost(
+            dispatcher=self.dispatcher,
+            adapters=self.adapters,
+            root=self.root,
+            paths=self.paths,
+            pid=self.pid,
+            started_at=self.started_at,
+        )
+        self._install_methods()
+        for plugin in self.plugins.plugins:
+            plugin.install(self.host)
+        root_done = trio.Event()
+
+        async def run_root(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+            assert self.root is not None
+            try:
+                await self.root.run(task_status=task_status)
+            finally:
+                root_done.set()
+                # The root ended on its own (it gave up) or was stopped: either
+                # way the daemon is done. A crash propagates from here.
+                assert self._stop_event is not None
+                self._stop_event.set()
+
+        await nursery.start(run_root)
+        self._publish()
+        interval = watchdog_interval()
+        if interval:
+            nursery.start_soon(self._watchdog, interval)
+        await self._stop_event.wait()
+        if self.stop_reason is not None:
+            await self.root.stop()
+        await root_done.wait()
+        if self.stop_reason is None:
+            # The root returned without being asked to: treat as a crash.
+            raise RuntimeError("the supervisor tree stopped on its own")
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            self.notifier.watchdog()
+            await trio.sleep(interval)
+
+    def _publish(self) -> None:
+        descriptor = Descriptor(
+            pid=self.pid,
+            process_start_time=self.start_time,
+            started_at=utc_timestamp(self.started_at),
+            daemon_version=bicameral.__version__,
+            protocol_version=PROTOCOL_VERSION,
+            log_path=str(self.paths.log),
+            transport=self.options.transport,
+            socket_path=self.socket_path,
+            address=self.address,
+            token=self.token,
+        )
+        write_descriptor(self.paths.descriptor, descriptor)
+        self.published = True
+        where = self.address if self.options.transport == "tcp" else self.socket_path
+        logger.info("daemon pid %d ready on %s", self.pid, where)
+        self.notifier.ready(f"listening on {where}")
+
+    def cleanup(self) -> None:
+        """Remove what this run published; safe to call on every exit path."""
+        if self.published:
+            try:
+                remove_descriptor_if(
+                    self.paths.descriptor, pid=self.pid, start_time=self.start_time
+                )
+            except OSError as exc:  # pragma: no cover
+                logger.warning("could not remove descriptor: %s", exc)
+            self.published = False
+        if self.socket_path is not None and self._socket_id is not None:
+            try:
+                st = os.lstat(self.socket_path)
+                if (st.st_dev, st.st_ino) == self._socket_id:
+                    os.unlink(self.socket_path)
+            except OSError:
+                pass
+            self._socket_id = None
+
+    # The server child.
+
+    async def _server_child(self, *, task_status: trio.TaskStatus[Any]) -> None:
+        """Run the listener; stop accepting when asked, letting in-flight requests finish.
+
+        On a restart the TCP listener takes the port it had before, since the
+        descriptor names it.
+        """
+        stopping = current_child().stopping
+        async with trio.open_nursery() as nursery:
+            if self.options.transport == "tcp":
+                port = int(self.address.rpartition(":")[2]) if self.address else 0
+                assert self.token is not None
+                address = await nursery.start(
+                    _call_serve_tcp, "127.0.0.1", port, self.dispatcher, self.token, self.options
+                )
+                self.address = str(address)
+                task_status.started({"address": self.address})
+            else:
+                assert self.socket_path is not None
+                await nursery.start(
+                    _call_serve_unix, self.socket_path, self.dispatcher, self.options
+                )
+                os.chmod(self.socket_path, 0o600)
+                st = os.lstat(self.socket_path)
+                self._socket_id = (st.st_dev, st.st_ino)
+                task_status.started({"socket_path": self.socket_path})
+            await stopping.wait()
+            nursery.cancel_scope.cancel()
+
+    # RPC methods.
+
+    def _install_methods(self) -> None:
+        d = self.dispatcher
+        d.add("system.version", self._m_version)
+        d.add("system.health", self._m_health)
+        d.add("system.attach", self._m_attach)
+        d.add("system.shutdown", self._m_shutdown)
+        d.add("system.reload", self._m_reload)
+        d.add("adapters.list", self._m_adapters_list)
+        d.add("adapters.restart", self._m_adapters_restart)
+
+    async def _m_version(self, params: Any, conn: Connection) -> Any:
+        return {"daemon_version": bicameral.__version__, "protocol_version": PROTOCOL_VERSION}
+
+    def health(self) -> dict[str, Any]:
+        assert self.root is not None
+        tree = self.root.snapshot()
+        return {
+            "status": "ok" if _all_running(tree) else "degraded",
+            "pid": self.pid,
+            "uptime_s": round(time.monotonic() - self._t0, 3),
+            "tree": tree,
+        }
+
+    async def _m_health(self, params: Any, conn: Connection) -> Any:
+        return self.health()
+
+    async def _m_attach(self, params: Any, conn: Connection) -> Any:
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise RPCError(-32602, "system.attach takes an object")
+        mode = params.get("mode", "rpc")
+        tenant = params.get("tenant_id", "default")
+        if not isinstance(mode, str) or not isinstance(tenant, str):
+            raise RPCError(-32602, "mode and tenant_id must be strings")
+        handler = None
+        if mode != "rpc":
+            assert self.host is not None
+            handler = self.host.attach_modes.get(mode)
+            if handler is None:
+                raise RPCError(-32602, f"unknown attach mode {mode!r}")
+        session = {"session_id": secrets.token_hex(16), "tenant_id": tenant, "mode": mode}
+        conn.state["session"] = dict(session, client=params.get("client"))
+        if handler is not None:
+            extra = await handler(conn, params)
+            if isinstance(extra, dict):
+                session = {**extra, **session}
+        return session
+
+    async def _m_shutdown(self, params: Any, conn: Connection) -> Any:
+        self.request_stop("system.shutdown")
+        return {"status": "stopping"}
+
+    async def _m_reload(self, params: Any, conn: Connection) -> Any:
+        try:
+            return await self.reload()
+        except ConfigError as exc:
+            raise RPCError(-32000, f"reload rejected: {exc}") from None
+
+    async def _m_adapters_list(self, params: Any, conn: Connection) -> Any:
+        assert self.adapters is not None
+        children: list[dict[str, Any]] = self.adapters.snapshot().get("children", [])
+        return children
+
+    async def _m_adapters_restart(self, params: Any, conn: Connection) -> Any:
+        name = params.get("name") if isinstance(params, dict) else None
+        if not isinstance(name, str):
+            raise RPCError(-32602, 'adapters.restart takes {"name": <adapter name>}')
+        assert self.adapters is not None
+        try:
+            return await self.adapters.restart_child(name)
+        except KeyError:
+            raise RPCError(-32602, f"no adapter named {name!r}") from None
+
+    # Reload.
+
+    async def reload(self) -> dict[str, list[str]]:
+        """Re-read config.toml and apply the difference to the ``adapters`` subtree.
+
+        An invalid file raises :class:`ConfigError` and changes nothing.
+        Specs are compared by name and then by value: new names are started,
+        missing ones deleted, changed ones deleted and started again (they
+        move to the end of the start order), equal ones left running.
+        """
+        assert self._reload_lock is not None and self.adapters is not None
+        async with self._reload_lock:
+            self.notifier.reloading()
+            try:
+                config, path = load_config_file(self.paths)
+                plugins = self.plugins.reconfigure(config, path)
+                specs = plugins.adapter_specs()
+                current = {child.name: child.spec for child in self.adapters.children}
+                wanted = {spec.name: spec for spec in specs}
+                result: dict[str, list[str]] = {"added": [], "removed": [], "restarted": []}
+                failed: list[str] = []
+                for name in current:
+                    if name not in wanted:
+                        await self.adapters.delete_child(name)
+                        result["removed"].append(name)
+                for spec in specs:
+                    old = current.get(spec.name)
+                    if old is not None and old == spec:
+                        continue
+                    if old is not None:
+                        await self.adapters.delete_child(spec.name)
+                    try:
+                        await self.adapters.start_child(spec)
+                    except Exception as exc:
+                        logger.error("reload: adapter %r failed to start: %r", spec.name, exc)
+                        failed.append(spec.name)
+                        continue
+                    result["restarted" if old is not None else "added"].append(spec.name)
+                self.plugins = plugins
+                self.adapter_specs = specs
+                if failed:
+                    result["failed"] = failed
+                return result
+            finally:
+                self.notifier.reloaded()
+
+
+def _all_running(entry: dict[str, Any]) -> bool:
+    if entry.get("state") != "running":
+        return False
+    return all(_all_running(child) for child in entry.get("children") or ())
+
+
+async def _call_serve_unix(
+    path: str,
+    dispatcher: Dispatcher,
+    options: ServeOptions,
+    *,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await serve_unix(path, dispatcher, limits=options.limits, task_status=task_status)
+
+
+async def _call_serve_tcp(
+    host: str,
+    port: int,
+    dispatcher: Dispatcher,
+    token: str,
+    options: ServeOptions,
+    *,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    await serve_tcp(
+        host, port, dispatcher, token=token, limits=options.limits, task_status=task_status
+    )
