@@ -1,0 +1,190 @@
+"""``bicameral mcp``: the stdio bridge MCP clients launch instead of a server.
+
+Standard library only, on purpose: an MCP client starts this process for
+every session, and the SDK (~0.7 s to import), Trio or Typer would be most of
+its start-up. It:
+
+1. makes sure the daemon runs (`bicameral.daemon.start`: the same lock and
+   single-instance rules as ``bicameral daemon start``, so many bridges
+   starting at once converge on one daemon);
+2. connects to the socket the descriptor names (or its TCP address, with the
+   token), sends ``system.attach {"mode": "mcp", "server"?}`` and reads the
+   answer;
+3. relays bytes, stdin to the socket and the socket to stdout, unchanged,
+   until the client closes stdin (exit 0, after the daemon has closed the
+   session, or 2 s at most) or the daemon goes away (a one-line message on
+   stderr, exit 1).
+
+The relay is one thread and `select.poll`: reads are taken as soon as either
+side is readable; writes block, which is safe because the daemon reads and
+writes a connection in separate tasks, and an MCP client reads its server's
+stdout independently of writing to its stdin.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import socket
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["run_bridge"]
+
+_READ_SIZE = 65536
+#: After the client closes stdin: how long the daemon gets to close the session.
+_CLOSE_GRACE = 2.0
+#: Connect and attach timeout.
+_ATTACH_TIMEOUT = 10.0
+
+
+class _BridgeError(Exception):
+    pass
+
+
+def _say(message: str) -> None:
+    try:
+        sys.stderr.write(f"bicameral mcp: {message}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+
+
+def _connect(home: str | None) -> tuple[socket.socket, str | None]:
+    """Start the daemon if needed; a connected socket and the TCP token (or None)."""
+    from bicameral.daemon import DaemonError, StartError, read_descriptor, resolve_paths, start
+
+    paths = resolve_paths(home)
+    try:
+        start(paths)
+    except StartError as exc:
+        raise _BridgeError(
+            f"the daemon failed to start: {exc.reason} (log: {exc.log_path})"
+        ) from None
+    except DaemonError as exc:
+        raise _BridgeError(str(exc)) from None
+    descriptor = read_descriptor(paths.descriptor)
+    if descriptor is None:
+        raise _BridgeError(f"the daemon's descriptor {paths.descriptor} disappeared")
+    try:
+        if descriptor.transport == "tcp":
+            host, _, port = (descriptor.address or "").rpartition(":")
+            sock = socket.create_connection((host, int(port)), timeout=_ATTACH_TIMEOUT)
+            return sock, descriptor.token
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(_ATTACH_TIMEOUT)
+        sock.connect(descriptor.socket_path or "")
+        return sock, None
+    except (OSError, ValueError) as exc:
+        raise _BridgeError(f"cannot connect to the daemon: {exc}") from None
+
+
+def _attach(sock: socket.socket, server: str | None, token: str | None) -> bytes:
+    """Send ``system.attach``; return the bytes that arrived after its answer."""
+    params: dict[str, object] = {"mode": "mcp", "client": "bicameral mcp"}
+    if server is not None:
+        params["server"] = server
+    if token is not None:
+        params["token"] = token
+    request = {"jsonrpc": "2.0", "id": 1, "method": "system.attach", "params": params}
+    sock.sendall(json.dumps(request).encode() + b"\n")
+    buffer = b""
+    while b"\n" not in buffer:
+        chunk = sock.recv(_READ_SIZE)
+        if not chunk:
+            raise _BridgeError("the daemon closed the connection during attach")
+        buffer += chunk
+    line, _, rest = buffer.partition(b"\n")
+    try:
+        answer = json.loads(line)
+    except ValueError:
+        raise _BridgeError("the daemon's attach answer is not JSON") from None
+    if not isinstance(answer, dict) or "error" in answer:
+        error = answer.get("error") if isinstance(answer, dict) else None
+        message = error.get("message") if isinstance(error, dict) else repr(answer)
+        raise _BridgeError(f"attach refused: {message}")
+    return rest
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _relay(sock: socket.socket, pending: bytes, stdin_fd: int, stdout_fd: int) -> int:
+    sock.settimeout(None)
+    sock_fd = sock.fileno()
+    if pending:
+        _write_all(stdout_fd, pending)
+    poller = select.poll()
+    poller.register(sock_fd, select.POLLIN)
+    poller.register(stdin_fd, select.POLLIN)
+    close_deadline: float | None = None
+    while True:
+        timeout_ms = None
+        if close_deadline is not None:
+            timeout_ms = max(0, int((close_deadline - time.monotonic()) * 1000))
+        events = poller.poll(timeout_ms)
+        if not events and close_deadline is not None:
+            return 0  # the client is gone and the daemon took too long to notice
+        for fd, _ in events:
+            if fd == sock_fd:
+                try:
+                    data = sock.recv(_READ_SIZE)
+                except OSError:
+                    data = b""
+                if not data:
+                    if close_deadline is not None:
+                        return 0
+                    _say("the daemon closed the connection (it stopped or restarted)")
+                    return 1
+                try:
+                    _write_all(stdout_fd, data)
+                except OSError:  # the client stopped reading: it is gone
+                    return 0
+            else:
+                try:
+                    data = os.read(stdin_fd, _READ_SIZE)
+                except OSError:
+                    data = b""
+                if data:
+                    try:
+                        sock.sendall(data)
+                    except OSError:
+                        _say("the daemon closed the connection (it stopped or restarted)")
+                        return 1
+                    continue
+                # The client closed stdin: end the session, let the daemon close it.
+                poller.unregister(stdin_fd)
+                close_deadline = time.monotonic() + _CLOSE_GRACE
+                try:
+                    sock.shutdown(socket.SHUT_WR)
+                except OSError:
+                    return 0
+
+
+def run_bridge(home: Path | str | None, server: str | None) -> int:
+    """Run ``bicameral [--home HOME] mcp [--server SERVER]``; return the exit code.
+
+    Uses the process's stdin and stdout (file descriptors 0 and 1) for MCP.
+    """
+    home_arg = os.fspath(home) if home is not None else None
+    sock: socket.socket | None = None
+    try:
+        sock, token = _connect(home_arg)
+        pending = _attach(sock, server, token)
+        return _relay(sock, pending, 0, 1)
+    except _BridgeError as exc:
+        _say(str(exc))
+        return 1
+    except OSError as exc:
+        _say(f"lost the daemon: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        if sock is not None:
+            sock.close()

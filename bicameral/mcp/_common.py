@@ -1,0 +1,20 @@
+"""Small shared pieces of the MCP layer that must not import the SDK."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["CALL_WAIT", "UpstreamError"]
+
+#: How long a call waits for a server that is (re)starting, in seconds.
+CALL_WAIT = 10.0
+
+
+class UpstreamError(Exception):
+    """A call could not be answered by the upstream; `code` and message go to the client."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data

@@ -1,0 +1,643 @@
+"""The MCP session host: MCP clients attached to the daemon, routed to upstreams.
+
+After ``system.attach {"mode": "mcp", "server"?}`` the protocol layer hands
+the connection's byte stream to `McpHost.serve`; from then on it carries MCP
+JSON-RPC, one message per line. Each connection is one `ClientConn`, an MCP
+server from the client's point of view:
+
+* With ``server``: a transparent stand-in for that one server. ``initialize``
+  is answered from the server's cached result (serverInfo, capabilities,
+  instructions), the list methods from its cached lists, ``ping`` locally;
+  everything else goes to the server verbatim.
+* Without: every configured server aggregated. Tools and prompts are named
+  ``<server>__<name>``; resources and resource templates get the URI
+  ``bicameral://<server>/<original URI>`` and the name ``<server>__<name>``;
+  plus the daemon's own tools, ``bicameral__status`` and
+  ``bicameral__restart``.
+
+Ids: the client's request ids never reach a server. Each forwarded request is
+sent by the upstream's SDK dispatcher under an id of its own, and the answer
+comes back to the task that holds the client's id, so many clients share one
+upstream without collisions. ``notifications/cancelled`` from a client cancels
+that task, which makes the dispatcher send the server a cancel for *its* id;
+progress comes back through the same task, re-addressed to the client's
+``progressToken``.
+
+The per-message work on the ``tools/call`` path is one ``orjson`` parse, one
+dict lookup, the SDK dispatcher's send, and one ``orjson`` dump.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+import orjson
+
+from bicameral.mcp._common import CALL_WAIT, UpstreamError
+
+if TYPE_CHECKING:
+    from bicameral.mcp._registry import Registry
+    from bicameral.mcp._upstream import Upstream
+
+__all__ = ["ClientConn", "McpHost", "aggregate_split"]
+
+logger = logging.getLogger("bicameral.mcp.host")
+
+SEPARATOR = "__"
+URI_PREFIX = "bicameral://"
+OWN_PREFIX = "bicameral"
+KNOWN_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+MAX_LINE = 16 * 1024 * 1024
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+CONNECTION_CLOSED = -32000
+
+_LIST_KINDS = {
+    "tools/list": ("tools", "tools"),
+    "resources/list": ("resources", "resources"),
+    "resources/templates/list": ("resource_templates", "resourceTemplates"),
+    "prompts/list": ("prompts", "prompts"),
+}
+_NOTIFY_FOR_KIND = {
+    "tools": "notifications/tools/list_changed",
+    "resources": "notifications/resources/list_changed",
+    "resource_templates": "notifications/resources/list_changed",
+    "prompts": "notifications/prompts/list_changed",
+}
+
+_OWN_TOOLS: list[dict[str, Any]] = [
+    {
+        "name": f"{OWN_PREFIX}{SEPARATOR}status",
+        "description": "bicameral: the state of every MCP server and the daemon's supervisor tree.",
+        "inputSchema": {"type": "object", "properties": {}},
+    },
+    {
+        "name": f"{OWN_PREFIX}{SEPARATOR}restart",
+        "description": "bicameral: restart one MCP server (its adapter) now.",
+        "inputSchema": {
+            "type": "object",
+            "properties": {"server": {"type": "string", "description": "the server's name"}},
+            "required": ["server"],
+        },
+    },
+]
+
+
+class _Error(Exception):
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+def aggregate_split(name: str, names: list[str]) -> tuple[str, str] | None:
+    """Split ``<server>__<name>`` against the configured server names (longest match wins)."""
+    best: str | None = None
+    for server in names:
+        if name.startswith(server + SEPARATOR) and (best is None or len(server) > len(best)):
+            best = server
+    if best is None:
+        return None
+    return best, name[len(best) + len(SEPARATOR) :]
+
+
+def _split_uri(uri: str) -> tuple[str, str] | None:
+    if not uri.startswith(URI_PREFIX):
+        return None
+    server, sep, rest = uri[len(URI_PREFIX) :].partition("/")
+    if not sep or not server:
+        return None
+    return server, rest
+
+
+def _negotiate(requested: Any, upstream_version: str | None) -> str:
+    ceiling = upstream_version if upstream_version in KNOWN_VERSIONS else KNOWN_VERSIONS[-1]
+    if isinstance(requested, str) and requested in KNOWN_VERSIONS:
+        return min(requested, ceiling)
+    return ceiling
+
+
+class _Wire:
+    """The attached byte stream (trio or anyio flavoured), with a send lock."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._lock = anyio.Lock()
+        if hasattr(stream, "send_all"):
+            self._send: Callable[[bytes], Awaitable[None]] = stream.send_all
+            self._recv: Callable[[int], Awaitable[bytes]] = stream.receive_some
+            self._anyio = False
+        else:
+            self._send = stream.send
+            self._recv = stream.receive
+            self._anyio = True
+        self.closed = False
+
+    async def receive(self) -> bytes:
+        try:
+            return await self._recv(65536)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            return b""
+        except Exception as exc:  # trio.BrokenResourceError / ClosedResourceError
+            if type(exc).__name__ in ("BrokenResourceError", "ClosedResourceError"):
+                return b""
+            raise
+
+    async def send(self, data: bytes) -> None:
+        if self.closed:
+            return
+        try:
+            async with self._lock:
+                await self._send(data)
+        except Exception as exc:
+            if type(exc).__name__ in ("BrokenResourceError", "ClosedResourceError") or isinstance(
+                exc, OSError
+            ):
+                self.closed = True
+                return
+            raise
+
+    async def aclose(self) -> None:
+        self.closed = True
+        close = getattr(self._stream, "aclose", None)
+        if close is not None:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await close()
+                except Exception:  # already broken: nothing to close
+                    logger.debug("closing an MCP connection failed", exc_info=True)
+
+
+class McpHost:
+    """Registers the ``mcp`` attach mode and serves the attached connections."""
+
+    def __init__(self, registry: Registry, daemon: Any = None) -> None:
+        self.registry = registry
+        self.daemon = daemon  # the DaemonHost, for the aggregated mode's own tools
+
+    async def attach(self, conn: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+        """``system.attach`` with ``mode: mcp``: check ``server``, then take the connection over."""
+        server = params.get("server")
+        if server is not None and (
+            not isinstance(server, str) or self.registry.get(server) is None
+        ):
+            from bicameral.protocol import RPCError
+
+            configured = ", ".join(self.registry.configured) or "none"
+            raise RPCError(
+                INVALID_PARAMS,
+                f"no MCP server named {server!r} is configured (configured: {configured})",
+            )
+
+        async def handler(stream: Any, buffered: bytes) -> None:
+            await self.serve(stream, buffered, server)
+
+        conn.upgrade(handler)
+        return {"server": server}
+
+    async def serve(self, stream: Any, buffered: bytes, server: str | None) -> None:
+        """Serve one attached connection until the client or the daemon closes it."""
+        await ClientConn(self, _Wire(stream), server).run(buffered)
+
+
+class ClientConn:
+    """One MCP client attached to the daemon (an `Upstream`'s `Peer`)."""
+
+    def __init__(self, host: McpHost, wire: _Wire, server: str | None) -> None:
+        self.host = host
+        self.registry = host.registry
+        self.wire = wire
+        self.server = server
+        self.client_capabilities: dict[str, Any] = {}
+        self.initialized = False
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._inflight: dict[Any, anyio.CancelScope] = {}
+        self._pending: dict[str, tuple[anyio.Event, list[Any]]] = {}
+        self._next_id = 0
+        self._attached: set[Upstream] = set()
+        self._subscriptions: set[tuple[str, str]] = set()
+        self._queued_notices: set[str] = set()
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def _attach_upstreams(self) -> None:
+        if self.server is not None:
+            up = self.registry.get(self.server)
+            wanted = {up} if up is not None else set()
+        else:
+            wanted = set(self.registry.active())
+        for up in self._attached - wanted:
+            up.peers.discard(self)
+        for up in wanted - self._attached:
+            up.peers.add(self)
+        self._attached = wanted
+
+    def _config_changed(self) -> None:
+        self._attach_upstreams()
+        if self.server is None:
+            for kind in ("tools", "resources", "prompts"):
+                self._queue_notice(_NOTIFY_FOR_KIND[kind])
+
+    async def run(self, buffered: bytes) -> None:
+        self._attach_upstreams()
+        self.registry.on_change.append(self._config_changed)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                await self._read_loop(buffered)
+                tg.cancel_scope.cancel()
+        finally:
+            self._tg = None
+            self.registry.on_change.remove(self._config_changed)
+            for up in self._attached:
+                up.peers.discard(self)
+            self._attached = set()
+            for event, box in self._pending.values():
+                box.append(_Error(CONNECTION_CLOSED, "the MCP client disconnected"))
+                event.set()
+            await self.wire.aclose()
+
+    async def _read_loop(self, buffered: bytes) -> None:
+        buffer = buffered
+        while True:
+            if b"\n" in buffer:
+                lines = buffer.split(b"\n")
+                buffer = lines.pop()
+                for line in lines:
+                    if line.strip():
+                        await self._handle_line(line)
+            if len(buffer) > MAX_LINE:
+                await self._send_error(None, INVALID_REQUEST, "message too long")
+                return
+            chunk = await self.wire.receive()
+            if not chunk:
+                return
+            buffer += chunk
+
+    # -- incoming -----------------------------------------------------------------
+
+    async def _handle_line(self, line: bytes) -> None:
+        try:
+            msg = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            await self._send_error(None, PARSE_ERROR, "parse error")
+            return
+        if isinstance(msg, list):
+            for item in msg:
+                await self._handle_message(item)
+        else:
+            await self._handle_message(msg)
+
+    async def _handle_message(self, msg: Any) -> None:
+        if not isinstance(msg, dict):
+            await self._send_error(None, INVALID_REQUEST, "invalid request")
+            return
+        method = msg.get("method")
+        if method is None:
+            if "id" in msg:
+                self._on_response(msg)
+            return
+        if not isinstance(method, str):
+            await self._send_error(msg.get("id"), INVALID_REQUEST, "invalid request")
+            return
+        params = msg.get("params")
+        if params is not None and not isinstance(params, dict):
+            if "id" in msg:
+                await self._send_error(msg["id"], INVALID_PARAMS, "params must be an object")
+            return
+        if "id" not in msg:
+            await self._on_notification(method, params)
+            return
+        await self._on_request(msg["id"], method, params or {})
+
+    async def _on_request(self, rid: Any, method: str, params: dict[str, Any]) -> None:
+        # Answered from the caches, in order, without a task.
+        if method == "ping":
+            await self._send_result(rid, {})
+            return
+        if method == "initialize":
+            assert self._tg is not None
+            self._tg.start_soon(self._initialize, rid, params)
+            return
+        if method in _LIST_KINDS:
+            await self._send_result(rid, self._list(method))
+            return
+        assert self._tg is not None
+        self._tg.start_soon(self._call, rid, method, params)
+
+    async def _on_notification(self, method: str, params: dict[str, Any] | None) -> None:
+        if method == "notifications/cancelled":
+            scope = self._inflight.get((params or {}).get("requestId"))
+            if scope is not None:
+                scope.cancel()
+        elif method == "notifications/initialized":
+            self.initialized = True
+        elif method == "notifications/roots/list_changed":
+            for up in list(self._attached):
+                await up.notify(method, params)
+
+    def _on_response(self, msg: dict[str, Any]) -> None:
+        entry = self._pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
+        if entry is None:
+            return
+        event, box = entry
+        if "error" in msg and isinstance(msg["error"], dict):
+            err = msg["error"]
+            box.append(
+                _Error(
+                    int(err.get("code", INTERNAL_ERROR)),
+                    str(err.get("message", "")),
+                    err.get("data"),
+                )
+            )
+        else:
+            box.append(msg.get("result") or {})
+        event.set()
+
+    # -- answers --------------------------------------------------------------------
+
+    async def _initialize(self, rid: Any, params: dict[str, Any]) -> None:
+        caps = params.get("capabilities")
+        self.client_capabilities = caps if isinstance(caps, dict) else {}
+        requested = params.get("protocolVersion")
+        if self.server is None:
+            names = ", ".join(self.registry.configured) or "none configured yet"
+            result: dict[str, Any] = {
+                "protocolVersion": _negotiate(requested, None),
+                "capabilities": {
+                    "tools": {"listChanged": True},
+                    "resources": {"listChanged": True, "subscribe": True},
+                    "prompts": {"listChanged": True},
+                    "logging": {},
+                    "completions": {},
+                },
+                "serverInfo": {"name": "bicameral", "version": _version()},
+                "instructions": (
+                    f"bicameral shares these MCP servers: {names}. Their tools and prompts are "
+                    f"named <server>{SEPARATOR}<name>; their resources "
+                    f"{URI_PREFIX}<server>/<uri>."
+                ),
+            }
+            await self._send_result(rid, result)
+            return
+        up = self.registry.get(self.server)
+        if up is not None and up.init_result is None:
+            with anyio.move_on_after(CALL_WAIT):
+                while up.init_result is None and up.state not in ("failed", "stopped"):
+                    await up._changed.wait()
+        init = (up.init_result if up is not None else None) or {}
+        caps = dict(init.get("capabilities") or {"tools": {}})
+        # We tell clients when lists change after a restart, so say we may.
+        for key in ("tools", "resources", "prompts"):
+            if isinstance(caps.get(key), dict):
+                caps[key] = {**caps[key], "listChanged": True}
+        result = {
+            "protocolVersion": _negotiate(requested, init.get("protocolVersion")),
+            "capabilities": caps,
+            "serverInfo": init.get("serverInfo") or {"name": self.server, "version": "0"},
+        }
+        if init.get("instructions"):
+            result["instructions"] = init["instructions"]
+        await self._send_result(rid, result)
+
+    def _list(self, method: str) -> dict[str, Any]:
+        kind, key = _LIST_KINDS[method]
+        if self.server is not None:
+            up = self.registry.get(self.server)
+            return {key: up.lists[kind] if up is not None else []}
+        items: list[dict[str, Any]] = []
+        if kind == "tools":
+            items.extend(_OWN_TOOLS)
+        for up in self.registry.active():
+            prefix = up.name + SEPARATOR
+            for original in up.lists[kind]:
+                item = dict(original)
+                if kind == "resources":
+                    item["uri"] = f"{URI_PREFIX}{up.name}/{item.get('uri', '')}"
+                elif kind == "resource_templates":
+                    item["uriTemplate"] = f"{URI_PREFIX}{up.name}/{item.get('uriTemplate', '')}"
+                if "name" in item:
+                    item["name"] = prefix + str(item["name"])
+                items.append(item)
+        return {key: items}
+
+    def _route(self, method: str, params: dict[str, Any]) -> tuple[Upstream, dict[str, Any]] | None:
+        """(upstream, params for it) for a request, or None for the daemon's own tools."""
+        if self.server is not None:
+            up = self.registry.get(self.server)
+            if up is None:
+                raise _Error(INTERNAL_ERROR, f"MCP server {self.server!r} is no longer configured")
+            return up, params
+        names = self.registry.configured
+        if method in ("tools/call", "prompts/get"):
+            name = params.get("name")
+            if not isinstance(name, str):
+                raise _Error(INVALID_PARAMS, f"{method} needs a name")
+            if method == "tools/call" and name in (t["name"] for t in _OWN_TOOLS):
+                return None
+            split = aggregate_split(name, names)
+            if split is None:
+                raise _Error(INVALID_PARAMS, f"unknown tool or prompt {name!r}")
+            return self._upstream(split[0]), {**params, "name": split[1]}
+        if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
+            uri = params.get("uri")
+            split = _split_uri(uri) if isinstance(uri, str) else None
+            if split is None or split[0] not in names:
+                raise _Error(INVALID_PARAMS, f"unknown resource {uri!r}")
+            return self._upstream(split[0]), {**params, "uri": split[1]}
+        if method == "completion/complete":
+            ref = params.get("ref") or {}
+            if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
+                split = aggregate_split(ref["name"], names)
+                if split is not None:
+                    return self._upstream(split[0]), {**params, "ref": {**ref, "name": split[1]}}
+            elif ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
+                split = _split_uri(ref["uri"])
+                if split is not None and split[0] in names:
+                    return self._upstream(split[0]), {**params, "ref": {**ref, "uri": split[1]}}
+            raise _Error(INVALID_PARAMS, "unknown completion reference")
+        raise _Error(METHOD_NOT_FOUND, f"method not found: {method}")
+
+    def _upstream(self, name: str) -> Upstream:
+        up = self.registry.get(name)
+        if up is None:
+            raise _Error(INVALID_PARAMS, f"no MCP server named {name!r}")
+        return up
+
+    async def _call(self, rid: Any, method: str, params: dict[str, Any]) -> None:
+        """Forward one request (in its own task, cancellable by the client)."""
+        scope = anyio.CancelScope()
+        self._inflight[rid] = scope
+        try:
+            with scope:
+                try:
+                    if self.server is None and method == "logging/setLevel":
+                        result: dict[str, Any] = {}
+                    else:
+                        target = self._route(method, params)
+                        if target is None:
+                            result = await self._own_tool(params)
+                        else:
+                            up, fwd = target
+                            result = await up.request(self, method, fwd, self._progress_fn(params))
+                            self._after(up, method, fwd, result)
+                except (UpstreamError, _Error) as exc:
+                    await self._send_error(rid, exc.code, exc.message, exc.data)
+                    return
+                await self._send_result(rid, result)
+        finally:
+            if self._inflight.get(rid) is scope:
+                del self._inflight[rid]
+
+    def _progress_fn(self, params: dict[str, Any]) -> Any:
+        meta = params.get("_meta")
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        if token is None or isinstance(token, bool):
+            return None
+
+        async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+            note: dict[str, Any] = {"progressToken": token, "progress": progress}
+            if total is not None:
+                note["total"] = total
+            if message is not None:
+                note["message"] = message
+            await self._send_notification("notifications/progress", note)
+
+        return on_progress
+
+    def _after(
+        self, up: Upstream, method: str, params: dict[str, Any], result: dict[str, Any]
+    ) -> None:
+        if method == "resources/subscribe":
+            self._subscriptions.add((up.name, str(params.get("uri"))))
+        elif method == "resources/unsubscribe":
+            self._subscriptions.discard((up.name, str(params.get("uri"))))
+        elif method == "resources/read" and self.server is None:
+            for item in result.get("contents") or []:
+                if isinstance(item, dict) and "uri" in item:
+                    item["uri"] = f"{URI_PREFIX}{up.name}/{item['uri']}"
+
+    async def _own_tool(self, params: dict[str, Any]) -> dict[str, Any]:
+        name = params.get("name")
+        args = params.get("arguments") or {}
+        if name == f"{OWN_PREFIX}{SEPARATOR}status":
+            status = {
+                "servers": {up.name: up.status() for up in self.registry.active()},
+                "tree": self.host.daemon.snapshot() if self.host.daemon is not None else None,
+            }
+            text = json.dumps(status, indent=2, default=str)
+            return {"content": [{"type": "text", "text": text}], "structuredContent": status}
+        server = args.get("server")
+        up = self.registry.get(server) if isinstance(server, str) else None
+        if up is None:
+            return _tool_error(f"no MCP server named {server!r}")
+        up.retry_now.set()
+        if self.host.daemon is not None:
+            try:
+                entry = await self.host.daemon.adapters.restart_child(up.name)
+            except Exception as exc:
+                return _tool_error(f"restarting {up.name!r} failed: {exc}")
+            text = f"restarted {up.name!r}: {json.dumps(entry, default=str)}"
+        else:
+            text = f"asked {up.name!r} to retry"
+        return {"content": [{"type": "text", "text": text}]}
+
+    # -- Peer: what upstreams call ------------------------------------------------------
+
+    async def client_request(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        if self.wire.closed or self._tg is None:
+            raise UpstreamError(CONNECTION_CLOSED, "the MCP client disconnected")
+        self._next_id += 1
+        rid = f"bicameral-{self._next_id}"
+        event = anyio.Event()
+        box: list[Any] = []
+        self._pending[rid] = (event, box)
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
+        if params is not None:
+            msg["params"] = dict(params)
+        try:
+            await self.wire.send(orjson.dumps(msg) + b"\n")
+            await event.wait()
+        except anyio.get_cancelled_exc_class():
+            # The server gave up on its request: tell the client to stop too.
+            if self._pending.pop(rid, None) is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
+                    await self._send_notification(
+                        "notifications/cancelled",
+                        {"requestId": rid, "reason": "the server cancelled"},
+                    )
+            raise
+        outcome = box[0]
+        if isinstance(outcome, _Error):
+            raise UpstreamError(outcome.code, outcome.message, outcome.data)
+        result: dict[str, Any] = outcome
+        return result
+
+    def upstream_event(self, upstream: Upstream, method: str, params: dict[str, Any]) -> None:
+        if method == "notifications/resources/updated":
+            uri = str(params.get("uri"))
+            if (upstream.name, uri) not in self._subscriptions:
+                return
+            if self.server is None:
+                params = {**params, "uri": f"{URI_PREFIX}{upstream.name}/{uri}"}
+        elif method == "notifications/message" and self.server is None:
+            logger_name = params.get("logger")
+            params = {
+                **params,
+                "logger": f"{upstream.name}/{logger_name}" if logger_name else upstream.name,
+            }
+        if self._tg is not None:
+            self._tg.start_soon(self._send_notification, method, params)
+
+    def lists_changed(self, upstream: Upstream, kinds: frozenset[str]) -> None:
+        for kind in kinds:
+            self._queue_notice(_NOTIFY_FOR_KIND[kind])
+
+    def _queue_notice(self, method: str) -> None:
+        # Coalesce: one list_changed per kind however many changes arrive at once.
+        if self._tg is None or method in self._queued_notices:
+            return
+        self._queued_notices.add(method)
+
+        async def send() -> None:
+            self._queued_notices.discard(method)
+            await self._send_notification(method, None)
+
+        self._tg.start_soon(send)
+
+    # -- sending --------------------------------------------------------------------
+
+    async def _send_result(self, rid: Any, result: Any) -> None:
+        await self.wire.send(orjson.dumps({"jsonrpc": "2.0", "id": rid, "result": result}) + b"\n")
+
+    async def _send_error(self, rid: Any, code: int, message: str, data: Any = None) -> None:
+        error: dict[str, Any] = {"code": code, "message": message}
+        if data is not None:
+            error["data"] = data
+        await self.wire.send(orjson.dumps({"jsonrpc": "2.0", "id": rid, "error": error}) + b"\n")
+
+    async def _send_notification(self, method: str, params: Mapping[str, Any] | None) -> None:
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            msg["params"] = params
+        await self.wire.send(orjson.dumps(msg) + b"\n")
+
+
+def _tool_error(text: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": text}], "isError": True}
+
+
+def _version() -> str:
+    from bicameral import __version__
+
+    return str(__version__)

@@ -1,0 +1,46 @@
+"""The plugin's registry of upstream servers, shared by adapters and client sessions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bicameral.mcp._config import ServerConfig
+    from bicameral.mcp._upstream import Upstream
+
+__all__ = ["Registry"]
+
+
+class Registry:
+    """Every configured server's `Upstream`, by name, shared by adapters and sessions."""
+
+    def __init__(self) -> None:
+        self.upstreams: dict[str, Upstream] = {}
+        self.configured: list[str] = []
+        self.on_change: list[Callable[[], None]] = []
+
+    def upstream(self, config: ServerConfig) -> Upstream:
+        from bicameral.mcp._upstream import Upstream
+
+        up = self.upstreams.get(config.name)
+        if up is None:
+            up = self.upstreams[config.name] = Upstream(config)
+        else:
+            up.config = config
+        return up
+
+    def set_configured(self, names: list[str]) -> None:
+        """The servers of the current configuration, in order (others are hidden)."""
+        if names != self.configured:
+            self.configured = list(names)
+            for callback in list(self.on_change):
+                callback()
+
+    def active(self) -> list[Upstream]:
+        return [self.upstreams[n] for n in self.configured if n in self.upstreams]
+
+    def get(self, name: str) -> Upstream | None:
+        if name in self.configured:
+            return self.upstreams.get(name)
+        return None

@@ -1,0 +1,719 @@
+"""Upstream MCP servers: the adapter child that keeps one alive, and its shared state.
+
+One `Upstream` per configured server lives in the plugin's `Registry` for the
+daemon's whole life (across restarts of its server and reloads of the
+configuration), so MCP client sessions attached to it keep their place. The
+adapter (`run_adapter`, a child of the daemon's ``adapters`` subtree) fills it
+in: it launches the server's command with `open_process_group` (own process
+group, parent-death signal, the group stopped on exit), speaks MCP to it with
+the SDK's `ClientSession`, initializes it once, caches its tools, resources,
+resource templates and prompts, follows its ``notifications/*/list_changed``,
+and pings it so a hung server is noticed.
+
+Restarts and isolation (docs/mcp.md): the adapter restarts its own server,
+with a backoff of 0.5 s doubling to 30 s (10 % jitter, reset after 60 s of
+health), and gives up after more than 5 restarts within 60 s: the server is
+then ``failed`` (with its reason) and tried again every 5 minutes or at once
+on ``adapters.restart``. It never raises into the ``adapters`` subtree, so a
+crash-looping or missing server cannot use up that subtree's restart
+intensity and take the other servers, or the daemon, down with it. The
+adapter reports ready (``task_status.started``) after the first attempt,
+successful or not, so a broken server never blocks or fails the daemon's
+start either. Its live state (``ready | degraded | restarting | failed``,
+pid, tool count, last error) is its ``started_value`` in the tree.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import random
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+import anyio
+import anyio.abc
+import mcp_types as types
+from mcp.client.session import ClientRequestContext, ClientSession
+from mcp.shared.exceptions import MCPError
+from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
+
+from bicameral.mcp._common import CALL_WAIT, UpstreamError
+from bicameral.mcp._transport import PipeReadStream, PipeWriteStream
+from bicameral.supervisor import PIPE, current_child, open_process_group
+
+if TYPE_CHECKING:
+    from bicameral.mcp._config import ServerConfig
+    from bicameral.mcp._registry import Registry
+
+__all__ = ["Peer", "Upstream", "run_adapter"]
+
+logger = logging.getLogger("bicameral.mcp")
+
+#: How long the first initialize + list may take (``npx`` may download first).
+STARTUP_TIMEOUT = 60.0
+#: Process group grace: SIGTERM, then SIGKILL after this many seconds.
+PROCESS_GRACE = 2.0
+#: Restart backoff: initial, factor, maximum, jitter; reset after HEALTHY_RESET.
+BACKOFF_INITIAL, BACKOFF_FACTOR, BACKOFF_MAXIMUM, BACKOFF_JITTER = 0.5, 2.0, 30.0, 0.1
+#: Intensity: more than MAX_RESTARTS within MAX_SECONDS and the server is `failed`.
+MAX_RESTARTS, MAX_SECONDS = 5, 60.0
+HEALTHY_RESET = 60.0
+#: A failed server is tried again after this long (or on `adapters.restart`).
+FAILED_RETRY = 300.0
+
+CONNECTION_CLOSED = types.CONNECTION_CLOSED
+INVALID_REQUEST = types.INVALID_REQUEST
+
+
+def _env_float(name: str, default: float) -> float:
+    try:
+        return float(os.environ[name])
+    except (KeyError, ValueError):
+        return default
+
+
+def ping_interval() -> float:
+    """Seconds between liveness pings (``BICAMERAL_MCP_PING_INTERVAL``, default 15)."""
+    return _env_float("BICAMERAL_MCP_PING_INTERVAL", 15.0)
+
+
+def ping_timeout() -> float:
+    """Seconds a ping may take (``BICAMERAL_MCP_PING_TIMEOUT``, default 10); two misses = hung."""
+    return _env_float("BICAMERAL_MCP_PING_TIMEOUT", 10.0)
+
+
+class Peer(Protocol):
+    """An MCP client session attached to the daemon, as upstreams see it."""
+
+    client_capabilities: dict[str, Any]
+
+    async def client_request(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Send a server-to-client request to this client; raise `UpstreamError` on its error."""
+        ...
+
+    def upstream_event(self, upstream: Upstream, method: str, params: dict[str, Any]) -> None:
+        """A notification from `upstream` for its clients (logging, resource updates)."""
+        ...
+
+    def lists_changed(self, upstream: Upstream, kinds: frozenset[str]) -> None:
+        """`upstream`'s tools / resources / prompts changed (`kinds` names which)."""
+        ...
+
+
+class _Live:
+    """One running server process and its MCP session (one "generation")."""
+
+    __slots__ = ("cause", "closed", "dispatcher", "pid", "session")
+
+    def __init__(
+        self, dispatcher: JSONRPCDispatcher[Any], session: ClientSession, pid: int
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.session = session
+        self.pid = pid
+        self.closed = anyio.Event()
+        self.cause = "the connection closed"
+
+
+_LIST_METHODS = {
+    "tools": ("tools/list", "tools"),
+    "resources": ("resources/list", "resources"),
+    "resource_templates": ("resources/templates/list", "resourceTemplates"),
+    "prompts": ("prompts/list", "prompts"),
+}
+_CAPABILITY_FOR = {
+    "tools": "tools",
+    "resources": "resources",
+    "resource_templates": "resources",
+    "prompts": "prompts",
+}
+
+
+class Upstream:
+    """What the daemon knows about one configured MCP server, live or not.
+
+    Attributes read by the session host: `name`, `state`, `init_result` (the
+    server's raw ``initialize`` result, or ``None`` before its first start),
+    `lists` (``tools``, ``resources``, ``resource_templates``, ``prompts``:
+    the last known raw lists, kept while the server restarts), `peers`.
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.state = "starting"
+        self.pid: int | None = None
+        self.restarts = 0
+        self.last_error: str | None = None
+        self.init_result: dict[str, Any] | None = None
+        self.lists: dict[str, list[dict[str, Any]]] = {k: [] for k in _LIST_METHODS}
+        self.peers: set[Peer] = set()
+        self._inflight: dict[Peer, int] = {}
+        self._live: _Live | None = None
+        self._ready = anyio.Event()
+        self._changed = anyio.Event()  # any state change; replaced each time
+        self.retry_now = anyio.Event()
+        self._on_status: Callable[[], None] | None = None
+
+    # -- state ----------------------------------------------------------------
+
+    @property
+    def health(self) -> str:
+        """``ok`` when ready with tools (or a server that offers none by design), else why not."""
+        if self.state == "ready":
+            return "ok"
+        return "degraded" if self.state == "degraded" else self.state
+
+    def status(self) -> dict[str, Any]:
+        """Plain, JSON-serialisable status (the adapter's ``started_value``)."""
+        info = (self.init_result or {}).get("serverInfo") or {}
+        return {
+            "state": self.state,
+            "health": self.health,
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "tools": len(self.lists["tools"]),
+            "resources": len(self.lists["resources"]),
+            "prompts": len(self.lists["prompts"]),
+            "server_info": info,
+            "last_error": self.last_error,
+        }
+
+    def _set_state(self, state: str, error: str | None = None) -> None:
+        self.state = state
+        if error is not None:
+            self.last_error = error
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+        if self._on_status is not None:
+            self._on_status()
+
+    def _go_live(
+        self, live: _Live, init: dict[str, Any], lists: dict[str, list[dict[str, Any]]]
+    ) -> None:
+        had_tools = self.init_result is not None
+        old = self.lists
+        self._live = live
+        self.pid = live.pid
+        self.init_result = init
+        self.lists = lists
+        offers_tools = "tools" in (init.get("capabilities") or {})
+        if had_tools and offers_tools and not lists["tools"] and old["tools"]:
+            # It came back with none: keep serving calls, but do not call it healthy.
+            self._set_state("degraded", "server came back after a restart with no tools")
+        else:
+            self._set_state("ready")
+        self._ready.set()
+        changed = frozenset(k for k in lists if lists[k] != old[k])
+        if changed and had_tools:
+            self._notify_lists(changed)
+
+    def _detach(self, live: _Live) -> None:
+        """`live` is gone (its stdout closed): new calls wait for the next one."""
+        if self._live is live:
+            self._live = None
+            self.pid = None
+            if self._ready.is_set():
+                self._ready = anyio.Event()
+
+    def _go_down(self, state: str, reason: str) -> None:
+        self._live = None
+        if self._ready.is_set():
+            self._ready = anyio.Event()
+        self.pid = None
+        self._set_state(state, reason)
+
+    def _notify_lists(self, kinds: frozenset[str]) -> None:
+        for peer in list(self.peers):
+            peer.lists_changed(self, kinds)
+
+    def _update_list(self, kind: str, items: list[dict[str, Any]]) -> None:
+        if self.lists[kind] != items:
+            self.lists = {**self.lists, kind: items}
+            self._notify_lists(frozenset((kind,)))
+            if self._on_status is not None:
+                self._on_status()
+
+    # -- calls ----------------------------------------------------------------
+
+    async def _wait_ready(self, wait: float) -> _Live:
+        live = self._live
+        if live is not None:
+            return live
+        if self.state == "failed":
+            raise UpstreamError(
+                types.INTERNAL_ERROR,
+                f"MCP server {self.name!r} is not available: it failed "
+                f"({self.last_error}); restart it with the bicameral__restart tool "
+                f"or `adapters.restart`",
+            )
+        with anyio.move_on_after(wait):
+            while self._live is None and self.state not in ("failed", "stopped"):
+                await self._changed.wait()
+        if self._live is None:
+            raise UpstreamError(
+                types.INTERNAL_ERROR,
+                f"MCP server {self.name!r} is not available after waiting {wait:g} s "
+                f"(state {self.state}: {self.last_error or 'starting'})",
+            )
+        return self._live
+
+    async def request(
+        self,
+        peer: Peer | None,
+        method: str,
+        params: Mapping[str, Any] | None,
+        on_progress: Any = None,
+        wait: float = CALL_WAIT,
+    ) -> dict[str, Any]:
+        """Forward one client request to the server and return its raw result.
+
+        Waits (up to `wait` seconds) for a server that is starting or
+        restarting. The SDK's dispatcher gives the request its own id, so ids
+        of different clients never collide; `on_progress` receives the
+        server's progress for it; cancelling the caller sends the server
+        ``notifications/cancelled`` for that id.
+
+        Raises:
+          UpstreamError: the server answered with an error (its code and
+            message), or died while handling the request (a message naming
+            the server and the cause), or did not come up in time.
+        """
+        live = self._live or await self._wait_ready(wait)
+        if peer is not None:
+            self._inflight[peer] = self._inflight.get(peer, 0) + 1
+        try:
+            opts: Any = {"on_progress": on_progress} if on_progress is not None else None
+            return await live.dispatcher.send_raw_request(method, params, opts)
+        except MCPError as exc:
+            if exc.code != CONNECTION_CLOSED or exc.message != "Connection closed":
+                raise UpstreamError(exc.code, exc.message, exc.error.data) from None
+            # The server went away under this call. Give the adapter a moment
+            # to learn why (the exit status), then name it.
+            with anyio.move_on_after(1.0):
+                await live.closed.wait()
+            raise UpstreamError(
+                types.INTERNAL_ERROR,
+                f"MCP server {self.name!r} failed during {method}: {live.cause}; "
+                "it is being restarted, retry the call",
+            ) from None
+        finally:
+            if peer is not None:
+                n = self._inflight[peer] - 1
+                if n:
+                    self._inflight[peer] = n
+                else:
+                    del self._inflight[peer]
+
+    async def notify(self, method: str, params: Mapping[str, Any] | None) -> None:
+        """Send a client notification on to the server (dropped while it is down)."""
+        live = self._live
+        if live is not None:
+            await live.dispatcher.notify(method, params)
+
+    # -- server-to-client requests ---------------------------------------------
+
+    def route_peer(self, method: str) -> Peer:
+        """The client a server-to-client request goes to (docs/mcp.md, "Routing").
+
+        stdio MCP carries no link from such a request to the call that caused
+        it, so: the one client with calls in flight to this server; else, when
+        none has, the one client attached to it. Anything else is ambiguous
+        and is refused rather than guessed (never broadcast).
+        """
+        busy = [peer for peer, n in self._inflight.items() if n > 0]
+        if len(busy) == 1:
+            return busy[0]
+        if not busy and len(self.peers) == 1:
+            return next(iter(self.peers))
+        if busy:
+            why = f"{len(busy)} clients have calls in flight to it"
+        elif self.peers:
+            why = f"{len(self.peers)} clients are attached and none has a call in flight"
+        else:
+            why = "no client is attached"
+        raise UpstreamError(
+            INVALID_REQUEST,
+            f"bicameral cannot tell which client {method} from MCP server {self.name!r} "
+            f"is for: {why}",
+        )
+
+    async def client_request(self, method: str, capability: str, params: dict[str, Any]) -> Any:
+        try:
+            peer = self.route_peer(method)
+            if capability not in peer.client_capabilities:
+                raise UpstreamError(
+                    INVALID_REQUEST, f"the MCP client does not support {capability} ({method})"
+                )
+            return await peer.client_request(method, params)
+        except UpstreamError as exc:
+            return types.ErrorData(code=exc.code, message=exc.message, data=exc.data)
+
+
+# --- the adapter -------------------------------------------------------------
+
+
+def _dump(model: Any) -> dict[str, Any]:
+    result: dict[str, Any] = model.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return result
+
+
+async def _list_all(dispatcher: JSONRPCDispatcher[Any], kind: str) -> list[dict[str, Any]]:
+    method, key = _LIST_METHODS[kind]
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    for _ in range(1000):  # a server that pages forever is not our problem
+        params = {"cursor": cursor} if cursor else None
+        page = await dispatcher.send_raw_request(method, params)
+        items.extend(page.get(key) or [])
+        cursor = page.get("nextCursor")
+        if not cursor:
+            break
+    return items
+
+
+async def _list_everything(
+    dispatcher: JSONRPCDispatcher[Any], capabilities: Mapping[str, Any]
+) -> dict[str, list[dict[str, Any]]]:
+    lists: dict[str, list[dict[str, Any]]] = {}
+    for kind in _LIST_METHODS:
+        if _CAPABILITY_FOR[kind] in capabilities:
+            try:
+                lists[kind] = await _list_all(dispatcher, kind)
+            except MCPError as exc:
+                if exc.code != types.METHOD_NOT_FOUND:
+                    raise
+                lists[kind] = []
+        else:
+            lists[kind] = []
+    return lists
+
+
+class _Callbacks:
+    """The SDK session's callbacks, routed to the attached clients."""
+
+    def __init__(self, upstream: Upstream, refresh: Callable[[str], None]) -> None:
+        self.upstream = upstream
+        self.refresh = refresh
+
+    async def sampling(
+        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
+        raw = await self.upstream.client_request(
+            "sampling/createMessage", "sampling", _dump(params)
+        )
+        if isinstance(raw, types.ErrorData):
+            return raw
+        if isinstance(raw.get("content"), list):
+            return types.CreateMessageResultWithTools.model_validate(raw)
+        return types.CreateMessageResult.model_validate(raw)
+
+    async def elicitation(
+        self, context: ClientRequestContext, params: types.ElicitRequestParams
+    ) -> types.ElicitResult | types.ErrorData:
+        raw = await self.upstream.client_request("elicitation/create", "elicitation", _dump(params))
+        if isinstance(raw, types.ErrorData):
+            return raw
+        return types.ElicitResult.model_validate(raw)
+
+    async def list_roots(
+        self, context: ClientRequestContext
+    ) -> types.ListRootsResult | types.ErrorData:
+        raw = await self.upstream.client_request("roots/list", "roots", {})
+        if isinstance(raw, types.ErrorData):
+            return raw
+        return types.ListRootsResult.model_validate(raw)
+
+    async def message(self, message: Any) -> None:
+        if isinstance(message, Exception):
+            logger.warning(
+                "MCP server %r sent something unreadable: %r", self.upstream.name, message
+            )
+            return
+        if isinstance(message, types.ToolListChangedNotification):
+            self.refresh("tools")
+        elif isinstance(message, types.ResourceListChangedNotification):
+            self.refresh("resources")
+            self.refresh("resource_templates")
+        elif isinstance(message, types.PromptListChangedNotification):
+            self.refresh("prompts")
+        elif isinstance(
+            message, types.LoggingMessageNotification | types.ResourceUpdatedNotification
+        ):
+            dumped = _dump(message)
+            for peer in list(self.upstream.peers):
+                peer.upstream_event(self.upstream, dumped["method"], dumped.get("params") or {})
+
+
+class _Exit(Exception):
+    """The server's session ended; the message says why."""
+
+
+async def _read_stderr(
+    stream: anyio.abc.ByteReceiveStream, name: str, tail: collections.deque[str]
+) -> None:
+    """Log the server's stderr, keeping the last lines for an exit message."""
+    log = logging.getLogger(f"bicameral.mcp.server.{name}")
+    buffer = b""
+    try:
+        while True:
+            chunk = await stream.receive(65536)
+            lines = (buffer + chunk).split(b"\n")
+            buffer = lines.pop()[-4096:]
+            for raw in lines:
+                line = raw.decode(errors="replace").rstrip()
+                if line:
+                    tail.append(line)
+                    log.info("%s", line)
+    except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+        return
+
+
+def _exit_reason(returncode: int | None, tail: collections.deque[str]) -> str:
+    if returncode is None:
+        what = "closed its stdout"
+    elif returncode < 0:
+        what = f"was killed by signal {-returncode}"
+    else:
+        what = f"exited with status {returncode}"
+    if tail:
+        what += f" (stderr: {tail[-1][:300]})"
+    return what
+
+
+async def _session(upstream: Upstream, on_ready: Callable[[], None]) -> None:
+    """Run the server once: spawn, initialize, list, serve, watch.
+
+    Returns normally only when the adapter is asked to stop; raises `_Exit`
+    (its message says why) when the server exits, hangs or fails to start.
+    """
+    config = upstream.config
+    argv = [config.command, *config.args]
+    env = {**os.environ, **config.env_dict()}
+    stopping = current_child().stopping
+    tail: collections.deque[str] = collections.deque(maxlen=20)
+    process_cm = open_process_group(
+        argv,
+        env=env,
+        cwd=config.cwd or None,
+        stdin=PIPE,
+        stdout=PIPE,
+        stderr=PIPE,
+        grace=PROCESS_GRACE,
+    )
+    try:
+        proc = await process_cm.__aenter__()
+    except OSError as exc:
+        raise _Exit(f"cannot start {config.command!r}: {exc.strerror or exc}") from exc
+    outcome: list[str | None] = []
+    live: _Live | None = None
+    try:
+        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+        pending: set[str] = set()
+        wake = anyio.Event()
+
+        def refresh(kind: str) -> None:
+            pending.add(kind)
+            wake.set()
+
+        def lost() -> None:
+            if live is not None:
+                upstream._detach(live)
+
+        dispatcher: JSONRPCDispatcher[Any] = JSONRPCDispatcher(
+            PipeReadStream(proc.stdout, on_eof=lost), PipeWriteStream(proc.stdin)
+        )
+        callbacks = _Callbacks(upstream, refresh)
+        session = ClientSession(
+            sampling_callback=callbacks.sampling,
+            elicitation_callback=callbacks.elicitation,
+            list_roots_callback=callbacks.list_roots,
+            message_handler=callbacks.message,
+            client_info=types.Implementation(name="bicameral", version=_version()),
+            dispatcher=dispatcher,
+        )
+        live = _Live(dispatcher, session, proc.pid)
+        async with anyio.create_task_group() as tg:
+
+            def finish(reason: str | None) -> None:
+                if not outcome:
+                    outcome.append(reason)
+                tg.cancel_scope.cancel()
+
+            async def watch_exit() -> None:
+                returncode = await proc.wait()
+                finish(_exit_reason(returncode, tail))
+
+            async def watch_stop() -> None:
+                await stopping.wait()
+                finish(None)
+
+            async def watch_pings() -> None:
+                misses = 0
+                while True:
+                    await anyio.sleep(ping_interval())
+                    with anyio.move_on_after(ping_timeout()) as scope:
+                        with contextlib.suppress(MCPError):
+                            await session.send_ping()
+                    misses = misses + 1 if scope.cancelled_caught else 0
+                    if misses >= 2:
+                        finish(f"stopped answering pings ({misses} missed)")
+                        return
+
+            async def follow_lists() -> None:
+                nonlocal wake
+                while True:
+                    await wake.wait()
+                    wake = anyio.Event()
+                    kinds = list(pending)
+                    pending.clear()
+                    for kind in kinds:
+                        try:
+                            items = await _list_all(dispatcher, kind)
+                        except MCPError as exc:
+                            logger.warning(
+                                "MCP server %r: re-listing %s failed: %s", upstream.name, kind, exc
+                            )
+                            continue
+                        upstream._update_list(kind, items)
+
+            tg.start_soon(_read_stderr, proc.stderr, upstream.name, tail)
+            tg.start_soon(watch_exit)
+            tg.start_soon(watch_stop)
+            async with session:
+                try:
+                    with anyio.fail_after(STARTUP_TIMEOUT):
+                        init_raw = _dump(await session.initialize())
+                        lists = await _list_everything(
+                            dispatcher, init_raw.get("capabilities") or {}
+                        )
+                except TimeoutError:
+                    finish(f"did not initialize within {STARTUP_TIMEOUT:g} s")
+                    return
+                except MCPError as exc:
+                    if exc.code == CONNECTION_CLOSED:
+                        with anyio.move_on_after(1.0):
+                            await proc.wait()
+                        finish(_exit_reason(proc.returncode, tail))
+                    else:
+                        finish(f"initialize failed: {exc.message}")
+                    return
+                upstream._go_live(live, init_raw, lists)
+                on_ready()
+                logger.info(
+                    "MCP server %r ready: pid %d, %d tools",
+                    upstream.name,
+                    proc.pid,
+                    len(lists["tools"]),
+                )
+                tg.start_soon(watch_pings)
+                tg.start_soon(follow_lists)
+                await anyio.sleep_forever()
+    finally:
+        reason = outcome[0] if outcome else None
+        if live is not None:
+            upstream._detach(live)
+            live.cause = reason or "the server was stopped"
+            live.closed.set()
+        with anyio.CancelScope(shield=True):
+            await process_cm.__aexit__(None, None, None)
+    if reason is not None:
+        raise _Exit(reason)
+
+
+def _version() -> str:
+    try:
+        from bicameral import __version__
+
+        return str(__version__)
+    except ImportError:  # pragma: no cover
+        return "0"
+
+
+async def run_adapter(
+    config: ServerConfig,
+    registry: Registry,
+    *,
+    task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """The ``adapters`` child for one configured MCP server (see the module docstring).
+
+    Reports ready once the server has been initialized and listed, or has
+    failed its first attempt; then keeps it running until asked to stop.
+    """
+    upstream = registry.upstream(config)
+    child = current_child()
+    reported = False
+    rng = random.Random()
+
+    def publish() -> None:
+        # The tree shows the adapter's live state as its started_value.
+        if reported:
+            child.value = upstream.status()
+
+    def ready() -> None:
+        nonlocal reported
+        if not reported:
+            reported = True
+            task_status.started(upstream.status())
+        publish()
+
+    upstream._on_status = publish
+    upstream.retry_now = anyio.Event()
+    upstream._set_state("starting")
+    failures: collections.deque[float] = collections.deque()
+    step = 0
+    up_since = 0.0
+    try:
+        while True:
+            up_since = anyio.current_time()
+            try:
+                await _session(upstream, ready)
+                return  # asked to stop
+            except _Exit as exc:
+                reason = str(exc)
+            except Exception as exc:  # a bug of ours: restart, do not escalate
+                logger.exception("MCP server %r: adapter error", upstream.name)
+                reason = f"adapter error: {exc!r}"
+            if child.stopping.is_set():
+                return
+            now = anyio.current_time()
+            if now - up_since >= HEALTHY_RESET:
+                step = 0
+            logger.warning("MCP server %r: %s", upstream.name, reason)
+            failures.append(now)
+            while failures and failures[0] < now - MAX_SECONDS:
+                failures.popleft()
+            if len(failures) > MAX_RESTARTS:
+                upstream._go_down("failed", reason)
+                ready()
+                logger.error(
+                    "MCP server %r failed: more than %d restarts within %g s; last: %s",
+                    upstream.name,
+                    MAX_RESTARTS,
+                    MAX_SECONDS,
+                    reason,
+                )
+                with anyio.move_on_after(FAILED_RETRY):
+                    await upstream.retry_now.wait()
+                upstream.retry_now = anyio.Event()
+                failures.clear()
+                step = 0
+            else:
+                upstream._go_down("restarting", reason)
+                ready()
+                step += 1
+                delay = min(BACKOFF_MAXIMUM, BACKOFF_INITIAL * BACKOFF_FACTOR ** (step - 1))
+                delay *= rng.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER)
+                with anyio.move_on_after(delay):
+                    await child.stopping.wait()
+                if child.stopping.is_set():
+                    return
+            upstream.restarts += 1
+            upstream._set_state("restarting")
+    finally:
+        upstream._on_status = None
+        upstream._go_down("stopped", upstream.last_error or "stopped")

@@ -1,0 +1,119 @@
+"""A small MCP server for bicameral's tests, written with the official SDK.
+
+Run as ``python testserver.py [--name NAME]``; it speaks MCP over stdio.
+
+Tools: ``echo``, ``add``, ``pid`` (this process's pid), ``slow`` (reports
+progress, then answers), ``crash`` (exits the process at once), ``hang``
+(blocks the event loop, so pings go unanswered), ``sample`` (asks the client
+for sampling and returns the text), ``roots`` (asks the client for its roots),
+``add_tool`` (registers a tool and sends ``tools/list_changed``).
+Resource ``test://greeting``; prompt ``greet``.
+
+Environment: ``TESTSERVER_NO_TOOLS_IF`` names a file; when it exists at
+start-up the server registers no tools (a server that comes back empty).
+``TESTSERVER_FAIL_IF`` likewise makes the process exit with status 3 at once.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp_types import SamplingMessage, TextContent
+
+name = "testserver"
+if "--name" in sys.argv:
+    name = sys.argv[sys.argv.index("--name") + 1]
+
+if os.path.exists(os.environ.get("TESTSERVER_FAIL_IF", "/nonexistent")):
+    print("testserver: failing on purpose", file=sys.stderr, flush=True)
+    sys.exit(3)
+
+server: MCPServer = MCPServer(
+    name, version="1.2.3", instructions=f"Test server {name} for bicameral.", log_level="WARNING"
+)
+
+
+def echo(text: str) -> str:
+    """Return the text unchanged."""
+    return text
+
+
+def add(a: int, b: int) -> int:
+    """Add two integers."""
+    return a + b
+
+
+def pid() -> int:
+    """This server process's pid."""
+    return os.getpid()
+
+
+async def slow(steps: int, delay: float, ctx: Context) -> str:
+    """Report `steps` progress notifications `delay` seconds apart, then answer."""
+    for i in range(steps):
+        await ctx.report_progress(i + 1, steps, f"step {i + 1}")
+        await anyio.sleep(delay)
+    return f"done after {steps} steps"
+
+
+def crash() -> str:
+    """Exit the server process at once, mid-call."""
+    os._exit(1)
+
+
+def hang() -> str:
+    """Block the whole server (event loop included) for a long time."""
+    time.sleep(3600)
+    return "unreachable"
+
+
+async def sample(prompt: str, ctx: Context) -> str:
+    """Ask the client to sample a message; return its text."""
+    result = await ctx.session.create_message(
+        [SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
+        max_tokens=50,
+    )
+    content = result.content
+    return content.text if isinstance(content, TextContent) else repr(content)
+
+
+async def roots(ctx: Context) -> str:
+    """Ask the client for its roots; return them comma-separated."""
+    result = await ctx.session.list_roots()
+    return ",".join(str(root.uri) for root in result.roots)
+
+
+async def add_tool(tool_name: str, ctx: Context) -> str:
+    """Register a tool named `tool_name` (it echoes) and notify list_changed."""
+
+    def dynamic(text: str) -> str:
+        return f"{tool_name}:{text}"
+
+    server.add_tool(dynamic, name=tool_name, description="added at run time")
+    await ctx.session.send_tool_list_changed()
+    return "added"
+
+
+if not os.path.exists(os.environ.get("TESTSERVER_NO_TOOLS_IF", "/nonexistent")):
+    for fn in (echo, add, pid, slow, crash, hang, sample, roots, add_tool):
+        server.add_tool(fn)
+
+
+@server.resource("test://greeting")
+def greeting() -> str:
+    """A fixed greeting."""
+    return f"hello from {name}"
+
+
+@server.prompt()
+def greet(who: str) -> str:
+    """Greet someone."""
+    return f"Please greet {who} warmly."
+
+
+if __name__ == "__main__":
+    server.run()
