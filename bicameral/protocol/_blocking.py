@@ -31,6 +31,7 @@ class BlockingClient:
         self._sock = sock
         self._buffer = b""
         self._next_id = 0
+        self._timeout = sock.gettimeout()
 
     @classmethod
     def connect_unix(cls, path: str, *, timeout: float | None = 5.0) -> BlockingClient:
@@ -71,7 +72,9 @@ class BlockingClient:
         if params is not None:
             request["params"] = params
         sock = self._sock
-        sock.settimeout(timeout)
+        if timeout != self._timeout:  # settimeout costs two fcntl calls
+            sock.settimeout(timeout)
+            self._timeout = timeout
         sock.sendall(json.dumps(request, separators=(",", ":")).encode() + b"\n")
         while True:
             response = self._read_message()

@@ -228,6 +228,10 @@ class Connection:
             response = await self._run_barrier(request, allow_upgrade=True)
             if response is not None:
                 await self._respond(response)
+        elif self._dispatcher.immediate(request[1]):
+            response = self._dispatcher.execute_now(request, self)
+            if response is not None:
+                await self._respond(response)
         else:
             await self._take_slot()
             nursery.start_soon(self._run_request, request)
@@ -247,6 +251,11 @@ class Connection:
             assert type(request) is tuple
             if not self.authenticated:
                 response = await self._gated(request, allow_upgrade=False)
+                if response is not None:
+                    batch.responses.append(response)
+                continue
+            if self._dispatcher.immediate(request[1]):
+                response = self._dispatcher.execute_now(request, self)
                 if response is not None:
                     batch.responses.append(response)
                 continue

@@ -8,6 +8,8 @@ functions over parsed JSON, so the rules are easy to read and to test.
 
 from __future__ import annotations
 
+import dis
+import inspect
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
@@ -44,16 +46,27 @@ class Dispatcher:
     handler: it is logged with its traceback on the ``bicameral.protocol``
     logger and the client gets -32603 ``internal error``, with nothing of the
     exception on the wire. Cancellation is never converted: it propagates.
+
+    A handler whose body contains no ``await`` (nor ``async with`` / ``async
+    for``) cannot suspend, so the connection runs it at once instead of in a
+    task of its own: the same result, without the cost of a task per
+    request, which is most of a round trip for methods that answer from
+    memory such as ``system.version``.
     """
 
-    __slots__ = ("_methods",)
+    __slots__ = ("_immediate", "_methods")
 
     def __init__(self) -> None:
         self._methods: dict[str, Handler] = {}
+        self._immediate: set[str] = set()
 
     def add(self, name: str, handler: Handler) -> None:
         """Register ``handler`` for ``name``, replacing any earlier one."""
         self._methods[name] = handler
+        if never_suspends(handler):
+            self._immediate.add(name)
+        else:
+            self._immediate.discard(name)
 
     def method(self, name: str) -> Callable[[Handler], Handler]:
         """Decorator form of `add`: ``@dispatcher.method("system.version")``."""
@@ -70,6 +83,10 @@ class Dispatcher:
     def names(self) -> list[str]:
         return sorted(self._methods)
 
+    def immediate(self, method: str) -> bool:
+        """Whether `execute_now` can answer ``method``: no handler, or one that never suspends."""
+        return method in self._immediate or method not in self._methods
+
     async def execute(self, request: Request, conn: Connection) -> dict[str, Any] | None:
         """Run one validated request; return its response object, None for a notification."""
         msg_id, method, params, notification = request
@@ -78,18 +95,56 @@ class Dispatcher:
             if handler is None:
                 raise RPCError(METHOD_NOT_FOUND, f"method not found: {method}")
             result = await handler(params, conn)
-        except RPCError as exc:
-            if notification:
-                return None
-            return {"jsonrpc": "2.0", "id": msg_id, "error": exc.to_dict()}
-        except Exception:
-            logger.exception("internal error in JSON-RPC method %r", method)
-            if notification:
-                return None
-            return internal_error(msg_id)
-        if notification:
-            return None
-        return {"jsonrpc": "2.0", "id": msg_id, "result": result}
+        except Exception as exc:
+            return None if notification else _failure(msg_id, method, exc)
+        return None if notification else {"jsonrpc": "2.0", "id": msg_id, "result": result}
+
+    def execute_now(self, request: Request, conn: Connection) -> dict[str, Any] | None:
+        """`execute` for a method that is `immediate`, without an event loop round."""
+        msg_id, method, params, notification = request
+        handler = self._methods.get(method)
+        try:
+            if handler is None:
+                raise RPCError(METHOD_NOT_FOUND, f"method not found: {method}")
+            coro = handler(params, conn)
+            try:
+                coro.send(None)  # type: ignore[attr-defined]
+            except StopIteration as done:
+                result = done.value
+            else:  # pragma: no cover - never_suspends() rules this out
+                coro.close()  # type: ignore[attr-defined]
+                raise RuntimeError(f"the handler of {method!r} suspended")
+        except Exception as exc:
+            return None if notification else _failure(msg_id, method, exc)
+        return None if notification else {"jsonrpc": "2.0", "id": msg_id, "result": result}
+
+
+def _failure(msg_id: Any, method: str, exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, RPCError):
+        return {"jsonrpc": "2.0", "id": msg_id, "error": exc.to_dict()}
+    logger.error("internal error in JSON-RPC method %r", method, exc_info=exc)
+    return internal_error(msg_id)
+
+
+# The opcodes through which a coroutine can suspend (await, async with,
+# async for, and the async comprehensions built on them).
+_SUSPENDING_OPS = frozenset(
+    {"YIELD_VALUE", "SEND", "GET_AWAITABLE", "GET_AITER", "GET_ANEXT", "BEFORE_ASYNC_WITH"}
+)
+
+
+def never_suspends(handler: object) -> bool:
+    """Whether ``handler`` is a coroutine function whose body cannot suspend.
+
+    Conservative: anything that is not a plain ``async def`` function or
+    method (a partial, a callable object, a decorated wrapper that awaits)
+    counts as able to suspend and runs in a task.
+    """
+    func = getattr(handler, "__func__", handler)
+    code = getattr(func, "__code__", None)
+    if code is None or not code.co_flags & inspect.CO_COROUTINE:
+        return False
+    return not any(ins.opname in _SUSPENDING_OPS for ins in dis.get_instructions(code))
 
 
 def error_response(msg_id: Any, code: int, message: str) -> dict[str, Any]:

@@ -1,0 +1,188 @@
+"""Benchmark: ``system.version`` round trips through bicameral.protocol (SPEC §9).
+
+Measured in the same run, alternating, against a plain stdlib asyncio
+newline-JSON-RPC server (``bench/_asyncio_jsonrpc.py``):
+
+- latency: one `BlockingClient` process, p50 and p99 of ``call`` after warm-up;
+- throughput: 8 client processes each calling in a loop for a fixed time.
+
+Each figure is the median over ``--rounds`` rounds. Budgets: p50 <= 80 us,
+throughput >= 1.0x the baseline.
+
+Run by hand: ``.venv/bin/python bench/protocol.py [--rounds N]``.
+
+To measure another server (the real daemon), call `measure(socket_path)`:
+it needs only a Unix socket answering ``system.version``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bicameral.protocol import BlockingClient  # noqa: E402
+
+P50_BUDGET_US = 80.0
+THROUGHPUT_BUDGET = 1.0
+
+
+# -- what gets measured ---------------------------------------------------------
+
+
+def latency(socket_path: str, *, requests: int = 20_000, warmup: int = 2_000) -> dict[str, float]:
+    """p50/p99 in microseconds of ``system.version`` from one blocking client."""
+    with BlockingClient.connect_unix(socket_path) as client:
+        for _ in range(warmup):
+            client.call("system.version")
+        samples = []
+        clock = time.perf_counter_ns
+        for _ in range(requests):
+            start = clock()
+            client.call("system.version")
+            samples.append(clock() - start)
+    samples.sort()
+    return {
+        "p50_us": samples[len(samples) // 2] / 1000,
+        "p99_us": samples[int(len(samples) * 0.99)] / 1000,
+    }
+
+
+def _client_loop(socket_path: str, duration: float, start_at: float, out: Any) -> None:
+    with BlockingClient.connect_unix(socket_path) as client:
+        client.call("system.version")
+        while time.time() < start_at:
+            time.sleep(0.001)
+        deadline = time.perf_counter() + duration
+        count = 0
+        while time.perf_counter() < deadline:
+            client.call("system.version")
+            count += 1
+    out.put(count)
+
+
+def throughput(socket_path: str, *, clients: int = 8, duration: float = 2.0) -> float:
+    """Requests per second answered to ``clients`` processes calling in a loop."""
+    ctx = multiprocessing.get_context("fork" if sys.platform != "darwin" else "spawn")
+    results = ctx.Queue()
+    start_at = time.time() + 0.3
+    procs = [
+        ctx.Process(target=_client_loop, args=(socket_path, duration, start_at, results))
+        for _ in range(clients)
+    ]
+    for proc in procs:
+        proc.start()
+    total = sum(results.get(timeout=duration + 30) for _ in procs)
+    for proc in procs:
+        proc.join()
+    return total / duration
+
+
+def measure(
+    socket_path: str, *, requests: int = 20_000, clients: int = 8, duration: float = 2.0
+) -> dict[str, float]:
+    """One round against the server at ``socket_path``: p50_us, p99_us, rps."""
+    figures = latency(socket_path, requests=requests)
+    figures["rps"] = throughput(socket_path, clients=clients, duration=duration)
+    return figures
+
+
+# -- the servers ----------------------------------------------------------------
+
+
+def serve_bicameral(path: str) -> None:
+    """A server process: bicameral.protocol with ``system.version``, as the daemon has it."""
+    import trio
+
+    from bicameral.protocol import Dispatcher, serve_unix
+
+    dispatcher = Dispatcher()
+
+    @dispatcher.method("system.version")
+    async def version(params: Any, conn: Any) -> Any:
+        return {"daemon_version": "0.1.0", "protocol_version": "1"}
+
+    trio.run(serve_unix, path, dispatcher)
+
+
+def _start(argv: list[str], path: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(argv)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        probe = socket.socket(socket.AF_UNIX)
+        try:
+            probe.connect(path)
+            return proc
+        except OSError:
+            time.sleep(0.02)
+        finally:
+            probe.close()
+    proc.kill()
+    raise RuntimeError(f"{argv} did not start listening on {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--duration", type=float, default=2.0)
+    parser.add_argument("--clients", type=int, default=8)
+    args = parser.parse_args()
+
+    tmp = tempfile.mkdtemp(dir="/tmp", prefix="bcb")
+    ours, base = os.path.join(tmp, "b.sock"), os.path.join(tmp, "a.sock")
+    servers = [
+        _start([sys.executable, __file__, "--serve", ours], ours),
+        _start([sys.executable, str(ROOT / "bench" / "_asyncio_jsonrpc.py"), base], base),
+    ]
+    results: dict[str, list[dict[str, float]]] = {"bicameral": [], "asyncio": []}
+    try:
+        for _ in range(args.rounds):
+            for name, path in (("bicameral", ours), ("asyncio", base)):
+                results[name].append(
+                    measure(
+                        path,
+                        requests=args.requests,
+                        clients=args.clients,
+                        duration=args.duration,
+                    )
+                )
+    finally:
+        for proc in servers:
+            proc.terminate()
+            proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    def med(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[name])
+
+    print(f"system.version, medians of {args.rounds} rounds")
+    print(f"{'':28}{'bicameral':>12}{'asyncio':>12}{'budget':>16}")
+    p50 = med("bicameral", "p50_us")
+    print(f"{'1 client p50 (us)':28}{p50:12.1f}{med('asyncio', 'p50_us'):12.1f}"
+          f"{'<= 80':>16}  {'ok' if p50 <= P50_BUDGET_US else 'OVER'}")
+    print(f"{'1 client p99 (us)':28}{med('bicameral', 'p99_us'):12.1f}"
+          f"{med('asyncio', 'p99_us'):12.1f}")
+    ratio = med("bicameral", "rps") / med("asyncio", "rps")
+    print(f"{f'{args.clients} clients (req/s)':28}{med('bicameral', 'rps'):12.0f}"
+          f"{med('asyncio', 'rps'):12.0f}{'>= 1.0x':>16}  {ratio:.2f}x "
+          f"{'ok' if ratio >= THROUGHPUT_BUDGET else 'UNDER'}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--serve":
+        serve_bicameral(sys.argv[2])
+    else:
+        main()
