@@ -47,6 +47,7 @@ from bicameral.protocol._errors import RPCError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
     from bicameral.daemon._paths import DaemonPaths
@@ -236,6 +237,7 @@ def start(
     wait: float = 10.0,
     transport: str | None = None,
     python: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Start a detached daemon and return once it is ready (SPEC §5 ``start``).
 
@@ -243,6 +245,7 @@ def start(
     "descriptor_path"}``. Raises :class:`StartError` (reason and log path) when
     it cannot start, and :class:`DaemonError` for an unusable state dir or a
     daemon that is alive but does not answer within ``wait`` seconds.
+    ``python`` and ``env`` default to this interpreter and ``os.environ``.
     """
     _check_home(paths, create=True)
     transport = transport or default_transport()
@@ -264,7 +267,7 @@ def start(
                 with lock:
                     if found.state in ("malformed", "stale"):
                         _clean_stale(paths, found, lock)
-                    spawned = _spawn_and_wait(paths, lock, transport, deadline, python)
+                    spawned = _spawn_and_wait(paths, lock, transport, deadline, python, env)
                 if spawned is not None:
                     return _started("started", spawned, paths)
                 # BUSY: lost the lock to another daemon after all; wait for it.
@@ -313,6 +316,7 @@ def _spawn_and_wait(
     transport: str,
     deadline: float,
     python: str | None,
+    env: Mapping[str, str] | None,
 ) -> Descriptor | None:
     """Spawn the daemon holding ``lock`` and wait for its readiness line.
 
@@ -331,7 +335,7 @@ def _spawn_and_wait(
         if sys.platform == "win32":  # pragma: no cover - the daemon locks by itself there
             lock.release()
         try:
-            child = _spawn(argv, write_end, lock_fd, log_fd)
+            child = _spawn(argv, write_end, lock_fd, log_fd, env)
         except OSError as exc:
             raise StartError(f"cannot run {argv[0]}: {exc.strerror}", log_path) from None
         finally:
@@ -416,7 +420,9 @@ def _pidfd(pid: int) -> int | None:
         return None
 
 
-def _spawn(argv: list[str], ready_fd: int, lock_fd: int, log_fd: int) -> _Child:
+def _spawn(
+    argv: list[str], ready_fd: int, lock_fd: int, log_fd: int, base_env: Mapping[str, str] | None
+) -> _Child:
     """Spawn the detached daemon with the readiness pipe and the lock inherited.
 
     POSIX uses ``os.posix_spawn`` (vfork speed, and no ``Popen`` object whose
@@ -425,7 +431,7 @@ def _spawn(argv: list[str], ready_fd: int, lock_fd: int, log_fd: int) -> _Child:
     error is recorded), and the signals a daemon must handle reset to their
     defaults in case our caller ignores them.
     """
-    env = dict(os.environ)
+    env = dict(os.environ if base_env is None else base_env)
     env[READY_FD_ENV] = str(ready_fd)
     env[LOCK_FD_ENV] = str(lock_fd)
     if sys.platform == "win32":  # pragma: no cover - Windows
@@ -699,11 +705,12 @@ def restart(
     timeout: float = 10.0,
     transport: str | None = None,
     python: str | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Stop (if running) and start; start's object with ``previous_pid``."""
     stopped = stop(paths, timeout=timeout)
     previous = stopped.get("pid") if not stopped.get("stale") else None
-    result = start(paths, wait=wait, transport=transport, python=python)
+    result = start(paths, wait=wait, transport=transport, python=python, env=env)
     result["status"] = "started"
     result["previous_pid"] = previous
     return result

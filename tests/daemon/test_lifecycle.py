@@ -1,0 +1,557 @@
+"""The daemon's life through the real CLI: start, status, stop, signals, failures.
+
+Each test runs ``python -m bicameral ...`` as a subprocess against a real
+daemon in its own short directory under /tmp, and ends with nothing left
+behind (the ``home`` fixture checks: no daemon, descriptor, socket or held
+lock). Nothing sleeps: the CLI returns when the daemon is ready or gone, and
+the tests wait on process exits and pipes.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import stat
+import subprocess
+import sys
+import time
+import pytest
+
+from bicameral.daemon import resolve_paths, start, stop
+from bicameral.daemon._identity import ProcessHandle, process_start_time
+
+from .conftest import Home, Run, alive
+
+
+def wait_exit(pid: int, timeout: float = 10.0) -> int:
+    """Wait for our child ``pid`` to exit (poll on a pidfd) and return its exit code."""
+    pidfd = os.pidfd_open(pid)
+    try:
+        poller = select.poll()
+        poller.register(pidfd, select.POLLIN)
+        assert poller.poll(timeout * 1000), f"pid {pid} did not exit within {timeout} s"
+    finally:
+        os.close(pidfd)
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def test_start_status_stop_round_trip(home: Home) -> None:
+    started = home.cli("daemon", "start")
+    assert started.code == 0, started
+    info = started.json
+    assert info["status"] == "started"
+    assert info["socket_path"] == str(home.socket)
+    assert info["descriptor_path"] == str(home.descriptor)
+    assert alive(info["pid"])
+
+    status = home.cli("daemon", "status")
+    assert status.code == 0, status
+    body = status.json
+    assert body["status"] == "running"
+    assert body["pid"] == info["pid"]
+    assert body["daemon_version"]
+    assert body["uptime_s"] >= 0
+    assert [c["name"] for c in body["tree"]["children"]] == ["signals", "server", "adapters"]
+
+    stopped = home.cli("daemon", "stop")
+    assert stopped.code == 0, stopped
+    assert stopped.json == {"status": "stopped", "pid": info["pid"]}
+    assert not alive(info["pid"])
+    assert not home.descriptor.exists()
+    assert not home.socket.exists()
+
+    after = home.cli("daemon", "status")
+    assert after.code == 3
+    assert after.json["status"] == "stopped"
+
+
+def test_start_twice_reports_already_running_with_the_same_pid(home: Home) -> None:
+    first = home.cli("daemon", "start").json
+    second = home.cli("daemon", "start")
+    assert second.code == 0
+    assert second.json == {**first, "status": "already-running"}
+    assert home.cli("daemon", "stop").code == 0
+
+
+def test_stop_when_nothing_runs_is_already_stopped(home: Home) -> None:
+    for _ in range(2):
+        run = home.cli("daemon", "stop")
+        assert run.code == 0
+        assert run.json == {"status": "already-stopped"}
+
+
+def test_stop_when_the_state_dir_does_not_exist_is_already_stopped(home: Home) -> None:
+    missing = home.path / "nope"
+    run = home.cli("--home", str(missing), "daemon", "stop")
+    assert run.code == 0
+    assert run.json == {"status": "already-stopped"}
+    assert not missing.exists()
+
+
+def test_restart_reports_the_previous_pid(home: Home) -> None:
+    first = home.cli("daemon", "start").json
+    restarted = home.cli("daemon", "restart")
+    assert restarted.code == 0, restarted
+    body = restarted.json
+    assert body["status"] == "started"
+    assert body["previous_pid"] == first["pid"]
+    assert body["pid"] != first["pid"]
+    assert not alive(first["pid"])
+    home.pids.add(body["pid"])
+    assert home.cli("daemon", "stop").code == 0
+
+
+def test_restart_when_stopped_has_a_null_previous_pid(home: Home) -> None:
+    run = home.cli("daemon", "restart")
+    assert run.code == 0, run
+    assert run.json["previous_pid"] is None
+    assert home.cli("daemon", "stop").code == 0
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_exits_0_and_leaves_nothing(home: Home, signum: int) -> None:
+    # Started in-process, so the daemon is our child and its exit code is ours to read.
+    paths = resolve_paths(home.path)
+    info = start(paths)
+    pid = info["pid"]
+    home.pids.add(pid)
+    os.kill(pid, signum)
+    assert wait_exit(pid) == 0
+    assert not home.descriptor.exists()
+    assert not home.socket.exists()
+
+
+def test_a_second_sigterm_cancels_a_slow_graceful_stop_at_once(home: Home) -> None:
+    home.install_test_plugin()
+    home.write_config("[test.adapters.slow]\nstop_delay = 30.0\n")
+    pid = start(resolve_paths(home.path), env=home.env)["pid"]
+    home.pids.add(pid)
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    # The slow adapter keeps the graceful stop going for 30 s; the daemon must
+    # still be there to hear the second signal.
+    with ProcessHandle(pid, os.pidfd_open(pid)) as handle:
+        assert not handle.wait(0.3)
+    os.kill(pid, signal.SIGTERM)
+    assert wait_exit(pid) == 0
+    assert time.monotonic() - t0 < 5.0
+    assert not home.descriptor.exists()
+    assert not home.socket.exists()
+
+
+def test_sigkill_leaves_a_stale_descriptor_that_status_reports_and_start_recovers(
+    home: Home,
+) -> None:
+    first = home.cli("daemon", "start").json
+    os.kill(first["pid"], signal.SIGKILL)
+    with ProcessHandle(first["pid"], os.pidfd_open(first["pid"])) as handle:
+        assert handle.wait(5.0)
+
+    status = home.cli("daemon", "status")
+    assert status.code == 1, status
+    assert status.json["status"] == "stale"
+    assert status.json["pid"] == first["pid"]
+
+    again = home.cli("daemon", "start")
+    assert again.code == 0, again
+    assert again.json["status"] == "started"
+    assert again.json["pid"] != first["pid"]
+    assert home.cli("daemon", "status").code == 0
+    assert home.cli("daemon", "stop").json["status"] == "stopped"
+
+
+def test_stop_of_a_stale_descriptor_cleans_it(home: Home) -> None:
+    first = home.cli("daemon", "start").json
+    os.kill(first["pid"], signal.SIGKILL)
+    with ProcessHandle(first["pid"], os.pidfd_open(first["pid"])) as handle:
+        assert handle.wait(5.0)
+    run = home.cli("daemon", "stop")
+    assert run.code == 0
+    assert run.json == {"status": "stopped", "stale": True, "pid": first["pid"]}
+    assert not home.descriptor.exists()
+    assert not home.socket.exists()
+
+
+def test_a_descriptor_naming_a_live_unrelated_process_is_stale_and_never_signalled(
+    home: Home,
+) -> None:
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        home.descriptor.write_text(
+            '{"descriptor_version": 1, "pid": %d, "socket_path": "%s", '
+            '"started_at": "2026-01-01T00:00:00Z", "process_start_time": %r, '
+            '"daemon_version": "0.1.0", "protocol_version": "1", "log_path": null}'
+            % (bystander.pid, home.socket, process_start_time(bystander.pid) - 1000.0)
+        )
+        status = home.cli("daemon", "status")
+        assert status.code == 1
+        assert status.json["status"] == "stale"
+        stopped = home.cli("daemon", "stop", "--timeout", "0.2")
+        assert stopped.json == {"status": "stopped", "stale": True, "pid": bystander.pid}
+        assert bystander.poll() is None, "the bystander was signalled"
+        assert not home.descriptor.exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_malformed_descriptor_reads_as_stale(home: Home) -> None:
+    home.descriptor.write_text("{not json")
+    status = home.cli("daemon", "status")
+    assert status.code == 1
+    assert status.json["status"] == "stale"
+    stopped = home.cli("daemon", "stop")
+    assert stopped.json == {"status": "stopped", "stale": True, "pid": None}
+    assert not home.descriptor.exists()
+    started = home.cli("daemon", "start")
+    assert started.code == 0, started
+    assert home.cli("daemon", "stop").code == 0
+
+
+def test_concurrent_starts_converge_on_one_daemon(home: Home) -> None:
+    procs = [home.popen("daemon", "start") for _ in range(4)]
+    outputs = [p.communicate(timeout=30) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
+    results = [Run(subprocess.CompletedProcess([], 0, out, err)).json for out, err in outputs]
+    pids = {r["pid"] for r in results}
+    home.pids.update(pids)
+    assert len(pids) == 1, results
+    assert sorted(r["status"] for r in results) == [
+        "already-running",
+        "already-running",
+        "already-running",
+        "started",
+    ]
+    assert home.cli("daemon", "stop").code == 0
+
+
+def test_stop_from_the_spawning_process_returns_promptly(home: Home) -> None:
+    # The predecessor waited out its 10 s grace here: its daemon was our
+    # zombie, and os.kill(pid, 0) succeeds on zombies.
+    paths = resolve_paths(home.path)
+    pid = start(paths)["pid"]
+    home.pids.add(pid)
+    t0 = time.monotonic()
+    result = stop(paths)
+    elapsed = time.monotonic() - t0
+    assert result == {"status": "stopped", "pid": pid}
+    assert elapsed < 1.0
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # already reaped by stop()
+
+
+def test_a_killed_unreaped_daemon_is_a_stale_zombie(home: Home) -> None:
+    paths = resolve_paths(home.path)
+    pid = start(paths)["pid"]
+    home.pids.add(pid)
+    os.kill(pid, signal.SIGKILL)
+    with ProcessHandle(pid, os.pidfd_open(pid)) as handle:
+        assert handle.wait(5.0)  # exited, and a zombie until reaped
+    status = home.cli("daemon", "status")
+    assert status.json["status"] == "stale"
+    t0 = time.monotonic()
+    result = stop(paths)
+    assert time.monotonic() - t0 < 1.0
+    assert result == {"status": "stopped", "stale": True, "pid": pid}
+
+
+def test_files_and_directory_are_private(home: Home) -> None:
+    fresh = home.path / "fresh"
+    info = home.cli("--home", str(fresh), "daemon", "start").json
+    home.pids.add(info["pid"])
+    try:
+        assert stat.S_IMODE(fresh.stat().st_mode) == 0o700
+        for name in ("daemon.json", "daemon.sock", "daemon.lock", "daemon.log"):
+            assert stat.S_IMODE((fresh / name).stat().st_mode) == 0o600, name
+    finally:
+        assert home.cli("--home", str(fresh), "daemon", "stop").code == 0
+    assert not (fresh / "daemon.json").exists()
+    assert (fresh / "daemon.lock").exists()  # never deleted, by design
+
+
+def test_a_group_writable_state_dir_is_refused_and_left_untouched(home: Home) -> None:
+    os.chmod(home.path, 0o770)
+    run = home.cli("daemon", "start")
+    assert run.code == 1
+    assert "writable by group or others" in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in run.stderr
+    assert list(home.path.iterdir()) == []
+    status = home.cli("daemon", "status")
+    assert status.code == 4
+    assert "writable" in status.stderr
+    os.chmod(home.path, 0o700)
+
+
+def test_a_state_dir_that_is_a_file_is_refused(home: Home) -> None:
+    target = home.path / "file"
+    target.write_text("")
+    run = home.cli("--home", str(target), "daemon", "start")
+    assert run.code == 1
+    assert "not a directory" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert [p.name for p in home.path.iterdir()] == ["file"]
+
+
+def test_an_invalid_config_fails_start_with_the_reason_and_leaves_nothing(home: Home) -> None:
+    home.write_config("this is = = not toml\n")
+    run = home.cli("daemon", "start")
+    assert run.code == 1, run
+    assert "not valid TOML" in run.stderr
+    assert str(home.path / "daemon.log") in run.stderr
+    assert "Traceback" not in run.stderr
+    # No descriptor, socket or held lock: the home fixture checks them too.
+    assert not home.descriptor.exists()
+    assert home.cli("daemon", "status").code == 3
+
+
+def test_a_plugin_config_error_fails_start_before_readiness(home: Home) -> None:
+    home.install_test_plugin()
+    home.write_config("[test]\ninvalid = true\n")
+    run = home.cli("daemon", "start")
+    assert run.code == 1, run
+    assert "invalid on purpose" in run.stderr
+    assert not home.descriptor.exists()
+
+
+def test_a_too_long_socket_path_falls_back_to_a_short_one(home: Home) -> None:
+    deep = home.path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True, mode=0o700)
+    (home.path / ("d" * 60)).chmod(0o700)
+    info = home.cli("--home", str(deep), "daemon", "start")
+    assert info.code == 0, info
+    socket_path = info.json["socket_path"]
+    home.pids.add(info.json["pid"])
+    assert len(os.fsencode(socket_path)) <= 107
+    assert not socket_path.startswith(str(deep))
+    assert stat.S_ISSOCK(os.lstat(socket_path).st_mode)
+    assert home.cli("--home", str(deep), "daemon", "status").json["status"] == "running"
+    assert home.cli("--home", str(deep), "daemon", "stop").code == 0
+    assert not os.path.exists(socket_path)
+
+
+def test_tcp_transport_requires_the_token(home: Home) -> None:
+    from bicameral.protocol import UNAUTHORIZED, BlockingClient, RPCError
+
+    info = home.cli("daemon", "start", "--transport", "tcp")
+    assert info.code == 0, info
+    body = info.json
+    assert body["socket_path"] is None
+    descriptor = home.read_descriptor()
+    assert descriptor["transport"] == "tcp"
+    assert descriptor["socket_path"] is None
+    assert descriptor["address"].startswith("127.0.0.1:")
+    assert len(descriptor["token"]) == 64
+    host, _, port = descriptor["address"].rpartition(":")
+    import socket as socket_mod
+
+    raw = socket_mod.create_connection((host, int(port)), timeout=5)
+    with BlockingClient(raw) as client:
+        with pytest.raises(RPCError) as refused:
+            client.call("system.version")
+        assert refused.value.code == UNAUTHORIZED
+    with BlockingClient.connect_tcp(descriptor["address"], descriptor["token"]) as client:
+        assert client.call("system.version")["protocol_version"] == "1"
+    assert home.cli("daemon", "status").json["status"] == "running"
+    assert home.cli("daemon", "stop").json["status"] == "stopped"
+
+
+def test_start_against_an_unresponsive_daemon_fails_suggesting_stop(home: Home) -> None:
+    info = home.cli("daemon", "start").json
+    os.kill(info["pid"], signal.SIGSTOP)
+    try:
+        run = home.cli("daemon", "start", "--wait", "0.3")
+        assert run.code == 1
+        assert "not answering" in run.stderr
+        assert "daemon stop" in run.stderr
+    finally:
+        stopped = home.cli("daemon", "stop", "--timeout", "0.3")
+    # A stopped process ignores SIGTERM until continued: stop falls back to SIGKILL.
+    assert stopped.json == {"status": "stopped", "pid": info["pid"], "killed": True}
+    assert not home.socket.exists()
+
+
+def test_system_shutdown_rpc_answers_then_stops(home: Home) -> None:
+    from bicameral.protocol import BlockingClient
+
+    paths = resolve_paths(home.path)
+    pid = start(paths)["pid"]
+    home.pids.add(pid)
+    with BlockingClient.connect_unix(str(home.socket)) as client:
+        assert client.call("system.shutdown") == {"status": "stopping"}
+    assert wait_exit(pid) == 0
+    assert not home.descriptor.exists()
+
+
+def test_python_m_bicameral_daemon_serve_runs_in_the_foreground(home: Home) -> None:
+    sock = home.path / "fg.sock"
+    desc = home.path / "fg.json"
+    read_end, write_end = os.pipe()
+    env = dict(home.env, BICAMERAL_READY_FD=str(write_end))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bicameral.daemon",
+            "serve",
+            "--home",
+            str(home.path),
+            "--socket",
+            str(sock),
+            "--descriptor",
+            str(desc),
+        ],
+        env=env,
+        pass_fds=(write_end,),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write_end)
+    home.pids.add(proc.pid)
+    try:
+        with os.fdopen(read_end, "rb") as ready:
+            assert ready.readline() == b"READY\n"
+        status = home.cli("daemon", "status", "--descriptor", str(desc))
+        assert status.json["status"] == "running"
+        assert status.json["socket_path"] == str(sock)
+        assert (home.path / "fg.json.lock").exists()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert "ready on" in err  # logs go to stderr in the foreground
+    assert not sock.exists()
+    assert not desc.exists()
+
+
+def test_a_second_foreground_serve_is_refused_while_one_runs(home: Home) -> None:
+    info = home.cli("daemon", "start").json
+    run = subprocess.run(
+        home.argv("daemon", "serve"), capture_output=True, text=True, env=home.env, timeout=30
+    )
+    assert run.returncode == 1
+    assert f"pid {info['pid']}" in run.stderr
+    assert home.cli("daemon", "status").json["pid"] == info["pid"]
+    assert home.cli("daemon", "stop").code == 0
+
+
+def test_reload_applies_the_config_difference(home: Home) -> None:
+    from bicameral.protocol import BlockingClient
+
+    home.install_test_plugin()
+    home.write_config("[test.adapters.a]\n[test.adapters.b]\n")
+    assert home.cli("daemon", "start").code == 0
+    home.write_config("[test.adapters.b]\nstop_delay = 0.01\n[test.adapters.c]\n")
+    with BlockingClient.connect_unix(str(home.socket)) as client:
+        result = client.call("system.reload")
+        assert result == {"added": ["c"], "removed": ["a"], "restarted": ["b"]}
+        listed = client.call("adapters.list")
+        assert sorted(a["name"] for a in listed) == ["b", "c"]
+        assert all(a["state"] == "running" for a in listed)
+        restarted = client.call("adapters.restart", {"name": "c"})
+        assert restarted["restarts"] == 1
+        home.write_config("[test]\ninvalid = true\n")
+        from bicameral.protocol import RPCError
+
+        with pytest.raises(RPCError, match="invalid on purpose"):
+            client.call("system.reload")
+        assert len(client.call("adapters.list")) == 2  # the running tree was kept
+    assert home.cli("daemon", "stop").code == 0
+
+
+def test_sighup_reloads_and_systemd_hears_every_step(home: Home) -> None:
+    import socket as socket_mod
+
+    from bicameral.protocol import BlockingClient
+
+    home.install_test_plugin()
+    notify = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_DGRAM)
+    notify.bind(str(home.path / "notify.sock"))
+    notify.settimeout(10)
+    home.env["NOTIFY_SOCKET"] = str(home.path / "notify.sock")
+    try:
+        assert home.cli("daemon", "start").code == 0
+        assert notify.recv(4096).startswith(b"READY=1")
+        pid = home.read_descriptor()["pid"]
+        home.write_config("[test.adapters.late]\n")
+        os.kill(pid, signal.SIGHUP)
+        assert notify.recv(4096).startswith(b"RELOADING=1")
+        assert notify.recv(4096) == b"READY=1"
+        with BlockingClient.connect_unix(str(home.socket)) as client:
+            listed = client.call("adapters.list")
+            assert [(a["name"], a["state"]) for a in listed] == [("late", "running")]
+            assert client.call("system.health")["status"] == "ok"
+        assert home.cli("daemon", "stop").code == 0
+        assert notify.recv(4096) == b"STOPPING=1"
+    finally:
+        notify.close()
+
+
+def test_attach_modes_dispatch_to_plugins(home: Home) -> None:
+    from bicameral.protocol import BlockingClient, RPCError
+
+    home.install_test_plugin()
+    assert home.cli("daemon", "start").code == 0
+    with BlockingClient.connect_unix(str(home.socket)) as client:
+        rpc = client.call("system.attach", {"tenant_id": "t1", "client": "pytest"})
+        assert rpc["mode"] == "rpc" and rpc["tenant_id"] == "t1" and rpc["session_id"]
+        with pytest.raises(RPCError) as unknown:
+            client.call("system.attach", {"mode": "nope"})
+        assert unknown.value.code == -32602
+        echo = client.call("system.attach", {"mode": "echo"})
+        assert echo["mode"] == "echo" and echo["echo"] is True
+        raw = client._sock
+        raw.sendall(b"hello raw bytes")
+        got = b""
+        while len(got) < len(b"hello raw bytes"):
+            got += raw.recv(100)
+        assert got == b"hello raw bytes"
+    assert home.cli("daemon", "stop").code == 0
+
+
+def test_log_goes_to_daemon_log_when_detached(home: Home) -> None:
+    info = home.cli("daemon", "start").json
+    assert home.cli("daemon", "stop").code == 0
+    log = (home.path / "daemon.log").read_text()
+    assert f"daemon pid {info['pid']} ready on" in log
+    assert "stopped (SIGTERM)" in log
+
+
+def test_human_output_on_a_terminal_shows_the_tree(home: Home) -> None:
+    import pty
+
+    assert home.cli("daemon", "start").code == 0
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execvpe(sys.executable, home.argv("daemon", "status"), home.env)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(fd)
+    _, wstatus = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(wstatus) == 0
+    text = out.decode()
+    assert "bicameral daemon running" in text
+    assert "adapters [supervisor] running" in text
+    assert home.cli("daemon", "stop").code == 0
+
+
+def test_user_errors_are_one_line_without_traceback(home: Home) -> None:
+    bad = home.cli("daemon", "start", "--wait", "soon")
+    assert bad.code == 2
+    assert "Traceback" not in bad.stderr
+    missing = home.cli("daemon", "start", "--config", str(home.path / "missing.toml"))
+    assert missing.code == 1
+    assert "does not exist" in missing.stderr
+    assert "Traceback" not in missing.stderr
