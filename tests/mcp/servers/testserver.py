@@ -65,9 +65,9 @@ def crash() -> str:
     os._exit(1)
 
 
-def hang() -> str:
-    """Block the whole server (event loop included) for a long time."""
-    time.sleep(3600)
+async def hang() -> str:
+    """Block the whole server (its event loop included) for a long time."""
+    time.sleep(3600)  # noqa: ASYNC251 (deliberately blocking: pings go unanswered)
     return "unreachable"
 
 

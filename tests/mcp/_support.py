@@ -1,0 +1,190 @@
+"""Helpers for the MCP tests: server configs, an in-process rig, a raw JSON-RPC client."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+import trio.testing
+
+from bicameral.mcp._host import McpHost
+from bicameral.mcp._registry import Registry
+from bicameral.supervisor import ChildSpec, Supervisor
+
+TESTSERVER = str(Path(__file__).parent / "servers" / "testserver.py")
+
+try:
+    from bicameral.mcp._config import ServerConfig
+except ImportError:  # until the configuration module lands
+
+    @dataclass(frozen=True)
+    class ServerConfig:  # type: ignore[no-redef]
+        name: str
+        command: str
+        args: tuple[str, ...] = ()
+        env: tuple[tuple[str, str], ...] = ()
+        cwd: str | None = None
+        enabled: bool = True
+
+        def env_dict(self) -> dict[str, str]:
+            return dict(self.env)
+
+
+def server_config(name: str, *extra: str, env: dict[str, str] | None = None) -> Any:
+    """A config running the test server under `name`."""
+    return ServerConfig(
+        name=name,
+        command=sys.executable,
+        args=(TESTSERVER, "--name", name, *extra),
+        env=tuple(sorted((env or {}).items())),
+        cwd=None,
+        enabled=True,
+    )
+
+
+def broken_config(name: str) -> Any:
+    return ServerConfig(
+        name=name,
+        command="/nonexistent/bicameral-test-server",
+        args=(),
+        env=(),
+        cwd=None,
+        enabled=True,
+    )
+
+
+class JsonClient:
+    """A raw MCP client over an in-memory stream: requests by id, the rest queued."""
+
+    def __init__(self, stream: Any, nursery: trio.Nursery) -> None:
+        self.stream = stream
+        self._waiting: dict[Any, trio.MemorySendChannel[dict[str, Any]]] = {}
+        self._send, self.incoming = trio.open_memory_channel[dict[str, Any]](1000)
+        self._ids = itertools.count(1)
+        self._lock = trio.Lock()
+        nursery.start_soon(self._reader)
+
+    async def _reader(self) -> None:
+        buffer = b""
+        while True:
+            chunk = await self.stream.receive_some(65536)
+            if not chunk:
+                self._send.close()
+                return
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                msg = json.loads(line)
+                if "method" not in msg and msg.get("id") in self._waiting:
+                    await self._waiting.pop(msg["id"]).send(msg)
+                else:
+                    await self._send.send(msg)
+
+    async def send(self, msg: dict[str, Any]) -> None:
+        async with self._lock:
+            await self.stream.send_all(json.dumps({"jsonrpc": "2.0", **msg}).encode() + b"\n")
+
+    async def request(self, method: str, params: Any = None, rid: Any = None) -> dict[str, Any]:
+        """Send a request and wait for its response message (result or error)."""
+        rid = next(self._ids) if rid is None else rid
+        send, receive = trio.open_memory_channel[dict[str, Any]](1)
+        self._waiting[rid] = send
+        msg: dict[str, Any] = {"id": rid, "method": method}
+        if params is not None:
+            msg["params"] = params
+        await self.send(msg)
+        return await receive.receive()
+
+    async def call(self, tool: str, **arguments: Any) -> dict[str, Any]:
+        return await self.request("tools/call", {"name": tool, "arguments": arguments})
+
+    async def next_incoming(self, method: str) -> dict[str, Any]:
+        """The next queued message with `method` (others are skipped)."""
+        async for msg in self.incoming:
+            if msg.get("method") == method:
+                return msg
+        raise AssertionError(f"connection closed before {method}")
+
+    async def initialize(self, capabilities: dict[str, Any] | None = None) -> dict[str, Any]:
+        answer = await self.request(
+            "initialize",
+            {
+                "protocolVersion": "2025-11-25",
+                "capabilities": capabilities or {},
+                "clientInfo": {"name": "test", "version": "1"},
+            },
+        )
+        await self.send({"method": "notifications/initialized"})
+        return answer
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+def text_of(response: dict[str, Any]) -> str:
+    """The first text content of a tools/call response."""
+    assert "result" in response, response
+    return str(response["result"]["content"][0]["text"])
+
+
+def error_text(response: dict[str, Any]) -> str:
+    """The error a call ended with: a JSON-RPC error's message, or a tool error's text."""
+    if "error" in response:
+        return str(response["error"]["message"])
+    assert response["result"].get("isError"), response
+    return text_of(response)
+
+
+class Rig:
+    """Adapters under a real `Supervisor` and an `McpHost`, in-process."""
+
+    def __init__(self, nursery: trio.Nursery, configs: list[Any]) -> None:
+        self.nursery = nursery
+        self.registry = Registry()
+        self.registry.set_configured([c.name for c in configs])
+        from bicameral.mcp._upstream import run_adapter
+
+        self.supervisor = Supervisor(
+            "adapters",
+            [ChildSpec(c.name, run_adapter, args=(c, self.registry)) for c in configs],
+        )
+        self.host = McpHost(self.registry)
+
+    async def start(self) -> Rig:
+        await self.nursery.start(self.supervisor.run)
+        return self
+
+    async def client(
+        self, server: str | None = None, capabilities: dict[str, Any] | None = None
+    ) -> JsonClient:
+        ours, theirs = trio.testing.memory_stream_pair()
+        self.nursery.start_soon(self.host.serve, theirs, b"", server)
+        client = JsonClient(ours, self.nursery)
+        answer = await client.initialize(capabilities)
+        assert "result" in answer, answer
+        return client
+
+    def upstream(self, name: str) -> Any:
+        up = self.registry.get(name)
+        assert up is not None
+        return up
+
+    async def wait_state(self, name: str, *states: str, pid_not: int | None = None) -> None:
+        up = self.upstream(name)
+        with trio.fail_after(15):
+            while up.state not in states or (pid_not is not None and up.pid in (None, pid_not)):
+                await up._changed.wait()
+
+    async def stop(self) -> None:
+        with trio.move_on_after(10):
+            await self.supervisor.stop()
+
+
+def kill(pid: int) -> None:
+    os.kill(pid, 9)

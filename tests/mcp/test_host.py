@@ -1,0 +1,283 @@
+"""The session host and the adapters, in-process: routing, ids, restarts.
+
+Real upstream servers (tests/mcp/servers/testserver.py) under a real
+`Supervisor`; the clients are raw JSON-RPC over in-memory streams, so each
+test controls ids and interleavings exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from bicameral.mcp._common import UpstreamError
+from tests.mcp._support import Rig, broken_config, error_text, kill, server_config, text_of
+
+
+@pytest.fixture
+async def rig(nursery: trio.Nursery) -> AsyncIterator[Rig]:
+    rig = await Rig(nursery, [server_config("alpha")]).start()
+    yield rig
+    await rig.stop()
+
+
+async def test_initialize_is_answered_from_the_servers_cached_result(rig: Rig) -> None:
+    client = await rig.client("alpha")
+    answer = await client.request(
+        "initialize",
+        {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "x"}},
+    )
+    result = answer["result"]
+    assert result["serverInfo"] == {"name": "alpha", "version": "1.2.3"}
+    assert result["instructions"] == "Test server alpha for bicameral."
+    assert result["protocolVersion"] == "2025-06-18"  # the client's older version is kept
+    assert result["capabilities"]["tools"]["listChanged"] is True
+
+
+async def test_single_server_mode_lists_and_calls_under_the_servers_own_names(rig: Rig) -> None:
+    client = await rig.client("alpha")
+    tools = (await client.request("tools/list"))["result"]["tools"]
+    assert {"echo", "pid", "slow", "sample"} <= {t["name"] for t in tools}
+    assert text_of(await client.call("echo", text="hello")) == "hello"
+    read = await client.request("resources/read", {"uri": "test://greeting"})
+    assert read["result"]["contents"][0]["text"] == "hello from alpha"
+    prompt = await client.request("prompts/get", {"name": "greet", "arguments": {"who": "Ann"}})
+    assert "Ann" in prompt["result"]["messages"][0]["content"]["text"]
+    assert (await client.request("ping"))["result"] == {}
+
+
+async def test_two_clients_using_the_same_request_id_each_get_their_own_answer(rig: Rig) -> None:
+    one, two = await rig.client("alpha"), await rig.client("alpha")
+    answers: dict[str, str] = {}
+
+    async def call(client: object, text: str, rid: int) -> None:
+        response = await client.request(  # type: ignore[attr-defined]
+            "tools/call", {"name": "echo", "arguments": {"text": text}}, rid=rid
+        )
+        answers[text] = text_of(response)
+
+    async with trio.open_nursery() as nursery:
+        for i in range(10):
+            # Both clients use the very same ids, concurrently.
+            nursery.start_soon(call, one, f"one-{i}", 100 + i)
+            nursery.start_soon(call, two, f"two-{i}", 100 + i)
+    assert answers == {text: text for text in answers}
+    assert len(answers) == 20
+
+
+async def test_progress_reaches_only_the_calling_client_under_its_own_token(rig: Rig) -> None:
+    caller, bystander = await rig.client("alpha"), await rig.client("alpha")
+    response = await caller.request(
+        "tools/call",
+        {
+            "name": "slow",
+            "arguments": {"steps": 3, "delay": 0.01},
+            "_meta": {"progressToken": "tok"},
+        },
+    )
+    assert text_of(response) == "done after 3 steps"
+    notes = []
+    while True:
+        try:
+            notes.append(caller.incoming.receive_nowait())
+        except trio.WouldBlock:
+            break
+    progress = [n for n in notes if n.get("method") == "notifications/progress"]
+    assert [p["params"]["progress"] for p in progress] == [1, 2, 3]
+    assert {p["params"]["progressToken"] for p in progress} == {"tok"}
+    with pytest.raises(trio.WouldBlock):
+        bystander.incoming.receive_nowait()
+
+
+async def test_a_cancelled_call_gets_no_answer_and_the_session_goes_on(rig: Rig) -> None:
+    client = await rig.client("alpha")
+    await client.send(
+        {
+            "id": "long",
+            "method": "tools/call",
+            "params": {"name": "slow", "arguments": {"steps": 100, "delay": 0.05}},
+        }
+    )
+    await trio.sleep(0.1)
+    await client.send({"method": "notifications/cancelled", "params": {"requestId": "long"}})
+    assert text_of(await client.call("echo", text="after")) == "after"
+    with pytest.raises(trio.WouldBlock):
+        client.incoming.receive_nowait()
+
+
+async def test_sampling_goes_to_the_client_whose_call_caused_it(rig: Rig) -> None:
+    bystander = await rig.client("alpha", capabilities={"sampling": {}})
+    caller = await rig.client("alpha", capabilities={"sampling": {}})
+    async with trio.open_nursery() as nursery:
+        result: dict[str, object] = {}
+
+        async def call() -> None:
+            result["r"] = await caller.call("sample", prompt="write a haiku")
+
+        nursery.start_soon(call)
+        request = await caller.next_incoming("sampling/createMessage")
+        assert request["params"]["messages"][0]["content"]["text"] == "write a haiku"
+        await caller.send(
+            {
+                "id": request["id"],
+                "result": {
+                    "role": "assistant",
+                    "model": "m",
+                    "content": {"type": "text", "text": "petals"},
+                },
+            }
+        )
+    assert text_of(result["r"]) == "petals"  # type: ignore[arg-type]
+    with pytest.raises(trio.WouldBlock):
+        bystander.incoming.receive_nowait()
+
+
+async def test_sampling_is_refused_when_two_clients_have_calls_in_flight(rig: Rig) -> None:
+    busy = await rig.client("alpha", capabilities={"sampling": {}})
+    caller = await rig.client("alpha", capabilities={"sampling": {}})
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(functools.partial(busy.call, "slow", steps=1, delay=2.0))
+        await trio.sleep(0.2)
+        response = await caller.call("sample", prompt="x")
+        nursery.cancel_scope.cancel()
+    # The server got an MCP error instead of a guess, and its tool failed with it.
+    assert "cannot tell which client" in error_text(response)
+
+
+async def test_sampling_for_a_client_without_the_capability_is_an_error(rig: Rig) -> None:
+    client = await rig.client("alpha")
+    response = await client.call("sample", prompt="x")
+    assert "does not support sampling" in error_text(response)
+
+
+async def test_a_call_in_flight_when_the_server_dies_fails_naming_it_and_the_next_call_works(
+    rig: Rig,
+) -> None:
+    client = await rig.client("alpha")
+    old_pid = int(text_of(await client.call("pid")))
+    with trio.fail_after(2):
+        response = await client.call("crash")
+    message = response["error"]["message"]
+    assert "'alpha'" in message and "exited with status 1" in message
+    # The next call waits for the restarted server instead of failing.
+    new_pid = int(text_of(await client.call("pid")))
+    assert new_pid != old_pid
+    assert rig.upstream("alpha").restarts == 1
+
+
+async def test_a_call_made_while_the_server_restarts_waits_for_it(rig: Rig) -> None:
+    client = await rig.client("alpha")
+    up = rig.upstream("alpha")
+    kill(up.pid)
+    with trio.fail_after(10):
+        # The kill may land while this call is already on its way (then it
+        # fails, naming the server), or before (then it waits): both are right;
+        # the call after it must reach the restarted server.
+        first = await client.call("echo", text="patient")
+        if "error" in first:
+            assert "'alpha'" in first["error"]["message"]
+            first = await client.call("echo", text="patient")
+        assert text_of(first) == "patient"
+    tools = (await client.request("tools/list"))["result"]["tools"]
+    assert "echo" in {t["name"] for t in tools}
+
+
+async def test_list_changed_is_followed_and_passed_on(rig: Rig) -> None:
+    client = await rig.client("alpha")
+    assert text_of(await client.call("add_tool", tool_name="fresh")) == "added"
+    with trio.fail_after(5):
+        await client.next_incoming("notifications/tools/list_changed")
+    tools = (await client.request("tools/list"))["result"]["tools"]
+    assert "fresh" in {t["name"] for t in tools}
+    assert text_of(await client.call("fresh", text="x")) == "fresh:x"
+
+
+async def test_aggregated_mode_prefixes_names_and_routes_by_them(nursery: trio.Nursery) -> None:
+    rig = await Rig(nursery, [server_config("alpha"), server_config("beta")]).start()
+    try:
+        client = await rig.client(None)
+        names = {t["name"] for t in (await client.request("tools/list"))["result"]["tools"]}
+        assert {"alpha__echo", "beta__echo", "bicameral__status", "bicameral__restart"} <= names
+        assert text_of(await client.call("beta__echo", text="b")) == "b"
+        pids = {int(text_of(await client.call(f"{s}__pid"))) for s in ("alpha", "beta")}
+        assert len(pids) == 2
+        resources = (await client.request("resources/list"))["result"]["resources"]
+        uris = {r["uri"] for r in resources}
+        assert uris == {"bicameral://alpha/test://greeting", "bicameral://beta/test://greeting"}
+        read = await client.request("resources/read", {"uri": "bicameral://beta/test://greeting"})
+        assert read["result"]["contents"][0]["text"] == "hello from beta"
+        prompts = {p["name"] for p in (await client.request("prompts/list"))["result"]["prompts"]}
+        assert prompts == {"alpha__greet", "beta__greet"}
+        got = await client.request(
+            "prompts/get", {"name": "alpha__greet", "arguments": {"who": "Bo"}}
+        )
+        assert "Bo" in got["result"]["messages"][0]["content"]["text"]
+        status = await client.call("bicameral__status")
+        assert status["result"]["structuredContent"]["servers"]["alpha"]["state"] == "ready"
+        unknown = await client.call("gamma__echo", text="x")
+        assert unknown["error"]["code"] == -32602
+    finally:
+        await rig.stop()
+
+
+async def test_a_broken_server_beside_a_good_one_affects_only_itself(nursery: trio.Nursery) -> None:
+    rig = await Rig(nursery, [broken_config("broken"), server_config("good")]).start()
+    try:
+        client = await rig.client(None)
+        assert text_of(await client.call("good__echo", text="fine")) == "fine"
+        broken = rig.upstream("broken")
+        assert broken.state in ("restarting", "starting", "failed")
+        assert "cannot start" in (broken.last_error or "")
+        snapshot = rig.supervisor.snapshot()
+        entry = {c["name"]: c for c in snapshot["children"]}["broken"]
+        assert "cannot start" in entry["started_value"]["last_error"]
+        with trio.fail_after(3), pytest.raises(UpstreamError, match="not available"):
+            await rig.upstream("broken").request(None, "tools/list", None, wait=0.5)
+    finally:
+        await rig.stop()
+
+
+async def test_a_server_that_comes_back_with_no_tools_is_degraded_and_clients_are_told(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    flag = tmp_path / "no-tools"
+    rig = await Rig(
+        nursery, [server_config("alpha", env={"TESTSERVER_NO_TOOLS_IF": str(flag)})]
+    ).start()
+    try:
+        client = await rig.client("alpha")
+        old = rig.upstream("alpha").pid
+        flag.write_text("")
+        kill(old)
+        await rig.wait_state("alpha", "degraded", pid_not=old)
+        with trio.fail_after(5):
+            await client.next_incoming("notifications/tools/list_changed")
+        assert rig.upstream("alpha").health == "degraded"
+        assert (await client.request("tools/list"))["result"]["tools"] == []
+    finally:
+        await rig.stop()
+
+
+async def test_a_hung_server_is_restarted_by_the_ping_watchdog(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BICAMERAL_MCP_PING_INTERVAL", "0.1")
+    monkeypatch.setenv("BICAMERAL_MCP_PING_TIMEOUT", "0.2")
+    rig = await Rig(nursery, [server_config("alpha")]).start()
+    try:
+        client = await rig.client("alpha")
+        old = rig.upstream("alpha").pid
+        with trio.fail_after(5):
+            response = await client.call("hang")
+        assert "stopped answering pings" in response["error"]["message"]
+        await rig.wait_state("alpha", "ready", pid_not=old)
+        assert old is not None
+        with pytest.raises(ProcessLookupError):
+            os.kill(old, 0)
+    finally:
+        await rig.stop()
