@@ -271,6 +271,13 @@ def run_restart(home: str | None, options: dict[str, Any]) -> int:
     return 0
 
 
+def run_mcp(home: str | None, options: dict[str, Any]) -> int:
+    """``bicameral mcp [--server NAME]``: the MCP stdio bridge (standard library only)."""
+    from bicameral.mcp import run_bridge
+
+    return run_bridge(home, options.get("server"))
+
+
 # --- the parser ------------------------------------------------------------------------
 
 _START_OPTIONS: dict[str, OptionKind] = {
@@ -289,6 +296,7 @@ FAST_COMMANDS: dict[tuple[str, ...], tuple[dict[str, OptionKind], Runner]] = {
         run_stop,
     ),
     ("daemon", "status"): ({"--descriptor": "path", "--json": "flag"}, run_status),
+    ("mcp",): ({"--server": "path"}, run_mcp),
 }
 """Command words -> (options, runner). Options are ``--name``: kind."""
 
