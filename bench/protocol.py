@@ -171,14 +171,20 @@ def main() -> None:
     print(f"system.version, medians of {args.rounds} rounds")
     print(f"{'':28}{'bicameral':>12}{'asyncio':>12}{'budget':>16}")
     p50 = med("bicameral", "p50_us")
-    print(f"{'1 client p50 (us)':28}{p50:12.1f}{med('asyncio', 'p50_us'):12.1f}"
-          f"{'<= 80':>16}  {'ok' if p50 <= P50_BUDGET_US else 'OVER'}")
-    print(f"{'1 client p99 (us)':28}{med('bicameral', 'p99_us'):12.1f}"
-          f"{med('asyncio', 'p99_us'):12.1f}")
+    print(
+        f"{'1 client p50 (us)':28}{p50:12.1f}{med('asyncio', 'p50_us'):12.1f}"
+        f"{'<= 80':>16}  {'ok' if p50 <= P50_BUDGET_US else 'OVER'}"
+    )
+    print(
+        f"{'1 client p99 (us)':28}{med('bicameral', 'p99_us'):12.1f}"
+        f"{med('asyncio', 'p99_us'):12.1f}"
+    )
     ratio = med("bicameral", "rps") / med("asyncio", "rps")
-    print(f"{f'{args.clients} clients (req/s)':28}{med('bicameral', 'rps'):12.0f}"
-          f"{med('asyncio', 'rps'):12.0f}{'>= 1.0x':>16}  {ratio:.2f}x "
-          f"{'ok' if ratio >= THROUGHPUT_BUDGET else 'UNDER'}")
+    print(
+        f"{f'{args.clients} clients (req/s)':28}{med('bicameral', 'rps'):12.0f}"
+        f"{med('asyncio', 'rps'):12.0f}{'>= 1.0x':>16}  {ratio:.2f}x "
+        f"{'ok' if ratio >= THROUGHPUT_BUDGET else 'UNDER'}"
+    )
 
 
 if __name__ == "__main__":

@@ -6,16 +6,20 @@ where the previous search stopped, so a large frame arriving in many small
 pieces costs linear time and no Python-level work per byte.
 
 Values are parsed with orjson, which is several times faster than the stdlib
-on the small messages this protocol carries. orjson is stricter than the
-specification in a few places (integers beyond 64 bits, lone surrogate
-escapes); a frame it rejects is parsed again with the stdlib, so those
-inputs are accepted as JSON says they should be, and anything neither
-accepts is a parse error, never a crash.
+on the small messages this protocol carries. orjson departs from the stdlib
+in two ways that matter here: it refuses some valid input (lone surrogate
+escapes), which is then parsed again with the stdlib, and it silently turns
+integers beyond 64 bits into floats, so a frame with a run of 20 or more
+digits (the only way to spell such an integer; one ``re.search``, in C)
+goes to the stdlib directly and a huge request id comes back exact.
+Anything neither parser accepts is a parse error, never a crash.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 import orjson
@@ -91,14 +95,29 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+def _parse_float(text: str) -> float:
+    # As orjson does: a number beyond a double's range cannot be represented
+    # (nor written back), so it is refused rather than turned into inf.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number out of range: {text[:40]}")
+    return value
+
+
+_LONG_NUMBER = re.compile(rb"[0-9]{20}")
+
+
 def decode(frame: bytes) -> Any:
     """Parse one frame; raise `ParseError` for anything that is not a JSON value."""
+    if _LONG_NUMBER.search(frame) is None:
+        try:
+            return orjson.loads(frame)
+        except orjson.JSONDecodeError:
+            pass
     try:
-        return orjson.loads(frame)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(frame.decode("utf-8"), parse_constant=_reject_constant)
+        return json.loads(
+            frame.decode("utf-8"), parse_constant=_reject_constant, parse_float=_parse_float
+        )
     except (ValueError, RecursionError) as exc:
         # UnicodeDecodeError and json.JSONDecodeError are ValueErrors; the
         # stdlib's parser raises RecursionError on very deep nesting.
