@@ -10,6 +10,7 @@ import anyio
 import anyio.lowlevel
 
 from bicameral.supervisor._spec import ChildSpec
+from bicameral.supervisor._tasks import Scope
 
 if TYPE_CHECKING:
     from bicameral.supervisor._supervisor import Supervisor
@@ -97,7 +98,7 @@ class ChildHandle:
         self._deliberate = False  # the supervisor is stopping it: no restart on exit
         self._terminated = False  # terminate_child: stays down until restart_child
         self._done: anyio.Event | None = None  # set when its task ends; only while stopping
-        self._scope: anyio.CancelScope | None = None
+        self._scope: Scope | None = None
         self._gen = 0  # bumped per task, so stale crash reports are ignored
         self._backoff_n = 0
         self._up_since: float | None = None  # monotonic time it last became running

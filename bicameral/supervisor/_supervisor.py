@@ -27,7 +27,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 
 import anyio
@@ -39,6 +39,7 @@ from bicameral.supervisor._child import _MISSING, ChildHandle, StopFlag, _curren
 from bicameral.supervisor._errors import ChildStartError, RestartIntensityExceeded
 from bicameral.supervisor._snapshot import child_entry, supervisor_entry
 from bicameral.supervisor._spec import ChildSpec, Restart, Strategy, accepts_task_status
+from bicameral.supervisor._tasks import Scope, TaskGroup, new_scope_factory, open_task_group
 
 __all__ = ["Supervisor"]
 
@@ -134,7 +135,8 @@ class Supervisor:
         self._state = "stopped"
         self._started_at: float | None = None
         self._runs = 0
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._tg: TaskGroup | None = None
+        self._scope_class: Callable[[], Scope] = anyio.CancelScope
         self._lock: anyio.Lock | None = None
         self._events: collections.deque[tuple[Any, ...]] = collections.deque()
         self._wake: anyio.Event | None = None
@@ -194,7 +196,7 @@ class Supervisor:
             # Errors are raised after the task group has closed, so that they
             # reach the caller as themselves, not wrapped in an ExceptionGroup.
             failure: BaseException | None = None
-            async with anyio.create_task_group() as tg:
+            async with open_task_group() as tg:
                 self._tg = tg
                 try:
                     await self._start_initial()
@@ -344,6 +346,7 @@ class Supervisor:
         self._stopping_all = False
         self._finished = anyio.Event()
         self._cancelled_exc = anyio.get_cancelled_exc_class()
+        self._scope_class = new_scope_factory()
         fresh = []
         for old in self._children:
             child = ChildHandle(old.spec, self)
@@ -486,7 +489,7 @@ class Supervisor:
     async def _child_task(self, child: ChildHandle, gen: int) -> None:
         """A child's task: run the target; ONE_FOR_ONE restarts loop right here."""
         _current.set(child)
-        scope = child._scope = anyio.CancelScope()
+        scope = child._scope = self._scope_class()
         try:
             with scope:
                 delay = 0.0
@@ -597,6 +600,9 @@ class Supervisor:
             child.state = "stopped"
             return None
         if not self._add_restart():
+            # Giving up: from here on no exit is restarted (OTP's supervisor
+            # stops processing restarts once it decides to shut down).
+            self._stopping_all = True
             child.state = "failed"
             exc = RestartIntensityExceeded(
                 self.name, child.spec.name, self.max_restarts, self.max_seconds, error
@@ -674,6 +680,7 @@ class Supervisor:
                 return
             failed, error = retry
             if not self._add_restart():
+                self._stopping_all = True
                 exc2 = RestartIntensityExceeded(
                     self.name, failed.spec.name, self.max_restarts, self.max_seconds, error
                 )
