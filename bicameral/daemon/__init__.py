@@ -6,21 +6,23 @@ Two halves with different import budgets:
   :func:`restart`, :func:`is_alive`, :func:`resolve_paths`), which the CLI's
   fast path calls, imports only the standard library;
 - the server side (:func:`serve`, the plugin interface :class:`DaemonPlugin`
-  and :class:`DaemonHost`) imports Trio, the supervisor and the protocol, and
-  is loaded lazily on first use of those names.
+  and :class:`DaemonHost`) imports Trio, the supervisor and the protocol.
+
+Every name is loaded on first use, so importing a submodule (the spawned
+daemon imports ``_serve``, the CLI ``_control``) pays only for what it uses.
 """
 
 from __future__ import annotations
 
-from bicameral.daemon._control import StartError, is_alive, restart, start, status, stop
-from bicameral.daemon._descriptor import Descriptor, MalformedDescriptor, read_descriptor
 from bicameral.daemon._errors import ConfigError, DaemonError
-from bicameral.daemon._paths import DaemonPaths, check_private_dir, resolve_paths
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from bicameral.daemon._control import StartError, is_alive, restart, start, status, stop
+    from bicameral.daemon._descriptor import Descriptor, MalformedDescriptor, read_descriptor
+    from bicameral.daemon._paths import DaemonPaths, check_private_dir, resolve_paths
     from bicameral.daemon._plugin import DaemonHost, DaemonPlugin
     from bicameral.daemon._serve import ServeOptions, serve
 
@@ -46,10 +48,22 @@ __all__ = [
 ]
 
 _LAZY = {
-    "DaemonHost": "bicameral.daemon._plugin",
-    "DaemonPlugin": "bicameral.daemon._plugin",
-    "ServeOptions": "bicameral.daemon._serve",
-    "serve": "bicameral.daemon._serve",
+    "StartError": "_control",
+    "is_alive": "_control",
+    "restart": "_control",
+    "start": "_control",
+    "status": "_control",
+    "stop": "_control",
+    "Descriptor": "_descriptor",
+    "MalformedDescriptor": "_descriptor",
+    "read_descriptor": "_descriptor",
+    "DaemonPaths": "_paths",
+    "check_private_dir": "_paths",
+    "resolve_paths": "_paths",
+    "DaemonHost": "_plugin",
+    "DaemonPlugin": "_plugin",
+    "ServeOptions": "_serve",
+    "serve": "_serve",
 }
 
 
@@ -59,6 +73,10 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'bicameral.daemon' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(f"bicameral.daemon.{module}"), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

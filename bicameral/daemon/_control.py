@@ -310,7 +310,7 @@ def _daemon_argv(paths: DaemonPaths, transport: str, python: str | None) -> list
     return argv
 
 
-def _spawn_and_wait(
+def _spawn_and_wait(  # noqa: PLR0917 - private, one caller
     paths: DaemonPaths,
     lock: LockFile,
     transport: str,

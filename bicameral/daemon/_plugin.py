@@ -248,16 +248,22 @@ def load_config_file(paths: DaemonPaths) -> tuple[dict[str, Any], Path | None]:
     ``--config`` file, unreadable or invalid TOML is a :class:`ConfigError`
     naming the file (and the line, from ``tomllib``).
     """
-    import tomllib
-
     path = paths.config
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        f = open(path, "rb")  # noqa: SIM115 - closed below; tomllib only if there is a file
     except FileNotFoundError:
         if paths.config_explicit:
             raise ConfigError(f"config file {path} does not exist") from None
         return {}, None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    import tomllib
+
+    try:
+        with f:
+            data = tomllib.load(f)
     except IsADirectoryError:
         raise ConfigError(f"config file {path} is a directory") from None
     except OSError as exc:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import stat
 import sys
 import time
@@ -237,7 +236,8 @@ class _Daemon:
         self.socket_path: str | None = None
         self._socket_id: tuple[int, int] | None = None
         self.address: str | None = None
-        self.token: str | None = secrets.token_hex(32) if options.transport == "tcp" else None
+        # os.urandom is what ``secrets.token_hex`` uses, without importing hmac & co.
+        self.token: str | None = os.urandom(32).hex() if options.transport == "tcp" else None
         self.published = False
         self.stop_reason: str | None = None
         self._stop_event: trio.Event | None = None
@@ -466,7 +466,7 @@ class _Daemon:
             handler = self.host.attach_modes.get(mode)
             if handler is None:
                 raise RPCError(-32602, f"unknown attach mode {mode!r}")
-        session = {"session_id": secrets.token_hex(16), "tenant_id": tenant, "mode": mode}
+        session = {"session_id": os.urandom(16).hex(), "tenant_id": tenant, "mode": mode}
         conn.state["session"] = dict(session, client=params.get("client"))
         if handler is not None:
             extra = await handler(conn, params)

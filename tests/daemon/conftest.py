@@ -77,6 +77,7 @@ class Home:
             env=self.env,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
+            check=False,
         )
         run = Run(proc)
         self._remember(run)

@@ -9,6 +9,7 @@ the tests wait on process exits and pipes.
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -16,6 +17,7 @@ import stat
 import subprocess
 import sys
 import time
+
 import pytest
 
 from bicameral.daemon import resolve_paths, start, stop
@@ -179,12 +181,17 @@ def test_a_descriptor_naming_a_live_unrelated_process_is_stale_and_never_signall
 ) -> None:
     bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        home.descriptor.write_text(
-            '{"descriptor_version": 1, "pid": %d, "socket_path": "%s", '
-            '"started_at": "2026-01-01T00:00:00Z", "process_start_time": %r, '
-            '"daemon_version": "0.1.0", "protocol_version": "1", "log_path": null}'
-            % (bystander.pid, home.socket, process_start_time(bystander.pid) - 1000.0)
-        )
+        descriptor = {
+            "descriptor_version": 1,
+            "pid": bystander.pid,
+            "socket_path": str(home.socket),
+            "started_at": "2026-01-01T00:00:00Z",
+            "process_start_time": process_start_time(bystander.pid) - 1000.0,
+            "daemon_version": "0.1.0",
+            "protocol_version": "1",
+            "log_path": None,
+        }
+        home.descriptor.write_text(json.dumps(descriptor))
         status = home.cli("daemon", "status")
         assert status.code == 1
         assert status.json["status"] == "stale"
@@ -432,7 +439,12 @@ def test_python_m_bicameral_daemon_serve_runs_in_the_foreground(home: Home) -> N
 def test_a_second_foreground_serve_is_refused_while_one_runs(home: Home) -> None:
     info = home.cli("daemon", "start").json
     run = subprocess.run(
-        home.argv("daemon", "serve"), capture_output=True, text=True, env=home.env, timeout=30
+        home.argv("daemon", "serve"),
+        capture_output=True,
+        text=True,
+        env=home.env,
+        timeout=30,
+        check=False,
     )
     assert run.returncode == 1
     assert f"pid {info['pid']}" in run.stderr
