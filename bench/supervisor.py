@@ -44,7 +44,7 @@ def crash_latency(crashes: int, backend: str = "trio") -> list[float]:
     """Seconds from `raise` in a child to the same child's target running again."""
     samples: list[float] = []
     crashed_at = [0.0]
-    done = anyio.Event()
+    done: list[anyio.Event] = []  # made inside the event loop
 
     async def worker(*, task_status: Any) -> None:
         now = time.perf_counter()
@@ -52,17 +52,18 @@ def crash_latency(crashes: int, backend: str = "trio") -> list[float]:
             samples.append(now - crashed_at[0])
         task_status.started()
         if len(samples) >= crashes:
-            done.set()
+            done[0].set()
             await anyio.sleep_forever()
         await anyio.lowlevel.checkpoint()  # a real child does some work first
         crashed_at[0] = time.perf_counter()
         raise _Crash
 
     async def main() -> None:
+        done.append(anyio.Event())
         sup = Supervisor("bench", [ChildSpec("w", worker)], max_restarts=10**9, max_seconds=1.0)
         async with anyio.create_task_group() as tg:
             await tg.start(sup.run)
-            await done.wait()
+            await done[0].wait()
             tg.cancel_scope.cancel()
 
     anyio.run(main, backend=backend)
