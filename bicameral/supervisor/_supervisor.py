@@ -185,6 +185,10 @@ class Supervisor:
         5. If cancelled from outside, every child is cancelled at once, none
            is restarted, and nothing it started outlives this call.
 
+        When `run` itself runs inside a supervised child (as a subtree, or
+        inside a worker that embeds a tree), that child's
+        ``current_child().stopping`` also triggers step 3.
+
         Every child exit is logged on the ``bicameral.supervisor`` logger and
         recorded in the child's ``last_exit``.
         """
@@ -327,9 +331,10 @@ class Supervisor:
         (``None``), ``max_restarts``, ``max_seconds`` and ``children``: one
         entry per child with ``name``, ``kind``, ``state``, ``restarts``,
         ``restart``, ``started_at``, ``last_exit`` and, when the child passed
-        a JSON-serialisable value to ``task_status.started()``,
-        ``started_value``. A nested supervisor's entry is its parent's view
-        of it plus its own ``strategy`` and ``children``.
+        a JSON-serialisable value other than ``None`` to
+        ``task_status.started()``, ``started_value``. A nested supervisor's
+        entry is its parent's view of it plus its own ``strategy`` and
+        ``children``.
         """
         return supervisor_entry(self)
 
