@@ -207,3 +207,33 @@ async def test_runs_under_asyncio_too() -> None:
 
     # From a worker thread: one event loop per thread.
     assert await trio.to_thread.run_sync(lambda: anyio.run(main, backend="asyncio")) == b"hi\n"
+
+
+async def test_exit_is_awaited_by_a_thread_without_pidfd(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The fallback for platforms without pidfd_open (macOS): waitid in a thread.
+    monkeypatch.delattr(os, "pidfd_open", raising=False)
+    async with open_process_group(["sh", "-c", "exit 7"], stdin=DEVNULL, stdout=DEVNULL) as proc:
+        assert proc._pidfd is None
+        assert await proc.wait() == 7
+    with pytest.raises(ChildProcessError):
+        os.waitpid(proc.pid, os.WNOHANG)
+
+
+async def test_fork_happens_on_the_event_loop_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # PR_SET_PDEATHSIG follows the forking *thread*: a worker thread that
+    # retires would kill the child. So the fork must run on this thread.
+    import threading
+
+    from bicameral.supervisor import _process
+
+    threads: list[int] = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        threads.append(threading.get_ident())
+        return real_popen(*args, **kwargs)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(_process.subprocess, "Popen", recording_popen)
+    async with open_process_group(["true"], stdin=DEVNULL, stdout=DEVNULL):
+        pass
+    assert threads == [threading.get_ident()]
