@@ -362,11 +362,12 @@ def try_fast(argv: list[str]) -> int | None:
             return None
         if not home:
             return None
-    for words, (spec, runner) in FAST_COMMANDS.items():
+    # Longest command first, so ("mcp", "list") would win over ("mcp",).
+    for words in sorted(FAST_COMMANDS, key=len, reverse=True):
         end = i + len(words)
         if tuple(argv[i:end]) == words:
+            spec, runner = FAST_COMMANDS[words]
             options = _parse_options(argv[end:], spec)
-            if options is None:
-                return None
-            return runner(home, options)
+            if options is not None:
+                return runner(home, options)
     return None
