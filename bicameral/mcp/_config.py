@@ -1,0 +1,247 @@
+"""MCP server configuration: the ``[mcp.servers.NAME]`` tables of ``config.toml``.
+
+The read side only, on the standard library's :mod:`tomllib`, because the
+daemon reads it at every start and reload. Editing (``bicameral mcp add`` and
+friends, with tomlkit so comments survive) lives in
+:mod:`bicameral.mcp._config_edit`.
+
+A server table::
+
+    [mcp.servers.files]
+    command = "npx"                                  # required, non-empty
+    args = ["-y", "@modelcontextprotocol/server-filesystem", "/home/me"]
+    env = { LOG_LEVEL = "info" }                     # string -> string
+    cwd = "/home/me"                                 # absolute (or ~/...)
+    enabled = true
+
+Every problem is a :class:`~bicameral.daemon.ConfigError` whose one-line
+message names the file, the server and the field, for example
+``config.toml: [mcp.servers.files] "args" must be a list of strings``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bicameral.daemon import ConfigError
+
+__all__ = [
+    "SERVER_KEYS",
+    "ServerConfig",
+    "check_server_name",
+    "load_servers",
+    "read_config",
+]
+
+#: The keys a ``[mcp.servers.NAME]`` table may hold.
+SERVER_KEYS = ("command", "args", "env", "cwd", "enabled")
+
+#: The keys the ``[mcp]`` table may hold (a typo such as ``[mcp.server.x]`` is an error).
+MCP_KEYS = ("servers",)
+
+_NAME = re.compile(r"[A-Za-z0-9_-]+")
+_ENV_NAME = re.compile(r"[^=\x00]+")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One configured MCP server: how to launch it.
+
+    Frozen and made of tuples, so it is hashable and two loads of the same
+    table compare equal (the daemon leaves an unchanged server running across
+    a reload). ``env`` is sorted by name and holds only the variables set here;
+    the server inherits the daemon's environment beneath them.
+    """
+
+    name: str
+    command: str
+    args: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    cwd: str | None = None
+    enabled: bool = True
+
+    def env_dict(self) -> dict[str, str]:
+        """``env`` as a dict."""
+        return dict(self.env)
+
+    def argv(self) -> list[str]:
+        """The command line: ``[command, *args]``."""
+        return [self.command, *self.args]
+
+
+def check_server_name(name: object) -> str | None:
+    """Why ``name`` cannot name a server, or ``None`` when it can.
+
+    Names are ``[A-Za-z0-9_-]+`` without ``__``: the aggregating bridge
+    exposes tools as ``<server>__<tool>``, so the server part must be
+    unambiguous and the name must stay a bare TOML key.
+    """
+    if not isinstance(name, str) or not name:
+        return "a server name must be a non-empty string"
+    if not _NAME.fullmatch(name):
+        return (
+            f"invalid server name {name!r}: use only letters, digits, '-' and '_' "
+            "(tools are exposed as <server>__<tool>)"
+        )
+    if "__" in name:
+        return (
+            f"invalid server name {name!r}: it must not contain '__' "
+            "(tools are exposed as <server>__<tool>)"
+        )
+    return None
+
+
+def _file(path: Path | None) -> str:
+    return str(path) if path is not None else "config.toml"
+
+
+def _type_name(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return f"a {type(value).__name__}"
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """Parse ``path`` as TOML; a missing file is an empty configuration.
+
+    An unreadable file or a syntax error is a :class:`ConfigError` naming the
+    file (and, for syntax errors, the line and column).
+    """
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def load_servers(config: Mapping[str, Any], path: Path | None) -> dict[str, ServerConfig]:
+    """Validate ``config["mcp"]["servers"]`` and return its servers by name, in file order.
+
+    ``config`` is the whole parsed ``config.toml`` (other top-level tables
+    are not looked at); ``path`` only names the file in messages. A missing
+    ``[mcp]`` or ``[mcp.servers]`` means no servers. Disabled servers are
+    returned too, with ``enabled=False``.
+
+    Raises :class:`ConfigError` on the first problem: a server name outside
+    ``[A-Za-z0-9_-]+`` or containing ``__``, a missing or empty ``command``,
+    ``args`` not a list of strings, ``env`` not a table of strings, ``cwd``
+    not an absolute path (``~`` is expanded), ``enabled`` not a boolean, or an
+    unknown key.
+    """
+    where = _file(path)
+    mcp = config.get("mcp")
+    if mcp is None:
+        return {}
+    if not isinstance(mcp, Mapping):
+        raise ConfigError(f'{where}: "mcp" must be a table ([mcp]), not {_type_name(mcp)}')
+    for key in mcp:
+        if key not in MCP_KEYS:
+            raise ConfigError(
+                f"{where}: [mcp] unknown key {key!r} (expected: {', '.join(MCP_KEYS)}; "
+                "servers go in [mcp.servers.NAME])"
+            )
+    servers = mcp.get("servers")
+    if servers is None:
+        return {}
+    if not isinstance(servers, Mapping):
+        raise ConfigError(
+            f'{where}: "mcp.servers" must be a table of [mcp.servers.NAME] tables, '
+            f"not {_type_name(servers)}"
+        )
+    result: dict[str, ServerConfig] = {}
+    for name, table in servers.items():
+        problem = check_server_name(name)
+        if problem is not None:
+            raise ConfigError(f"{where}: [mcp.servers] {problem}")
+        result[name] = _server(where, name, table)
+    return result
+
+
+def _server(where: str, name: str, table: object) -> ServerConfig:
+    head = f"{where}: [mcp.servers.{name}]"
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{head} must be a table, not {_type_name(table)}")
+    for key in table:
+        if key not in SERVER_KEYS:
+            raise ConfigError(
+                f"{head} unknown key {key!r} (expected one of: {', '.join(SERVER_KEYS)})"
+            )
+
+    if "command" not in table:
+        raise ConfigError(f'{head} "command" is required (the program to run)')
+    command = table["command"]
+    if not isinstance(command, str):
+        raise ConfigError(f'{head} "command" must be a string, not {_type_name(command)}')
+    if not command.strip():
+        raise ConfigError(f'{head} "command" must not be empty')
+    if "\x00" in command:
+        raise ConfigError(f'{head} "command" must not contain a NUL character')
+
+    args = table.get("args", [])
+    if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+        raise ConfigError(f'{head} "args" must be a list of strings')
+    if any("\x00" in a for a in args):
+        raise ConfigError(f'{head} "args" must not contain a NUL character')
+
+    env = table.get("env", {})
+    if not isinstance(env, Mapping):
+        raise ConfigError(
+            f'{head} "env" must be a table of strings (env = {{ NAME = "value" }}), '
+            f"not {_type_name(env)}"
+        )
+    for key, value in env.items():
+        if not _ENV_NAME.fullmatch(key):
+            raise ConfigError(f'{head} "env" has an invalid variable name {key!r}')
+        if not isinstance(value, str):
+            raise ConfigError(
+                f'{head} "env" value of {key} must be a string, not {_type_name(value)}'
+            )
+        if "\x00" in value:
+            raise ConfigError(f'{head} "env" value of {key} must not contain a NUL character')
+
+    cwd = table.get("cwd")
+    if cwd is not None:
+        if not isinstance(cwd, str) or not cwd:
+            raise ConfigError(f'{head} "cwd" must be a non-empty string (a directory)')
+        expanded = os.path.expanduser(cwd)
+        if not os.path.isabs(expanded):
+            raise ConfigError(
+                f'{head} "cwd" must be an absolute path (or start with ~), not {cwd!r}'
+            )
+        cwd = expanded
+
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f'{head} "enabled" must be true or false, not {_type_name(enabled)}')
+
+    return ServerConfig(
+        name=name,
+        command=command,
+        args=tuple(args),
+        env=tuple(sorted(env.items())),
+        cwd=cwd,
+        enabled=enabled,
+    )
