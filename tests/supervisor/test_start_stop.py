@@ -254,3 +254,16 @@ async def test_current_child_names_the_child_and_counts_restarts() -> None:
     async with running(Supervisor("root", [ChildSpec("me", child)])):
         await settle()
     assert seen == [("me", 0), ("me", 1), ("me", 2)]
+
+
+async def test_a_subtree_counts_as_started_once_all_its_children_have(
+    autojump_clock: trio.abc.Clock, log: list[str]
+) -> None:
+    inner = [Ctl(f"i{k}", log) for k in range(2)]
+    inner[1].ready_delay = 2.0
+    after = Ctl("after", log)
+    sub = Supervisor("sub", [ChildSpec(c.name, c) for c in inner])
+    root = Supervisor("root", [ChildSpec("sub", sub), ChildSpec("after", after)])
+    async with running(root):
+        assert log.index("ready i1") < log.index("start after")
+        assert root.snapshot()["children"][0]["state"] == "running"
