@@ -167,6 +167,7 @@ class ManagedProcess:
         self.stderr: ByteReceiveStream | None = stderr
         self.returncode: int | None = None
         self._wait_lock = anyio.Lock()
+        self._reaped = False
         self._pidfd: int | None = None
         if hasattr(os, "pidfd_open"):
             with contextlib.suppress(OSError):  # ENOSYS on old kernels
@@ -218,9 +219,11 @@ class ManagedProcess:
     def signal_group(self, sig: int) -> None:
         """Send `sig` to every process in the group; a no-op once it is empty.
 
-        Only meaningful before the context exits: the leader is reaped then,
-        and its group id could be reused.
+        Also a no-op after the context has exited: the leader is reaped then,
+        and its group id could already belong to someone else.
         """
+        if self._reaped:
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
 
@@ -238,7 +241,9 @@ class ManagedProcess:
         self.signal_group(signal.SIGKILL)
         await self.wait()
         self._popen.wait()  # reaps the zombie at once; keeps Popen's bookkeeping right
+        self._reaped = True
         if self._pidfd is not None:
+            anyio.notify_closing(self._pidfd)
             os.close(self._pidfd)
             self._pidfd = None
         for rstream in (self.stdout, self.stderr):
