@@ -8,8 +8,10 @@ Configuration (``config.toml``)::
     stop_delay = 2.0                # seconds its graceful stop takes
     broken = true                   # crashes at once on start (before started())
 
-It also registers the RPC method ``test.echo`` and the attach mode ``echo``,
-which upgrades the connection to a raw byte echo.
+It also registers the RPC methods ``test.echo`` and ``test.crash`` (from then
+on every adapter crashes as soon as it starts, so the tree gives up and the
+daemon exits non-zero) and the attach mode ``echo``, which upgrades the
+connection to a raw byte echo.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import trio
 from bicameral.daemon import ConfigError, DaemonHost
 from bicameral.supervisor import ChildSpec, current_child
 
+CRASH = {"now": False, "event": None}
+
 
 async def adapter(
     stop_delay: float, broken: bool, *, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
@@ -30,7 +34,20 @@ async def adapter(
     if broken:
         raise RuntimeError("broken adapter")
     task_status.started({"stop_delay": stop_delay})
-    await current_child().stopping.wait()
+    if CRASH["now"]:
+        raise RuntimeError("crashing on request")
+    if CRASH["event"] is None:
+        CRASH["event"] = trio.Event()
+    crash = CRASH["event"]
+    async with trio.open_nursery() as nursery:
+
+        async def crash_when_told() -> None:
+            await crash.wait()
+            raise RuntimeError("crashing on request")
+
+        nursery.start_soon(crash_when_told)
+        await current_child().stopping.wait()
+        nursery.cancel_scope.cancel()
     await trio.sleep(stop_delay)  # a graceful stop that takes its time
 
 
@@ -57,7 +74,14 @@ class TestPlugin:
         async def echo(params: Any, conn: Any) -> Any:
             return {"params": params, "pid": host.pid}
 
+        async def crash(params: Any, conn: Any) -> Any:
+            CRASH["now"] = True
+            if CRASH["event"] is not None:
+                CRASH["event"].set()
+            return "crashing"
+
         host.dispatcher.add("test.echo", echo)
+        host.dispatcher.add("test.crash", crash)
         host.add_attach_mode("echo", self._attach_echo)
 
     async def _attach_echo(self, conn: Any, params: dict[str, Any]) -> Any:

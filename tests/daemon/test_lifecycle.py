@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -373,6 +374,10 @@ def test_start_against_an_unresponsive_daemon_fails_suggesting_stop(home: Home) 
         assert run.code == 1
         assert "not answering" in run.stderr
         assert "daemon stop" in run.stderr
+        status = home.cli("daemon", "status")  # waits out its 2 s RPC timeout
+        assert status.code == 4
+        assert status.json["status"] == "unresponsive"
+        assert status.json["pid"] == info["pid"]
     finally:
         stopped = home.cli("daemon", "stop", "--timeout", "0.3")
     # A stopped process ignores SIGTERM until continued: stop falls back to SIGKILL.
@@ -567,3 +572,112 @@ def test_user_errors_are_one_line_without_traceback(home: Home) -> None:
     assert missing.code == 1
     assert "does not exist" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_a_crash_of_the_tree_exits_non_zero_and_cleans_up(home: Home) -> None:
+    from bicameral.protocol import BlockingClient
+
+    home.install_test_plugin()
+    home.write_config("[test.adapters.a]\n[test.adapters.b]\n")
+    pid = start(resolve_paths(home.path), env=home.env)["pid"]
+    home.pids.add(pid)
+    with BlockingClient.connect_unix(str(home.socket)) as client:
+        assert client.call("test.crash") == "crashing"
+    # Adapters crash on every start: the subtree gives up, the root restarts
+    # it until the root's own intensity is exceeded, and the daemon exits.
+    assert wait_exit(pid) == 1
+    assert not home.descriptor.exists()
+    assert not home.socket.exists()
+    assert "RestartIntensityExceeded" in (home.path / "daemon.log").read_text()
+
+
+def raw_exchange(sock_path: Path, payload: bytes, expect: int) -> list[object]:
+    """Send ``payload`` on a fresh connection, read ``expect`` response lines."""
+    import socket as socket_mod
+
+    with socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(sock_path))
+        sock.sendall(payload)
+        buf = b""
+        while buf.count(b"\n") < expect:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {buf!r}"
+            buf += chunk
+        return [json.loads(line) for line in buf.splitlines() if line.strip()]
+
+
+def test_protocol_errors_end_to_end(home: Home) -> None:
+    assert home.cli("daemon", "start").code == 0
+    replies = raw_exchange(
+        home.socket,
+        b"this is not json\n"
+        b'{"jsonrpc": "2.0", "id": 1}\n'
+        b'{"jsonrpc": "2.0", "id": 2, "method": "no.such.method"}\n'
+        b'{"jsonrpc": "2.0", "method": "system.version"}\n'  # a notification: no reply
+        b"\r\n\n"  # blank lines are ignored
+        b'[{"jsonrpc": "2.0", "id": 3, "method": "system.version"}, 5]\r\n'
+        b'{"jsonrpc": "2.0", "id": 4, "method": "adapters.restart", "params": {}}\n'
+        b'{"jsonrpc": "2.0", "id": 5, "method": "system.version"}\n',
+        expect=6,
+    )
+    by_id: dict[object, object] = {}
+    for reply in replies:
+        if isinstance(reply, list):
+            results = [r for r in reply if "result" in r]
+            errors = [r for r in reply if "error" in r]
+            assert [r["id"] for r in results] == [3]
+            assert [(e["id"], e["error"]["code"]) for e in errors] == [(None, -32600)]
+            by_id["batch"] = reply
+        else:
+            assert isinstance(reply, dict)
+            by_id[reply["id"]] = reply
+    assert by_id[None]["error"]["code"] == -32700  # type: ignore[index]
+    assert by_id[1]["error"]["code"] == -32600  # type: ignore[index]
+    assert by_id[2]["error"]["code"] == -32601  # type: ignore[index]
+    assert by_id[4]["error"]["code"] == -32602  # type: ignore[index]
+    assert by_id[5]["result"]["protocol_version"] == "1"  # type: ignore[index]
+    assert "batch" in by_id
+    assert len(replies) == 6  # the notification got nothing
+    # The daemon is unharmed.
+    assert home.cli("daemon", "status").json["status"] == "running"
+    assert home.cli("daemon", "stop").code == 0
+
+
+def test_pipelined_requests_all_get_their_answers(home: Home) -> None:
+    assert home.cli("daemon", "start").code == 0
+    n = 200
+    payload = b"".join(
+        json.dumps({"jsonrpc": "2.0", "id": i, "method": "system.version"}).encode() + b"\n"
+        for i in range(n)
+    )
+    replies = raw_exchange(home.socket, payload, expect=n)
+    assert sorted(r["id"] for r in replies) == list(range(n))  # type: ignore[index]
+    assert all("result" in r for r in replies)  # type: ignore[operator]
+    assert home.cli("daemon", "stop").code == 0
+
+
+def test_an_oversized_frame_gets_an_error_and_only_that_connection_closes(home: Home) -> None:
+    import socket as socket_mod
+
+    assert home.cli("daemon", "start").code == 0
+    with socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(home.socket))
+        chunk = b"x" * (1 << 20)
+        try:
+            for _ in range(17):  # 17 MiB without a newline, over the 16 MiB limit
+                sock.sendall(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the daemon may close before we finish: it answered already
+        buf = b""
+        while b"\n" not in buf:
+            data = sock.recv(65536)
+            if not data:
+                break
+            buf += data
+        reply = json.loads(buf.split(b"\n")[0])
+        assert reply["error"]["code"] == -32600
+        assert reply["id"] is None
+    assert home.cli("daemon", "status").json["status"] == "running"
+    assert home.cli("daemon", "stop").code == 0
