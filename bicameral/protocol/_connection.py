@@ -107,7 +107,11 @@ class Connection:
         self._token = token.encode() if token is not None else None
         self._decoder = FrameDecoder(limits.max_frame)
         self._slots = trio.Semaphore(limits.max_in_flight)
-        self._send_lock = trio.Lock()
+        # A write lock without trio.Lock's bookkeeping (it is on every
+        # response's path): a flag, and a parking lot to wait in. Release
+        # hands the lock straight to the first waiter, so nobody starves.
+        self._writing = False
+        self._write_waiters = trio.lowlevel.ParkingLot()
         self._broken = False
         self._in_barrier = False
         self._upgrade: UpgradeHandler | None = None
@@ -361,23 +365,27 @@ class Connection:
         A write cancelled half-way would leave half a line on the wire, so the
         connection is marked broken and nothing more is written to it.
         """
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
+        if self._writing:
+            await self._write_waiters.park()  # woken as the lock's new owner
+        else:
+            self._writing = True
         sock = self._sock
         sent = 0
         try:
             if self._broken:
                 return False
-            view = memoryview(data)
             total = len(data)
-            while sent < total:
-                try:
-                    sent += sock.send(view[sent:])
-                except BlockingIOError:
-                    await trio.lowlevel.wait_writable(sock)
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            if sent < total:
+                view = memoryview(data)
+                while sent < total:
+                    try:
+                        sent += sock.send(view[sent:])
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_writable(sock)
             return True
         except OSError:
             self._broken = True
@@ -387,7 +395,10 @@ class Connection:
                 self._broken = True
             raise
         finally:
-            lock.release()
+            if self._write_waiters:
+                self._write_waiters.unpark()
+            else:
+                self._writing = False
 
 
 class _Stalled(Exception):
