@@ -18,7 +18,10 @@ def main(argv: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     from bicameral.cli._fast import try_fast
 
-    code = try_fast(args)
+    try:
+        code = try_fast(args)
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
     if code is not None:
         raise SystemExit(code)
     from bicameral.cli._app import run

@@ -65,8 +65,17 @@ def wants_json(json_flag: bool) -> bool:
 def emit(result: dict[str, Any], as_json: bool, human: str) -> None:
     """Print ``result`` as one JSON line, or ``human`` for a person."""
     text = json.dumps(result) if as_json else human
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`| head -0`): not worth a traceback. Point
+        # stdout at /dev/null so the interpreter's final flush is quiet too.
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def error(message: str) -> None:

@@ -9,7 +9,10 @@ One Trio program, one supervisor tree::
 
 The life of the process, in order, and why:
 
-1. Signal handlers that raise :class:`StopRequested`, ``umask 077``, logging.
+1. Signal handlers that raise :class:`StopRequested`, logging. (No global
+   ``umask``: the MCP servers the daemon runs inherit it, and the files they
+   write for the user are not ours to make private. Each file of ours gets
+   its mode explicitly instead.)
 2. The lock (inherited from ``start``, or taken here): a second daemon for
    the same descriptor stops now, before it touches anything.
 3. ``config.toml`` and the plugins: an invalid file or a plugin that does not
@@ -64,6 +67,7 @@ from bicameral.supervisor import ChildSpec, Supervisor, current_child
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
 
     from bicameral.daemon._paths import DaemonPaths
 
@@ -102,7 +106,6 @@ class ServeOptions:
 def serve(options: ServeOptions) -> int:
     """Run the daemon in this process until it is stopped; return the exit code."""
     install_process_handlers()
-    os.umask(0o077)
     notifier = Notifier.from_environ()
     inherited_lock = os.environ.pop(LOCK_FD_ENV, None)
     _setup_logging(options)
@@ -200,17 +203,27 @@ def _clear_stale_socket(path: str) -> None:
     os.unlink(path)
 
 
+def _private_rotating_handler(path: Path) -> logging.Handler:
+    """A size-rotated log whose every file (the rotated ones too) is created 0600."""
+    from logging.handlers import RotatingFileHandler
+
+    class PrivateRotatingFileHandler(RotatingFileHandler):
+        def _open(self) -> Any:
+            fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
+    return PrivateRotatingFileHandler(
+        path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, delay=True, encoding="utf-8"
+    )
+
+
 def _setup_logging(options: ServeOptions) -> None:
     root = logging.getLogger("bicameral")
     root.setLevel(logging.INFO)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     handler: logging.Handler
     if options.detached:
-        from logging.handlers import RotatingFileHandler
-
-        handler = RotatingFileHandler(
-            options.paths.log, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, delay=True
-        )
+        handler = _private_rotating_handler(options.paths.log)
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(fmt)
@@ -362,7 +375,8 @@ class _Daemon:
             started_at=utc_timestamp(self.started_at),
             daemon_version=bicameral.__version__,
             protocol_version=PROTOCOL_VERSION,
-            log_path=str(self.paths.log),
+            # In the foreground the log goes to stderr, not to a file.
+            log_path=str(self.paths.log) if self.options.detached else None,
             transport=self.options.transport,
             socket_path=self.socket_path,
             address=self.address,
