@@ -145,3 +145,19 @@ def test_blocking_client_imports_nothing_heavy() -> None:
         "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+async def test_blocking_client_reports_a_closed_connection(start_unix: Any) -> None:
+    from bicameral.protocol import Limits
+
+    path = await start_unix(Limits(max_frame=100))
+
+    def work() -> None:
+        with BlockingClient.connect_unix(path) as client:
+            with pytest.raises(RPCError) as info:
+                client.call("echo", ["x" * 200])
+            assert info.value.code == -32600
+            with pytest.raises((ConnectionError, OSError)):
+                client.call("echo", [1])
+
+    await trio.to_thread.run_sync(work)

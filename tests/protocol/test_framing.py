@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bicameral.protocol import RPCError
+from bicameral.protocol import Limits, RPCError
 from bicameral.protocol._dispatcher import Dispatcher, never_suspends
 from bicameral.protocol._framing import (
     EncodeError,
@@ -137,3 +137,15 @@ def test_rpc_error_round_trips_through_its_dict() -> None:
     assert (again.code, again.message, again.data) == (-32602, "bad", {"k": 1})
     assert RPCError.from_dict("junk").code == -32603
     assert str(error) == "[-32602] bad"
+
+
+def test_limits_defaults_are_specs() -> None:
+    limits = Limits()
+    assert limits.max_frame == 16 * 1024 * 1024
+    assert limits.max_in_flight == 64
+    assert limits.max_connections == 1024
+    assert limits.partial_frame_timeout == 30.0
+    with pytest.raises(ValueError, match="max_in_flight"):
+        Limits(max_in_flight=0)
+    with pytest.raises(ValueError, match="partial_frame_timeout"):
+        Limits(partial_frame_timeout=0)
