@@ -58,7 +58,7 @@ class McpPlugin:
         self.registry.set_configured([s.name for s in enabled])
         if not enabled:
             return []
-        from bicameral.mcp._upstream import run_adapter
+        from bicameral.mcp._adapter import run_adapter
         from bicameral.supervisor import ChildSpec, Restart
 
         return [

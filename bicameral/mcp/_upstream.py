@@ -41,8 +41,9 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 
 from bicameral.mcp._common import CALL_WAIT, UpstreamError
+from bicameral.mcp._spawn import SpawnError, spawn_server
 from bicameral.mcp._transport import PipeReadStream, PipeWriteStream
-from bicameral.supervisor import PIPE, current_child, open_process_group
+from bicameral.supervisor import current_child
 
 if TYPE_CHECKING:
     from bicameral.mcp._config import ServerConfig
@@ -54,8 +55,6 @@ logger = logging.getLogger("bicameral.mcp")
 
 #: How long the first initialize + list may take (``npx`` may download first).
 STARTUP_TIMEOUT = 60.0
-#: Process group grace: SIGTERM, then SIGKILL after this many seconds.
-PROCESS_GRACE = 2.0
 #: Restart backoff: initial, factor, maximum, jitter; reset after HEALTHY_RESET.
 BACKOFF_INITIAL, BACKOFF_FACTOR, BACKOFF_MAXIMUM, BACKOFF_JITTER = 0.5, 2.0, 30.0, 0.1
 #: Intensity: more than MAX_RESTARTS within MAX_SECONDS and the server is `failed`.
@@ -484,30 +483,24 @@ def _exit_reason(returncode: int | None, tail: collections.deque[str]) -> str:
     return what
 
 
-async def _session(upstream: Upstream, on_ready: Callable[[], None]) -> None:
+async def _session(
+    upstream: Upstream, on_ready: Callable[[], None], prespawned: Any = None
+) -> None:
     """Run the server once: spawn, initialize, list, serve, watch.
 
     Returns normally only when the adapter is asked to stop; raises `_Exit`
     (its message says why) when the server exits, hangs or fails to start.
     """
-    config = upstream.config
-    argv = [config.command, *config.args]
-    env = {**os.environ, **config.env_dict()}
     stopping = current_child().stopping
     tail: collections.deque[str] = collections.deque(maxlen=20)
-    process_cm = open_process_group(
-        argv,
-        env=env,
-        cwd=config.cwd or None,
-        stdin=PIPE,
-        stdout=PIPE,
-        stderr=PIPE,
-        grace=PROCESS_GRACE,
-    )
     try:
-        proc = await process_cm.__aenter__()
-    except OSError as exc:
-        raise _Exit(f"cannot start {config.command!r}: {exc.strerror or exc}") from exc
+        if prespawned is None:
+            prespawned = await spawn_server(upstream.config)
+        elif isinstance(prespawned, SpawnError):
+            raise prespawned
+    except SpawnError as exc:
+        raise _Exit(str(exc)) from None
+    process_cm, proc = prespawned
     outcome: list[str | None] = []
     live: _Live | None = None
     try:
@@ -638,8 +631,12 @@ async def run_adapter(
     registry: Registry,
     *,
     task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED,
+    prespawned: Any = None,
 ) -> None:
     """The ``adapters`` child for one configured MCP server (see the module docstring).
+
+    `prespawned`: the server already started by `bicameral.mcp._adapter`
+    (or the `SpawnError` that failed it), used by the first attempt.
 
     Reports ready once the server has been initialized and listed, or has
     failed its first attempt; then keeps it running until asked to stop.
@@ -671,7 +668,8 @@ async def run_adapter(
         while True:
             up_since = anyio.current_time()
             try:
-                await _session(upstream, ready)
+                first, prespawned = prespawned, None
+                await _session(upstream, ready, first)
                 return  # asked to stop
             except _Exit as exc:
                 reason = str(exc)

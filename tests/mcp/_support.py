@@ -148,7 +148,7 @@ class Rig:
         self.nursery = nursery
         self.registry = Registry()
         self.registry.set_configured([c.name for c in configs])
-        from bicameral.mcp._upstream import run_adapter
+        from bicameral.mcp._adapter import run_adapter
 
         self.supervisor = Supervisor(
             "adapters",

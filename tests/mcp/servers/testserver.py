@@ -25,7 +25,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import SamplingMessage, TextContent
 
 name = "testserver"
-if "--name" in sys.argv:
+if "--name" in sys.argv:  # (a --home-tag ARG is accepted and ignored)
     name = sys.argv[sys.argv.index("--name") + 1]
 
 if os.path.exists(os.environ.get("TESTSERVER_FAIL_IF", "/nonexistent")):

@@ -1,0 +1,46 @@
+"""Launching an upstream server's command in its own process group (no SDK here)."""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING
+
+from bicameral.supervisor import PIPE, ManagedProcess, open_process_group
+
+if TYPE_CHECKING:
+    from bicameral.mcp._config import ServerConfig
+
+__all__ = ["PROCESS_GRACE", "SpawnError", "spawn_server"]
+
+#: Process group grace: SIGTERM, then SIGKILL after this many seconds.
+PROCESS_GRACE = 2.0
+
+Spawned = tuple[AbstractAsyncContextManager[ManagedProcess], ManagedProcess]
+
+
+class SpawnError(Exception):
+    """The command could not be started; the message says why."""
+
+
+async def spawn_server(config: ServerConfig) -> Spawned:
+    """Start `config`'s command with piped stdio; the entered context and its process.
+
+    The environment is the daemon's, with the server's ``env`` over it. The
+    caller must leave the returned context (``__aexit__``), which stops the
+    whole process group.
+    """
+    manager = open_process_group(
+        [config.command, *config.args],
+        env={**os.environ, **config.env_dict()},
+        cwd=config.cwd or None,
+        stdin=PIPE,
+        stdout=PIPE,
+        stderr=PIPE,
+        grace=PROCESS_GRACE,
+    )
+    try:
+        proc = await manager.__aenter__()
+    except OSError as exc:
+        raise SpawnError(f"cannot start {config.command!r}: {exc.strerror or exc}") from exc
+    return manager, proc
