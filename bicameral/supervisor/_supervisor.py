@@ -620,7 +620,7 @@ class Supervisor:
             child.restarts += 1
             child.state = "backoff" if delay > 0 else "starting"
             return delay
-        child.state = "backoff"
+        child.state = "backoff" if delay > 0 else "starting"  # the manager restarts it
         self._post((_GROUP, child, child._gen, delay))
         return None
 
