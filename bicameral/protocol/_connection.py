@@ -102,6 +102,7 @@ class Connection:
         self.authenticated = token is None
         self.state: dict[str, Any] = {}
         self._sock = sock
+        self._fd = sock.fileno()
         self._dispatcher = dispatcher
         self._limits = limits
         self._token = token.encode() if token is not None else None
@@ -177,18 +178,19 @@ class Connection:
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         decoder = self._decoder
         sock = self._sock
+        fd = self._fd
         while True:
             frame = decoder.next_frame()
             if frame is None:
                 if decoder.has_partial():
                     stalled = True
                     with trio.move_on_after(self._limits.partial_frame_timeout):
-                        await trio.lowlevel.wait_readable(sock)
+                        await trio.lowlevel.wait_readable(fd)
                         stalled = False
                     if stalled:
                         raise _Stalled
                 else:
-                    await trio.lowlevel.wait_readable(sock)
+                    await trio.lowlevel.wait_readable(fd)
                 try:
                     data = sock.recv(RECV_SIZE)
                 except BlockingIOError:
@@ -385,7 +387,7 @@ class Connection:
                     try:
                         sent += sock.send(view[sent:])
                     except BlockingIOError:
-                        await trio.lowlevel.wait_writable(sock)
+                        await trio.lowlevel.wait_writable(self._fd)
             return True
         except OSError:
             self._broken = True

@@ -248,7 +248,9 @@ async def serve_tcp(
     """
     if not token:
         raise ValueError("serve_tcp needs a non-empty token")
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    infos = await trio.socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
     family, _, _, _, sockaddr = infos[0]
     listener = socket.socket(family, socket.SOCK_STREAM)
     try:
