@@ -67,3 +67,36 @@ def test_intensity_and_outside_cancellation_under_asyncio() -> None:
         assert sup.child("f").restarts == 0
 
     anyio.run(main, backend="asyncio")
+
+
+def test_process_child_restarts_and_is_stopped_under_asyncio() -> None:
+    import os
+    import signal
+
+    import psutil
+
+    from bicameral.supervisor import Command
+
+    def pid_of(sup: Supervisor) -> int | None:
+        entry = sup.snapshot()["children"][0]
+        value = entry.get("started_value")
+        return value["pid"] if entry["state"] == "running" and value else None
+
+    async def main() -> tuple[int, int]:
+        sup = Supervisor("root", [ChildSpec("p", Command(["sleep", "1000"]))])
+        async with anyio.create_task_group() as tg:
+            await tg.start(sup.run)
+            first = pid_of(sup)
+            assert first is not None
+            os.kill(first, signal.SIGKILL)
+            with anyio.fail_after(10):
+                while pid_of(sup) in (None, first):  # noqa: ASYNC110 (a real process)
+                    await anyio.sleep(0.005)
+            second = pid_of(sup)
+            assert second is not None
+            await sup.stop()
+        return first, second
+
+    first, second = anyio.run(main, backend="asyncio")
+    for pid in (first, second):
+        assert not psutil.pid_exists(pid)  # gone and reaped: not even a zombie
