@@ -187,3 +187,116 @@ def serve(
     )
     chosen = transport.value if transport is not None else default_transport()
     raise typer.Exit(serve_daemon(ServeOptions(paths, transport=chosen)))
+
+
+@daemon_app.command()
+def logs(
+    ctx: typer.Context,
+    *,
+    lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="Lines to show.")] = 50,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines (Ctrl-C stops).")
+    ] = False,
+    descriptor: DescriptorOpt = None,
+) -> None:
+    """Show the end of the detached daemon's log (daemon.log)."""
+    import collections
+    import sys
+    import time
+
+    from bicameral.daemon._paths import resolve_paths
+
+    paths = resolve_paths(_home(ctx), descriptor=str(descriptor) if descriptor else None)
+    try:
+        f = open(paths.log, encoding="utf-8", errors="replace")  # noqa: SIM115
+    except FileNotFoundError:
+        _fast.error(f"no log at {paths.log} (the daemon has not run detached here)")
+        raise typer.Exit(1) from None
+    except OSError as exc:
+        _fast.error(f"cannot read {paths.log}: {exc.strerror}")
+        raise typer.Exit(1) from None
+    with f:
+        for line in collections.deque(f, maxlen=lines) if lines else ():
+            sys.stdout.write(line)
+        sys.stdout.flush()
+        if not follow:
+            return
+        inode = paths.log.stat().st_ino
+        try:
+            while True:
+                chunk = f.read()
+                if chunk:
+                    sys.stdout.write(chunk)
+                    sys.stdout.flush()
+                    continue
+                # Rotated: the name now points at a new file; continue there.
+                try:
+                    if paths.log.stat().st_ino != inode:
+                        f.close()
+                        f = open(paths.log, encoding="utf-8", errors="replace")  # noqa: SIM115
+                        inode = paths.log.stat().st_ino
+                        continue
+                except FileNotFoundError:
+                    pass
+                time.sleep(0.25)  # a log follower polls, as tail -f does without inotify
+        except KeyboardInterrupt:
+            raise typer.Exit(0) from None
+
+
+@daemon_app.command()
+def install(
+    ctx: typer.Context,
+    *,
+    print_only: Annotated[
+        bool, typer.Option("--print", help="Print the service file instead of writing it.")
+    ] = False,
+) -> None:
+    """Write a per-user systemd unit (Linux) or launchd agent (macOS) for the daemon."""
+    import sys
+
+    from bicameral.daemon._install import service_file, service_path
+    from bicameral.daemon._paths import resolve_paths
+
+    paths = resolve_paths(_home(ctx))
+    argv = [sys.executable, "-m", "bicameral.daemon", "serve", "--home", str(paths.home)]
+    try:
+        target = service_path()
+    except NotImplementedError as exc:
+        _fast.error(str(exc))
+        raise typer.Exit(1) from None
+    text = service_file(argv, log_path=paths.log)
+    if print_only:
+        sys.stdout.write(text)
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    except OSError as exc:
+        _fast.error(f"cannot write {target}: {exc.strerror}")
+        raise typer.Exit(1) from None
+    if sys.platform == "darwin":
+        hint = f"launchctl load -w {target}"
+    else:
+        hint = "systemctl --user daemon-reload && systemctl --user enable --now bicameral"
+    typer.echo(f"wrote {target}\nstart it with: {hint}")
+
+
+@daemon_app.command()
+def uninstall(ctx: typer.Context) -> None:
+    """Remove the service file that `install` wrote (stop and disable it first)."""
+    from bicameral.daemon._install import service_path
+
+    try:
+        target = service_path()
+    except NotImplementedError as exc:
+        _fast.error(str(exc))
+        raise typer.Exit(1) from None
+    try:
+        target.unlink()
+    except FileNotFoundError:
+        typer.echo(f"nothing to remove ({target} does not exist)")
+        return
+    except OSError as exc:
+        _fast.error(f"cannot remove {target}: {exc.strerror}")
+        raise typer.Exit(1) from None
+    typer.echo(f"removed {target}")
