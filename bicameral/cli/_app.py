@@ -9,6 +9,7 @@ import typer
 
 import bicameral
 from bicameral.cli._daemon import daemon_app
+from bicameral.cli._mcp import mcp_app
 
 app = typer.Typer(
     name="bicameral",
@@ -18,6 +19,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(daemon_app, name="daemon")
+app.add_typer(mcp_app, name="mcp")
 
 
 def _version(value: bool) -> None:

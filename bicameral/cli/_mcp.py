@@ -1,0 +1,403 @@
+"""``bicameral mcp ...``: the stdio bridge and the MCP server configuration commands.
+
+- ``bicameral mcp [--server NAME]`` (no subcommand) runs the stdio bridge MCP
+  clients launch (:func:`bicameral.mcp.run_bridge`); the CLI's fast path
+  normally runs it before Typer is even imported, this callback covers the
+  rest (``--server=NAME`` spellings and the like).
+- ``add``, ``remove``, ``list`` and ``import`` edit and show
+  ``[mcp.servers.*]`` in ``config.toml`` (:mod:`bicameral.mcp._config_edit`),
+  keeping the user's comments.
+
+Output follows the daemon commands: JSON on stdout when it is not a terminal
+or ``--json`` is given, a readable line or table otherwise; diagnostics, and
+every user error, as one line on stderr (exit 1 for a bad file or an unknown
+server, 2 for a bad command line), never a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+from bicameral.cli import _fast
+
+if TYPE_CHECKING:
+    from bicameral.mcp._config import ServerConfig
+
+try:  # Typer >= 0.22 vendors Click
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older Typer on Click
+    from click.exceptions import UsageError  # type: ignore[assignment]
+
+__all__ = ["mcp_app"]
+
+_COMMAND_KEY = "bicameral.mcp.add.command"
+_ADD_USAGE = "bicameral mcp add NAME [--env K=V ...] [--cwd DIR] -- COMMAND [ARGS...]"
+
+
+def _usage_error(exc: UsageError) -> typer.Exit:
+    """A Click usage error as one line on stderr and exit code 2."""
+    path = exc.ctx.command_path if exc.ctx is not None else "bicameral mcp"
+    _fast.error(f"{exc.format_message()} (see `{path} --help`)")
+    return typer.Exit(2)
+
+
+class _OneLineGroup(TyperGroup):
+    """The ``mcp`` group: usage errors of it and its commands print one line, exit 2."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:
+            raise _usage_error(exc) from None
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            raise _usage_error(exc) from None
+
+
+class _AddCommand(TyperCommand):
+    """``mcp add``: everything after the first ``--`` is the server's command line.
+
+    Click would parse options there (``-y`` of ``npx -y pkg``) as ours, so the
+    split happens before Click sees the arguments.
+    """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if "--" in args:
+            i = args.index("--")
+            ctx.meta[_COMMAND_KEY] = args[i + 1 :]
+            args = args[:i]
+        try:
+            return super().parse_args(ctx, args)
+        except UsageError as exc:
+            if _COMMAND_KEY not in ctx.meta and type(exc).__name__ == "NoSuchOption":
+                _fast.error(
+                    f"{exc.format_message()}: put the server's command after `--`: {_ADD_USAGE}"
+                )
+                raise typer.Exit(2) from None
+            raise
+
+
+mcp_app = typer.Typer(
+    name="mcp",
+    cls=_OneLineGroup,
+    help=(
+        "Run the MCP stdio bridge (no subcommand), or edit the MCP servers in config.toml "
+        "(add, remove, list, import)."
+    ),
+    invoke_without_command=True,
+    no_args_is_help=False,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="Configuration file (default: <home>/config.toml)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON even on a terminal.")]
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+def _home(ctx: typer.Context) -> Path | None:
+    obj = ctx.find_root().obj
+    home = obj.get("home") if isinstance(obj, dict) else None
+    return Path(home) if home else None
+
+
+def _config_path(ctx: typer.Context, config: Path | None) -> Path:
+    from bicameral.daemon._paths import resolve_paths
+
+    home = _home(ctx)
+    return resolve_paths(home, config=config).config
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    _fast.error(message)
+    return typer.Exit(code)
+
+
+def _reload_hint(ctx: typer.Context) -> None:
+    """Tell the user a running daemon picks the change up on reload (stderr, one line)."""
+    try:
+        from bicameral.daemon._control import inspect
+        from bicameral.daemon._paths import resolve_paths
+
+        inspection = inspect(resolve_paths(_home(ctx)))
+    except Exception:  # a hint only: never fail the edit that already succeeded
+        return
+    if inspection.state == "alive" and inspection.descriptor is not None:
+        sys.stderr.write(
+            f"bicameral: the daemon (pid {inspection.descriptor.pid}) is running; "
+            "run `bicameral daemon reload` to apply the change\n"
+        )
+
+
+def _parse_env(values: list[str]) -> tuple[tuple[str, str], ...]:
+    env: dict[str, str] = {}
+    for value in values:
+        key, eq, val = value.partition("=")
+        if not eq or not key or "\x00" in value:
+            raise _fail(f"--env expects NAME=VALUE, got {value!r}", 2)
+        env[key] = val
+    return tuple(sorted(env.items()))
+
+
+def _server_dict(server: ServerConfig) -> dict[str, Any]:
+    return {
+        "name": server.name,
+        "command": server.command,
+        "args": list(server.args),
+        "env": server.env_dict(),
+        "cwd": server.cwd,
+        "enabled": server.enabled,
+    }
+
+
+def _table(rows: list[list[str]]) -> str:
+    """Left-aligned columns; the last one is cut to the terminal width."""
+    import shutil
+
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    width = shutil.get_terminal_size((100, 24)).columns
+    lines = []
+    for row in rows:
+        line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
+        line = f"{line}  {row[-1]}"
+        if len(line) > width > 20:
+            line = line[: width - 1] + "…"
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+# --- the bridge --------------------------------------------------------------------------
+
+
+@mcp_app.callback()
+def _mcp(
+    ctx: typer.Context,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            help="Expose only this server, under its own tool names (default: all, aggregated).",
+        ),
+    ] = None,
+) -> None:
+    """Without a subcommand: the MCP stdio bridge that MCP clients launch."""
+    if ctx.invoked_subcommand is not None:
+        if server is not None:
+            raise _fail(
+                f"--server is for the bridge (`bicameral mcp --server NAME`), "
+                f"not for `mcp {ctx.invoked_subcommand}`",
+                2,
+            )
+        return
+    if server is not None and not server:
+        raise _fail("--server needs a server name", 2)
+    try:
+        from bicameral.mcp import run_bridge
+    except ImportError:
+        raise _fail("the MCP bridge is not available in this installation") from None
+    raise typer.Exit(run_bridge(_home(ctx), server))
+
+
+# --- configuration commands --------------------------------------------------------------
+
+
+@mcp_app.command("add", cls=_AddCommand)
+def add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Server name: letters, digits, '-' and '_'.")],
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="-- COMMAND [ARGS...]",
+            help="The server's command line, after `--`.",
+            show_default=False,
+        ),
+    ] = None,
+    *,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", "-e", metavar="K=V", help="An environment variable (repeatable)."),
+    ] = None,
+    cwd: Annotated[
+        Path | None, typer.Option("--cwd", help="Working directory of the server.")
+    ] = None,
+    disabled: Annotated[
+        bool, typer.Option("--disabled", help="Configure it, but do not start it.")
+    ] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite a server of the same name.")
+    ] = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Add an MCP server: bicameral mcp add NAME [--env K=V ...] -- COMMAND [ARGS...]."""
+    from bicameral.daemon import ConfigError
+    from bicameral.mcp._config import ServerConfig, check_server_name
+
+    after = ctx.meta.get(_COMMAND_KEY)
+    if after is not None and command:
+        raise _fail(
+            f"unexpected argument(s) before `--`: {' '.join(command)}; usage: {_ADD_USAGE}", 2
+        )
+    argv = list(after if after is not None else command or [])
+    if not argv or not argv[0].strip():
+        raise _fail(f"missing the server's command; usage: {_ADD_USAGE}", 2)
+    problem = check_server_name(name)
+    if problem is not None:
+        raise _fail(problem, 2)
+    env_pairs = _parse_env(env or [])
+    cwd_text: str | None = None
+    if cwd is not None:
+        cwd_text = os.path.abspath(os.path.expanduser(cwd))
+        if not os.path.isdir(cwd_text):
+            raise _fail(f"--cwd {cwd}: no such directory", 2)
+    server = ServerConfig(
+        name=name,
+        command=argv[0],
+        args=tuple(argv[1:]),
+        env=env_pairs,
+        cwd=cwd_text,
+        enabled=not disabled,
+    )
+    path = _config_path(ctx, config)
+    from bicameral.mcp._config_edit import add_server
+
+    try:
+        replaced = add_server(path, server, replace=replace)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    import shutil
+
+    if os.sep not in server.command and shutil.which(server.command) is None:
+        sys.stderr.write(
+            f"bicameral: note: {server.command!r} is not on this shell's PATH; "
+            "the daemon looks it up on its own PATH when it starts the server\n"
+        )
+    status = "replaced" if replaced else "added"
+    result = {
+        "status": status,
+        "name": name,
+        "config_path": str(path),
+        "server": _server_dict(server),
+    }
+    _fast.emit(result, _fast.wants_json(json), f"{status} MCP server {name!r} in {path}")
+    _reload_hint(ctx)
+
+
+@mcp_app.command("remove")
+def remove(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The server to remove.")],
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Remove an MCP server from config.toml."""
+    from bicameral.daemon import ConfigError
+    from bicameral.mcp._config_edit import remove_server
+
+    path = _config_path(ctx, config)
+    try:
+        remove_server(path, name)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    result = {"status": "removed", "name": name, "config_path": str(path)}
+    _fast.emit(result, _fast.wants_json(json), f"removed MCP server {name!r} from {path}")
+    _reload_hint(ctx)
+
+
+@mcp_app.command("list")
+def list_(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """List the configured MCP servers (a table on a terminal, JSON otherwise)."""
+    import shlex
+
+    from bicameral.daemon import ConfigError
+    from bicameral.mcp._config_edit import list_servers
+
+    path = _config_path(ctx, config)
+    try:
+        servers = list_servers(path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    result = {"config_path": str(path), "servers": [_server_dict(s) for s in servers]}
+    if not servers:
+        human = f"no MCP servers in {path}; add one with `{_ADD_USAGE}`"
+    else:
+        rows = [["NAME", "ENABLED", "ENV", "COMMAND"]]
+        for s in servers:
+            where = f"  (in {s.cwd})" if s.cwd else ""
+            rows.append(
+                [
+                    s.name,
+                    "yes" if s.enabled else "no",
+                    ",".join(k for k, _ in s.env) or "-",
+                    shlex.join(s.argv()) + where,
+                ]
+            )
+        human = _table(rows)
+    _fast.emit(result, _fast.wants_json(json), human)
+
+
+@mcp_app.command("import")
+def import_(
+    ctx: typer.Context,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A client's MCP config: claude_desktop_config.json, .mcp.json, "
+            "~/.claude.json, .cursor/mcp.json."
+        ),
+    ],
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite servers that already exist.")
+    ] = False,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Import the stdio servers of a Claude Desktop, Claude Code or Cursor config."""
+    from bicameral.daemon import ConfigError
+    from bicameral.mcp._config_edit import import_servers
+
+    path = _config_path(ctx, config)
+    try:
+        outcome = import_servers(path, file.expanduser(), replace=replace)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    changed = [*outcome.added, *outcome.replaced]
+    lines = []
+    if changed:
+        parts = []
+        if outcome.added:
+            parts.append(f"added {', '.join(outcome.added)}")
+        if outcome.replaced:
+            parts.append(f"replaced {', '.join(outcome.replaced)}")
+        lines.append(
+            f"imported {len(changed)} server(s) from {file} into {path}: {'; '.join(parts)}"
+        )
+    else:
+        lines.append(f"nothing imported from {file}")
+    lines.extend(f"  renamed {old!r} to {new!r}" for old, new in outcome.renamed.items())
+    lines.extend(f"  skipped {name!r}: {reason}" for name, reason in outcome.skipped)
+    lines.extend(f"  note {name!r}: {note}" for name, note in outcome.notes)
+    result = {"status": "imported" if changed else "unchanged", "config_path": str(path)}
+    result.update(outcome.to_dict())
+    _fast.emit(result, _fast.wants_json(json), "\n".join(lines))
+    if changed:
+        _reload_hint(ctx)

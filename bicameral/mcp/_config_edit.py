@@ -1,0 +1,622 @@
+"""Editing ``[mcp.servers.*]`` in ``config.toml``: add, remove, list, import.
+
+What ``bicameral mcp add | remove | list | import`` run. Edits go through
+tomlkit, so the user's comments, key order and layout survive; only the
+server being added, replaced or removed changes. Every edit is:
+
+- checked before anything is written: the edited text is parsed again with
+  :mod:`tomllib` and must mean exactly the old configuration plus the change
+  (so a tomlkit surprise can never write something else), and an added or
+  imported server must validate with :func:`~bicameral.mcp._config.load_servers`
+  together with the servers already there; a failed check writes nothing;
+- atomic: a temporary file in the same directory, fsync, rename over the
+  config (a symlinked config is followed, so the link stays), mode 0600; a
+  missing file is created, and a missing directory too (mode 0700);
+- serialised against other editors by an ``flock`` on the directory, so two
+  concurrent ``mcp add`` never lose one of the servers.
+
+``import_servers`` reads the ``mcpServers`` JSON object of Claude Desktop
+(``claude_desktop_config.json``), Claude Code (``.mcp.json``,
+``~/.claude.json``) and Cursor (``.cursor/mcp.json``), and VS Code's
+``servers`` object (``.vscode/mcp.json``), which has the same entries. Only
+stdio servers (a ``command``) are imported; remote ``http`` / ``sse`` servers
+are skipped with the reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bicameral.daemon import ConfigError
+from bicameral.mcp._config import (
+    ServerConfig,
+    _server,
+    check_server_name,
+    load_servers,
+    read_config,
+)
+
+if TYPE_CHECKING:
+    import tomlkit.container
+    import tomlkit.items
+
+__all__ = [
+    "ImportResult",
+    "add_server",
+    "import_servers",
+    "list_servers",
+    "parse_mcp_servers",
+    "remove_server",
+]
+
+#: A new config file starts with this comment.
+HEADER = "# bicameral configuration. `bicameral mcp add/remove/import` keep your comments.\n"
+
+#: Entry keys of client configs that mean nothing to bicameral and are dropped quietly.
+_CLIENT_ONLY_KEYS = frozenset(
+    {"type", "disabled", "autoApprove", "alwaysAllow", "timeout", "description", "disabledTools"}
+)
+_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+_LONG_LINE = 88
+
+
+# --- reading and writing -------------------------------------------------------------
+
+
+def list_servers(path: Path) -> list[ServerConfig]:
+    """The servers configured in ``path``, in file order (none if it does not exist)."""
+    return list(load_servers(read_config(path), path).values())
+
+
+@contextlib.contextmanager
+def _locked_dir(directory: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``directory`` (creating it 0700 if missing)."""
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create directory {directory}: {exc.strerror}") from None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no flock; edits are rare and quick
+        yield
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError as exc:
+        raise ConfigError(f"cannot open directory {directory}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def _target(path: Path) -> Path:
+    """The file to write: ``path`` itself, or what it links to (dotfile managers)."""
+    return Path(os.path.realpath(path))
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason})") from None
+
+
+def _parse(path: Path, text: str) -> tuple[dict[str, Any], tomlkit.TOMLDocument]:
+    """``text`` as plain data (tomllib, for its error messages) and as a tomlkit document."""
+    import tomllib
+
+    import tomlkit
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        doc = tomlkit.parse(text)
+    except Exception as exc:  # pragma: no cover - tomllib accepted it
+        raise ConfigError(f"{path}: cannot edit this TOML: {exc}") from None
+    return data, doc
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``: temp file beside it, fsync, rename; mode 0600."""
+    directory = path.parent
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        try:
+            os.fchmod(fd, 0o600)  # mkstemp's mode already, but say it
+            data = text.encode("utf-8")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise
+    with contextlib.suppress(OSError):  # the rename itself survives a crash
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+# --- the document ------------------------------------------------------------------
+
+
+def _plain(config: ServerConfig) -> dict[str, Any]:
+    """The table written for ``config``: only the keys that differ from the defaults."""
+    table: dict[str, Any] = {"command": config.command}
+    if config.args:
+        table["args"] = list(config.args)
+    if config.env:
+        table["env"] = dict(config.env)
+    if config.cwd is not None:
+        table["cwd"] = config.cwd
+    if not config.enabled:
+        table["enabled"] = False
+    return table
+
+
+def _item(key: str, value: Any) -> Any:
+    """A tomlkit value for ``key``, laid out for people: long arrays one item per line."""
+    import tomlkit
+
+    if key == "args":
+        array = tomlkit.array()
+        array.extend(value)
+        if len(tomlkit.dumps({key: array})) > _LONG_LINE:
+            array.multiline(True)
+        return array
+    if key == "env":
+        inline = tomlkit.inline_table()
+        inline.update(value)
+        return inline
+    return tomlkit.item(value)
+
+
+def _servers_table(path: Path, doc: tomlkit.TOMLDocument, *, create: bool) -> Any:
+    """``doc``'s ``[mcp.servers]`` container (created as implicit tables when asked)."""
+    import tomlkit
+    from tomlkit.items import InlineTable, Table
+
+    mcp = doc.get("mcp")
+    if mcp is None:
+        if not create:
+            return None
+        mcp = tomlkit.table(is_super_table=True)
+        doc["mcp"] = mcp
+    if isinstance(mcp, InlineTable) or not isinstance(mcp, Table | dict):
+        raise ConfigError(
+            f'{path}: "mcp" must be a [mcp] table for bicameral to edit it; edit the file by hand'
+        )
+    servers = mcp.get("servers")
+    if servers is None:
+        if not create:
+            return None
+        servers = tomlkit.table(is_super_table=True)
+        mcp["servers"] = servers
+    if isinstance(servers, InlineTable) or not isinstance(servers, Table | dict):
+        raise ConfigError(
+            f'{path}: "mcp.servers" must be written as [mcp.servers.NAME] tables for bicameral '
+            "to edit it; edit the file by hand"
+        )
+    return servers
+
+
+def _set_server(servers: Any, config: ServerConfig) -> None:
+    """Put ``config`` in ``servers``: a new table, or the old one updated in place.
+
+    Updating in place keeps the comments and the layout of the keys whose
+    value did not change.
+    """
+    import tomlkit
+
+    wanted = _plain(config)
+    old = servers.get(config.name)
+    if old is None or not hasattr(old, "items"):
+        table = tomlkit.table()
+        for key, value in wanted.items():
+            table[key] = _item(key, value)
+        servers[config.name] = table
+        return
+    for key in [k for k in old if k not in wanted]:
+        del old[key]
+    for key, value in wanted.items():
+        current = old.get(key)
+        plain = current.unwrap() if hasattr(current, "unwrap") else current
+        if plain != value:
+            old[key] = _item(key, value)
+
+
+def _space_new_table(text: str, name: str) -> str:
+    """One blank line before the new ``[mcp.servers.NAME]`` and after its block.
+
+    tomlkit appends a table with no blank line around it; the rest of the
+    file is left exactly as the user wrote it.
+    """
+    lines = text.splitlines(keepends=True)
+    header = f"[mcp.servers.{name}]"
+    found = [i for i, line in enumerate(lines) if line.strip() == header]
+    if len(found) != 1:
+        return text
+    i = found[0]
+    end = next(
+        (j for j in range(i + 1, len(lines)) if lines[j].lstrip().startswith("[")),
+        None,
+    )
+    if end is not None and lines[end - 1].strip():
+        lines.insert(end, "\n")
+    if i > 0 and lines[i - 1].strip():
+        if not lines[i - 1].endswith("\n"):
+            lines[i - 1] += "\n"
+        lines.insert(i, "\n")
+    return "".join(lines)
+
+
+def _expected(data: dict[str, Any], changes: Mapping[str, dict[str, Any] | None]) -> dict[str, Any]:
+    """``data`` with ``changes`` applied to ``mcp.servers`` (``None`` removes a server)."""
+    result = dict(data)
+    mcp = dict(result.get("mcp") or {})
+    servers = dict(mcp.get("servers") or {})
+    for name, table in changes.items():
+        if table is None:
+            servers.pop(name, None)
+        else:
+            servers[name] = table
+    mcp["servers"] = servers
+    result["mcp"] = mcp
+    return result
+
+
+def _normalise(data: dict[str, Any]) -> dict[str, Any]:
+    """Implicit empty ``[mcp]`` / ``[mcp.servers]`` tables do not count in the comparison."""
+    mcp = data.get("mcp")
+    if isinstance(mcp, dict):
+        servers = mcp.get("servers")
+        if isinstance(servers, dict) and not servers:
+            mcp = {k: v for k, v in mcp.items() if k != "servers"}
+        data = {**data, "mcp": mcp}
+        if not mcp:
+            data = {k: v for k, v in data.items() if k != "mcp"}
+    return data
+
+
+def _apply(path: Path, changes: dict[str, ServerConfig | None], *, validate: bool) -> None:
+    """Apply ``changes`` (name -> new config, or ``None`` to remove) to ``path``, atomically.
+
+    The caller holds the directory lock and has read ``path`` under it.
+    """
+    text = _read_text(path)
+    if text is None:
+        text = HEADER
+    data, doc = _parse(path, text)
+    servers = _servers_table(path, doc, create=any(c is not None for c in changes.values()))
+    added = []
+    for name, config in changes.items():
+        if config is None:
+            del servers[name]
+        else:
+            if name not in servers:
+                added.append(name)
+            _set_server(servers, config)
+    new_text = doc.as_string()
+    for name in added:
+        new_text = _space_new_table(new_text, name)
+    if not new_text.endswith("\n"):
+        new_text += "\n"
+    plain = {name: (None if c is None else _plain(c)) for name, c in changes.items()}
+    import tomllib
+
+    try:
+        got = _normalise(tomllib.loads(new_text))
+    except tomllib.TOMLDecodeError:
+        got = None
+    if got != _normalise(_expected(data, plain)):
+        raise ConfigError(
+            f"{path}: cannot edit this file's layout automatically (nothing was written); "
+            "edit [mcp.servers] by hand"
+        )
+    if validate:
+        load_servers(tomllib.loads(new_text), path)
+    _write_atomic(path, new_text)
+
+
+def _checked(config: ServerConfig, path: Path) -> ServerConfig:
+    """``config`` validated as if read from the file (raises :class:`ConfigError`)."""
+    problem = check_server_name(config.name)
+    if problem is not None:
+        raise ConfigError(problem)
+    _server(str(path), config.name, _plain(config))
+    return config
+
+
+def add_server(path: Path, config: ServerConfig, *, replace: bool = False) -> bool:
+    """Add ``config`` as ``[mcp.servers.<name>]`` in ``path``; ``True`` if it replaced one.
+
+    An existing server of that name is an error unless ``replace``; then its
+    table is updated in place (comments on unchanged keys stay). The whole
+    resulting configuration must validate, or nothing is written.
+    """
+    _checked(config, path)
+    target = _target(path)
+    with _locked_dir(target.parent):
+        existing = load_servers(read_config(target), path) if target.exists() else {}
+        if config.name in existing and not replace:
+            raise ConfigError(
+                f"server {config.name!r} already exists in {path}; "
+                "use --replace to overwrite it, or remove it first"
+            )
+        _apply(target, {config.name: config}, validate=True)
+    return config.name in existing
+
+
+def remove_server(path: Path, name: str) -> None:
+    """Remove ``[mcp.servers.<name>]`` from ``path``; an unknown name is an error.
+
+    The other servers need not be valid (removing one never makes a file
+    worse), but the file must be valid TOML.
+    """
+    target = _target(path)
+    with _locked_dir(target.parent):
+        text = _read_text(target)
+        if text is None:
+            raise ConfigError(f"no server named {name!r}: {path} does not exist")
+        _data, doc = _parse(path, text)
+        servers = _servers_table(path, doc, create=False)
+        if servers is None or name not in servers:
+            names = ", ".join(servers) if servers else "none"
+            raise ConfigError(f"no server named {name!r} in {path} (configured: {names})")
+        _apply(target, {name: None}, validate=False)
+
+
+# --- import --------------------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    """What :func:`import_servers` did.
+
+    ``added`` and ``replaced`` are bicameral names; ``skipped`` and ``notes``
+    pair a name in the source file with a reason, one line each. ``renamed``
+    maps a source name that is not a valid server name to the name used.
+    """
+
+    source: Path
+    added: list[str] = field(default_factory=list)
+    replaced: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)
+    renamed: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"source", "added", "replaced", "skipped": [{"name", "reason"}], ...}``."""
+        return {
+            "source": str(self.source),
+            "added": self.added,
+            "replaced": self.replaced,
+            "skipped": [{"name": n, "reason": r} for n, r in self.skipped],
+            "notes": [{"name": n, "note": r} for n, r in self.notes],
+            "renamed": self.renamed,
+        }
+
+
+def _safe_name(name: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", name)
+    name = re.sub(r"_{2,}", "_", name)
+    return name.strip("-")
+
+
+def _string_list(value: Any) -> list[str] | None:
+    if not isinstance(value, list):
+        return None
+    out: list[str] = []
+    for item in value:
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, int | float) and not isinstance(item, bool):
+            out.append(json.dumps(item))
+        else:
+            return None
+    return out
+
+
+def _entry(
+    name: str, entry: Any, base: Path, notes: list[str]
+) -> tuple[dict[str, Any] | None, str]:
+    """A client's server entry as a bicameral table, or ``None`` and why it is skipped."""
+    if not isinstance(entry, dict):
+        return None, "not a JSON object"
+    kind = entry.get("type")
+    url = entry.get("url") or entry.get("serverUrl")
+    if kind is not None and kind != "stdio":
+        where = f" at {url}" if isinstance(url, str) else ""
+        return None, f"{kind} server{where}: only stdio servers (a command) are supported for now"
+    command = entry.get("command")
+    if command is None and url is not None:
+        return None, f"remote server at {url}: only stdio servers (a command) are supported for now"
+    if not isinstance(command, str) or not command.strip():
+        return None, 'no "command" (a non-empty string)'
+    table: dict[str, Any] = {"command": command}
+    if "args" in entry and entry["args"] is not None:
+        args = _string_list(entry["args"])
+        if args is None:
+            return None, '"args" is not a list of strings'
+        if args:
+            table["args"] = args
+    if "env" in entry and entry["env"] is not None:
+        env = entry["env"]
+        if not isinstance(env, dict):
+            return None, '"env" is not an object'
+        converted: dict[str, str] = {}
+        for key, value in env.items():
+            if isinstance(value, str):
+                converted[key] = value
+            elif isinstance(value, int | float | bool):
+                converted[key] = json.dumps(value)
+            else:
+                return None, f'"env" value of {key} is not a string'
+        if converted:
+            table["env"] = converted
+    cwd = entry.get("cwd")
+    if cwd is not None:
+        if not isinstance(cwd, str) or not cwd:
+            return None, '"cwd" is not a string'
+        expanded = os.path.expanduser(cwd)
+        table["cwd"] = cwd if os.path.isabs(expanded) else str(base / cwd)
+    disabled = entry.get("disabled")
+    if disabled is True:
+        table["enabled"] = False
+    ignored = sorted(k for k in entry if k not in _CLIENT_ONLY_KEYS and k not in table)
+    ignored = [k for k in ignored if k not in ("args", "env", "url", "serverUrl")]
+    if ignored:
+        notes.append(f"ignored keys: {', '.join(ignored)}")
+    texts = [command, *table.get("args", []), *table.get("env", {}).values()]
+    if any(_PLACEHOLDER.search(t) for t in texts):
+        notes.append(
+            "uses ${...} placeholders, which bicameral passes on literally; "
+            "put the real values in config.toml"
+        )
+    return table, ""
+
+
+def parse_mcp_servers(source: Path) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """The ``mcpServers`` (or VS Code ``servers``) object of a client config file.
+
+    Returns the object and file-level notes. A missing or unreadable file,
+    invalid JSON or no such object is a :class:`ConfigError`.
+    """
+    try:
+        raw = source.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a directory, not a JSON file") from None
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{source}: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{source}: not valid UTF-8 ({exc.reason})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f'{source}: expected a JSON object with "mcpServers"')
+    notes: list[tuple[str, str]] = []
+    servers = data.get("mcpServers")
+    if servers is None and isinstance(data.get("servers"), dict):
+        servers = data["servers"]  # VS Code's .vscode/mcp.json
+    projects = data.get("projects")
+    if isinstance(projects, dict):  # ~/.claude.json: per-project servers
+        count = sum(
+            len(p["mcpServers"])
+            for p in projects.values()
+            if isinstance(p, dict) and isinstance(p.get("mcpServers"), dict)
+        )
+        if count:
+            notes.append(
+                (
+                    "projects",
+                    f'{count} project-scoped server(s) under "projects" were not imported '
+                    "(only the top-level mcpServers)",
+                )
+            )
+    if servers is None:
+        if notes:
+            return {}, notes
+        raise ConfigError(
+            f'{source}: no "mcpServers" object (expected a Claude Desktop, Claude Code '
+            "or Cursor MCP config)"
+        )
+    if not isinstance(servers, dict):
+        raise ConfigError(f'{source}: "mcpServers" is not a JSON object')
+    return servers, notes
+
+
+def import_servers(path: Path, source: Path, *, replace: bool = False) -> ImportResult:
+    """Add every stdio server of ``source``'s ``mcpServers`` to ``path``, in one atomic write.
+
+    Remote (``http``, ``sse``, ``url``) and malformed entries are skipped
+    with the reason; so are names already configured, unless ``replace``. A
+    name that is not a valid server name is renamed (``my.server`` ->
+    ``my-server``) and reported. Nothing is written when nothing is added,
+    or when the resulting configuration would not validate.
+    """
+    entries, file_notes = parse_mcp_servers(source)
+    result = ImportResult(source=source)
+    result.notes.extend(file_notes)
+    base = source.resolve().parent
+    target = _target(path)
+    with _locked_dir(target.parent):
+        existing = load_servers(read_config(target), path) if target.exists() else {}
+        changes: dict[str, ServerConfig | None] = {}
+        for original, entry in entries.items():
+            name = original if check_server_name(original) is None else _safe_name(original)
+            if check_server_name(name) is not None:
+                result.skipped.append((original, "cannot make a valid server name of it"))
+                continue
+            if name in changes:
+                result.skipped.append((original, f"{name!r} is imported already"))
+                continue
+            notes: list[str] = []
+            table, reason = _entry(original, entry, base, notes)
+            if table is None:
+                result.skipped.append((original, reason))
+                continue
+            if name in existing and not replace:
+                result.skipped.append(
+                    (original, f"{name!r} is already configured (use --replace to overwrite)")
+                )
+                continue
+            try:
+                config = _server(str(source), name, table)
+            except ConfigError as exc:
+                result.skipped.append((original, str(exc).split("] ", 1)[-1]))
+                continue
+            # keep the file's own spelling (e.g. "~/x"), not the expanded cwd
+            config = ServerConfig(
+                name=name,
+                command=config.command,
+                args=config.args,
+                env=config.env,
+                cwd=table.get("cwd"),
+                enabled=config.enabled,
+            )
+            if name != original:
+                result.renamed[original] = name
+            result.notes.extend((original, note) for note in notes)
+            changes[name] = config
+            (result.replaced if name in existing else result.added).append(name)
+        if changes:
+            _apply(target, changes, validate=True)
+    return result
