@@ -707,7 +707,14 @@ def restart(
     python: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Stop (if running) and start; start's object with ``previous_pid``."""
+    """Stop (if running) and start; start's object with ``previous_pid``.
+
+    Without ``transport`` the new daemon keeps the transport of the old one.
+    """
+    if transport is None and _check_home(paths, create=False):
+        previous_descriptor = inspect(paths).descriptor
+        if previous_descriptor is not None:
+            transport = previous_descriptor.transport
     stopped = stop(paths, timeout=timeout)
     previous = stopped.get("pid") if not stopped.get("stale") else None
     result = start(paths, wait=wait, transport=transport, python=python, env=env)

@@ -363,6 +363,9 @@ def test_tcp_transport_requires_the_token(home: Home) -> None:
     with BlockingClient.connect_tcp(descriptor["address"], descriptor["token"]) as client:
         assert client.call("system.version")["protocol_version"] == "1"
     assert home.cli("daemon", "status").json["status"] == "running"
+    restarted = home.cli("daemon", "restart").json  # keeps the transport
+    assert restarted["transport"] == "tcp" and restarted["socket_path"] is None
+    assert home.read_descriptor()["token"] != descriptor["token"]
     assert home.cli("daemon", "stop").json["status"] == "stopped"
 
 
