@@ -75,7 +75,7 @@ def _client_loop(socket_path: str, duration: float, start_at: float, out: Any) -
 
 def throughput(socket_path: str, *, clients: int = 8, duration: float = 2.0) -> float:
     """Requests per second answered to ``clients`` processes calling in a loop."""
-    ctx = multiprocessing.get_context("fork" if sys.platform != "darwin" else "spawn")
+    ctx: Any = multiprocessing.get_context("fork" if sys.platform != "darwin" else "spawn")
     results = ctx.Queue()
     start_at = time.time() + 0.3
     procs = [
@@ -84,7 +84,7 @@ def throughput(socket_path: str, *, clients: int = 8, duration: float = 2.0) -> 
     ]
     for proc in procs:
         proc.start()
-    total = sum(results.get(timeout=duration + 30) for _ in procs)
+    total: int = sum(results.get(timeout=duration + 30) for _ in procs)
     for proc in procs:
         proc.join()
     return total / duration
@@ -104,7 +104,7 @@ def measure(
     per request during the throughput run, which other load on the machine
     disturbs much less than requests per second.
     """
-    import psutil
+    import psutil  # type: ignore[import-untyped]
 
     figures = latency(socket_path, requests=requests)
     server = psutil.Process(server_pid) if server_pid is not None else None

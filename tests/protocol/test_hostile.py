@@ -116,17 +116,18 @@ def check_message(message: Any) -> None:
 
 async def run_server(nursery: trio.Nursery, sockdir: str) -> str:
     path = os.path.join(sockdir, "h.sock")
-    return await nursery.start(
+    started: str = await nursery.start(
         functools.partial(
             serve_unix, path, Methods().dispatcher(), limits=Limits(max_frame=MAX_FRAME)
         )
     )
+    return started
 
 
 async def answers_until_sentinel(raw: Raw) -> list[Any]:
     """Send a sentinel request; return every message that came before its answer."""
     await raw.request("echo", ["sentinel"], msg_id="sentinel")
-    seen = []
+    seen: list[Any] = []
     while True:
         message = json.loads(await raw.line())
         if isinstance(message, dict) and message.get("id") == "sentinel":
