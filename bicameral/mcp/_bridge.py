@@ -10,10 +10,16 @@ its start-up. It:
 2. connects to the socket the descriptor names (or its TCP address, with the
    token), sends ``system.attach {"mode": "mcp", "server"?}`` and reads the
    answer;
-3. relays bytes, stdin to the socket and the socket to stdout, unchanged,
-   until the client closes stdin (exit 0, after the daemon has closed the
-   session, or 2 s at most) or the daemon goes away (a one-line message on
-   stderr, exit 1).
+3. on the Unix socket, hands its own stdin and stdout to the daemon
+   (``SCM_RIGHTS``), so the daemon reads and writes the MCP client's pipes
+   directly and no byte passes through this process; it then waits for the
+   daemon to end the session: ``bye`` when the client closed stdin (exit 0),
+   or the socket closing without it when the daemon went away (a one-line
+   message on stderr, exit 1);
+4. otherwise (the TCP transport) relays bytes, stdin to the socket and the
+   socket to stdout, unchanged, until the client closes stdin (exit 0, after
+   the daemon has closed the session, or 2 s at most) or the daemon goes away
+   (a one-line message on stderr, exit 1).
 
 The relay is one thread and `select.poll`: reads are taken as soon as either
 side is readable; writes block, which is safe because the daemon reads and
@@ -23,6 +29,7 @@ stdout independently of writing to its stdin.
 
 from __future__ import annotations
 
+import array
 import json
 import os
 import select
@@ -81,13 +88,15 @@ def _connect(home: str | None) -> tuple[socket.socket, str | None]:
         raise _BridgeError(f"cannot connect to the daemon: {exc}") from None
 
 
-def _attach(sock: socket.socket, server: str | None, token: str | None) -> bytes:
-    """Send ``system.attach``; return the bytes that arrived after its answer."""
+def _attach(sock: socket.socket, server: str | None, token: str | None) -> tuple[bytes, bool]:
+    """Send ``system.attach``; (bytes that arrived after its answer, stdio passing agreed)."""
     params: dict[str, object] = {"mode": "mcp", "client": "bicameral mcp"}
     if server is not None:
         params["server"] = server
     if token is not None:
         params["token"] = token
+    if sock.family == socket.AF_UNIX and hasattr(socket, "SCM_RIGHTS"):
+        params["stdio"] = "pass"
     request = {"jsonrpc": "2.0", "id": 1, "method": "system.attach", "params": params}
     sock.sendall(json.dumps(request).encode() + b"\n")
     buffer = b""
@@ -105,7 +114,39 @@ def _attach(sock: socket.socket, server: str | None, token: str | None) -> bytes
         error = answer.get("error") if isinstance(answer, dict) else None
         message = error.get("message") if isinstance(error, dict) else repr(answer)
         raise _BridgeError(f"attach refused: {message}")
-    return rest
+    result = answer.get("result")
+    passing = isinstance(result, dict) and result.get("stdio") == "pass"
+    return rest, passing
+
+
+def _pass_stdio(sock: socket.socket, stdin_fd: int, stdout_fd: int) -> int:
+    """Hand our stdin and stdout to the daemon, then wait for it to end the session.
+
+    The daemon says ``bye`` when the client closed its stdin (exit 0); the
+    socket closing without it means the daemon went away (exit 1).
+    """
+    fds = array.array("i", [stdin_fd, stdout_fd])
+    sock.settimeout(None)
+    sock.sendmsg([b"F"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+    # Only the daemon holds the client's pipes now: when it closes them, the
+    # client sees end of file at once, whatever this process does.
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, stdin_fd)
+    os.dup2(devnull, stdout_fd)
+    os.close(devnull)
+    received = b""
+    while True:
+        try:
+            chunk = sock.recv(64)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            break
+        received += chunk
+    if received.startswith(b"bye"):
+        return 0
+    _say("the daemon closed the connection (it stopped or restarted)")
+    return 1
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -175,7 +216,9 @@ def run_bridge(home: Path | str | None, server: str | None) -> int:
     sock: socket.socket | None = None
     try:
         sock, token = _connect(home_arg)
-        pending = _attach(sock, server, token)
+        pending, passing = _attach(sock, server, token)
+        if passing and not pending:
+            return _pass_stdio(sock, 0, 1)
         return _relay(sock, pending, 0, 1)
     except _BridgeError as exc:
         _say(str(exc))

@@ -29,8 +29,11 @@ dict lookup, the SDK dispatcher's send, and one ``orjson`` dump.
 
 from __future__ import annotations
 
+import array
 import json
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +103,20 @@ class _Error(Exception):
         self.data = data
 
 
+_FD_PASSING = hasattr(socket, "SCM_RIGHTS") and hasattr(socket.socket, "recvmsg")
+
+
+async def _receive_fds(sock: Any) -> list[int]:
+    """Receive the file descriptors the bridge sends with one byte (SCM_RIGHTS)."""
+    fds = array.array("i")
+    _, ancdata, _, _ = await sock.recvmsg(1, socket.CMSG_SPACE(2 * fds.itemsize))
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(data) - len(data) % fds.itemsize
+            fds.frombytes(data[:usable])
+    return list(fds)
+
+
 def aggregate_split(name: str, names: list[str]) -> tuple[str, str] | None:
     """Split ``<server>__<name>`` against the configured server names (longest match wins)."""
     best: str | None = None
@@ -128,19 +145,25 @@ def _negotiate(requested: Any, upstream_version: str | None) -> str:
 
 
 class _Wire:
-    """The attached byte stream (trio or anyio flavoured), with a send lock."""
+    """The client's byte stream(s) (trio or anyio flavoured), with a send lock.
 
-    def __init__(self, stream: Any) -> None:
+    One duplex stream (the attached socket), or, with passed stdio, the
+    client's stdin pipe to read and its stdout pipe to write.
+    """
+
+    def __init__(self, stream: Any, out: Any = None) -> None:
         self._stream = stream
+        self._out = out
         self._lock = anyio.Lock()
-        if hasattr(stream, "send_all"):
-            self._send: Callable[[bytes], Awaitable[None]] = stream.send_all
+        writer = out if out is not None else stream
+        if hasattr(stream, "receive_some"):
             self._recv: Callable[[int], Awaitable[bytes]] = stream.receive_some
-            self._anyio = False
         else:
-            self._send = stream.send
             self._recv = stream.receive
-            self._anyio = True
+        if hasattr(writer, "send_all"):
+            self._send: Callable[[bytes], Awaitable[None]] = writer.send_all
+        else:
+            self._send = writer.send
         self.closed = False
 
     async def receive(self) -> bytes:
@@ -169,13 +192,14 @@ class _Wire:
 
     async def aclose(self) -> None:
         self.closed = True
-        close = getattr(self._stream, "aclose", None)
-        if close is not None:
-            with anyio.CancelScope(shield=True):
-                try:
-                    await close()
-                except Exception:  # already broken: nothing to close
-                    logger.debug("closing an MCP connection failed", exc_info=True)
+        for stream in (self._stream, self._out):
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True):
+                    try:
+                        await close()
+                    except Exception:  # already broken: nothing to close
+                        logger.debug("closing an MCP connection failed", exc_info=True)
 
 
 class McpHost:
@@ -199,15 +223,55 @@ class McpHost:
                 f"no MCP server named {server!r} is configured (configured: {configured})",
             )
 
+        # The bridge may offer its own stdin and stdout (SCM_RIGHTS over the
+        # Unix socket): the daemon then reads and writes the MCP client's
+        # pipes itself and the bridge relays nothing, which takes two process
+        # hops off every message each way.
+        passing = params.get("stdio") == "pass" and _FD_PASSING
+
         async def handler(stream: Any, buffered: bytes) -> None:
-            await self.serve(stream, buffered, server)
+            if passing and not buffered and hasattr(stream, "socket"):
+                await self.serve_passed(stream, server)
+            else:
+                await self.serve(stream, buffered, server)
 
         conn.upgrade(handler)
-        return {"server": server}
+        return {"server": server, "stdio": "pass" if passing else "relay"}
 
     async def serve(self, stream: Any, buffered: bytes, server: str | None) -> None:
         """Serve one attached connection until the client or the daemon closes it."""
         await ClientConn(self, _Wire(stream), server).run(buffered)
+
+    async def serve_passed(self, stream: Any, server: str | None) -> None:
+        """Serve a client whose stdin/stdout the bridge passed over `stream`.
+
+        The session ends when the client closes its stdin (then the bridge is
+        told ``bye`` and exits 0) or when the bridge's socket closes.
+        """
+        import trio
+
+        fds = await _receive_fds(stream.socket)
+        if len(fds) != 2:
+            for fd in fds:
+                os.close(fd)
+            await _Wire(stream).aclose()
+            return
+        client_in = trio.lowlevel.FdStream(fds[0])
+        client_out = trio.lowlevel.FdStream(fds[1])
+        session = ClientConn(self, _Wire(client_in, client_out), server)
+        async with anyio.create_task_group() as tg:
+
+            async def watch_bridge() -> None:
+                # Nothing more comes from the bridge; EOF means it is gone.
+                while await _Wire(stream).receive():
+                    pass
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch_bridge)
+            await session.run(b"")
+            await _Wire(stream).send(b"bye\n")
+            tg.cancel_scope.cancel()
+        await _Wire(stream).aclose()
 
 
 class ClientConn:

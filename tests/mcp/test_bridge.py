@@ -17,6 +17,7 @@ from typing import Any
 
 import mcp_types as types
 import psutil
+import pytest
 import trio
 from mcp import ClientSession, stdio_client
 
@@ -249,8 +250,11 @@ async def test_a_broken_server_beside_a_good_one(mcp_home: McpHome) -> None:
     assert "no MCP server named 'nope'" in result.stderr.decode()
 
 
-def test_the_bridge_exits_0_when_its_client_closes_stdin(mcp_home: McpHome) -> None:
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_the_bridge_exits_0_when_its_client_closes_stdin(mcp_home: McpHome, transport: str) -> None:
+    # unix: the bridge passes its stdio to the daemon; tcp: it relays bytes.
     mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    assert mcp_home.cli("daemon", "start", "--transport", transport).returncode == 0
     proc = subprocess.Popen(
         [BICAMERAL, *mcp_home.bridge_argv("alpha")],
         stdin=subprocess.PIPE,
@@ -273,6 +277,11 @@ def test_the_bridge_exits_0_when_its_client_closes_stdin(mcp_home: McpHome) -> N
     proc.stdin.flush()
     answer = json.loads(proc.stdout.readline())
     assert answer["result"]["serverInfo"]["name"] == "alpha"
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call"}
+    call["params"] = {"name": "echo", "arguments": {"text": transport}}
+    proc.stdin.write(json.dumps(call).encode() + b"\n")
+    proc.stdin.flush()
+    assert json.loads(proc.stdout.readline())["result"]["content"][0]["text"] == transport
     proc.stdin.close()
     assert proc.wait(timeout=3) == 0
     proc.stdout.close()
