@@ -279,10 +279,11 @@ def start(
                 continue
             if not watcher.wait(deadline):
                 holder = read_holder(paths.lock)
+                # No descriptor names it, so `stop` will not signal it: say who it is.
                 raise DaemonError(
                     f"another daemon (pid {holder or '?'}) holds {paths.lock} but did not "
-                    f"become ready within {wait:g} s; run `bicameral daemon stop` "
-                    f"(log: {paths.log})"
+                    f"become ready within {wait:g} s; it may still be starting (see "
+                    f"{paths.log}), or kill it if it is stuck"
                 )
     finally:
         if watcher is not None:
@@ -383,7 +384,7 @@ class _Child:
 
     def wait(self, timeout: float) -> int | None:
         """Reap the child within ``timeout``; its exit code, or ``None`` if still running."""
-        if self._popen is not None:  # pragma: no cover - Windows
+        if self._popen is not None:  # pragma: no cover - not Linux
             import subprocess
 
             try:
@@ -391,9 +392,17 @@ class _Child:
             except subprocess.TimeoutExpired:
                 return None
             return code
-        with ProcessHandle(self.pid, _pidfd(self.pid)) as handle:
-            if not handle.wait(timeout):
-                return None
+        pidfd = _pidfd(self.pid)
+        if pidfd is not None:
+            import select
+
+            try:
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                if not poller.poll(timeout * 1000):
+                    return None
+            finally:
+                os.close(pidfd)
         try:
             _, status = os.waitpid(self.pid, 0)
         except ChildProcessError:
@@ -401,7 +410,7 @@ class _Child:
         return os.waitstatus_to_exitcode(status)
 
     def kill_and_wait(self) -> None:
-        if self._popen is not None:  # pragma: no cover - Windows
+        if self._popen is not None:  # pragma: no cover - not Linux
             self._popen.kill()
             self._popen.wait()
             return
@@ -469,9 +478,7 @@ def _spawn(
             env=env,
             **detach_popen_kwargs(),
         )
-        child = _Child(popen.pid)  # pragma: no cover - macOS
-        popen.returncode = 0  # pragma: no cover - reaped by us, not by Popen
-        return child  # pragma: no cover - macOS
+        return _Child(popen.pid, popen)  # pragma: no cover - macOS
     finally:
         for fd in inheritable:
             os.set_inheritable(fd, False)

@@ -684,3 +684,25 @@ def test_an_oversized_frame_gets_an_error_and_only_that_connection_closes(home: 
         assert reply["id"] is None
     assert home.cli("daemon", "status").json["status"] == "running"
     assert home.cli("daemon", "stop").code == 0
+
+
+def test_a_daemon_that_dies_silently_during_startup_is_reported(home: Home) -> None:
+    from bicameral.daemon import StartError
+
+    with pytest.raises(StartError, match=r"exited during startup \(exit status 1\)") as info:
+        start(resolve_paths(home.path), python="/bin/false")
+    assert info.value.log_path == str(home.path / "daemon.log")
+
+
+def test_a_daemon_that_never_gets_ready_is_killed_after_wait(home: Home) -> None:
+    from bicameral.daemon import StartError
+
+    never = home.path / "never-ready"
+    never.write_text("#!/bin/sh\nexec sleep 60\n")
+    never.chmod(0o700)
+    t0 = time.monotonic()
+    with pytest.raises(StartError, match="did not become ready"):
+        start(resolve_paths(home.path), wait=0.3, python=str(never))
+    assert time.monotonic() - t0 < 2.0
+    # The fixture checks that no lock is held; and no `sleep` is left either:
+    # start() killed and reaped its child.
