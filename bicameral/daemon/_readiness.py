@@ -191,6 +191,8 @@ def parse_readiness(line: bytes) -> ReadinessMessage:
 
 def read_readiness(fd: int, timeout: float) -> ReadinessMessage:
     """Block until the daemon writes its line, closes the pipe, or ``timeout`` passes."""
+    if sys.platform == "win32":  # pragma: no cover - no select() on pipes there
+        return _read_readiness_thread(fd, timeout)
     import selectors
 
     buf = b""
@@ -208,3 +210,30 @@ def read_readiness(fd: int, timeout: float) -> ReadinessMessage:
                 return ReadinessMessage("EOF")
             buf += chunk
     return parse_readiness(buf.split(b"\n", 1)[0])
+
+
+def _read_readiness_thread(fd: int, timeout: float) -> ReadinessMessage:  # pragma: no cover
+    """Windows: a blocking read in a daemon thread, joined with the timeout."""
+    import threading
+
+    result: list[bytes] = []
+
+    def reader() -> None:
+        buf = b""
+        while b"\n" not in buf:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+        result.append(buf)
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not result:
+        return ReadinessMessage("TIMEOUT")
+    line = result[0].split(b"\n", 1)[0]
+    return parse_readiness(line) if line else ReadinessMessage("EOF")

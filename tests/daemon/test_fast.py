@@ -98,3 +98,23 @@ def test_render_tree_shows_nesting_and_errors() -> None:
         "  root [supervisor] running",
         "    w [worker] backoff restarts=2 last error: RuntimeError('boom')",
     ]
+
+
+def test_the_fast_path_imports_no_heavy_module() -> None:
+    import subprocess
+    import sys
+    import tempfile
+
+    home = tempfile.mkdtemp(dir="/tmp", prefix="bcf-")
+    code = (
+        "import sys\n"
+        "from bicameral.cli._fast import try_fast\n"
+        f"for cmd in (['status'], ['stop'], ['status', '--json']):\n"
+        f"    try_fast(['--home', {home!r}, 'daemon', *cmd])\n"
+        "heavy = {'typer', 'trio', 'anyio', 'psutil', 'click', 'orjson', 'mcp'}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip().splitlines()[-1] == "[]"
