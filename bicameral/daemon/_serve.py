@@ -63,7 +63,7 @@ from bicameral.daemon._signals import (
     signal_name,
 )
 from bicameral.protocol import Connection, Dispatcher, Limits, RPCError, serve_tcp, serve_unix
-from bicameral.supervisor import ChildSpec, Supervisor, current_child
+from bicameral.supervisor import ChildSpec, ChildStartError, Supervisor, current_child
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -157,7 +157,7 @@ def serve(options: ServeOptions) -> int:
                 return 1
             if not daemon.published:
                 logger.exception("daemon failed during startup")
-                notifier.error(f"daemon failed during startup: {inner!r}")
+                notifier.error(f"daemon failed during startup: {_describe(inner)}")
             else:
                 logger.exception("daemon crashed")
             if isinstance(exc, Exception):
@@ -178,6 +178,21 @@ def _unwrap(exc: BaseException) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for the user; a start failure deep in the tree names its path."""
+    path: list[str] = []
+    while isinstance(exc, ChildStartError):
+        if not path:
+            path.append(exc.supervisor)
+        path.append(exc.child)
+        if exc.error is None:
+            return f"{'/'.join(path)} returned before it was ready"
+        exc = _unwrap(exc.error)
+    if path:
+        return f"{'/'.join(path)} failed to start: {exc!r}"
+    return repr(exc)
 
 
 def _take_lock(paths: DaemonPaths, inherited: str | None) -> LockFile | None:
@@ -293,6 +308,10 @@ class _Daemon:
             result = await self.reload()
         except ConfigError as exc:
             logger.error("reload rejected, keeping the running tree: %s", exc)
+        except Exception:
+            # E.g. a stop began mid-reload and the subtree stopped under it: a
+            # failed reload must never take the daemon down.
+            logger.exception("reload failed")
         else:
             logger.info("reloaded: %s", result)
 
@@ -336,7 +355,10 @@ class _Daemon:
         )
         self._install_methods()
         for plugin in self.plugins.plugins:
-            plugin.install(self.host)
+            try:
+                plugin.install(self.host)
+            except Exception as exc:
+                raise ConfigError(f"plugin {plugin.name!r} failed to install: {exc!r}") from exc
         root_done = trio.Event()
 
         async def run_root(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

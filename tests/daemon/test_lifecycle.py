@@ -706,3 +706,12 @@ def test_a_daemon_that_never_gets_ready_is_killed_after_wait(home: Home) -> None
     assert time.monotonic() - t0 < 2.0
     # The fixture checks that no lock is held; and no `sleep` is left either:
     # start() killed and reaped its child.
+
+
+def test_an_adapter_that_fails_to_start_fails_the_start_naming_it(home: Home) -> None:
+    home.install_test_plugin()
+    home.write_config("[test.adapters.ok]\n[test.adapters.bad]\nbroken = true\n")
+    run = home.cli("daemon", "start")
+    assert run.code == 1, run
+    assert "bicameral/adapters/bad failed to start: RuntimeError('broken adapter')" in run.stderr
+    assert not home.descriptor.exists()
