@@ -38,11 +38,10 @@ import anyio.abc
 import mcp_types as types
 from mcp.client.session import ClientRequestContext, ClientSession
 from mcp.shared.exceptions import MCPError
-from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
 
 from bicameral.mcp._common import CALL_WAIT, UpstreamError
+from bicameral.mcp._dispatcher import LeanDispatcher
 from bicameral.mcp._spawn import SpawnError, spawn_server
-from bicameral.mcp._transport import PipeReadStream, PipeWriteStream
 from bicameral.supervisor import current_child
 
 if TYPE_CHECKING:
@@ -107,9 +106,7 @@ class _Live:
 
     __slots__ = ("cause", "closed", "dispatcher", "pid", "session")
 
-    def __init__(
-        self, dispatcher: JSONRPCDispatcher[Any], session: ClientSession, pid: int
-    ) -> None:
+    def __init__(self, dispatcher: LeanDispatcher, session: ClientSession, pid: int) -> None:
         self.dispatcher = dispatcher
         self.session = session
         self.pid = pid
@@ -360,7 +357,7 @@ def _dump(model: Any) -> dict[str, Any]:
     return result
 
 
-async def _list_all(dispatcher: JSONRPCDispatcher[Any], kind: str) -> list[dict[str, Any]]:
+async def _list_all(dispatcher: LeanDispatcher, kind: str) -> list[dict[str, Any]]:
     method, key = _LIST_METHODS[kind]
     items: list[dict[str, Any]] = []
     cursor: str | None = None
@@ -375,7 +372,7 @@ async def _list_all(dispatcher: JSONRPCDispatcher[Any], kind: str) -> list[dict[
 
 
 async def _list_everything(
-    dispatcher: JSONRPCDispatcher[Any], capabilities: Mapping[str, Any]
+    dispatcher: LeanDispatcher, capabilities: Mapping[str, Any]
 ) -> dict[str, list[dict[str, Any]]]:
     lists: dict[str, list[dict[str, Any]]] = {}
     for kind in _LIST_METHODS:
@@ -516,9 +513,7 @@ async def _session(
             if live is not None:
                 upstream._detach(live)
 
-        dispatcher: JSONRPCDispatcher[Any] = JSONRPCDispatcher(
-            PipeReadStream(proc.stdout, on_eof=lost), PipeWriteStream(proc.stdin)
-        )
+        dispatcher = LeanDispatcher(proc.stdout, proc.stdin, on_eof=lost)
         callbacks = _Callbacks(upstream, refresh)
         session = ClientSession(
             sampling_callback=callbacks.sampling,
