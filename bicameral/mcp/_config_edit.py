@@ -250,11 +250,30 @@ def _set_server(servers: Any, config: ServerConfig) -> None:
         return
     for key in [k for k in old if k not in wanted]:
         del old[key]
+    _update(old, wanted)
+
+
+def _update(table: Any, wanted: dict[str, Any], *, nested: bool = False) -> None:
+    """Make ``table`` hold ``wanted``, touching only the keys whose value changed.
+
+    ``env`` written as a ``[mcp.servers.NAME.env]`` sub-table is updated the
+    same way, so it stays a sub-table and keeps its comments.
+    """
     for key, value in wanted.items():
-        current = old.get(key)
+        current = table.get(key)
         plain = current.unwrap() if hasattr(current, "unwrap") else current
-        if plain != value:
-            old[key] = _item(key, value)
+        if plain == value:
+            continue
+        if isinstance(value, dict) and isinstance(plain, dict) and hasattr(current, "items"):
+            for gone in [k for k in current if k not in value]:
+                del current[gone]
+            _update(current, value, nested=True)
+        elif nested:
+            import tomlkit
+
+            table[key] = tomlkit.item(value)
+        else:
+            table[key] = _item(key, value)
 
 
 def _space_new_table(text: str, name: str) -> str:
@@ -333,6 +352,8 @@ def _apply(path: Path, changes: dict[str, ServerConfig | None], *, validate: boo
         new_text = _space_new_table(new_text, name)
     if not new_text.endswith("\n"):
         new_text += "\n"
+    if new_text.endswith("\n\n") and not text.endswith("\n\n"):
+        new_text = new_text.rstrip("\n") + "\n"  # a removal leaves no blank tail
     plain = {name: (None if c is None else _plain(c)) for name, c in changes.items()}
     import tomllib
 

@@ -562,3 +562,27 @@ def test_import_bad_source_files(tmp_path: Path, content: str, expected: str) ->
 def test_import_missing_source(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         import_servers(tmp_path / "config.toml", tmp_path / "nope.json")
+
+
+def test_replace_keeps_an_env_sub_table_a_sub_table(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[mcp.servers.gh]\ncommand = "npx"\n\n'
+        '[mcp.servers.gh.env]\nargs = "x"  # a variable named args\nOLD = "1"\n'
+    )
+    add_server(path, ServerConfig("gh", "npx", env=(("NEW", "2"), ("args", "y"))), replace=True)
+    text = path.read_text()
+    assert "[mcp.servers.gh.env]" in text
+    assert 'args = "y"  # a variable named args' in text
+    assert "OLD" not in text
+    assert list_servers(path)[0].env_dict() == {"NEW": "2", "args": "y"}
+
+
+def test_add_then_remove_after_a_table_without_blank_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    original = 'a = 1\n[mcp.servers.x]\ncommand = "c"\n'
+    path.write_text(original)
+    add_server(path, ServerConfig("new", "n"))
+    assert path.read_text() == original + '\n[mcp.servers.new]\ncommand = "n"\n'
+    remove_server(path, "new")
+    assert path.read_text() == original
