@@ -1,0 +1,34 @@
+"""The README's code runs as written."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_supervisor_example_runs_and_prints_what_the_readme_says() -> None:
+    (block,) = [b for b in _python_blocks() if "from bicameral.supervisor" in b]
+    out = subprocess.run(
+        [sys.executable, "-c", block], capture_output=True, text=True, timeout=30, check=True
+    )
+    assert out.stdout.strip() == "running 2 RuntimeError('boom')"
+    # Both crashes were logged, not swallowed.
+    assert out.stderr.count("crashed: RuntimeError('boom')") == 2
+
+
+def test_readme_opens_with_the_install_and_test_commands() -> None:
+    first_block = re.search(r"```sh\n(.*?)```", README.read_text(), flags=re.S)
+    assert first_block is not None
+    lines = first_block.group(1).strip().splitlines()
+    assert lines[0].endswith("bicameral daemon start")
+    assert lines[1] == ".venv/bin/python -m pytest"
+    ci = (README.parent / ".ci" / "run").read_text()
+    assert "\n" + lines[1] + "\n" in ci
