@@ -46,10 +46,8 @@ class McpPlugin:
         return self._registry
 
     def load_config(self, config: Mapping[str, Any], path: Path | None) -> dict[str, ServerConfig]:
-        try:
-            from bicameral.mcp._config import load_servers
-        except ImportError:  # pragma: no cover - until the configuration module lands
-            return _interim_load_servers(config, path)
+        from bicameral.mcp._config import load_servers
+
         return load_servers(config, path)
 
     def adapter_specs(self, loaded: object) -> list[ChildSpec]:
@@ -86,41 +84,3 @@ class McpPlugin:
 
 
 plugin = McpPlugin()
-
-
-def _interim_load_servers(config: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
-    """A stand-in for `bicameral.mcp._config.load_servers` while that module is missing.
-
-    Reads ``[mcp.servers.NAME]`` (``command``, ``args``, ``env``, ``cwd``,
-    ``enabled``) with minimal checks; the real module validates properly.
-    """
-    from dataclasses import dataclass
-
-    from bicameral.daemon import ConfigError
-
-    @dataclass(frozen=True)
-    class InterimServerConfig:
-        name: str
-        command: str
-        args: tuple[str, ...]
-        env: tuple[tuple[str, str], ...]
-        cwd: str | None
-        enabled: bool
-
-        def env_dict(self) -> dict[str, str]:
-            return dict(self.env)
-
-    servers = (config.get("mcp") or {}).get("servers") or {}
-    result: dict[str, Any] = {}
-    for name, table in servers.items():
-        if not isinstance(table, dict) or not isinstance(table.get("command"), str):
-            raise ConfigError(f"{path}: [mcp.servers.{name}] needs a command (a string)")
-        result[name] = InterimServerConfig(
-            name=name,
-            command=table["command"],
-            args=tuple(str(a) for a in table.get("args", ())),
-            env=tuple(sorted((str(k), str(v)) for k, v in (table.get("env") or {}).items())),
-            cwd=table.get("cwd"),
-            enabled=bool(table.get("enabled", True)),
-        )
-    return result

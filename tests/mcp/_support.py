@@ -6,34 +6,18 @@ import itertools
 import json
 import os
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import trio
 import trio.testing
 
+from bicameral.mcp._config import ServerConfig
 from bicameral.mcp._host import McpHost
 from bicameral.mcp._registry import Registry
 from bicameral.supervisor import ChildSpec, Supervisor
 
 TESTSERVER = str(Path(__file__).parent / "servers" / "testserver.py")
-
-try:
-    from bicameral.mcp._config import ServerConfig
-except ImportError:  # until the configuration module lands
-
-    @dataclass(frozen=True)
-    class ServerConfig:  # type: ignore[no-redef]
-        name: str
-        command: str
-        args: tuple[str, ...] = ()
-        env: tuple[tuple[str, str], ...] = ()
-        cwd: str | None = None
-        enabled: bool = True
-
-        def env_dict(self) -> dict[str, str]:
-            return dict(self.env)
 
 
 def server_config(name: str, *extra: str, env: dict[str, str] | None = None) -> Any:
