@@ -146,7 +146,8 @@ def _write_atomic(path: Path, text: str) -> None:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
     try:
         try:
-            os.fchmod(fd, 0o600)  # mkstemp's mode already, but say it
+            if hasattr(os, "fchmod"):  # not on Windows before 3.13
+                os.fchmod(fd, 0o600)  # mkstemp's mode already, but say it
             data = text.encode("utf-8")
             view = memoryview(data)
             while view:
@@ -544,7 +545,7 @@ def parse_mcp_servers(source: Path) -> tuple[dict[str, Any], list[tuple[str, str
     except OSError as exc:
         raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
     try:
-        data = json.loads(raw)
+        data = json.loads(raw.decode("utf-8-sig"))  # editors on Windows may add a BOM
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"{source}: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"

@@ -586,3 +586,13 @@ def test_add_then_remove_after_a_table_without_blank_line(tmp_path: Path) -> Non
     assert path.read_text() == original + '\n[mcp.servers.new]\ncommand = "n"\n'
     remove_server(path, "new")
     assert path.read_text() == original
+
+
+def test_import_accepts_a_utf8_bom(tmp_path: Path) -> None:
+    source = tmp_path / "claude_desktop_config.json"
+    source.write_bytes(b"\xef\xbb\xbf" + json.dumps(CLAUDE_DESKTOP).encode())
+    assert import_servers(tmp_path / "config.toml", source).added == [
+        "filesystem",
+        "github",
+        "sqlite",
+    ]
