@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from bicameral.daemon._identity import probe
-from bicameral.daemon._lock import LockFile
+from bicameral.daemon._lock import LockFile, read_holder
 
 HERE = Path(__file__).parent
 
@@ -135,6 +135,9 @@ def alive(pid: int) -> bool:
 def leftovers(home: Home) -> list[str]:
     """What a finished test left behind, killing any daemon it left running."""
     problems: list[str] = []
+    holder = read_holder(home.path / "daemon.lock")
+    if holder is not None:
+        home.pids.add(holder)  # the lock file names its last holder
     for pid in sorted(home.pids):
         info = probe(pid)
         if info is None or info.zombie:
