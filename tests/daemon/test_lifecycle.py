@@ -464,15 +464,21 @@ def test_reload_applies_the_config_difference(home: Home) -> None:
     from bicameral.protocol import BlockingClient
 
     home.install_test_plugin()
-    home.write_config("[test.adapters.a]\n[test.adapters.b]\n")
+    home.write_config("[test.adapters.a]\n[test.adapters.b]\n[test.adapters.keep]\n")
     assert home.cli("daemon", "start").code == 0
-    home.write_config("[test.adapters.b]\nstop_delay = 0.01\n[test.adapters.c]\n")
+    with BlockingClient.connect_unix(str(home.socket)) as client:
+        before = {a["name"]: a for a in client.call("adapters.list")}
+    home.write_config(
+        "[test.adapters.keep]\n[test.adapters.b]\nstop_delay = 0.01\n[test.adapters.c]\n"
+    )
     with BlockingClient.connect_unix(str(home.socket)) as client:
         result = client.call("system.reload")
         assert result == {"added": ["c"], "removed": ["a"], "restarted": ["b"]}
-        listed = client.call("adapters.list")
-        assert sorted(a["name"] for a in listed) == ["b", "c"]
-        assert all(a["state"] == "running" for a in listed)
+        listed = {a["name"]: a for a in client.call("adapters.list")}
+        assert sorted(listed) == ["b", "c", "keep"]
+        assert all(a["state"] == "running" for a in listed.values())
+        assert listed["keep"]["started_at"] == before["keep"]["started_at"]  # untouched
+        assert listed["b"]["started_at"] > before["b"]["started_at"]
         restarted = client.call("adapters.restart", {"name": "c"})
         assert restarted["restarts"] == 1
         home.write_config("[test]\ninvalid = true\n")
@@ -480,7 +486,7 @@ def test_reload_applies_the_config_difference(home: Home) -> None:
 
         with pytest.raises(RPCError, match="invalid on purpose"):
             client.call("system.reload")
-        assert len(client.call("adapters.list")) == 2  # the running tree was kept
+        assert len(client.call("adapters.list")) == 3  # the running tree was kept
     assert home.cli("daemon", "stop").code == 0
 
 
