@@ -279,8 +279,11 @@ def test_files_and_directory_are_private(home: Home) -> None:
     assert (fresh / "daemon.lock").exists()  # never deleted, by design
 
 
-def test_a_group_writable_state_dir_is_refused_and_left_untouched(home: Home) -> None:
-    os.chmod(home.path, 0o770)
+@pytest.mark.parametrize("mode", [0o770, 0o707, 0o1777])
+def test_a_state_dir_writable_by_others_is_refused_and_left_untouched(
+    home: Home, mode: int
+) -> None:
+    os.chmod(home.path, mode)
     run = home.cli("daemon", "start")
     assert run.code == 1
     assert "writable by group or others" in run.stderr
