@@ -18,6 +18,7 @@ it needs only a Unix socket answering ``system.version``.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import shutil
@@ -156,16 +157,28 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument(
+        "--target",
+        choices=("daemon", "server"),
+        default="daemon",
+        help="the real daemon (default), or a bare bicameral.protocol server",
+    )
+    parser.add_argument("--json", action="store_true", help="print the medians as JSON")
     args = parser.parse_args()
 
     tmp = tempfile.mkdtemp(dir="/tmp", prefix="bcb")
     ours, base = os.path.join(tmp, "b.sock"), os.path.join(tmp, "a.sock")
-    servers = [
-        _start([sys.executable, __file__, "--serve", ours], ours),
-        _start([sys.executable, str(ROOT / "bench" / "_asyncio_jsonrpc.py"), base], base),
-    ]
+    servers = [_start([sys.executable, str(ROOT / "bench" / "_asyncio_jsonrpc.py"), base], base)]
+    cli = [sys.executable, "-m", "bicameral", "--home", tmp, "daemon"]
+    if args.target == "daemon":
+        started = subprocess.run([*cli, "start"], capture_output=True, text=True, check=True)
+        info = json.loads(started.stdout)
+        ours, our_pid = info["socket_path"], info["pid"]
+    else:
+        servers.append(_start([sys.executable, __file__, "--serve", ours], ours))
+        our_pid = servers[1].pid
     results: dict[str, list[dict[str, float]]] = {"bicameral": [], "asyncio": []}
-    targets = (("bicameral", ours, servers[0].pid), ("asyncio", base, servers[1].pid))
+    targets = (("bicameral", ours, our_pid), ("asyncio", base, servers[0].pid))
     try:
         for _ in range(args.rounds):
             for name, path, pid in targets:
@@ -182,10 +195,17 @@ def main() -> None:
         for proc in servers:
             proc.terminate()
             proc.wait()
+        if args.target == "daemon":
+            subprocess.run([*cli, "stop"], capture_output=True, check=False)
         shutil.rmtree(tmp, ignore_errors=True)
 
     def med(name: str, key: str) -> float:
         return statistics.median(r[key] for r in results[name])
+
+    if args.json:
+        keys = ("p50_us", "p99_us", "rps", "cpu_us")
+        print(json.dumps({n: {k: med(n, k) for k in keys} for n in ("bicameral", "asyncio")}))
+        return
 
     rows = [
         ("1 client p50 (us)", "p50_us", "{:.1f}", f"<= {P50_BUDGET_US:.0f}"),
@@ -193,7 +213,7 @@ def main() -> None:
         (f"{args.clients} clients (req/s)", "rps", "{:.0f}", f">= {THROUGHPUT_BUDGET:.1f}x"),
         (f"{args.clients} clients server CPU (us/req)", "cpu_us", "{:.1f}", ""),
     ]
-    print(f"system.version, medians of {args.rounds} rounds")
+    print(f"system.version ({args.target}), medians of {args.rounds} rounds")
     print(f"{'':36}{'bicameral':>11}{'asyncio':>11}{'budget':>10}")
     for label, key, fmt, budget in rows:
         ours_v, base_v = med("bicameral", key), med("asyncio", key)

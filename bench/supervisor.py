@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib.metadata
+import json
 import logging
 import statistics
 import sys
@@ -124,12 +125,37 @@ def pct(samples: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
 
 
+def headline(repeats: int, crashes: int) -> dict[str, float]:
+    """The figures SPEC §9 budgets, as medians: Trio, supervisor logger silenced."""
+    LOGGER.setLevel(logging.CRITICAL + 1)
+    p50s, p99s = [], []
+    for _ in range(repeats):
+        s = crash_latency(crashes, "trio")
+        p50s.append(pct(s, 0.50))
+        p99s.append(pct(s, 0.99))
+    n = 10_000
+    plain = [start_many(n, _idle, False)[0] for _ in range(repeats)]
+    ready = [start_many(n, _idle_ready, False)[0] for _ in range(repeats)]
+    mems = [start_many(n, _idle, True)[2] for _ in range(max(1, repeats // 2))]
+    return {
+        "crash_p50_us": statistics.median(p50s) * 1e6,
+        "crash_p99_us": statistics.median(p99s) * 1e6,
+        "start_10k_s": statistics.median(plain),
+        "start_10k_ready_s": statistics.median(ready),
+        "kib_per_child": statistics.median(mems) / 1024,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    parser.add_argument("--json", action="store_true", help="print the headline medians as JSON")
     args = parser.parse_args()
     repeats = 3 if args.quick else 7
     crashes = 5_000 if args.quick else 20_000
+    if args.json:
+        print(json.dumps(headline(repeats, crashes)))
+        return
 
     anyio_version = importlib.metadata.version("anyio")
     print(f"python {sys.version.split()[0]}, trio {trio.__version__}, anyio {anyio_version}")
