@@ -30,7 +30,7 @@ import contextlib
 import logging
 import os
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -572,15 +572,15 @@ async def _session(
             tg.start_soon(watch_exit)
             tg.start_soon(watch_stop)
             async with session:
+                init_raw: dict[str, Any] | None = None
                 try:
                     with anyio.fail_after(STARTUP_TIMEOUT):
-                        init_raw = _dump(await session.initialize())
-                        lists = await _list_everything(
-                            dispatcher, init_raw.get("capabilities") or {}
-                        )
+                        init = _dump(await session.initialize())
+                        lists = await _list_everything(dispatcher, init.get("capabilities") or {})
+                        init_raw = init
                 except TimeoutError:
                     finish(f"did not initialize within {STARTUP_TIMEOUT:g} s")
-                    return
+                    init_raw = None
                 except MCPError as exc:
                     if exc.code == CONNECTION_CLOSED:
                         with anyio.move_on_after(1.0):
@@ -588,7 +588,13 @@ async def _session(
                         finish(_exit_reason(proc.returncode, tail))
                     else:
                         finish(f"initialize failed: {exc.message}")
-                    return
+                    init_raw = None
+                if init_raw is None:
+                    # finish() cancelled the task group: this raises, and the
+                    # `finally` below turns the outcome into `_Exit`. (A bare
+                    # `return` here would skip that and end as a normal return.)
+                    await anyio.sleep_forever()
+                assert init_raw is not None
                 upstream._go_live(live, init_raw, lists)
                 on_ready()
                 logger.info(
@@ -621,6 +627,28 @@ def _version() -> str:
         return "0"
 
 
+async def _first_of(*waits: Callable[[], Awaitable[Any]]) -> None:
+    """Return as soon as one of `waits` returns."""
+    async with anyio.create_task_group() as tg:
+
+        async def one(wait: Callable[[], Awaitable[Any]]) -> None:
+            await wait()
+            tg.cancel_scope.cancel()
+
+        for wait in waits:
+            tg.start_soon(one, wait)
+
+
+_MIRRORED_STATES = frozenset(("running", "starting", "backoff", "failed"))
+_TREE_STATE = {
+    "ready": "running",
+    "degraded": "running",
+    "starting": "starting",
+    "restarting": "backoff",
+    "failed": "failed",
+}
+
+
 async def run_adapter(
     config: ServerConfig,
     registry: Registry,
@@ -642,9 +670,18 @@ async def run_adapter(
     rng = random.Random()
 
     def publish() -> None:
-        # The tree shows the adapter's live state as its started_value.
-        if reported:
-            child.value = upstream.status()
+        # Workaround (the supervisor has no API for it): the adapter restarts
+        # its server itself, so it mirrors that into its own tree entry, the
+        # way a supervisor-driven restart would show: `started_value` is the
+        # server's live status, and `state` follows it (running / starting /
+        # backoff / failed), so `daemon status` and `system.health` see a
+        # failed server. Never while the supervisor itself is starting or
+        # stopping the child.
+        if not reported:
+            return
+        child.value = upstream.status()
+        if child.state in _MIRRORED_STATES and not child.stopping.is_set():
+            child.state = _TREE_STATE.get(upstream.state, "running")
 
     def ready() -> None:
         nonlocal reported
@@ -691,7 +728,9 @@ async def run_adapter(
                     reason,
                 )
                 with anyio.move_on_after(FAILED_RETRY):
-                    await upstream.retry_now.wait()
+                    await _first_of(upstream.retry_now.wait, child.stopping.wait)
+                if child.stopping.is_set():
+                    return
                 upstream.retry_now = anyio.Event()
                 failures.clear()
                 step = 0
@@ -706,7 +745,7 @@ async def run_adapter(
                 if child.stopping.is_set():
                     return
             upstream.restarts += 1
-            upstream._set_state("restarting")
+            upstream._set_state("starting")
     finally:
         upstream._on_status = None
         upstream._go_down("stopped", upstream.last_error or "stopped")

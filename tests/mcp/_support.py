@@ -125,6 +125,16 @@ def error_text(response: dict[str, Any]) -> str:
     return text_of(response)
 
 
+class _FakeDaemon:
+    """The parts of `DaemonHost` the session host uses."""
+
+    def __init__(self, adapters: Supervisor) -> None:
+        self.adapters = adapters
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.adapters.snapshot()
+
+
 class Rig:
     """Adapters under a real `Supervisor` and an `McpHost`, in-process."""
 
@@ -138,7 +148,7 @@ class Rig:
             "adapters",
             [ChildSpec(c.name, run_adapter, args=(c, self.registry)) for c in configs],
         )
-        self.host = McpHost(self.registry)
+        self.host = McpHost(self.registry, _FakeDaemon(self.supervisor))
 
     async def start(self) -> Rig:
         await self.nursery.start(self.supervisor.run)

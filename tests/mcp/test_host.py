@@ -281,3 +281,35 @@ async def test_a_hung_server_is_restarted_by_the_ping_watchdog(
             os.kill(old, 0)
     finally:
         await rig.stop()
+
+
+async def test_a_crash_looping_server_shows_failed_with_its_reason_and_can_be_restarted(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bicameral.mcp import _upstream
+
+    monkeypatch.setattr(_upstream, "BACKOFF_INITIAL", 0.01)
+    monkeypatch.setattr(_upstream, "BACKOFF_MAXIMUM", 0.02)
+    flag = tmp_path / "fail"
+    flag.write_text("")
+    looping = server_config("looping", env={"TESTSERVER_FAIL_IF": str(flag)})
+    rig = await Rig(nursery, [looping, server_config("good")]).start()
+    try:
+        await rig.wait_state("looping", "failed")
+        entry = {c["name"]: c for c in rig.supervisor.snapshot()["children"]}["looping"]
+        assert entry["state"] == "failed"  # the tree says so, with the reason
+        assert "exited with status 3" in entry["started_value"]["last_error"]
+        assert "failing on purpose" in entry["started_value"]["last_error"]
+        client = await rig.client(None)
+        assert text_of(await client.call("good__echo", text="unaffected")) == "unaffected"
+        refused = await client.call("looping__echo", text="x")
+        assert "failed" in refused["error"]["message"]
+        flag.unlink()
+        answer = await client.call("bicameral__restart", server="looping")
+        assert "restarted 'looping'" in text_of(answer)
+        await rig.wait_state("looping", "ready")
+        assert text_of(await client.call("looping__echo", text="back")) == "back"
+        entry = {c["name"]: c for c in rig.supervisor.snapshot()["children"]}["looping"]
+        assert entry["state"] == "running"
+    finally:
+        await rig.stop()

@@ -20,6 +20,10 @@ import os
 import sys
 import time
 
+if os.path.exists(os.environ.get("TESTSERVER_FAIL_IF", "/nonexistent")):
+    print("testserver: failing on purpose", file=sys.stderr, flush=True)
+    sys.exit(3)
+
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import SamplingMessage, TextContent
@@ -27,10 +31,6 @@ from mcp_types import SamplingMessage, TextContent
 name = "testserver"
 if "--name" in sys.argv:  # (a --home-tag ARG is accepted and ignored)
     name = sys.argv[sys.argv.index("--name") + 1]
-
-if os.path.exists(os.environ.get("TESTSERVER_FAIL_IF", "/nonexistent")):
-    print("testserver: failing on purpose", file=sys.stderr, flush=True)
-    sys.exit(3)
 
 server: MCPServer = MCPServer(
     name, version="1.2.3", instructions=f"Test server {name} for bicameral.", log_level="WARNING"
