@@ -227,7 +227,7 @@ def run_status(home: str | None, options: dict[str, Any]) -> int:
         ]
         if isinstance(result.get("tree"), dict):
             lines.append("  tree:")
-            lines.extend(render_tree(result["tree"], "  "))
+            lines.extend("  " + line for line in render_tree(result["tree"], "  "))
         human = "\n".join(lines)
     elif state == "stopped":
         human = "bicameral daemon is not running"
