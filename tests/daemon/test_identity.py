@@ -88,3 +88,13 @@ def test_handle_signals_and_waits_without_polling() -> None:
         handle.send_signal(signal.SIGTERM)  # gone: not an error
     # wait() reaped our child.
     assert proc.poll() is not None
+
+
+def test_a_process_of_another_user_is_not_ours() -> None:
+    from bicameral.daemon._identity import ProcessInfo
+
+    start = process_start_time()
+    mine = ProcessInfo(os.getpid(), start_time=start, uid=os.geteuid(), zombie=False)
+    theirs = ProcessInfo(os.getpid(), start_time=start, uid=os.geteuid() + 1, zombie=False)
+    assert identity_matches(mine, start)
+    assert not identity_matches(theirs, start)
