@@ -34,8 +34,10 @@ def test_own_process_matches_itself() -> None:
 
 def test_a_dead_pid_has_no_identity() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    start = process_start_time(proc.pid)
     proc.wait()
-    assert probe(proc.pid) is None or probe(proc.pid) is not None  # may be reused
+    # Reaped: gone, or (rarely) reused by a process with another start time.
+    assert not identity_matches(probe(proc.pid), start)
     assert not identity_matches(None, 0.0)
     assert probe(0) is None and probe(-5) is None
 
