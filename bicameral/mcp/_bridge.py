@@ -88,6 +88,13 @@ def _connect(home: str | None) -> tuple[socket.socket, str | None]:
         raise _BridgeError(f"cannot connect to the daemon: {exc}") from None
 
 
+def _is_tty() -> bool:
+    try:
+        return os.isatty(0) or os.isatty(1)
+    except OSError:
+        return False
+
+
 def _attach(sock: socket.socket, server: str | None, token: str | None) -> tuple[bytes, bool]:
     """Send ``system.attach``; (bytes that arrived after its answer, stdio passing agreed)."""
     params: dict[str, object] = {"mode": "mcp", "client": "bicameral mcp"}
@@ -95,7 +102,9 @@ def _attach(sock: socket.socket, server: str | None, token: str | None) -> tuple
         params["server"] = server
     if token is not None:
         params["token"] = token
-    if sock.family == socket.AF_UNIX and hasattr(socket, "SCM_RIGHTS"):
+    if sock.family == socket.AF_UNIX and hasattr(socket, "SCM_RIGHTS") and not _is_tty():
+        # Not a terminal: the daemon makes the fds non-blocking, and a
+        # terminal's mode is shared with the shell that owns it.
         params["stdio"] = "pass"
     request = {"jsonrpc": "2.0", "id": 1, "method": "system.attach", "params": params}
     sock.sendall(json.dumps(request).encode() + b"\n")
