@@ -101,6 +101,7 @@ def test_render_tree_shows_nesting_and_errors() -> None:
 
 
 def test_the_fast_path_imports_no_heavy_module() -> None:
+    import shutil
     import subprocess
     import sys
     import tempfile
@@ -114,7 +115,10 @@ def test_the_fast_path_imports_no_heavy_module() -> None:
         "heavy = {'typer', 'trio', 'anyio', 'psutil', 'click', 'orjson', 'mcp'}\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     assert out.strip().splitlines()[-1] == "[]"
