@@ -165,6 +165,18 @@ def status(
 
 
 @daemon_app.command()
+def reload(
+    ctx: typer.Context,
+    *,
+    descriptor: DescriptorOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Apply config.toml's changes to the running daemon; unchanged servers keep running."""
+    options = _options(descriptor=descriptor, json=json)
+    raise typer.Exit(_fast.run_reload(_home(ctx), options))
+
+
+@daemon_app.command()
 def serve(
     ctx: typer.Context,
     *,

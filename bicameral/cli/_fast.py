@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FAST_COMMANDS",
     "emit",
+    "run_reload",
     "run_restart",
     "run_start",
     "run_status",
@@ -244,6 +245,39 @@ def run_status(home: str | None, options: dict[str, Any]) -> int:
         error(f"daemon pid {result['pid']} is not answering: {result.get('error')}")
     emit(result, as_json, human)
     return STATUS_EXIT_CODES[state]
+
+
+def run_reload(home: str | None, options: dict[str, Any]) -> int:
+    """``bicameral daemon reload``: apply config.toml's changes to the running daemon.
+
+    Exit 0 when reloaded, 3 when no daemon runs (nothing to reload; the next
+    start reads the file anyway), 1 when the daemon rejected the file (it
+    keeps running as it was) or did not answer.
+    """
+    from bicameral.daemon._control import reload
+    from bicameral.daemon._errors import DaemonError
+
+    as_json = wants_json(bool(options.get("json")))
+    paths = _paths(home, options)
+    try:
+        result = reload(paths)
+    except DaemonError as exc:
+        error(str(exc))
+        return 1
+    if result["status"] != "reloaded":
+        human = "bicameral daemon is not running: nothing to reload"
+        emit(result, as_json, human)
+        return 3
+    changes = [
+        f"{key} {', '.join(result[key])}"
+        for key in ("added", "removed", "restarted", "failed")
+        if result.get(key)
+    ]
+    human = f"bicameral daemon reloaded (pid {result['pid']}): " + (
+        "; ".join(changes) if changes else "no change"
+    )
+    emit(result, as_json, human)
+    return 1 if result.get("failed") else 0
 
 
 def run_restart(home: str | None, options: dict[str, Any]) -> int:

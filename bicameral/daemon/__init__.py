@@ -20,7 +20,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from bicameral.daemon._control import StartError, is_alive, restart, start, status, stop
+    from bicameral.daemon._control import (
+        StartError,
+        is_alive,
+        reload,
+        restart,
+        start,
+        status,
+        stop,
+    )
     from bicameral.daemon._descriptor import Descriptor, MalformedDescriptor, read_descriptor
     from bicameral.daemon._paths import DaemonPaths, check_private_dir, resolve_paths
     from bicameral.daemon._plugin import DaemonHost, DaemonPlugin
@@ -39,6 +47,7 @@ __all__ = [
     "check_private_dir",
     "is_alive",
     "read_descriptor",
+    "reload",
     "resolve_paths",
     "restart",
     "serve",
@@ -50,6 +59,7 @@ __all__ = [
 _LAZY = {
     "StartError": "_control",
     "is_alive": "_control",
+    "reload": "_control",
     "restart": "_control",
     "start": "_control",
     "status": "_control",

@@ -702,6 +702,38 @@ def status(paths: DaemonPaths, *, timeout: float = 2.0) -> dict[str, Any]:
     return result
 
 
+# --- reload ------------------------------------------------------------------------
+
+
+def reload(paths: DaemonPaths, *, timeout: float = 30.0) -> dict[str, Any]:
+    """Ask the running daemon to re-read its configuration (``system.reload``).
+
+    Returns ``{"status": "reloaded", "pid", "added", "removed", "restarted"}``,
+    or ``{"status": "stopped"}`` / ``{"status": "stale", "pid"}`` when no daemon
+    answers for ``paths``. An invalid configuration raises
+    :class:`DaemonError` with the daemon's reason; the daemon keeps its tree as
+    it was. Over RPC rather than SIGHUP, so the caller learns the outcome and
+    works on every platform.
+    """
+    if not _check_home(paths, create=False):
+        return {"status": "stopped"}
+    found = inspect(paths)
+    if found.state == "missing":
+        return {"status": "stopped"}
+    if found.state != "alive" or found.descriptor is None:
+        pid = found.descriptor.pid if found.descriptor is not None else None
+        return {"status": "stale", "pid": pid}
+    try:
+        result = call(found.descriptor, "system.reload", timeout=timeout)
+    except RPCError as exc:
+        raise DaemonError(exc.message) from None
+    except OSError as exc:
+        raise DaemonError(
+            f"daemon pid {found.descriptor.pid} is not answering: {exc or type(exc).__name__}"
+        ) from None
+    return {"status": "reloaded", "pid": found.descriptor.pid, **result}
+
+
 # --- restart ----------------------------------------------------------------------
 
 

@@ -724,3 +724,23 @@ def test_an_adapter_that_fails_to_start_fails_the_start_naming_it(home: Home) ->
     assert run.code == 1, run
     assert "bicameral/adapters/bad failed to start: RuntimeError('broken adapter')" in run.stderr
     assert not home.descriptor.exists()
+
+
+def test_reload_command_reports_changes_and_refuses_a_bad_config(home: Home) -> None:
+    assert home.cli("daemon", "reload").code == 3  # nothing runs: nothing to reload
+    home.install_test_plugin()
+    home.write_config("[test.adapters.a]\n")
+    assert home.cli("daemon", "start").code == 0
+    home.write_config("[test.adapters.a]\n[test.adapters.b]\n")
+    run = home.cli("daemon", "reload")
+    assert run.code == 0
+    assert run.json["status"] == "reloaded"
+    assert run.json["added"] == ["b"] and run.json["removed"] == []
+    home.write_config("[test]\ninvalid = true\n")
+    bad = home.cli("daemon", "reload")
+    assert bad.code == 1
+    assert "invalid on purpose" in bad.stderr and "Traceback" not in bad.stderr
+    tree = home.cli("daemon", "status").json["tree"]
+    (adapters,) = [c for c in tree["children"] if c["name"] == "adapters"]
+    assert [c["name"] for c in adapters["children"]] == ["a", "b"]  # the tree was kept
+    assert home.cli("daemon", "stop").code == 0
