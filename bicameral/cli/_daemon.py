@@ -36,6 +36,13 @@ class Transport(enum.StrEnum):
     tcp = "tcp"
 
 
+class LogFormat(enum.StrEnum):
+    """How the daemon writes its log."""
+
+    text = "text"
+    json = "json"
+
+
 SocketOpt = Annotated[
     Path | None,
     typer.Option("--socket", help="Unix socket path (default: <home>/daemon.sock)."),
@@ -184,6 +191,14 @@ def serve(
     descriptor: DescriptorOpt = None,
     config: ConfigOpt = None,
     transport: TransportOpt = None,
+    log_format: Annotated[
+        LogFormat | None,
+        typer.Option(
+            "--log-format",
+            help="text (default) or json: one JSON object per log line. "
+            "For a detached daemon set BICAMERAL_LOG_FORMAT=json before `daemon start`.",
+        ),
+    ] = None,
 ) -> None:
     """Run the daemon in the foreground (for systemd, launchd, containers)."""
     from bicameral.daemon._paths import resolve_paths
@@ -198,7 +213,10 @@ def serve(
         config=str(config) if config else None,
     )
     chosen = transport.value if transport is not None else default_transport()
-    raise typer.Exit(serve_daemon(ServeOptions(paths, transport=chosen)))
+    options = ServeOptions(
+        paths, transport=chosen, log_format=log_format.value if log_format else None
+    )
+    raise typer.Exit(serve_daemon(options))
 
 
 @daemon_app.command()

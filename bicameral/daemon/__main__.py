@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-_VALUE_OPTIONS = ("--home", "--socket", "--descriptor", "--config", "--transport")
+_VALUE_OPTIONS = (
+    "--home",
+    "--socket",
+    "--descriptor",
+    "--config",
+    "--transport",
+    "--log-format",
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -39,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--descriptor", help="descriptor path (default: <home>/daemon.json)")
     serve.add_argument("--config", help="config file (default: <home>/config.toml)")
     serve.add_argument("--transport", choices=("unix", "tcp"), default=None)
+    serve.add_argument("--log-format", choices=("text", "json"), default=None)
     serve.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -60,6 +68,8 @@ def _quick_parse(argv: list[str]) -> dict[str, str | bool] | None:
         else:
             return None
     if options.get("transport", "unix") not in ("unix", "tcp"):
+        return None
+    if options.get("log-format", "text") not in ("text", "json"):
         return None
     return options
 
@@ -87,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         paths,
         transport=text("transport") or default_transport(),
         detached=bool(quick.get("detached")),
+        log_format=text("log-format") or text("log_format"),
     )
     return serve(options)
 

@@ -77,6 +77,8 @@ logger = logging.getLogger("bicameral.daemon")
 
 PROTOCOL_VERSION = "1"
 LOCK_FD_ENV = "BICAMERAL_LOCK_FD"
+LOG_FORMAT_ENV = "BICAMERAL_LOG_FORMAT"
+LOG_FORMATS = ("text", "json")
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 3
 SERVER_GRACE = 1.0
@@ -93,11 +95,16 @@ class ServeOptions:
         transport: str = "unix",
         detached: bool = False,
         limits: Limits | None = None,
+        log_format: str | None = None,
     ) -> None:
         self.paths = paths
         self.transport = transport
         self.detached = detached
         self.limits = limits if limits is not None else Limits()
+        # The environment carries the choice through `daemon start`'s detached
+        # spawn without another option on the hot path.
+        # Checked by `serve`, which can report it through the readiness pipe.
+        self.log_format = log_format or os.environ.get(LOG_FORMAT_ENV) or "text"
 
 
 # --- the process ----------------------------------------------------------------
@@ -108,6 +115,14 @@ def serve(options: ServeOptions) -> int:
     install_process_handlers()
     notifier = Notifier.from_environ()
     inherited_lock = os.environ.pop(LOCK_FD_ENV, None)
+    if options.log_format not in LOG_FORMATS:
+        message = (
+            f"log format must be one of {', '.join(LOG_FORMATS)}, not {options.log_format!r} "
+            f"(--log-format or ${LOG_FORMAT_ENV})"
+        )
+        notifier.error(message)
+        sys.stderr.write(f"bicameral: {message}\n")
+        return 2
     _setup_logging(options)
     paths = options.paths
     daemon = _Daemon(options, notifier)
@@ -232,10 +247,38 @@ def _private_rotating_handler(path: Path) -> logging.Handler:
     )
 
 
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, for log shippers (``--log-format json``).
+
+    Keys: ``ts`` (UTC, ISO 8601 with milliseconds), ``level``, ``logger``,
+    ``pid``, ``message`` and, when the record carries one, ``exc`` (the
+    formatted traceback): the same facts as the text format, machine-readable.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+        from datetime import UTC, datetime
+
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
 def _setup_logging(options: ServeOptions) -> None:
     root = logging.getLogger("bicameral")
     root.setLevel(logging.INFO)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
+    fmt: logging.Formatter
+    if options.log_format == "json":
+        fmt = JsonFormatter()
+    else:
+        fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s")
     handler: logging.Handler
     if options.detached:
         handler = _private_rotating_handler(options.paths.log)

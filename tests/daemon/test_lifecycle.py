@@ -744,3 +744,41 @@ def test_reload_command_reports_changes_and_refuses_a_bad_config(home: Home) -> 
     (adapters,) = [c for c in tree["children"] if c["name"] == "adapters"]
     assert [c["name"] for c in adapters["children"]] == ["a", "b"]  # the tree was kept
     assert home.cli("daemon", "stop").code == 0
+
+
+def test_foreground_serve_logs_json_lines_with_log_format_json(home: Home) -> None:
+    read_end, write_end = os.pipe()
+    env = dict(home.env, BICAMERAL_READY_FD=str(write_end))
+    proc = subprocess.Popen(
+        home.argv("daemon", "serve", "--log-format", "json"),
+        env=env,
+        pass_fds=(write_end,),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write_end)
+    home.pids.add(proc.pid)
+    try:
+        with os.fdopen(read_end, "rb") as ready:
+            assert ready.readline() == b"READY\n"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    entries = [json.loads(line) for line in err.splitlines() if line.strip()]
+    assert entries, err
+    assert {"ts", "level", "logger", "pid", "message"} <= set(entries[0])
+    assert all(e["pid"] == proc.pid for e in entries)
+    assert any("ready on" in e["message"] for e in entries)
+
+
+def test_an_unknown_log_format_fails_start_with_the_reason(home: Home) -> None:
+    home.env["BICAMERAL_LOG_FORMAT"] = "xml"
+    run = home.cli("daemon", "start")
+    assert run.code == 1
+    assert "log format must be one of text, json, not 'xml'" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not home.descriptor.exists()
