@@ -75,6 +75,7 @@ ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=1
 TimeoutStopSec=15
+WatchdogSec=30
 
 [Install]
 WantedBy=default.target

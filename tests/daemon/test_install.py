@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import plistlib
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,3 +50,17 @@ def test_logs_shows_the_tail_of_daemon_log(home: Home) -> None:
     lines = out.stdout.splitlines()
     assert len(lines) == 3
     assert f"daemon pid {info['pid']} exited" in lines[-1]
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_systemd_unit_written_by_print_passes_systemd_analyze_verify(home: Home) -> None:
+    run = home.cli("daemon", "install", "--print")
+    assert run.code == 0
+    assert "WatchdogSec=" in run.stdout  # the daemon pings at half of it while healthy
+    unit = home.path / "bicameral.service"
+    unit.write_text(run.stdout)
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, check=False
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert verify.stderr == "", verify.stderr  # no unknown keys, no bad command
