@@ -429,8 +429,25 @@ class _Daemon:
             raise RuntimeError("the supervisor tree stopped on its own")
 
     async def _watchdog(self, interval: float) -> None:
+        """Ping systemd's watchdog while the daemon's own machinery is healthy.
+
+        Pinging from the event loop proves the loop is not stuck; pinging only
+        while the root and its protocol server run proves clients can reach
+        us. A failing *adapter* does not stop the pings: the tree restarts
+        adapters itself, and restarting the whole daemon would only take every
+        other server down with it. ``STATUS=`` follows the adapters' states,
+        so ``systemctl --user status bicameral`` says what is degraded.
+        """
+        last_status = ""
         while True:
-            self.notifier.watchdog()
+            assert self.root is not None
+            tree = self.root.snapshot()
+            if _core_healthy(tree):
+                self.notifier.watchdog()
+            summary = _status_line(tree)
+            if summary != last_status:
+                self.notifier.sd_notify(f"STATUS={summary}")
+                last_status = summary
             await trio.sleep(interval)
 
     def _publish(self) -> None:
@@ -623,6 +640,30 @@ class _Daemon:
                 return result
             finally:
                 self.notifier.reloaded()
+
+
+def _core_healthy(tree: dict[str, Any]) -> bool:
+    """The root runs and so does every child of it but the ``adapters`` subtree."""
+    if tree.get("state") != "running":
+        return False
+    return all(
+        child.get("state") == "running"
+        for child in tree.get("children") or ()
+        if child.get("name") != "adapters"
+    )
+
+
+def _status_line(tree: dict[str, Any]) -> str:
+    """A one-line summary for systemd's ``STATUS=``: adapters by state."""
+    adapters = next((c for c in tree.get("children") or () if c.get("name") == "adapters"), None)
+    children = (adapters or {}).get("children") or []
+    if not children:
+        return "ready; no adapters configured"
+    states: dict[str, int] = {}
+    for child in children:
+        states[child.get("state", "?")] = states.get(child.get("state", "?"), 0) + 1
+    parts = [f"{n} {state}" for state, n in sorted(states.items())]
+    return f"ready; adapters: {', '.join(parts)}"
 
 
 def _all_running(entry: dict[str, Any]) -> bool:

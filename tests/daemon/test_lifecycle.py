@@ -782,3 +782,25 @@ def test_an_unknown_log_format_fails_start_with_the_reason(home: Home) -> None:
     assert "log format must be one of text, json, not 'xml'" in run.stderr
     assert "Traceback" not in run.stderr
     assert not home.descriptor.exists()
+
+
+def test_systemd_watchdog_pings_at_half_the_interval_with_a_status_line(home: Home) -> None:
+    import socket as socket_mod
+
+    home.install_test_plugin()
+    home.write_config("[test.adapters.a]\n")
+    notify = socket_mod.socket(socket_mod.AF_UNIX, socket_mod.SOCK_DGRAM)
+    notify.bind(str(home.path / "notify.sock"))
+    notify.settimeout(10)
+    home.env["NOTIFY_SOCKET"] = str(home.path / "notify.sock")
+    home.env["WATCHDOG_USEC"] = "200000"  # ping every 0.1 s
+    try:
+        assert home.cli("daemon", "start").code == 0
+        got: list[bytes] = []
+        while got.count(b"WATCHDOG=1") < 3:
+            got.append(notify.recv(4096))
+        assert got[0].startswith(b"READY=1")
+        assert b"STATUS=ready; adapters: 1 running" in got
+        assert home.cli("daemon", "stop").code == 0
+    finally:
+        notify.close()
