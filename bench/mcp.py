@@ -8,7 +8,8 @@ two sides interleaved so machine noise hits both:
    client launches ``bicameral mcp --server X`` against a warm daemon;
    directly it launches X's own command. Budget: median <= 0.25 x direct.
 2. ``tools/call`` overhead: the median (p50) of one ``echo`` call, via the
-   daemon minus directly. Budget: <= 0.5 ms.
+   daemon minus directly, the two sessions open side by side and their calls
+   alternating. Budget: <= 0.5 ms.
 3. Memory: N clients x M servers. Without the daemon every client spawns
    every server (N x M processes); with it, M servers, the daemon and N
    bridges. Summed proportional set size (PSS), from /proc.
@@ -31,7 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,9 @@ from typing import Any
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     del sys.path[0]
 
-import anyio  # noqa: E402
-import psutil  # noqa: E402
-from mcp import ClientSession, StdioServerParameters, stdio_client  # noqa: E402
+import anyio
+import psutil
+from mcp import ClientSession, StdioServerParameters, stdio_client
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "tests" / "mcp" / "servers" / "testserver.py"
@@ -77,25 +78,28 @@ async def _ready_time(params: StdioServerParameters) -> float:
     return elapsed
 
 
-async def _call_times(params: StdioServerParameters, calls: int) -> list[float]:
-    async with _session(params) as client:
+async def _call_times(
+    direct: StdioServerParameters, via: StdioServerParameters, calls: int
+) -> tuple[list[float], list[float]]:
+    """``echo`` round trips, direct and via the daemon, alternating call by call."""
+    async with _session(direct) as one, _session(via) as two:
         for _ in range(50):  # warm up both ends
-            await client.call_tool("echo", {"text": "warm"})
-        times = []
+            await one.call_tool("echo", {"text": "warm"})
+            await two.call_tool("echo", {"text": "warm"})
+        times: tuple[list[float], list[float]] = ([], [])
         for _ in range(calls):
-            t0 = time.perf_counter()
-            await client.call_tool("echo", {"text": "hello"})
-            times.append(time.perf_counter() - t0)
+            for client, samples in ((one, times[0]), (two, times[1])):
+                t0 = time.perf_counter()
+                await client.call_tool("echo", {"text": "hello"})
+                samples.append(time.perf_counter() - t0)
     return times
 
 
 def _pss(pids: list[int]) -> int:
     total = 0
     for pid in pids:
-        try:
+        with suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             total += psutil.Process(pid).memory_full_info().pss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
     return total
 
 
@@ -137,10 +141,9 @@ async def _memory(home: Path, clients: int, servers: int) -> dict[str, Any]:
     }
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+def _start_daemon(servers: int) -> Path:
     home = Path(tempfile.mkdtemp(dir="/tmp", prefix="bcmb"))
     home.chmod(0o700)
-    servers = max(1, args.servers)
     lines = []
     for i in range(servers):
         lines += [
@@ -156,20 +159,25 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         check=False,
     )
     if start.returncode != 0:
-        raise SystemExit(f"daemon start failed: {start.stderr.strip()}")
-    try:
-        ready_direct, ready_via = [], []
-        for _ in range(args.rounds):
-            ready_direct.append(await _ready_time(_direct("s0")))
-            ready_via.append(await _ready_time(_via(home, "s0")))
-        call_direct = await _call_times(_direct("s0"), args.calls)
-        call_via = await _call_times(_via(home, "s0"), args.calls)
-        memory = await _memory(home, args.clients, servers)
-    finally:
-        subprocess.run(
-            [BICAMERAL, "--home", str(home), "daemon", "stop"], capture_output=True, check=False
-        )
         shutil.rmtree(home, ignore_errors=True)
+        raise SystemExit(f"daemon start failed: {start.stderr.strip()}")
+    return home
+
+
+def _stop_daemon(home: Path) -> None:
+    subprocess.run(
+        [BICAMERAL, "--home", str(home), "daemon", "stop"], capture_output=True, check=False
+    )
+    shutil.rmtree(home, ignore_errors=True)
+
+
+async def main_async(args: argparse.Namespace, home: Path) -> dict[str, Any]:
+    ready_direct, ready_via = [], []
+    for _ in range(args.rounds):
+        ready_direct.append(await _ready_time(_direct("s0")))
+        ready_via.append(await _ready_time(_via(home, "s0")))
+    call_direct, call_via = await _call_times(_direct("s0"), _via(home, "s0"), args.calls)
+    memory = await _memory(home, args.clients, max(1, args.servers))
     ready_d, ready_v = statistics.median(ready_direct), statistics.median(ready_via)
     p50_d, p50_v = statistics.median(call_direct), statistics.median(call_via)
     return {
@@ -199,7 +207,11 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=2, help="M servers (memory)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    result = anyio.run(main_async, args, backend="trio")
+    home = _start_daemon(max(1, args.servers))
+    try:
+        result = anyio.run(main_async, args, home, backend="trio")
+    finally:
+        _stop_daemon(home)
     if args.json:
         print(json.dumps(result))
         return

@@ -33,6 +33,8 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
+from bicameral.mcp._fdio import FdReader, FdWriter
+
 __all__ = ["LeanDispatcher"]
 
 logger = logging.getLogger("bicameral.mcp.dispatcher")
@@ -91,10 +93,13 @@ class LeanDispatcher:
         writer: ByteSendStream,
         on_eof: Callable[[], None] | None = None,
     ) -> None:
-        self._reader = reader
-        self._writer = writer
+        # The supervisor's pipe streams expose their fds: use them directly.
+        read_fd = getattr(reader, "fileno", None)
+        write_fd = getattr(writer, "fileno", None)
+        self._reader: Any = FdReader(read_fd()) if read_fd is not None else reader
+        self._writer: Any = FdWriter(write_fd()) if write_fd is not None else writer
         self._on_eof = on_eof
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock(fast_acquire=True)
         self._next_id = 0
         self._pending: dict[Any, _Waiter] = {}
         self._inbound: dict[Any, tuple[anyio.CancelScope, _Context]] = {}
@@ -233,6 +238,8 @@ class LeanDispatcher:
             try:
                 chunk = await self._reader.receive(_READ_SIZE)
             except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                chunk = b""
+            if not chunk:
                 self._close()
                 return
             if b"\n" not in chunk:

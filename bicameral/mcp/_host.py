@@ -42,6 +42,7 @@ import anyio.abc
 import orjson
 
 from bicameral.mcp._common import CALL_WAIT, UpstreamError
+from bicameral.mcp._fdio import FdReader, FdWriter
 
 if TYPE_CHECKING:
     from bicameral.mcp._registry import Registry
@@ -154,7 +155,7 @@ class _Wire:
     def __init__(self, stream: Any, out: Any = None) -> None:
         self._stream = stream
         self._out = out
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock(fast_acquire=True)
         writer = out if out is not None else stream
         if hasattr(stream, "receive_some"):
             self._recv: Callable[[int], Awaitable[bytes]] = stream.receive_some
@@ -248,16 +249,14 @@ class McpHost:
         The session ends when the client closes its stdin (then the bridge is
         told ``bye`` and exits 0) or when the bridge's socket closes.
         """
-        import trio
-
         fds = await _receive_fds(stream.socket)
         if len(fds) != 2:
             for fd in fds:
                 os.close(fd)
             await _Wire(stream).aclose()
             return
-        client_in = trio.lowlevel.FdStream(fds[0])
-        client_out = trio.lowlevel.FdStream(fds[1])
+        client_in = FdReader(fds[0], owned=True)
+        client_out = FdWriter(fds[1], owned=True)
         session = ClientConn(self, _Wire(client_in, client_out), server)
         async with anyio.create_task_group() as tg:
 
