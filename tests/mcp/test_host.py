@@ -7,7 +7,6 @@ test controls ids and interleavings exactly.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -96,18 +95,22 @@ async def test_progress_reaches_only_the_calling_client_under_its_own_token(rig:
 
 async def test_a_cancelled_call_gets_no_answer_and_the_session_goes_on(rig: Rig) -> None:
     client = await rig.client("alpha")
-    await client.send(
-        {
-            "id": "long",
-            "method": "tools/call",
-            "params": {"name": "slow", "arguments": {"steps": 100, "delay": 0.05}},
-        }
-    )
-    await trio.sleep(0.1)
+    slow = {
+        "name": "slow",
+        "arguments": {"steps": 100, "delay": 0.05},
+        "_meta": {"progressToken": 1},
+    }
+    await client.send({"id": "long", "method": "tools/call", "params": slow})
+    await client.next_incoming("notifications/progress")  # it is running upstream
     await client.send({"method": "notifications/cancelled", "params": {"requestId": "long"}})
     assert text_of(await client.call("echo", text="after")) == "after"
-    with pytest.raises(trio.WouldBlock):
-        client.incoming.receive_nowait()
+    left = []
+    while True:
+        try:
+            left.append(client.incoming.receive_nowait())
+        except trio.WouldBlock:
+            break
+    assert all(msg.get("id") != "long" for msg in left)
 
 
 async def test_sampling_goes_to_the_client_whose_call_caused_it(rig: Rig) -> None:
@@ -140,9 +143,10 @@ async def test_sampling_goes_to_the_client_whose_call_caused_it(rig: Rig) -> Non
 async def test_sampling_is_refused_when_two_clients_have_calls_in_flight(rig: Rig) -> None:
     busy = await rig.client("alpha", capabilities={"sampling": {}})
     caller = await rig.client("alpha", capabilities={"sampling": {}})
+    slow = {"name": "slow", "arguments": {"steps": 2, "delay": 2.0}, "_meta": {"progressToken": 1}}
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(functools.partial(busy.call, "slow", steps=1, delay=2.0))
-        await trio.sleep(0.2)
+        nursery.start_soon(busy.request, "tools/call", slow)
+        await busy.next_incoming("notifications/progress")  # busy's call is in flight
         response = await caller.call("sample", prompt="x")
         nursery.cancel_scope.cancel()
     # The server got an MCP error instead of a guess, and its tool failed with it.
