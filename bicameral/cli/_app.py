@@ -9,6 +9,7 @@ import typer
 
 import bicameral
 from bicameral.cli._daemon import daemon_app
+from bicameral.cli._doctor import doctor
 from bicameral.cli._mcp import mcp_app
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(daemon_app, name="daemon")
 app.add_typer(mcp_app, name="mcp")
+app.command("doctor")(doctor)
 
 
 def _version(value: bool) -> None:
