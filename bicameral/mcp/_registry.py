@@ -26,16 +26,20 @@ class Registry:
         up = self.upstreams.get(config.name)
         if up is None:
             up = self.upstreams[config.name] = Upstream(config)
+            self._changed()  # attached clients pick the new server up
         else:
             up.config = config
         return up
+
+    def _changed(self) -> None:
+        for callback in list(self.on_change):
+            callback()
 
     def set_configured(self, names: list[str]) -> None:
         """The servers of the current configuration, in order (others are hidden)."""
         if names != self.configured:
             self.configured = list(names)
-            for callback in list(self.on_change):
-                callback()
+            self._changed()
 
     def active(self) -> list[Upstream]:
         return [self.upstreams[n] for n in self.configured if n in self.upstreams]

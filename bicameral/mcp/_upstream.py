@@ -204,7 +204,7 @@ class Upstream:
             self._set_state("ready")
         self._ready.set()
         changed = frozenset(k for k in lists if lists[k] != old[k])
-        if changed and had_tools:
+        if changed:  # also a server's first start, for clients already attached
             self._notify_lists(changed)
 
     def _detach(self, live: _Live) -> None:

@@ -308,3 +308,34 @@ def test_the_bridge_exits_1_with_a_message_when_the_daemon_goes_away(mcp_home: M
     assert stderr.count("\n") == 1 and "daemon closed the connection" in stderr
     for stream in (proc.stdin, proc.stdout, proc.stderr):
         stream.close()
+
+
+async def test_a_reload_adds_a_server_leaves_the_unchanged_one_running_and_tells_clients(
+    mcp_home: McpHome,
+) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    notices = 0
+    changed = trio.Event()
+
+    async def on_message(message: Any) -> None:
+        nonlocal notices, changed
+        if isinstance(message, types.ToolListChangedNotification):
+            notices += 1
+            changed.set()
+
+    async with session(mcp_home, message_handler=on_message) as client:
+        before = int(text(await client.call_tool("alpha__pid", {})))
+        mcp_home.configure(
+            {"alpha": mcp_home.test_server("alpha"), "beta": mcp_home.test_server("beta")}
+        )
+        os.kill(mcp_home.daemon_pid(), signal.SIGHUP)
+        tools: set[str] = set()
+        with trio.fail_after(10):
+            while "beta__echo" not in tools:
+                await changed.wait()  # the new server, then its tools once it is up
+                changed = trio.Event()
+                tools = {t.name for t in (await client.list_tools()).tools}
+        assert notices >= 1 and "alpha__echo" in tools
+        assert text(await client.call_tool("beta__echo", {"text": "new"})) == "new"
+        # alpha's spec compared equal across the reload: the same process serves it.
+        assert int(text(await client.call_tool("alpha__pid", {}))) == before

@@ -317,3 +317,18 @@ async def test_a_crash_looping_server_shows_failed_with_its_reason_and_can_be_re
         assert entry["state"] == "running"
     finally:
         await rig.stop()
+
+
+async def test_roots_requests_reach_the_calling_client(rig: Rig) -> None:
+    client = await rig.client("alpha", capabilities={"roots": {"listChanged": True}})
+    async with trio.open_nursery() as nursery:
+        result: dict[str, object] = {}
+
+        async def call() -> None:
+            result["r"] = await client.call("roots")
+
+        nursery.start_soon(call)
+        request = await client.next_incoming("roots/list")
+        roots = [{"uri": "file:///work/a"}, {"uri": "file:///work/b"}]
+        await client.send({"id": request["id"], "result": {"roots": roots}})
+    assert text_of(result["r"]) == "file:///work/a,file:///work/b"  # type: ignore[arg-type]
