@@ -1,0 +1,47 @@
+"""Test fixtures for projects that embed bicameral: a pytest plugin.
+
+Installed with bicameral and registered through the ``pytest11`` entry
+point, so the fixtures are there in any test suite without a ``conftest.py``:
+
+- ``bicameral_supervisor`` (needs pytest-trio): ``await
+  bicameral_supervisor(children, **supervisor_kwargs)`` runs a
+  :class:`~bicameral.supervisor.Supervisor` in the test's Trio run and returns
+  it started; it is stopped gracefully at teardown, and a supervisor that gives
+  up (or crashes) fails the test.
+- ``bicameral_daemon``: a real daemon in a short temporary state directory,
+  started on first use, optionally with a ``config.toml`` the test provides
+  (:meth:`BicameralDaemon.configure` or the ``bicameral_config`` marker),
+  stopped at teardown with nothing left behind; its log is attached to the
+  report of a failing test.
+
+See ``docs/testing.md``. Importing this package (or the plugin) imports
+neither Trio nor the MCP SDK: they are loaded when a fixture is used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bicameral.testing._daemon import BicameralDaemon, LeftBehind
+    from bicameral.testing._supervisor import SupervisorCrashed, SupervisorFactory
+
+__all__ = ["BicameralDaemon", "LeftBehind", "SupervisorCrashed", "SupervisorFactory"]
+
+_LAZY = {
+    "BicameralDaemon": "bicameral.testing._daemon",
+    "LeftBehind": "bicameral.testing._daemon",
+    "SupervisorCrashed": "bicameral.testing._supervisor",
+    "SupervisorFactory": "bicameral.testing._supervisor",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bicameral.testing' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
