@@ -24,7 +24,9 @@ HERE = Path(__file__).parent
 TESTSERVER = HERE.parent / "mcp" / "servers" / "testserver.py"
 
 
-def run_project(tmp_path: Path, *files: str, args: tuple[str, ...] = ()) -> tuple[dict[str, str], str]:
+def run_project(
+    tmp_path: Path, *files: str, args: tuple[str, ...] = ()
+) -> tuple[dict[str, str], str]:
     """Run ``files`` as a project's test suite; outcomes by test name, and the output."""
     for name in files:
         shutil.copy(HERE / f"{name}.py", tmp_path / f"test_{name.removeprefix('project_')}.py")
