@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import pty
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -187,3 +189,71 @@ def test_healthy_setup_with_a_running_daemon(bicameral_daemon: BicameralDaemon) 
     assert checks["mcp-server:echo"]["message"] == f"server 'echo': {sys.executable} is " + (
         sys.executable
     )
+
+
+def test_a_degraded_then_unresponsive_daemon(bicameral_daemon: BicameralDaemon) -> None:
+    failing = [sys.executable, "-c", "import sys; sys.exit(3)"]
+    bicameral_daemon.configure({"bad": {"command": failing[0], "args": failing[1:]}})
+    pid = bicameral_daemon.pid
+    # The daemon is another process: its health can only be asked, so ask
+    # until the failing server shows (bounded).
+    deadline = time.monotonic() + 20
+    while bicameral_daemon.call("system.health")["status"] == "ok":
+        assert time.monotonic() < deadline, "the failing server never showed in the health"
+        time.sleep(0.05)
+    code, stdout, _ = doctor(bicameral_daemon.home)
+    daemon = by_name(stdout)["daemon"]
+    assert code == 0, stdout  # degraded is a warning: the daemon serves the others
+    assert daemon["status"] == "warning"
+    assert "adapters/bad: " in daemon["message"]
+
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        code, stdout, stderr = doctor(bicameral_daemon.home)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    daemon = by_name(stdout)["daemon"]
+    assert code == 1
+    assert "Traceback" not in stderr
+    assert daemon["status"] == "problem"
+    assert f"daemon pid {pid} is running but not answering" in daemon["message"]
+    assert "bicameral daemon restart" in daemon["fix"]
+
+
+def test_a_lock_held_without_a_daemon(home: Path) -> None:
+    from bicameral.daemon._lock import LockFile
+
+    with LockFile.try_acquire(home / "daemon.lock") as lock:
+        assert lock is not None
+        code, stdout, _ = doctor(home)
+    held = by_name(stdout)["lock"]
+    assert code == 0
+    assert held["status"] == "warning"
+    assert (
+        f"held by pid {os.getpid()} but no descriptor names a running daemon" in (held["message"])
+    )
+    _, stdout, _ = doctor(home)
+    free = by_name(stdout)["lock"]
+    assert free["status"] == "ok"
+    assert "held by no process: that is fine" in free["message"]
+
+
+def test_doctor_creates_nothing(home: Path) -> None:
+    missing = home / "not-yet"
+    code, stdout, _ = doctor(missing)
+    assert code == 0
+    assert "does not exist yet" in by_name(stdout)["state-dir"]["message"]
+    assert not missing.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the dir to another user")
+def test_a_state_dir_owned_by_another_user(home: Path) -> None:
+    os.chown(home, 65534, 65534)
+    try:
+        code, stdout, _ = doctor(home)
+    finally:
+        os.chown(home, 0, 0)
+    state = by_name(stdout)["state-dir"]
+    assert code == 1
+    assert state["status"] == "problem"
+    assert "is owned by uid 65534, not by you (uid 0)" in state["message"]
