@@ -459,8 +459,7 @@ class ClientConn:
         up = self.registry.get(self.server)
         if up is not None and up.init_result is None:
             with anyio.move_on_after(CALL_WAIT):
-                while up.init_result is None and up.state not in ("failed", "stopped"):
-                    await up._changed.wait()
+                await up.wait_initialized()
         init = (up.init_result if up is not None else None) or {}
         caps = dict(init.get("capabilities") or {"tools": {}})
         # We tell clients when lists change after a restart, so say we may.

@@ -19,8 +19,16 @@ crash-looping or missing server cannot use up that subtree's restart
 intensity and take the other servers, or the daemon, down with it. The
 adapter reports ready (``task_status.started``) after the first attempt,
 successful or not, so a broken server never blocks or fails the daemon's
-start either. Its live state (``ready | degraded | restarting | failed``,
-pid, tool count, last error) is its ``started_value`` in the tree.
+start either. Its live state (``ready | degraded | starting | restarting |
+failed``, pid, tool count, last error) is its ``started_value`` in the tree,
+and its tree ``state`` follows (``running | starting | backoff | failed``).
+
+Why not let the supervisor restart it: a raising adapter would count toward
+the ``adapters`` subtree's intensity (shared by every server) and, during the
+daemon's start, a readiness failure fails the whole start (OTP's
+``start_link`` rule). The supervisor has no way for a child to report its own
+state, so `run_adapter` writes it into its `ChildHandle` (``value`` and
+``state``); see ``publish`` in `run_adapter`.
 """
 
 from __future__ import annotations
@@ -234,6 +242,11 @@ class Upstream:
                 self._on_status()
 
     # -- calls ----------------------------------------------------------------
+
+    async def wait_initialized(self) -> None:
+        """Wait until the server has been initialized once, or has failed (bound it yourself)."""
+        while self.init_result is None and self.state not in ("failed", "stopped"):
+            await self._changed.wait()
 
     async def _wait_ready(self, wait: float) -> _Live:
         live = self._live
