@@ -353,10 +353,27 @@ def _unhealthy(entry: Mapping[str, Any], path: str = "") -> list[str]:
     if entry.get("state") != "running" and not found:
         detail = f"{here}: {entry.get('state', '?')}"
         last = entry.get("last_exit")
-        if isinstance(last, dict) and last.get("error"):
+        # An adapter may report its own last error in its started value (MCP
+        # adapters do: the server's exit status, or why it could not start).
+        own = entry.get("started_value")
+        if isinstance(own, dict) and own.get("last_error"):
+            detail += f" (last error: {own['last_error']})"
+        elif isinstance(last, dict) and last.get("error"):
             detail += f" (last error: {last['error']})"
         found.append(detail)
     return found
+
+
+def _unhealthy_children(tree: Mapping[str, Any]) -> list[str]:
+    """:func:`_unhealthy` below the root, whose name adds nothing."""
+    children = tree.get("children")
+    if not isinstance(children, list) or not children:
+        return _unhealthy(tree)
+    found: list[str] = []
+    for child in children:
+        if isinstance(child, dict):
+            found.extend(_unhealthy(child))
+    return found or ([] if tree.get("state") == "running" else _unhealthy(tree))
 
 
 def check_daemon(paths: DaemonPaths, *, timeout: float = 2.0) -> list[Check]:
@@ -398,7 +415,7 @@ def check_daemon(paths: DaemonPaths, *, timeout: float = 2.0) -> list[Check]:
     if status == "ok":
         checks.append(Check("daemon", OK, f"{summary}; every child is running"))
     else:
-        bad = _unhealthy(tree) if isinstance(tree, dict) else []
+        bad = _unhealthy_children(tree) if isinstance(tree, dict) else []
         checks.append(
             Check(
                 "daemon",

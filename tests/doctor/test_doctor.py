@@ -198,7 +198,9 @@ def test_a_degraded_then_unresponsive_daemon(bicameral_daemon: BicameralDaemon) 
     # The daemon is another process: its health can only be asked, so ask
     # until the failing server shows (bounded).
     deadline = time.monotonic() + 20
-    while bicameral_daemon.call("system.health")["status"] == "ok":
+    while not (bicameral_daemon.call("adapters.list")[0].get("started_value") or {}).get(
+        "last_error"
+    ):
         assert time.monotonic() < deadline, "the failing server never showed in the health"
         time.sleep(0.05)
     code, stdout, _ = doctor(bicameral_daemon.home)
@@ -206,6 +208,7 @@ def test_a_degraded_then_unresponsive_daemon(bicameral_daemon: BicameralDaemon) 
     assert code == 0, stdout  # degraded is a warning: the daemon serves the others
     assert daemon["status"] == "warning"
     assert "adapters/bad: " in daemon["message"]
+    assert "(last error: exited with status 3)" in daemon["message"]
 
     os.kill(pid, signal.SIGSTOP)
     try:
