@@ -143,8 +143,12 @@ class BicameralDaemon:
         """Whether this fixture started the daemon and has not stopped it."""
         return self._descriptor is not None
 
-    def start(self, *, wait: float = 30.0) -> dict[str, Any]:
+    def start(self, *, wait: float = 30.0, transport: str | None = None) -> dict[str, Any]:
         """Start the daemon (once); returns ``daemon start``'s JSON object.
+
+        ``transport`` is ``"unix"`` (the default on POSIX) or ``"tcp"``
+        (loopback TCP with a token, as on Windows); :meth:`client` and
+        :meth:`call` use whichever the daemon listens on.
 
         A daemon that cannot start raises
         :class:`~bicameral.daemon.StartError` with the reason; its log is then
@@ -154,7 +158,7 @@ class BicameralDaemon:
 
         if self._closed:
             raise RuntimeError("this bicameral_daemon has been torn down")
-        result = start(self.paths, wait=wait, env=self.env)
+        result = start(self.paths, wait=wait, transport=transport, env=self.env)
         self._descriptor = read_descriptor(self.paths.descriptor)
         return result
 
@@ -178,16 +182,23 @@ class BicameralDaemon:
     def socket_path(self) -> str:
         """The Unix socket the daemon listens on (starts the daemon if needed)."""
         path = self._started().socket_path
-        assert path is not None
+        if path is None:
+            raise AttributeError("this daemon listens on TCP: see descriptor.address")
         return path
 
     def client(self, *, timeout: float = 10.0) -> BlockingClient:
         """A new :class:`~bicameral.protocol.BlockingClient` connected to the daemon.
 
-        Use it as a context manager, or close it.
+        Use it as a context manager, or close it. On the TCP transport it has
+        already presented the daemon's token.
         """
         from bicameral.protocol import BlockingClient
 
+        descriptor = self._started()
+        if descriptor.transport == "tcp":
+            return BlockingClient.connect_tcp(
+                descriptor.address or "", descriptor.token or "", timeout=timeout
+            )
         return BlockingClient.connect_unix(self.socket_path, timeout=timeout)
 
     def call(self, method: str, params: Any = None, *, timeout: float = 10.0) -> Any:

@@ -56,3 +56,11 @@ def test_daemon_fixture_validates_the_configuration(bicameral_daemon: BicameralD
         bicameral_daemon.configure({"bad": {"comand": "x"}})
     assert not bicameral_daemon.config_path.exists()
     assert not bicameral_daemon.running
+
+
+def test_daemon_fixture_on_the_tcp_transport(bicameral_daemon: BicameralDaemon) -> None:
+    assert bicameral_daemon.start(transport="tcp")["transport"] == "tcp"
+    assert bicameral_daemon.descriptor.address is not None
+    assert bicameral_daemon.call("system.health")["pid"] == bicameral_daemon.pid
+    with pytest.raises(AttributeError, match="TCP"):
+        _ = bicameral_daemon.socket_path
