@@ -38,6 +38,7 @@ import contextlib
 import logging
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -152,6 +153,7 @@ class Upstream:
         self.pid: int | None = None
         self.restarts = 0
         self.last_error: str | None = None
+        self.last_exit_at: float | None = None
         self.init_result: dict[str, Any] | None = None
         self.lists: dict[str, list[dict[str, Any]]] = {k: [] for k in _LIST_METHODS}
         self.peers: set[Peer] = set()
@@ -224,6 +226,8 @@ class Upstream:
                 self._ready = anyio.Event()
 
     def _go_down(self, state: str, reason: str) -> None:
+        if state in ("restarting", "failed"):
+            self.last_exit_at = time.time()
         self._live = None
         if self._ready.is_set():
             self._ready = anyio.Event()
@@ -688,13 +692,19 @@ async def run_adapter(
         # way a supervisor-driven restart would show: `started_value` is the
         # server's live status, and `state` follows it (running / starting /
         # backoff / failed), so `daemon status` and `system.health` see a
-        # failed server. Never while the supervisor itself is starting or
-        # stopping the child.
+        # failed server, and `last_exit` is the server's last exit. Never while
+        # the supervisor itself is starting or stopping the child.
         if not reported:
             return
         child.value = upstream.status()
         if child.state in _MIRRORED_STATES and not child.stopping.is_set():
             child.state = _TREE_STATE.get(upstream.state, "running")
+            if upstream.last_exit_at is not None:
+                child.last_exit = {
+                    "reason": "error",
+                    "error": upstream.last_error,
+                    "at": upstream.last_exit_at,
+                }
 
     def ready() -> None:
         nonlocal reported
