@@ -302,6 +302,7 @@ async def test_a_crash_looping_server_shows_failed_with_its_reason_and_can_be_re
         await rig.wait_state("looping", "failed")
         entry = {c["name"]: c for c in rig.supervisor.snapshot()["children"]}["looping"]
         assert entry["state"] == "failed"  # the tree says so, with the reason
+        assert "exited with status 3" in entry["last_exit"]["error"]
         assert "exited with status 3" in entry["started_value"]["last_error"]
         assert "failing on purpose" in entry["started_value"]["last_error"]
         client = await rig.client(None)
