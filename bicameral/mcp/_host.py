@@ -58,6 +58,8 @@ URI_PREFIX = "bicameral://"
 OWN_PREFIX = "bicameral"
 KNOWN_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 MAX_LINE = 16 * 1024 * 1024
+#: Forwarded requests one client may have in flight (as the protocol's default).
+MAX_IN_FLIGHT = 64
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -128,6 +130,11 @@ def aggregate_split(name: str, names: list[str]) -> tuple[str, str] | None:
     if best is None:
         return None
     return best, name[len(best) + len(SEPARATOR) :]
+
+
+def _valid_id(value: Any) -> bool:
+    """A JSON-RPC id we can key by: a string or a number (not a bool)."""
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
 def _split_uri(uri: str) -> tuple[str, str] | None:
@@ -286,6 +293,7 @@ class ClientConn:
         self.initialized = False
         self._tg: trio.Nursery | None = None
         self._inflight: dict[Any, trio.CancelScope] = {}
+        self._slots = trio.Semaphore(MAX_IN_FLIGHT)
         self._pending: dict[str, tuple[anyio.Event, list[Any]]] = {}
         self._next_id = 0
         self._attached: set[Upstream] = set()
@@ -384,7 +392,11 @@ class ClientConn:
         if "id" not in msg:
             await self._on_notification(method, params)
             return
-        await self._on_request(msg["id"], method, params or {})
+        rid = msg["id"]
+        if not _valid_id(rid):
+            await self._send_error(None, INVALID_REQUEST, "invalid request id")
+            return
+        await self._on_request(rid, method, params or {})
 
     async def _on_request(self, rid: Any, method: str, params: dict[str, Any]) -> None:
         # Answered from the caches, in order, without a task.
@@ -399,11 +411,18 @@ class ClientConn:
             await self._send_result(rid, self._list(method))
             return
         assert self._tg is not None
+        # At most MAX_IN_FLIGHT forwarded requests per client: past that, this
+        # loop stops reading until one finishes (backpressure, not a queue).
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            await self._slots.acquire()
         self._tg.start_soon(self._call, rid, method, params)
 
     async def _on_notification(self, method: str, params: dict[str, Any] | None) -> None:
         if method == "notifications/cancelled":
-            scope = self._inflight.get((params or {}).get("requestId"))
+            target = (params or {}).get("requestId")
+            scope = self._inflight.get(target) if _valid_id(target) else None
             if scope is not None:
                 scope.cancel()
         elif method == "notifications/initialized":
@@ -413,7 +432,8 @@ class ClientConn:
                 await up.notify(method, params)
 
     def _on_response(self, msg: dict[str, Any]) -> None:
-        entry = self._pending.pop(msg.get("id"), None)  # type: ignore[arg-type]
+        rid = msg.get("id")
+        entry = self._pending.pop(rid, None) if isinstance(rid, str) else None
         if entry is None:
             return
         event, box = entry
@@ -561,6 +581,7 @@ class ClientConn:
                     return
                 await self._send_result(rid, result)
         finally:
+            self._slots.release()
             if self._inflight.get(rid) is scope:
                 del self._inflight[rid]
 

@@ -333,3 +333,18 @@ async def test_roots_requests_reach_the_calling_client(rig: Rig) -> None:
         roots = [{"uri": "file:///work/a"}, {"uri": "file:///work/b"}]
         await client.send({"id": request["id"], "result": {"roots": roots}})
     assert text_of(result["r"]) == "file:///work/a,file:///work/b"  # type: ignore[arg-type]
+
+
+async def test_malformed_input_gets_errors_and_the_session_goes_on(rig: Rig) -> None:
+    client = await rig.client("alpha")
+    await client.stream.send_all(b"this is not json\n")
+    assert (await client.incoming.receive())["error"]["code"] == -32700
+    await client.send({"id": [1, 2], "method": "tools/call", "params": {}})
+    assert (await client.incoming.receive())["error"]["code"] == -32600
+    await client.send({"id": 5, "method": "tools/call", "params": [1]})
+    assert (await client.incoming.receive())["error"]["code"] == -32602
+    await client.send({"method": "notifications/cancelled", "params": {"requestId": {"x": 1}}})
+    await client.send({"id": {"no": "such request"}, "result": {}})
+    await client.stream.send_all(b"42\n")
+    assert (await client.incoming.receive())["error"]["code"] == -32600
+    assert text_of(await client.call("echo", text="still here")) == "still here"
