@@ -154,11 +154,16 @@ class BicameralDaemon:
         :class:`~bicameral.daemon.StartError` with the reason; its log is then
         in the failure report.
         """
-        from bicameral.daemon import read_descriptor, start
+        from bicameral.daemon import StartError, read_descriptor, start
 
         if self._closed:
             raise RuntimeError("this bicameral_daemon has been torn down")
-        result = start(self.paths, wait=wait, transport=transport, env=self.env)
+        try:
+            result = start(self.paths, wait=wait, transport=transport, env=self.env)
+        except StartError as exc:
+            # Raised afresh so that the report ends here: the frames below
+            # would print the whole environment passed to the daemon.
+            raise StartError(exc.reason, exc.log_path) from None
         self._descriptor = read_descriptor(self.paths.descriptor)
         return result
 

@@ -50,3 +50,8 @@ async def test_configured_server_through_the_bridge(bicameral_daemon):
 def test_failure_shows_the_daemon_log(bicameral_daemon):
     record(bicameral_daemon)
     assert bicameral_daemon.call("system.version")["daemon_version"] == "no such version"
+
+
+def test_start_failure_shows_why(bicameral_daemon):
+    bicameral_daemon.configure(text='[mcp.servers.typo]\ncomand = "x"\n')
+    bicameral_daemon.start()

@@ -81,6 +81,7 @@ def test_daemon_fixture_runs_a_real_daemon_and_leaves_nothing(tmp_path: Path) ->
         "test_daemon_answers": "PASSED",
         "test_configured_server_through_the_bridge": "PASSED",
         "test_failure_shows_the_daemon_log": "FAILED",
+        "test_start_failure_shows_why": "FAILED",
     }, output
     seen = records(tmp_path)
     assert len(seen) == 3, output
@@ -95,8 +96,18 @@ def test_daemon_fixture_runs_a_real_daemon_and_leaves_nothing(tmp_path: Path) ->
     section = f"bicameral daemon log ({failing['home']}/daemon.log)"
     assert section in output
     assert f"daemon pid {failing['pid']} ready on {failing['socket']}" in output
-    # ...and only the failing one.
-    assert output.count("bicameral daemon log (") == 1
+    # A daemon that cannot start: the reason in the error and in the attached log.
+    typo = "[mcp.servers.typo] unknown key 'comand'"
+    assert re.search(
+        rf"E +bicameral\.daemon\._control\.StartError: \S+/config\.toml: {re.escape(typo)}", output
+    ), output
+    assert re.search(
+        rf"ERROR bicameral\.daemon\[\d+\]: cannot start: \S+/config\.toml: {re.escape(typo)}",
+        output,
+    ), output
+    assert "env = {" not in output  # the daemon's environment is not dumped into the report
+    # ...and only the failing tests carry a log.
+    assert output.count("bicameral daemon log (") == 2
 
 
 def test_supervisor_fixture_skips_without_pytest_trio(tmp_path: Path) -> None:
