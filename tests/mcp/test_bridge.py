@@ -339,3 +339,28 @@ async def test_a_reload_adds_a_server_leaves_the_unchanged_one_running_and_tells
         assert text(await client.call_tool("beta__echo", {"text": "new"})) == "new"
         # alpha's spec compared equal across the reload: the same process serves it.
         assert int(text(await client.call_tool("alpha__pid", {}))) == before
+
+
+async def test_bridges_started_together_converge_on_one_daemon(mcp_home: McpHome) -> None:
+    # As an MCP client does at launch: one bridge per server, all at once.
+    mcp_home.configure(
+        {"alpha": mcp_home.test_server("alpha"), "beta": mcp_home.test_server("beta")}
+    )
+    pids: dict[str, int] = {}
+
+    async def one(i: int, server: str) -> None:
+        async with session(mcp_home, server) as client:
+            pids[f"{server}{i}"] = int(text(await client.call_tool("pid", {})))
+
+    async with trio.open_nursery() as nursery:
+        for i, server in enumerate(["alpha", "beta", "alpha", "beta"]):
+            nursery.start_soon(one, i, server)
+    assert pids["alpha0"] == pids["alpha2"] and pids["beta1"] == pids["beta3"]
+    assert len(mcp_home.upstreams()) == 2
+    daemons = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "serve" in (p.info["cmdline"] or [])
+        and str(mcp_home.path) in " ".join(p.info["cmdline"])
+    ]
+    assert len(daemons) == 1
