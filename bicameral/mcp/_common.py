@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CALL_WAIT", "UpstreamError"]
+__all__ = ["CALL_WAIT", "INIT_WAIT", "UpstreamError"]
 
 #: How long a call waits for a server that is (re)starting, in seconds.
 CALL_WAIT = 10.0
+#: How long a client's ``initialize`` waits for a server's very first start
+#: (its answer comes from the server's own initialize result).
+INIT_WAIT = 30.0
 
 
 class UpstreamError(Exception):

@@ -42,7 +42,7 @@ import anyio.abc
 import orjson
 import trio
 
-from bicameral.mcp._common import CALL_WAIT, UpstreamError
+from bicameral.mcp._common import INIT_WAIT, UpstreamError
 from bicameral.mcp._fdio import FdReader, FdWriter
 
 if TYPE_CHECKING:
@@ -130,6 +130,11 @@ def aggregate_split(name: str, names: list[str]) -> tuple[str, str] | None:
     if best is None:
         return None
     return best, name[len(best) + len(SEPARATOR) :]
+
+
+def _first_start(up: Upstream) -> bool:
+    """`up` has never been initialized and is still trying."""
+    return up.init_result is None and up.state == "starting"
 
 
 def _valid_id(value: Any) -> bool:
@@ -408,7 +413,11 @@ class ClientConn:
             self._tg.start_soon(self._initialize, rid, params)
             return
         if method in _LIST_KINDS:
-            await self._send_result(rid, self._list(method))
+            if any(_first_start(up) for up in self._attached):
+                assert self._tg is not None
+                self._tg.start_soon(self._list_after_first_start, rid, method)
+            else:
+                await self._send_result(rid, self._list(method))
             return
         assert self._tg is not None
         # At most MAX_IN_FLIGHT forwarded requests per client: past that, this
@@ -478,8 +487,17 @@ class ClientConn:
             return
         up = self.registry.get(self.server)
         if up is not None and up.init_result is None:
-            with anyio.move_on_after(CALL_WAIT):
-                await up.wait_initialized()
+            # Its very first start: wait for it (a first `npx` run may take a
+            # while). A server that never came up gets an error naming why,
+            # not a made-up initialize result.
+            with anyio.move_on_after(INIT_WAIT):
+                await up.wait_first_attempt()
+            if up.init_result is None:
+                why = up.last_error or f"still starting after {INIT_WAIT:g} s"
+                await self._send_error(
+                    rid, INTERNAL_ERROR, f"MCP server {self.server!r} is not available: {why}"
+                )
+                return
         init = (up.init_result if up is not None else None) or {}
         caps = dict(init.get("capabilities") or {"tools": {}})
         # We tell clients when lists change after a restart, so say we may.
@@ -494,6 +512,17 @@ class ClientConn:
         if init.get("instructions"):
             result["instructions"] = init["instructions"]
         await self._send_result(rid, result)
+
+    async def _list_after_first_start(self, rid: Any, method: str) -> None:
+        """Answer a list once every attached server has started once (or failed), bounded.
+
+        Only right after the daemon started: a client that lists once and never
+        again (many do) would otherwise miss the servers still starting.
+        """
+        with anyio.move_on_after(INIT_WAIT):
+            for up in list(self._attached):
+                await up.wait_first_attempt()
+        await self._send_result(rid, self._list(method))
 
     def _list(self, method: str) -> dict[str, Any]:
         kind, key = _LIST_KINDS[method]

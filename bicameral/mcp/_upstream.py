@@ -63,6 +63,8 @@ logger = logging.getLogger("bicameral.mcp")
 
 #: How long the first initialize + list may take (``npx`` may download first).
 STARTUP_TIMEOUT = 60.0
+#: The adapter reports ready to its supervisor at the latest this long after it starts.
+READY_WAIT = 1.0
 #: Restart backoff: initial, factor, maximum, jitter; reset after HEALTHY_RESET.
 BACKOFF_INITIAL, BACKOFF_FACTOR, BACKOFF_MAXIMUM, BACKOFF_JITTER = 0.5, 2.0, 30.0, 0.1
 #: Intensity: more than MAX_RESTARTS within MAX_SECONDS and the server is `failed`.
@@ -246,6 +248,11 @@ class Upstream:
                 self._on_status()
 
     # -- calls ----------------------------------------------------------------
+
+    async def wait_first_attempt(self) -> None:
+        """Wait until the server's first start has succeeded or failed (bound it yourself)."""
+        while self.init_result is None and self.state == "starting":
+            await self._changed.wait()
 
     async def wait_initialized(self) -> None:
         """Wait until the server has been initialized once, or has failed (bound it yourself)."""
@@ -716,59 +723,79 @@ async def run_adapter(
     upstream._on_status = publish
     upstream.retry_now = anyio.Event()
     upstream._set_state("starting")
-    failures: collections.deque[float] = collections.deque()
-    step = 0
-    up_since = 0.0
-    try:
-        while True:
-            up_since = anyio.current_time()
-            try:
-                first, prespawned = prespawned, None
-                await _session(upstream, ready, first)
-                return  # asked to stop
-            except _Exit as exc:
-                reason = str(exc)
-            except Exception as exc:  # a bug of ours: restart, do not escalate
-                logger.exception("MCP server %r: adapter error", upstream.name)
-                reason = f"adapter error: {exc!r}"
-            if child.stopping.is_set():
-                return
-            now = anyio.current_time()
-            if now - up_since >= HEALTHY_RESET:
-                step = 0
-            logger.warning("MCP server %r: %s", upstream.name, reason)
-            failures.append(now)
-            while failures and failures[0] < now - MAX_SECONDS:
-                failures.popleft()
-            if len(failures) > MAX_RESTARTS:
-                upstream._go_down("failed", reason)
-                ready()
-                logger.error(
-                    "MCP server %r failed: more than %d restarts within %g s; last: %s",
-                    upstream.name,
-                    MAX_RESTARTS,
-                    MAX_SECONDS,
-                    reason,
-                )
-                with anyio.move_on_after(FAILED_RETRY):
-                    await _first_of(upstream.retry_now.wait, child.stopping.wait)
+
+    async def keep_running() -> None:
+        nonlocal prespawned
+        failures: collections.deque[float] = collections.deque()
+        step = 0
+        up_since = 0.0
+        try:
+            while True:
+                up_since = anyio.current_time()
+                try:
+                    first, prespawned = prespawned, None
+                    await _session(upstream, ready, first)
+                    return  # asked to stop
+                except _Exit as exc:
+                    reason = str(exc)
+                except Exception as exc:  # a bug of ours: restart, do not escalate
+                    logger.exception("MCP server %r: adapter error", upstream.name)
+                    reason = f"adapter error: {exc!r}"
                 if child.stopping.is_set():
                     return
-                upstream.retry_now = anyio.Event()
-                failures.clear()
-                step = 0
-            else:
-                upstream._go_down("restarting", reason)
-                ready()
-                step += 1
-                delay = min(BACKOFF_MAXIMUM, BACKOFF_INITIAL * BACKOFF_FACTOR ** (step - 1))
-                delay *= rng.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER)
-                with anyio.move_on_after(delay):
-                    await child.stopping.wait()
-                if child.stopping.is_set():
-                    return
-            upstream.restarts += 1
-            upstream._set_state("starting")
-    finally:
-        upstream._on_status = None
-        upstream._go_down("stopped", upstream.last_error or "stopped")
+                now = anyio.current_time()
+                if now - up_since >= HEALTHY_RESET:
+                    step = 0
+                logger.warning("MCP server %r: %s", upstream.name, reason)
+                failures.append(now)
+                while failures and failures[0] < now - MAX_SECONDS:
+                    failures.popleft()
+                if len(failures) > MAX_RESTARTS:
+                    upstream._go_down("failed", reason)
+                    ready()
+                    logger.error(
+                        "MCP server %r failed: more than %d restarts within %g s; last: %s",
+                        upstream.name,
+                        MAX_RESTARTS,
+                        MAX_SECONDS,
+                        reason,
+                    )
+                    with anyio.move_on_after(FAILED_RETRY):
+                        await _first_of(upstream.retry_now.wait, child.stopping.wait)
+                    if child.stopping.is_set():
+                        return
+                    upstream.retry_now = anyio.Event()
+                    failures.clear()
+                    step = 0
+                else:
+                    upstream._go_down("restarting", reason)
+                    ready()
+                    step += 1
+                    delay = min(BACKOFF_MAXIMUM, BACKOFF_INITIAL * BACKOFF_FACTOR ** (step - 1))
+                    delay *= rng.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER)
+                    with anyio.move_on_after(delay):
+                        await child.stopping.wait()
+                    if child.stopping.is_set():
+                        return
+                upstream.restarts += 1
+                upstream._set_state("starting")
+        finally:
+            upstream._on_status = None
+            upstream._go_down("stopped", upstream.last_error or "stopped")
+
+    async with anyio.create_task_group() as timer:
+        # Ready at the latest READY_WAIT seconds into the first attempt: the
+        # daemon starts its adapters one after the other, and its own start
+        # has a deadline, so a slow server (npx downloading a package) must
+        # not hold every other server, and the daemon, hostage. It goes on
+        # initializing; the tree shows it as `starting` meanwhile.
+        timer.start_soon(_ready_after, READY_WAIT, ready)
+        try:
+            await keep_running()
+        finally:
+            timer.cancel_scope.cancel()
+
+
+async def _ready_after(delay: float, ready: Callable[[], None]) -> None:
+    await anyio.sleep(delay)
+    ready()

@@ -151,7 +151,10 @@ class Rig:
         self.host = McpHost(self.registry, _FakeDaemon(self.supervisor))
 
     async def start(self) -> Rig:
+        """Start the adapters; return once every server is up or has failed once."""
         await self.nursery.start(self.supervisor.run)
+        for name in self.registry.configured:
+            await self.wait_state(name, "ready", "degraded", "restarting", "failed")
         return self
 
     async def client(

@@ -20,6 +20,7 @@ import psutil
 import pytest
 import trio
 from mcp import ClientSession, stdio_client
+from mcp.shared.exceptions import MCPError
 
 from tests.mcp.conftest import BICAMERAL, McpHome
 
@@ -236,6 +237,12 @@ async def test_a_broken_server_beside_a_good_one(mcp_home: McpHome) -> None:
     broken = children["broken"]["started_value"]
     assert broken["state"] in ("restarting", "failed")
     assert "cannot start" in broken["last_error"]
+    # A client of the broken server itself learns why at initialize.
+    with pytest.RaisesGroup(
+        pytest.RaisesExc(MCPError, match="cannot start"), flatten_subgroups=True
+    ):
+        async with session(mcp_home, "broken"):
+            pass
     # A server that is not configured at all is refused at attach, in one line.
     result = subprocess.run(  # noqa: ASYNC221 (the test waits for the bridge on purpose)
         [BICAMERAL, *mcp_home.bridge_argv("nope")],
