@@ -1,0 +1,143 @@
+"""Signals (issue 6): a SIGHUP storm, SIGINT at any moment of a start.
+
+A second SIGTERM cancelling a slow graceful stop at once is proved by
+``tests/daemon/test_lifecycle.py::test_a_second_sigterm_cancels_a_slow_graceful_stop_at_once``
+(a real daemon whose adapter takes 30 s to stop exits 0 within 5 s of the
+second signal); it is not repeated here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from bicameral.protocol import BlockingClient
+
+from .conftest import Home, alive, daemon_pids, fd_count, wait_for
+
+
+def reloads_logged(home: Home) -> int:
+    return home.log.read_text().count("reload requested (SIGHUP)")
+
+
+def test_a_storm_of_sighup_neither_crashes_nor_leaks_nor_restarts_anything(home: Home) -> None:
+    home.configure(home.test_servers("a", "b"))
+    pid = home.start()
+    upstreams = wait_for(lambda: len(home.upstream_pids()) == 2 and home.upstream_pids())
+    with BlockingClient.connect_unix(str(home.socket), timeout=10) as client:
+        wait_for(lambda: client.call("system.health")["status"] == "ok", what="adapters up")
+        fds = fd_count(pid)
+        for _ in range(500):
+            os.kill(pid, signal.SIGHUP)
+        # Trio merges signals that arrive while one is pending, so fewer
+        # reloads than signals run; wait until the last one has been handled.
+        wait_for(lambda: reloads_logged(home) >= 1, what="a reload to be requested")
+        last = -1
+
+        def settled() -> bool:
+            nonlocal last
+            now = reloads_logged(home), home.log.read_text().count("reloaded:")
+            done = now[0] == now[1] and now == last
+            last = now
+            return done
+
+        wait_for(settled, timeout=30, what="every requested reload to finish")
+        health = client.call("system.health")
+        assert health["status"] == "ok", health
+    assert alive(pid)
+    assert home.upstream_pids() == upstreams, "an unchanged server was restarted"
+    wait_for(lambda: fd_count(pid) <= fds, what="fds back to where they were")
+    assert "Traceback" not in home.log.read_text()
+    home.stop()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.2])
+def test_sigint_to_the_daemon_during_its_start_leaves_nothing_behind(
+    home: Home, delay: float
+) -> None:
+    home.configure(home.test_servers("a"))
+    proc = home.popen("daemon", "start")
+    pid = wait_for(lambda: daemon_pids(home.path), timeout=20, what="the daemon to spawn")[0]
+    time.sleep(delay)  # a moment of its start
+    os.kill(pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert "Traceback" not in stderr
+    if proc.returncode == 0:  # it was ready first; SIGINT then stops it
+        assert json.loads(stdout)["pid"] == pid
+    else:
+        # Stopped by the signal before it was ready ("stopped by SIGINT during
+        # startup"), or, in the first milliseconds (the interpreter starting,
+        # Trio importing), it exited before it could say why.
+        assert proc.returncode == 1
+        assert "SIGINT" in stderr or "exited during startup" in stderr, stderr
+        assert len(stderr.strip().splitlines()) == 1, stderr
+    wait_for(lambda: not alive(pid), what="the daemon to exit")
+    wait_for(lambda: not home.upstream_pids(), what="its upstream to be stopped")
+    assert not home.descriptor.exists()
+    assert not home.socket.exists()
+    again = home.cli("daemon", "start")
+    assert again.code == 0, again
+    home.stop()
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.15, 0.4])
+def test_sigint_to_the_start_command_leaves_a_consistent_state(home: Home, delay: float) -> None:
+    """Ctrl-C on ``bicameral daemon start``: the daemon (its own session) may
+    finish starting or not, but never half: running with a descriptor, or gone."""
+    home.configure(home.test_servers("a"))
+    proc = home.popen("daemon", "start")
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=30)
+    # (The CLI itself may print a KeyboardInterrupt traceback: see docs/reliability.md.)
+    pids = daemon_pids(home.path)
+    if pids:
+        wait_for(home.descriptor.exists, timeout=20, what="the detached daemon to be ready")
+        (pid,) = daemon_pids(home.path)
+        status = home.cli("daemon", "status")
+        assert status.code == 0 and status.json["pid"] == pid, status
+        assert home.cli("daemon", "stop").code == 0
+    else:
+        assert not home.descriptor.exists()
+        assert not home.socket.exists()
+    assert home.cli("daemon", "start").code == 0
+    home.stop()
+
+
+@pytest.mark.parametrize("delay", [0.01, 0.08])
+def test_sigterm_and_sigint_during_the_import_window_leave_nothing(
+    home: Home, delay: float
+) -> None:
+    """A stop signal before ``serve`` installs its handlers (while Trio imports).
+
+    In the first milliseconds the interpreter has no handler yet and the
+    default action kills it (-signum); from then on it exits 0 quietly.
+    Either way nothing was created yet, and nothing is left.
+    """
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        serve = subprocess.Popen(
+            [
+                *home.argv()[:2],
+                "bicameral.daemon",
+                "serve",
+                "--home",
+                str(home.path),
+            ],
+            env=home.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(delay)
+        serve.send_signal(signum)
+        _out, err = serve.communicate(timeout=20)
+        assert serve.returncode in (0, -signum), (serve.returncode, err)
+        assert "Traceback" not in err, err
+        assert not home.descriptor.exists()
+        assert not home.socket.exists()
