@@ -60,6 +60,8 @@ KNOWN_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 MAX_LINE = 16 * 1024 * 1024
 #: Forwarded requests one client may have in flight (as the protocol's default).
 MAX_IN_FLIGHT = 64
+#: Server notifications (logging, resource updates) queued for one client at most.
+MAX_PENDING_NOTES = 256
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -299,6 +301,7 @@ class ClientConn:
         self._tg: trio.Nursery | None = None
         self._inflight: dict[Any, trio.CancelScope] = {}
         self._slots = trio.Semaphore(MAX_IN_FLIGHT)
+        self._notes_pending = 0
         self._pending: dict[str, tuple[anyio.Event, list[Any]]] = {}
         self._next_id = 0
         self._attached: set[Upstream] = set()
@@ -711,8 +714,20 @@ class ClientConn:
                 **params,
                 "logger": f"{upstream.name}/{logger_name}" if logger_name else upstream.name,
             }
-        if self._tg is not None:
-            self._tg.start_soon(self._send_notification, method, params)
+        if self._tg is None:
+            return
+        if self._notes_pending >= MAX_PENDING_NOTES:
+            # A client that does not read its output: drop, do not pile up.
+            logger.debug("dropped %s for a client that is not reading", method)
+            return
+        self._notes_pending += 1
+        self._tg.start_soon(self._send_note, method, params)
+
+    async def _send_note(self, method: str, params: dict[str, Any]) -> None:
+        try:
+            await self._send_notification(method, params)
+        finally:
+            self._notes_pending -= 1
 
     def lists_changed(self, upstream: Upstream, kinds: frozenset[str]) -> None:
         for kind in kinds:
