@@ -667,7 +667,16 @@ def _status_line(tree: dict[str, Any]) -> str:
 
 
 def _all_running(entry: dict[str, Any]) -> bool:
+    """Every node runs, and none reports itself degraded.
+
+    A child reports degradation through its started value (``{"health":
+    "degraded"}``, as an MCP adapter whose server came back with no tools
+    does): running, but not to be called healthy.
+    """
     if entry.get("state") != "running":
+        return False
+    value = entry.get("started_value")
+    if isinstance(value, dict) and value.get("health") == "degraded":
         return False
     return all(_all_running(child) for child in entry.get("children") or ())
 

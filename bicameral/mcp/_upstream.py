@@ -663,7 +663,6 @@ async def _first_of(*waits: Callable[[], Awaitable[Any]]) -> None:
             tg.start_soon(one, wait)
 
 
-_MIRRORED_STATES = frozenset(("running", "starting", "backoff", "failed"))
 _TREE_STATE = {
     "ready": "running",
     "degraded": "running",
@@ -694,24 +693,20 @@ async def run_adapter(
     rng = random.Random()
 
     def publish() -> None:
-        # Workaround (the supervisor has no API for it): the adapter restarts
-        # its server itself, so it mirrors that into its own tree entry, the
-        # way a supervisor-driven restart would show: `started_value` is the
-        # server's live status, and `state` follows it (running / starting /
-        # backoff / failed), so `daemon status` and `system.health` see a
-        # failed server, and `last_exit` is the server's last exit. Never while
-        # the supervisor itself is starting or stopping the child.
+        # The adapter restarts its server itself, so it reports that in its
+        # own tree entry the way a supervisor-driven restart would show:
+        # `started_value` is the server's live status, `state` follows it
+        # (running / starting / backoff / failed), so `daemon status` and
+        # `system.health` see a failed server, and `last_exit` is the
+        # server's last exit.
         if not reported:
             return
-        child.value = upstream.status()
-        if child.state in _MIRRORED_STATES and not child.stopping.is_set():
-            child.state = _TREE_STATE.get(upstream.state, "running")
-            if upstream.last_exit_at is not None:
-                child.last_exit = {
-                    "reason": "error",
-                    "error": upstream.last_error,
-                    "at": upstream.last_exit_at,
-                }
+        child.report(
+            state=_TREE_STATE.get(upstream.state, "running"),
+            value=upstream.status(),
+            error=upstream.last_error if upstream.last_exit_at is not None else None,
+            at=upstream.last_exit_at,
+        )
 
     def ready() -> None:
         nonlocal reported

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 __all__ = ["ChildHandle", "StopFlag", "current_child"]
 
 _MISSING: Any = object()
+_REPORTABLE = frozenset(("running", "starting", "backoff", "failed"))
 
 
 class StopFlag:
@@ -111,6 +113,49 @@ class ChildHandle:
     @property
     def started_value(self) -> Any:
         return None if self.value is _MISSING else self.value
+
+    def report(
+        self,
+        *,
+        state: str | None = None,
+        value: Any = _MISSING,
+        error: str | None = None,
+        at: float | None = None,
+    ) -> None:
+        """Show what a self-healing child is doing, in its own snapshot entry.
+
+        Some children recover on their own schedule: an MCP adapter restarts
+        its server itself, with its own backoff, so that one flapping server
+        does not spend the restart intensity its siblings share. ``report``
+        lets such a child show that the way a supervisor-driven restart would:
+
+        - ``state``: ``running``, ``starting``, ``backoff`` or ``failed``;
+        - ``value``: replaces ``started_value`` (left out of the snapshot
+          when it is not JSON-serialisable, like any started value);
+        - ``error``: recorded as ``last_exit`` (reason ``error``) at ``at``
+          (default: now).
+
+        The supervisor's own view wins: while it is starting, stopping or has
+        stopped the child, a reported ``state`` is ignored (``value`` and
+        ``error`` are still recorded). Nothing here changes what the
+        supervisor does: restarts and intensity follow the child's real exits
+        only.
+        """
+        if value is not _MISSING:
+            self.value = value
+        if error is not None:
+            self.last_exit = {
+                "reason": "error",
+                "error": error,
+                "at": time.time() if at is None else at,
+            }
+        if state is not None:
+            if state not in _REPORTABLE:
+                raise ValueError(
+                    f"a child can report {', '.join(sorted(_REPORTABLE))}, not {state!r}"
+                )
+            if self.state in _REPORTABLE and not self.stopping.is_set():
+                self.state = state
 
     def __repr__(self) -> str:
         return f"<ChildHandle {self.spec.name!r} state={self.state} restarts={self.restarts}>"

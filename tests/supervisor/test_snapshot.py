@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import trio
+import trio.testing
 
-from bicameral.supervisor import ChildSpec, Restart, Strategy, Supervisor
+from bicameral.supervisor import ChildSpec, Restart, Strategy, Supervisor, current_child
 
 from .conftest import Ctl, running, settle
 
@@ -95,3 +97,38 @@ async def test_snapshot_shows_backoff_state(autojump_clock: trio.abc.Clock) -> N
         await w.next_run()
         await settle()
         assert sup.snapshot()["children"][0]["state"] == "running"
+
+
+async def test_a_self_healing_child_reports_its_state_value_and_error() -> None:
+    reported = trio.Event()
+    go_on = trio.Event()
+
+    async def healer(*, task_status: trio.TaskStatus[str]) -> None:
+        me = current_child()
+        task_status.started("up")
+        me.report(state="backoff", value={"health": "restarting"}, error="EOF", at=12.5)
+        reported.set()
+        await go_on.wait()
+        me.report(state="running", value={"health": "ok"})
+        await me.stopping.wait()
+        me.report(state="failed")  # the supervisor's own view wins while stopping
+
+    sup = Supervisor("root", [ChildSpec("h", healer)])
+    async with trio.open_nursery() as nursery:
+        await nursery.start(sup.run)
+        await reported.wait()
+        (entry,) = sup.snapshot()["children"]
+        assert entry["state"] == "backoff"
+        assert entry["started_value"] == {"health": "restarting"}
+        assert entry["last_exit"] == {"reason": "error", "error": "EOF", "at": 12.5}
+        assert entry["restarts"] == 0  # a report is not a restart
+        go_on.set()
+        await trio.testing.wait_all_tasks_blocked()
+        (entry,) = sup.snapshot()["children"]
+        assert entry["state"] == "running"
+        assert entry["started_value"] == {"health": "ok"}
+        assert entry["last_exit"]["error"] == "EOF"  # kept until the next exit
+        await sup.stop()
+        assert sup.snapshot()["children"][0]["state"] == "stopped"
+    with pytest.raises(ValueError, match="not 'stopping'"):
+        sup.child("h").report(state="stopping")
