@@ -33,6 +33,7 @@ import array
 import json
 import os
 import select
+import signal
 import socket
 import sys
 import time
@@ -65,7 +66,13 @@ def _connect(home: str | None) -> tuple[socket.socket, str | None]:
 
     paths = resolve_paths(home)
     try:
-        start(paths)
+        started = start(paths)
+        if started.get("status") == "started" and hasattr(signal, "SIGCHLD"):
+            # The daemon we just spawned is our child and outlives us only in
+            # the usual case. Should it stop first, the kernel reaps it at
+            # once instead of leaving a zombie until this bridge exits; the
+            # bridge starts no other child.
+            signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     except StartError as exc:
         raise _BridgeError(
             f"the daemon failed to start: {exc.reason} (log: {exc.log_path})"

@@ -317,6 +317,37 @@ def test_the_bridge_exits_1_with_a_message_when_the_daemon_goes_away(mcp_home: M
         stream.close()
 
 
+def test_a_daemon_the_bridge_started_leaves_no_zombie_when_it_stops(mcp_home: McpHome) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    proc = subprocess.Popen(
+        [BICAMERAL, *mcp_home.bridge_argv("alpha")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=mcp_home.env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        proc.stdin.write(b'{"jsonrpc": "2.0", "id": 1, "method": "ping"}\n')
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["result"] == {}
+        descriptor = mcp_home.descriptor()
+        assert descriptor is not None
+        daemon = psutil.Process(descriptor["pid"])
+        assert daemon.ppid() == proc.pid  # the bridge spawned it
+        proc.send_signal(signal.SIGSTOP)  # a bridge that cannot reap right now
+        assert mcp_home.cli("daemon", "stop").returncode == 0
+        # Gone for good, not a zombie waiting for its parent's wait().
+        with pytest.raises(psutil.NoSuchProcess):
+            daemon.wait(timeout=5)
+            psutil.Process(descriptor["pid"])
+    finally:
+        proc.send_signal(signal.SIGCONT)
+        proc.wait(timeout=10)
+        proc.stdin.close()
+        proc.stdout.close()
+
+
 async def test_a_reload_adds_a_server_leaves_the_unchanged_one_running_and_tells_clients(
     mcp_home: McpHome,
 ) -> None:
