@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import socket
 import struct
 import termios
+from array import array
 from collections.abc import Iterator
 from typing import Any
 
@@ -484,6 +486,89 @@ def test_mcp_messages_with_unusable_ids_or_fields_leave_the_session_open(
     with sock:
         send_lines(sock, message)
         mcp_ping(sock, buf)
+
+
+# --- hostile descriptor passing (system.attach {"stdio": "pass"}) ---------------------------------
+
+
+def attach_passing(home: Home) -> socket.socket:
+    sock = home.connect()
+    reply = rpc(sock, "system.attach", {"mode": "mcp", "stdio": "pass"})
+    assert reply["result"]["stdio"] == "pass", reply
+    return sock
+
+
+def session_end(sock: socket.socket) -> bytes:
+    """What the daemon says before it closes the session (``bye`` or nothing)."""
+    sock.settimeout(30)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_passing_the_wrong_number_of_descriptors_ends_that_session_only(
+    shared: Shared, count: int
+) -> None:
+    fds_before = fd_count(shared.pid)
+    with attach_passing(shared.home) as sock:
+        fds = [os.open(os.devnull, os.O_RDONLY) for _ in range(count)]
+        try:
+            sock.sendmsg(
+                [b"F"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array("i", fds))] if fds else []
+            )
+        finally:
+            for fd in fds:
+                os.close(fd)
+        # None or one: closed. Three: the kernel keeps the two the daemon has
+        # room for (and closes the third); /dev/null reads EOF: "bye".
+        assert session_end(sock) in (b"", b"bye\n")
+    shared.check_bystander()
+    wait_for(lambda: fd_count(shared.pid) <= fds_before, what="the passed descriptors closed")
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["/dev/zero", "directory", "listening socket", "regular file"],
+)
+def test_passing_unusable_descriptors_ends_that_session_and_leaks_nothing(
+    shared: Shared, source: str
+) -> None:
+    fds_before = fd_count(shared.pid)
+    keep: list[Any] = []
+    if source == "/dev/zero":
+        in_fd = os.open("/dev/zero", os.O_RDONLY)
+    elif source == "directory":
+        in_fd = os.open(shared.home.path, os.O_RDONLY)
+    elif source == "listening socket":
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(str(shared.home.path / "l.sock"))
+        listener.listen()
+        keep.append(listener)
+        in_fd = os.dup(listener.fileno())
+    else:
+        junk = shared.home.path / "junk.txt"
+        junk.write_bytes(b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n' * 3 + b"[" * 1000)
+        in_fd = os.open(junk, os.O_RDONLY)
+    out_fd = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with attach_passing(shared.home) as sock:
+            sock.sendmsg(
+                [b"F"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array("i", [in_fd, out_fd]))]
+            )
+            os.close(in_fd)
+            os.close(out_fd)
+            # It reads what it was given until it ends or breaks the line limit,
+            # then ends the session.
+            session_end(sock)
+    finally:
+        for item in keep:
+            item.close()
+        with contextlib.suppress(FileNotFoundError):
+            (shared.home.path / "l.sock").unlink()
+    shared.check_bystander()
+    wait_for(lambda: fd_count(shared.pid) <= fds_before, what="the passed descriptors closed")
 
 
 # --- and after all of it -----------------------------------------------------------------------
