@@ -229,48 +229,26 @@ def logs(
     ] = False,
     descriptor: DescriptorOpt = None,
 ) -> None:
-    """Show the end of the detached daemon's log (daemon.log)."""
-    import collections
+    """Show the end of the detached daemon's log (daemon.log); --follow keeps reading."""
     import sys
-    import time
 
+    from bicameral.daemon._errors import DaemonError
+    from bicameral.daemon._logs import follow_log, tail_log
     from bicameral.daemon._paths import resolve_paths
 
     paths = resolve_paths(_home(ctx), descriptor=str(descriptor) if descriptor else None)
     try:
-        f = open(paths.log, encoding="utf-8", errors="replace")  # noqa: SIM115
-    except FileNotFoundError:
-        _fast.error(f"no log at {paths.log} (the daemon has not run detached here)")
-        raise typer.Exit(1) from None
-    except OSError as exc:
-        _fast.error(f"cannot read {paths.log}: {exc.strerror}")
-        raise typer.Exit(1) from None
-    with f:
-        for line in collections.deque(f, maxlen=lines) if lines else ():
-            sys.stdout.write(line)
-        sys.stdout.flush()
         if not follow:
+            sys.stdout.writelines(tail_log(paths.log, lines))
             return
-        inode = paths.log.stat().st_ino
-        try:
-            while True:
-                chunk = f.read()
-                if chunk:
-                    sys.stdout.write(chunk)
-                    sys.stdout.flush()
-                    continue
-                # Rotated: the name now points at a new file; continue there.
-                try:
-                    if paths.log.stat().st_ino != inode:
-                        f.close()
-                        f = open(paths.log, encoding="utf-8", errors="replace")  # noqa: SIM115
-                        inode = paths.log.stat().st_ino
-                        continue
-                except FileNotFoundError:
-                    pass
-                time.sleep(0.25)  # a log follower polls, as tail -f does without inotify
-        except KeyboardInterrupt:
-            raise typer.Exit(0) from None
+        for line in follow_log(paths.log, lines):
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    except DaemonError as exc:
+        _fast.error(str(exc))
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
 
 
 @daemon_app.command()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import plistlib
 import shutil
+import signal
+import stat
 import subprocess
 from pathlib import Path
 
@@ -64,3 +66,59 @@ def test_systemd_unit_written_by_print_passes_systemd_analyze_verify(home: Home)
     )
     assert verify.returncode == 0, verify.stderr
     assert verify.stderr == "", verify.stderr  # no unknown keys, no bad command
+
+
+def test_logs_follow_prints_appended_lines_across_a_rotation(home: Home) -> None:
+    log = home.path / "daemon.log"
+    log.write_text("old 1\nold 2\n")
+    proc = subprocess.Popen(
+        home.argv("daemon", "logs", "-n", "1", "--follow"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=home.env,
+    )
+    assert proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == "old 2\n"
+        with log.open("a") as f:
+            f.write("new 1\nhalf")  # a line still being written is held back
+        assert proc.stdout.readline() == "new 1\n"
+        with log.open("a") as f:
+            f.write(" done\n")
+        assert proc.stdout.readline() == "half done\n"
+        log.rename(home.path / "daemon.log.1")  # what the rotating handler does
+        log.write_text("after rotation\n")
+        assert proc.stdout.readline() == "after rotation\n"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        assert proc.stderr is not None
+        assert "Traceback" not in proc.stderr.read()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_the_daemon_log_rotates_by_size_and_every_file_is_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    from bicameral.daemon import _serve
+
+    monkeypatch.setattr(_serve, "LOG_MAX_BYTES", 1000)
+    handler = _serve._private_rotating_handler(tmp_path / "daemon.log")
+    logger = logging.getLogger("bicameral.test.rotation")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        for i in range(100):
+            logger.warning("line %03d %s", i, "x" * 40)
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files == ["daemon.log", "daemon.log.1", "daemon.log.2", "daemon.log.3"]
+    assert all(p.stat().st_size <= 1000 for p in tmp_path.iterdir())
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in tmp_path.iterdir())
+    assert "line 099" in (tmp_path / "daemon.log").read_text()
