@@ -56,11 +56,12 @@ def test_a_storm_of_sighup_neither_crashes_nor_leaks_nor_restarts_anything(home:
     home.stop()
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.2])
+@pytest.mark.parametrize("delay", [0.0, 0.5])
 def test_sigint_to_the_daemon_during_its_start_leaves_nothing_behind(
     home: Home, delay: float
 ) -> None:
-    home.configure(home.test_servers("a"))
+    home.install_probe_plugin()
+    home.configure("[probe]\nstart_delay = 0.6\n")  # a start that takes its time
     proc = home.popen("daemon", "start")
     pid = wait_for(lambda: daemon_pids(home.path), timeout=20, what="the daemon to spawn")[0]
     time.sleep(delay)  # a moment of its start
@@ -71,13 +72,14 @@ def test_sigint_to_the_daemon_during_its_start_leaves_nothing_behind(
         assert json.loads(stdout)["pid"] == pid
     else:
         # Stopped by the signal before it was ready ("stopped by SIGINT during
-        # startup"), or, in the first milliseconds (the interpreter starting,
-        # Trio importing), it exited before it could say why.
+        # startup"); in the first milliseconds (the interpreter starting, Trio
+        # importing) it exits before it can say why; and a signal just after
+        # READY stops it before `start` reads the descriptor.
         assert proc.returncode == 1
-        assert "SIGINT" in stderr or "exited during startup" in stderr, stderr
+        reasons = ("SIGINT", "exited during startup", "descriptor is missing")
+        assert any(reason in stderr for reason in reasons), stderr
         assert len(stderr.strip().splitlines()) == 1, stderr
     wait_for(lambda: not alive(pid), what="the daemon to exit")
-    wait_for(lambda: not home.upstream_pids(), what="its upstream to be stopped")
     assert not home.descriptor.exists()
     assert not home.socket.exists()
     again = home.cli("daemon", "start")
@@ -85,11 +87,12 @@ def test_sigint_to_the_daemon_during_its_start_leaves_nothing_behind(
     home.stop()
 
 
-@pytest.mark.parametrize("delay", [0.1, 0.4])
+@pytest.mark.parametrize("delay", [0.1, 0.5])
 def test_sigint_to_the_start_command_leaves_a_consistent_state(home: Home, delay: float) -> None:
     """Ctrl-C on ``bicameral daemon start``: the daemon (its own session) may
     finish starting or not, but never half: running with a descriptor, or gone."""
-    home.configure(home.test_servers("a"))
+    home.install_probe_plugin()
+    home.configure("[probe]\nstart_delay = 0.6\n")  # a start that takes its time
     proc = home.popen("daemon", "start")
     time.sleep(delay)
     proc.send_signal(signal.SIGINT)
