@@ -262,49 +262,31 @@ def install(
     """Write a per-user systemd unit (Linux) or launchd agent (macOS) for the daemon."""
     import sys
 
-    from bicameral.daemon._install import service_file, service_path
+    from bicameral.daemon._errors import DaemonError
+    from bicameral.daemon._install import install_service, serve_argv, service_file
     from bicameral.daemon._paths import resolve_paths
 
     paths = resolve_paths(_home(ctx))
-    argv = [sys.executable, "-m", "bicameral.daemon", "serve", "--home", str(paths.home)]
     try:
-        target = service_path()
-    except NotImplementedError as exc:
+        if print_only:
+            sys.stdout.write(service_file(serve_argv(paths), log_path=paths.log))
+            return
+        target, hint = install_service(paths)
+    except DaemonError as exc:
         _fast.error(str(exc))
         raise typer.Exit(1) from None
-    text = service_file(argv, log_path=paths.log)
-    if print_only:
-        sys.stdout.write(text)
-        return
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-    except OSError as exc:
-        _fast.error(f"cannot write {target}: {exc.strerror}")
-        raise typer.Exit(1) from None
-    if sys.platform == "darwin":
-        hint = f"launchctl load -w {target}"
-    else:
-        hint = "systemctl --user daemon-reload && systemctl --user enable --now bicameral"
     typer.echo(f"wrote {target}\nstart it with: {hint}")
 
 
 @daemon_app.command()
 def uninstall(ctx: typer.Context) -> None:
     """Remove the service file that `install` wrote (stop and disable it first)."""
-    from bicameral.daemon._install import service_path
+    from bicameral.daemon._errors import DaemonError
+    from bicameral.daemon._install import uninstall_service
 
     try:
-        target = service_path()
-    except NotImplementedError as exc:
+        removed = uninstall_service()
+    except DaemonError as exc:
         _fast.error(str(exc))
         raise typer.Exit(1) from None
-    try:
-        target.unlink()
-    except FileNotFoundError:
-        typer.echo(f"nothing to remove ({target} does not exist)")
-        return
-    except OSError as exc:
-        _fast.error(f"cannot remove {target}: {exc.strerror}")
-        raise typer.Exit(1) from None
-    typer.echo(f"removed {target}")
+    typer.echo(f"removed {removed}" if removed else "nothing to remove (no service file)")

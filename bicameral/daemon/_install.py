@@ -12,11 +12,25 @@ anywhere.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
-__all__ = ["service_file", "service_path"]
+from bicameral.daemon._errors import DaemonError
+
+if TYPE_CHECKING:
+    from bicameral.daemon._paths import DaemonPaths
+
+__all__ = [
+    "install_service",
+    "serve_argv",
+    "service_file",
+    "service_path",
+    "uninstall_service",
+]
 
 LAUNCHD_LABEL = "dev.bicameral.daemon"
 
@@ -80,3 +94,59 @@ WatchdogSec=30
 [Install]
 WantedBy=default.target
 """
+
+
+def serve_argv(paths: DaemonPaths, python: str | None = None) -> list[str]:
+    """The foreground daemon a service manager runs: this interpreter, this state dir."""
+    return [python or sys.executable, "-m", "bicameral.daemon", "serve", "--home", str(paths.home)]
+
+
+def install_service(
+    paths: DaemonPaths, *, platform: str = sys.platform, user_home: Path | None = None
+) -> tuple[Path, str]:
+    """Write the service file for ``paths``; return where, and the command that starts it.
+
+    Written atomically (temporary file, fsync, rename) so a service manager
+    never reads half a unit; an existing file is replaced. Raises
+    :class:`DaemonError` when the platform has no supported service manager
+    or the file cannot be written.
+    """
+    try:
+        target = service_path(platform, user_home)
+    except NotImplementedError as exc:
+        raise DaemonError(str(exc)) from None
+    text = service_file(serve_argv(paths), platform=platform, log_path=paths.log)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise DaemonError(f"cannot write {target}: {exc.strerror}") from None
+    if platform == "darwin":
+        hint = f"launchctl load -w {target}"
+    else:
+        hint = "systemctl --user daemon-reload && systemctl --user enable --now bicameral"
+    return target, hint
+
+
+def uninstall_service(
+    *, platform: str = sys.platform, user_home: Path | None = None
+) -> Path | None:
+    """Remove the service file; its path, or ``None`` when there was none."""
+    try:
+        target = service_path(platform, user_home)
+    except NotImplementedError as exc:
+        raise DaemonError(str(exc)) from None
+    try:
+        target.unlink()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DaemonError(f"cannot remove {target}: {exc.strerror}") from None
+    return target

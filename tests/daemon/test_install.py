@@ -122,3 +122,20 @@ def test_the_daemon_log_rotates_by_size_and_every_file_is_private(
     assert all(p.stat().st_size <= 1000 for p in tmp_path.iterdir())
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in tmp_path.iterdir())
     assert "line 099" in (tmp_path / "daemon.log").read_text()
+
+
+def test_install_writes_the_unit_atomically_and_uninstall_removes_it(home: Home) -> None:
+    home.env["HOME"] = str(home.path)  # where ~/.config/systemd/user lives for this test
+    unit = home.path / ".config" / "systemd" / "user" / "bicameral.service"
+    run = home.cli("daemon", "install")
+    assert run.code == 0, run.stderr
+    assert str(unit) in run.stdout and "systemctl --user" in run.stdout
+    text = unit.read_text()
+    assert f"--home {home.path}" in text and "Type=notify" in text
+    assert [p.name for p in unit.parent.iterdir()] == ["bicameral.service"]  # no temp file
+    assert home.cli("daemon", "install").code == 0  # replacing is fine
+    gone = home.cli("daemon", "uninstall")
+    assert gone.code == 0 and f"removed {unit}" in gone.stdout
+    assert not unit.exists()
+    again = home.cli("daemon", "uninstall")
+    assert again.code == 0 and "nothing to remove" in again.stdout
