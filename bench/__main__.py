@@ -18,10 +18,8 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +27,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
-TEST_SERVER = ROOT / "tests" / "mcp" / "servers" / "testserver.py"
 
 
 @dataclass
@@ -161,25 +158,15 @@ def _rss(servers: int) -> float:
     """RSS (MiB) of an idle daemon with ``servers`` test MCP servers configured."""
     import psutil
 
-    home = Path(tempfile.mkdtemp(dir="/tmp", prefix="bcr"))
-    home.chmod(0o700)
-    lines = []
-    for i in range(servers):
-        lines += [
-            f"[mcp.servers.s{i}]",
-            f"command = {json.dumps(sys.executable)}",
-            f"args = {json.dumps([str(TEST_SERVER), '--name', f's{i}'])}",
-        ]
-    (home / "config.toml").write_text("\n".join(lines) + "\n")
-    cli = [sys.executable, "-m", "bicameral", "--home", str(home), "daemon"]
+    from bench.mcp import start_daemon, stop_daemon
+
+    home = start_daemon(servers)
     try:
-        out = subprocess.run([*cli, "start"], capture_output=True, text=True, check=True)
-        pid = json.loads(out.stdout)["pid"]
+        pid = json.loads((home / "daemon.json").read_text())["pid"]
         time.sleep(1.0)  # idle RSS: let start-up garbage settle
         return float(psutil.Process(pid).memory_info().rss) / 2**20
     finally:
-        subprocess.run([*cli, "stop"], capture_output=True, check=False)
-        shutil.rmtree(home, ignore_errors=True)
+        stop_daemon(home)
 
 
 def _memory() -> list[Row]:

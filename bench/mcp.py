@@ -147,7 +147,8 @@ async def _memory(home: Path, clients: int, servers: int) -> dict[str, Any]:
     }
 
 
-def _start_daemon(servers: int) -> Path:
+def start_daemon(servers: int) -> Path:
+    """A daemon in a new short state dir with ``servers`` test MCP servers; its home."""
     home = Path(tempfile.mkdtemp(dir="/tmp", prefix="bcmb"))
     home.chmod(0o700)
     lines = []
@@ -170,7 +171,8 @@ def _start_daemon(servers: int) -> Path:
     return home
 
 
-def _stop_daemon(home: Path) -> None:
+def stop_daemon(home: Path) -> None:
+    """Stop the daemon `start_daemon` made and remove its state dir."""
     subprocess.run(
         [BICAMERAL, "--home", str(home), "daemon", "stop"], capture_output=True, check=False
     )
@@ -213,11 +215,11 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=2, help="M servers (memory)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    home = _start_daemon(max(1, args.servers))
+    home = start_daemon(max(1, args.servers))
     try:
         result = anyio.run(main_async, args, home, backend="trio")
     finally:
-        _stop_daemon(home)
+        stop_daemon(home)
     if args.json:
         print(json.dumps(result))
         return
