@@ -339,13 +339,21 @@ class Soak:
             time.sleep(0.2)
         samples["idle_after"] = proc_stats(self.pid)
         health = None
+        adapters: Any = None
         try:
             with BlockingClient.connect_unix(str(self.home / "daemon.sock"), timeout=10) as c:
                 health = c.call("system.health", timeout=10)["status"]
+                adapters = [
+                    {k: a.get(k) for k in ("name", "state", "restarts", "last_exit")}
+                    for a in c.call("adapters.list", timeout=10)
+                ]
         except (OSError, RPCError) as exc:
             health = f"unreachable: {exc}"
         stop = self.cli("daemon", "stop")
+        log = Path(tempfile.gettempdir()) / f"soak-daemon-{self.pid}.log"
+        shutil.copy(self.home / "daemon.log", log)
         return {
+            "daemon_log": str(log),
             "minutes": self.args.minutes,
             "elapsed_s": round(time.monotonic() - t0, 1),
             "daemon_pid": self.pid,
@@ -358,6 +366,7 @@ class Soak:
             "chaos": {**self.chaos.counts, "errors": dict(self.chaos.errors)},
             "threads_stuck": stuck,
             "health_at_end": health,
+            "adapters_at_end": adapters,
             "stop": stop.stdout.strip() or stop.stderr.strip(),
         }
 
