@@ -8,23 +8,29 @@ a finished task gives it back *after* its response is written. That single
 rule gives both kinds of backpressure: a client that pipelines too much is
 not read until earlier requests finish, and a client that never reads its
 answers leaves tasks blocked in ``send``, holding their slots, so the reader
-stops too and nothing grows without bound.
+stops too and nothing grows without bound. Requests that cannot suspend
+(parse errors, invalid requests, handlers without an ``await``) are answered
+in line, without a task.
 
-The socket is a non-blocking stdlib socket driven with
-`trio.lowlevel.wait_readable` / `wait_writable`: the reader always waits
-for readability before ``recv`` (which is its checkpoint, and lets the
-request tasks it started run), and a response is written with a direct
-``send`` that only waits when the kernel buffer is full. That is the whole
-hot path: one wait, one ``recv``, one ``send`` per request.
+The socket is a non-blocking stdlib socket. Where the server has a
+`Poller` (Linux), an idle reader parks in it, and the poller does the
+reader's work for the common frames itself (`_on_readable`): one ``recv``,
+the answers, one ``send`` per round, and no task switch nor ``epoll_ctl``;
+the reader is woken only for what needs to wait. Elsewhere the reader waits
+with `trio.lowlevel.wait_readable` before each ``recv``. Either way a
+response is written with a direct ``send`` that waits only when the kernel
+buffer is full, and at most ``INLINE_BUDGET`` frames are answered in a row
+before other tasks get to run.
 """
 
 from __future__ import annotations
 
+import enum
 import hmac
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 import trio
 
@@ -45,6 +51,7 @@ from bicameral.protocol._framing import (
     encode,
 )
 from bicameral.protocol._limits import Limits
+from bicameral.protocol._poller import AGAIN, IDLE, INLINE_BUDGET, WAKE, Poller
 
 __all__ = ["Connection", "UpgradeHandler"]
 
@@ -63,6 +70,10 @@ BARRIER_METHODS = frozenset({"system.attach"})
 RECV_SIZE = 65536
 
 _PARSE_ERROR = encode(error_response(None, PARSE_ERROR, "parse error"))
+
+# Why input stopped, as the poller saw it.
+_EOF = 1
+_RECV_ERROR = 2
 
 
 class _Batch:
@@ -96,6 +107,7 @@ class Connection:
         transport: Literal["unix", "tcp"],
         peer_uid: int | None = None,
         token: str | None = None,
+        poller: Poller | None = None,
     ) -> None:
         self.peer_uid = peer_uid
         self.transport = transport
@@ -116,6 +128,19 @@ class Connection:
         self._broken = False
         self._in_barrier = False
         self._upgrade: UpgradeHandler | None = None
+        self._nursery: trio.Nursery | None = None
+        # What the poller leaves for the reader: a frame it could not answer
+        # at once, bytes it could not write (holding the write lock or not),
+        # and why input ended.
+        self._pending: bytes | None = None
+        self._unsent: bytes | None = None
+        self._unsent_locked = False
+        self._input_end = 0
+        # The poller's view of this connection (see _poller).
+        self._poller = poller
+        self._parked: trio.lowlevel.Task | None = None
+        self._armed = False
+        self._backlog = False
 
     # -- the API for method handlers ---------------------------------------
 
@@ -151,7 +176,15 @@ class Connection:
 
     async def serve(self) -> None:
         """Serve until the client closes, misbehaves or the connection is upgraded."""
+        try:
+            await self._serve()
+        finally:
+            if self._poller is not None:
+                self._poller.forget(self)
+
+    async def _serve(self) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             try:
                 await self._read_loop(nursery)
             except FrameTooLarge:
@@ -172,45 +205,207 @@ class Connection:
                 return
         # Every request task has finished: its response, if any, is written.
         if self._upgrade is not None and not self._broken:
+            if self._poller is not None:
+                self._poller.forget(self)
             stream = trio.SocketStream(trio.socket.from_stdlib_socket(self._sock))
             await self._upgrade(stream, self._decoder.take_buffered())
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         decoder = self._decoder
-        sock = self._sock
-        fd = self._fd
+        answered = 0
         while True:
-            frame = decoder.next_frame()
+            if self._unsent is not None:
+                await self._flush_unsent()
+            frame = self._pending
+            if frame is not None:
+                self._pending = None
+            else:
+                frame = decoder.next_frame()
             if frame is None:
-                if decoder.has_partial():
-                    stalled = True
-                    with trio.move_on_after(self._limits.partial_frame_timeout):
-                        await trio.lowlevel.wait_readable(fd)
-                        stalled = False
-                    if stalled:
-                        raise _Stalled
-                else:
-                    await trio.lowlevel.wait_readable(fd)
-                try:
-                    data = sock.recv(RECV_SIZE)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    self._broken = True
+                answered = 0
+                if self._input_end:
+                    if self._input_end == _EOF:
+                        await self._end_of_input(nursery)
                     return
-                if not data:
-                    # End of stream; a last line without its newline still counts.
-                    rest = decoder.take_buffered()
-                    if rest and not rest.isspace():
-                        await self._handle_frame(rest, nursery)
-                    return
-                decoder.feed(data)
+                await self._fill()
                 continue
             if not frame or frame.isspace():
                 continue
             await self._handle_frame(frame, nursery)
             if self._upgrade is not None:
                 return
+            answered += 1
+            if answered >= INLINE_BUDGET:
+                # A client pipelining a flood of requests answered in line
+                # must not keep every other task from running: yield now
+                # and then (the wait in _fill is the usual checkpoint).
+                answered = 0
+                await trio.lowlevel.checkpoint()
+
+    async def _end_of_input(self, nursery: trio.Nursery) -> None:
+        # A last line without its newline still counts.
+        rest = self._decoder.take_buffered()
+        if rest and not rest.isspace():
+            await self._handle_frame(rest, nursery)
+
+    async def _fill(self) -> None:
+        """Wait for input; feed it to the decoder or set ``_input_end``.
+
+        The wait is this loop's checkpoint: it blocks until there is input,
+        and raises `trio.Cancelled` when the connection is cancelled. With
+        a poller, the poller may have received and answered frames itself
+        before it wakes the reader; then there is nothing left to receive.
+        """
+        if self._decoder.has_partial():
+            stalled = True
+            with trio.move_on_after(self._limits.partial_frame_timeout):
+                await self._wait_readable()
+                stalled = False
+            if stalled:
+                raise _Stalled
+        elif self._poller is not None:
+            await self._poller.park(self)
+            return
+        else:
+            await trio.lowlevel.wait_readable(self._fd)
+        self._receive()
+
+    async def _wait_readable(self) -> None:
+        # Inside a partial frame the reader receives each chunk itself, so
+        # that the stall timeout restarts with every byte that arrives: the
+        # poller wakes a parked reader whose decoder holds part of a line
+        # without receiving anything.
+        if self._poller is not None:
+            await self._poller.park(self)
+        else:
+            await trio.lowlevel.wait_readable(self._fd)
+
+    def _receive(self) -> None:
+        """One non-blocking ``recv`` into the decoder, or the reason input ended."""
+        try:
+            data = self._sock.recv(RECV_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._broken = True
+            self._input_end = _RECV_ERROR
+            return
+        if not data:
+            self._input_end = _EOF
+            return
+        self._decoder.feed(data)
+
+    # -- the poller's fast path ------------------------------------------------
+
+    def _abort_park(self, _: object) -> trio.lowlevel.Abort:
+        self._parked = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    def _fail(self) -> None:
+        self._broken = True
+        self._input_end = _RECV_ERROR
+
+    def _on_readable(self, readable: bool) -> int:
+        """Do a parked reader's work, synchronously, for the poller.
+
+        ``readable``: the socket is ready (else the decoder still holds
+        frames from an earlier round). Returns what the poller must do next:
+        IDLE, WAKE the reader, or serve the connection AGAIN next round.
+        """
+        decoder = self._decoder
+        if readable:
+            if decoder.has_partial():
+                return WAKE  # the reader receives and keeps the stall timeout
+            self._receive()
+            if self._input_end:
+                return WAKE
+        out: list[bytes] = []
+        action = IDLE
+        budget = INLINE_BUDGET
+        while True:
+            try:
+                frame = decoder.next_frame()
+            except FrameTooLarge:
+                action = WAKE  # the reader meets it again, and answers it
+                break
+            if frame is None:
+                if decoder.has_partial():
+                    action = WAKE
+                break
+            if not frame or frame.isspace():
+                continue
+            data = self._answer_now(frame)
+            if data is _DEFER:
+                self._pending = frame
+                action = WAKE
+                break
+            if data is not None:
+                out.append(data)
+            budget -= 1
+            if budget == 0:
+                action = AGAIN
+                break
+        if out and not self._broken and not self._write_now(b"".join(out)):
+            action = WAKE
+        return action
+
+    def _answer_now(self, frame: bytes) -> bytes | _Defer | None:
+        """A frame's encoded response, None if none is due, or _DEFER to the reader."""
+        try:
+            obj = decode(frame)
+        except ParseError:
+            return _PARSE_ERROR
+        if type(obj) is list:
+            return _DEFER
+        request = parse_request(obj)
+        if type(request) is dict:
+            return self._encode_response(request)
+        assert type(request) is tuple
+        method = request[1]
+        if not self.authenticated or method in BARRIER_METHODS:
+            return _DEFER
+        if self._dispatcher.immediate(method):
+            response = self._dispatcher.execute_now(request, self)
+            return None if response is None else self._encode_response(response)
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            return _DEFER  # the reader waits for a slot, and reads nothing meanwhile
+        assert self._nursery is not None
+        self._nursery.start_soon(self._run_request, request)
+        return None
+
+    def _write_now(self, data: bytes) -> bool:
+        """Write without waiting; False if the reader must finish (``_unsent``)."""
+        if self._writing:
+            self._unsent = data
+            self._unsent_locked = False
+            return False
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._broken = True
+            return True
+        if sent < len(data):
+            # Take the write lock for the reader, so that no other response
+            # lands in the middle of this one.
+            self._writing = True
+            self._unsent = data[sent:]
+            self._unsent_locked = True
+            return False
+        return True
+
+    async def _flush_unsent(self) -> None:
+        data = self._unsent
+        assert data is not None
+        self._unsent = None
+        if self._unsent_locked:
+            self._unsent_locked = False
+            await self._write_locked(data, started=True)
+        else:
+            await self._send(data)
 
     async def _handle_frame(self, frame: bytes, nursery: trio.Nursery) -> None:
         try:
@@ -336,12 +531,15 @@ class Connection:
     # -- writing -------------------------------------------------------------
 
     async def _respond(self, response: dict[str, Any]) -> None:
+        await self._send(self._encode_response(response))
+
+    @staticmethod
+    def _encode_response(response: dict[str, Any]) -> bytes:
         try:
-            data = encode(response)
+            return encode(response)
         except EncodeError:
             logger.exception("a result could not be encoded as JSON")
-            data = encode(internal_error(response.get("id")))
-        await self._send(data)
+            return encode(internal_error(response.get("id")))
 
     async def _respond_batch(self, responses: list[dict[str, Any]]) -> None:
         if not responses:
@@ -371,6 +569,14 @@ class Connection:
             await self._write_waiters.park()  # woken as the lock's new owner
         else:
             self._writing = True
+        return await self._write_locked(data, started=False)
+
+    async def _write_locked(self, data: bytes, *, started: bool) -> bool:
+        """Write ``data`` holding the write lock, then release it.
+
+        ``started``: part of the line is on the wire already (the poller
+        wrote it), so stopping now would leave half a line.
+        """
         sock = self._sock
         sent = 0
         try:
@@ -393,7 +599,7 @@ class Connection:
             self._broken = True
             return False
         except BaseException:
-            if sent:
+            if sent or started:
                 self._broken = True
             raise
         finally:
@@ -401,6 +607,13 @@ class Connection:
                 self._write_waiters.unpark()
             else:
                 self._writing = False
+
+
+class _Defer(enum.Enum):
+    DEFER = 0
+
+
+_DEFER: Final = _Defer.DEFER  # _answer_now: the reader must handle this frame
 
 
 class _Stalled(Exception):

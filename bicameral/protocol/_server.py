@@ -25,6 +25,7 @@ import trio
 from bicameral.protocol._connection import Connection
 from bicameral.protocol._dispatcher import Dispatcher
 from bicameral.protocol._limits import Limits
+from bicameral.protocol._poller import Poller
 
 __all__ = ["peer_allowed", "peer_uid", "serve_tcp", "serve_unix"]
 
@@ -83,6 +84,22 @@ class _Server:
         self.token = token
         self.active = 0
         self.own_uid = os.geteuid() if hasattr(os, "geteuid") else None
+        self.poller: Poller | None = None
+
+    async def serve(self, listener: socket.socket, task_status: trio.TaskStatus[None]) -> None:
+        """Accept connections on ``listener`` until cancelled."""
+        from bicameral.protocol import _poller
+
+        self.poller = Poller() if _poller.ENABLED else None
+        try:
+            async with trio.open_nursery() as nursery:
+                if self.poller is not None:
+                    nursery.start_soon(self.poller.run)
+                nursery.start_soon(self.accept_loop, listener, nursery)
+                task_status.started()
+        finally:
+            if self.poller is not None:
+                self.poller.close()
 
     async def accept_loop(self, listener: socket.socket, nursery: trio.Nursery) -> None:
         while True:
@@ -133,6 +150,7 @@ class _Server:
                 transport=self.transport,
                 peer_uid=uid,
                 token=self.token,
+                poller=self.poller,
             )
             await conn.serve()
         except Exception:
@@ -220,7 +238,7 @@ async def serve_unix(
     server = _Server(dispatcher, limits, "unix", None)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(server.accept_loop, listener, nursery)
+            await nursery.start(server.serve, listener)
             task_status.started(path)
     finally:
         listener.close()
@@ -266,7 +284,7 @@ async def serve_tcp(
     server = _Server(dispatcher, limits, "tcp", token)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(server.accept_loop, listener, nursery)
+            await nursery.start(server.serve, listener)
             task_status.started(address)
     finally:
         listener.close()

@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 import trio
 
-from bicameral.protocol import Connection, Dispatcher, Limits, RPCError, serve_tcp, serve_unix
+from bicameral.protocol import (
+    Connection,
+    Dispatcher,
+    Limits,
+    RPCError,
+    _poller,
+    serve_tcp,
+    serve_unix,
+)
 
 TOKEN = "0123456789abcdef" * 4
 
@@ -29,6 +37,7 @@ class Methods:
         self.attach_calls: list[Any] = []
         self.upgraded: list[bytes] = []
         self.calls = 0
+        self.marks: list[Any] = []
 
     def gate(self, key: str) -> trio.Event:
         return self.release.setdefault(key, trio.Event())
@@ -40,6 +49,24 @@ class Methods:
         async def echo(params: Any, conn: Connection) -> Any:
             self.calls += 1
             return params
+
+        @d.method("mark")
+        async def mark(params: Any, conn: Connection) -> Any:
+            """Answered in line (no await): records the order requests are answered in."""
+            self.marks.append(params[0])
+            return params[0]
+
+        @d.method("blob")
+        async def blob(params: Any, conn: Connection) -> Any:
+            """Answered in line: a small request with a large answer."""
+            return "b" * params[0]
+
+        @d.method("huge")
+        async def huge(params: Any, conn: Connection) -> Any:
+            """Runs in a task (it has an await) but answers at once, with a large answer."""
+            if params is None:
+                await trio.lowlevel.checkpoint()
+            return "h" * params[0]
 
         @d.method("whoami")
         async def whoami(params: Any, conn: Connection) -> Any:
@@ -95,6 +122,16 @@ class Methods:
             await stream.send_all(b"raw:" + buffered)
         while data := await stream.receive_some():
             await stream.send_all(b"raw:" + data)
+
+
+@pytest.fixture(autouse=True, params=["poller", "direct"])
+def poller_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs against both ways of waiting for input (see _poller)."""
+    mode: str = request.param
+    if mode == "poller" and not _poller.ENABLED:
+        pytest.skip("no epoll on this platform")
+    monkeypatch.setattr(_poller, "ENABLED", mode == "poller")
+    return mode
 
 
 @pytest.fixture
