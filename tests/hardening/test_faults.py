@@ -496,24 +496,7 @@ GARBAGE: dict[str, Any] = {
 }
 
 
-GARBAGE_NOT_HANDLED = {
-    "deep nesting": "RecursionError traceback in read_descriptor",
-    "a FIFO": "opening a FIFO descriptor hangs",
-}
-
-
-@pytest.mark.parametrize(
-    "kind",
-    [
-        pytest.param(
-            kind,
-            marks=[pytest.mark.xfail(strict=True, reason=GARBAGE_NOT_HANDLED[kind])]
-            if kind in GARBAGE_NOT_HANDLED
-            else [],
-        )
-        for kind in GARBAGE
-    ],
-)
+@pytest.mark.parametrize("kind", list(GARBAGE))
 def test_a_garbage_descriptor_reads_as_stale_and_start_replaces_it(home: Home, kind: str) -> None:
     make = GARBAGE[kind]
     if isinstance(make, bytes):
