@@ -209,6 +209,12 @@ def _clean_stale(paths: DaemonPaths, inspection: Inspection, lock: LockFile | No
                 paths.descriptor, pid=descriptor.pid, start_time=descriptor.process_start_time
             ):
                 _remove_socket(descriptor.socket_path)
+    except OSError as exc:
+        # A directory in its place, an unwritable (immutable, read-only) state dir...
+        raise DaemonError(
+            f"cannot remove the stale descriptor {paths.descriptor}: {exc.strerror}; "
+            "remove it by hand"
+        ) from None
     finally:
         if lock is None:
             held.release()
@@ -643,7 +649,10 @@ def stop(paths: DaemonPaths, *, timeout: float = 10.0) -> dict[str, Any]:
                 raise DaemonError(f"daemon pid {descriptor.pid} did not exit even after SIGKILL")
     # After a graceful stop the daemon removed both itself; after a SIGKILL
     # they are left over and are ours to clean.
-    _clean_stale(paths, Inspection("stale", descriptor))
+    try:
+        _clean_stale(paths, Inspection("stale", descriptor))
+    except DaemonError as exc:
+        raise DaemonError(f"daemon pid {descriptor.pid} stopped, but {exc}") from None
     result: dict[str, Any] = {"status": "stopped", "pid": descriptor.pid}
     if killed:
         result["killed"] = True

@@ -33,9 +33,6 @@ from .conftest import Home, alive, daemon_pids, fd_count, wait_for
 SOCKET_NOT_WATCHED = pytest.mark.xfail(
     strict=True, reason="the daemon does not notice its socket file deleted or replaced"
 )
-UNLINK_ERRORS_UNCAUGHT = pytest.mark.xfail(
-    strict=True, reason="stop/start crash with a traceback when a stale file cannot be removed"
-)
 
 
 # --- an MCP client speaking through the real bridge ----------------------------------
@@ -345,7 +342,6 @@ def test_an_unwritable_state_dir_with_old_files_fails_start_and_leaves_nothing(
     assert not daemon_pids(home.path)
 
 
-@UNLINK_ERRORS_UNCAUGHT
 def test_a_state_dir_made_unwritable_under_a_running_daemon(home: Home, immutable: Any) -> None:
     pid = home.start()
     immutable(home.path)
@@ -512,7 +508,6 @@ def test_a_garbage_descriptor_reads_as_stale_and_start_replaces_it(home: Home, k
     home.stop()
 
 
-@UNLINK_ERRORS_UNCAUGHT
 def test_a_directory_in_place_of_the_descriptor_is_a_one_line_error(home: Home) -> None:
     home.descriptor.mkdir()
     try:
