@@ -370,6 +370,13 @@ def _spawn_and_wait(  # noqa: PLR0917 - private, one caller
     if message.kind == "EOF":
         code = child.wait(KILL_WAIT)
         what = f"exit status {code}" if code is not None else "no status"
+        if code is not None and code < 0:
+            import signal
+
+            try:
+                what = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                what = f"killed by signal {-code}"
         raise StartError(f"daemon exited during startup ({what})", log_path)
     # TIMEOUT: kill it, and whatever it may have published meanwhile.
     child.kill_and_wait()
