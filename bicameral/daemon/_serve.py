@@ -15,8 +15,9 @@ The life of the process, in order, and why:
    its mode explicitly instead.)
 2. The lock (inherited from ``start``, or taken here): a second daemon for
    the same descriptor stops now, before it touches anything.
-3. ``config.toml`` and the plugins: an invalid file or a plugin that does not
-   load is reported (readiness pipe, log, stderr) before anything is bound.
+3. ``config.toml`` (its ``[daemon.limits]``, then the plugins' parts): an
+   invalid file or a plugin that does not load is reported (readiness pipe,
+   log, stderr) before anything is bound.
 4. The tree starts; every child is ready when ``nursery.start`` returns, so
    the socket is bound and answering.
 5. Only then the descriptor is published (atomically), then ``READY`` goes to
@@ -66,12 +67,12 @@ from bicameral.protocol import Connection, Dispatcher, Limits, RPCError, serve_t
 from bicameral.supervisor import ChildSpec, ChildStartError, Supervisor, current_child
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Mapping
     from pathlib import Path
 
     from bicameral.daemon._paths import DaemonPaths
 
-__all__ = ["PROTOCOL_VERSION", "ServeOptions", "serve"]
+__all__ = ["PROTOCOL_VERSION", "ServeOptions", "limits_from_config", "serve"]
 
 logger = logging.getLogger("bicameral.daemon")
 
@@ -105,6 +106,51 @@ class ServeOptions:
         # spawn without another option on the hot path.
         # Checked by `serve`, which can report it through the readiness pipe.
         self.log_format = log_format or os.environ.get(LOG_FORMAT_ENV) or "text"
+
+
+LIMIT_KEYS = {
+    "max_frame": int,
+    "max_in_flight": int,
+    "max_connections": int,
+    "partial_frame_timeout": float,
+}
+"""The keys of ``[daemon.limits]`` in config.toml (`bicameral.protocol.Limits`)."""
+
+
+def limits_from_config(config: Mapping[str, Any], path: Path | None, default: Limits) -> Limits:
+    """``default`` with ``[daemon.limits]`` of config.toml applied.
+
+    Raises :class:`ConfigError` naming the file and the key for an unknown
+    key or a bad value. Every key is optional.
+    """
+    import dataclasses
+
+    where = str(path) if path is not None else "config.toml"
+    section = config.get("daemon", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: [daemon] must be a table")
+    for key in section:
+        if key != "limits":
+            raise ConfigError(f"{where}: unknown key {key!r} in [daemon] (known: limits)")
+    table = section.get("limits", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [daemon.limits] must be a table")
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        kind = LIMIT_KEYS.get(key)
+        if kind is None:
+            raise ConfigError(
+                f"{where}: unknown key {key!r} in [daemon.limits] (known: {', '.join(LIMIT_KEYS)})"
+            )
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or (kind is int and not isinstance(value, int)):
+            what = "an integer" if kind is int else "a number of seconds"
+            raise ConfigError(f"{where}: [daemon.limits] {key} must be {what}, not {value!r}")
+        values[key] = value
+    try:
+        return dataclasses.replace(default, **values)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: [daemon.limits] {exc}") from None
 
 
 # --- the process ----------------------------------------------------------------
@@ -143,6 +189,7 @@ def serve(options: ServeOptions) -> int:
             if options.detached:
                 os.chdir(paths.home)
             config, config_path = load_config_file(paths)
+            options.limits = limits_from_config(config, config_path, options.limits)
             daemon.plugins = load_plugins(config, config_path)
             daemon.adapter_specs = daemon.plugins.adapter_specs()
             if options.transport == "unix":
@@ -610,6 +657,10 @@ class _Daemon:
             self.notifier.reloading()
             try:
                 config, path = load_config_file(self.paths)
+                if limits_from_config(config, path, self.options.limits) != self.options.limits:
+                    logger.warning(
+                        "[daemon.limits] changed: the new limits apply when the daemon restarts"
+                    )
                 plugins = self.plugins.reconfigure(config, path)
                 specs = plugins.adapter_specs()
                 current = {child.name: child.spec for child in self.adapters.children}
