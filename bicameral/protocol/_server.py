@@ -86,8 +86,14 @@ class _Server:
         self.own_uid = os.geteuid() if hasattr(os, "geteuid") else None
         self.poller: Poller | None = None
 
-    async def serve(self, listener: socket.socket, task_status: trio.TaskStatus[None]) -> None:
-        """Accept connections on ``listener`` until cancelled."""
+    async def serve(
+        self, listener: socket.socket | None, task_status: trio.TaskStatus[trio.Nursery]
+    ) -> None:
+        """Accept connections on ``listener`` until cancelled.
+
+        The started value is the nursery the connections run in, where more
+        accept loops may be started (a Unix listener bound again).
+        """
         from bicameral.protocol import _poller
 
         self.poller = Poller() if _poller.ENABLED else None
@@ -95,8 +101,10 @@ class _Server:
             async with trio.open_nursery() as nursery:
                 if self.poller is not None:
                     nursery.start_soon(self.poller.run)
-                nursery.start_soon(self.accept_loop, listener, nursery)
-                task_status.started()
+                if listener is not None:
+                    nursery.start_soon(self.accept_loop, listener, nursery)
+                task_status.started(nursery)
+                await trio.sleep_forever()  # keeps the nursery open for accept loops
         finally:
             if self.poller is not None:
                 self.poller.close()
@@ -217,6 +225,103 @@ def _remove_stale_socket(path: str) -> None:
         probe.close()
 
 
+SOCKET_CHECK_INTERVAL = 1.0
+"""Seconds between two checks that the socket file is still the one we bound."""
+
+
+def _file_id(path: str) -> tuple[int, int]:
+    st = os.lstat(path)
+    return st.st_dev, st.st_ino
+
+
+class _UnixListener:
+    """The listener at a Unix socket path, bound again when its file goes away.
+
+    A listening socket lives as long as it is open, but clients find it by
+    its path: when something deletes the file (a cleanup of ``/tmp`` or of
+    the runtime dir) or binds another socket in its place, the daemon runs on
+    and nobody can reach it. `keep` looks at the path every
+    `SOCKET_CHECK_INTERVAL` seconds (one ``lstat``) and, when the file is gone
+    or is a socket that is not ours, binds a new listener there and retires
+    the old one; connections already accepted are not touched. A path taken
+    by something that is not a socket is left alone and reported once.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.sock = _bind_unix(path)
+        self.file_id = _file_id(path)
+        self._accepting: trio.CancelScope | None = None
+
+    def accept_in(self, server: _Server, nursery: trio.Nursery) -> None:
+        """Run the accept loop of the current listener (closing it when it ends)."""
+        scope = trio.CancelScope()
+        sock = self.sock
+        self._accepting = scope
+
+        async def accept() -> None:
+            try:
+                with scope:
+                    await server.accept_loop(sock, nursery)
+            finally:
+                sock.close()
+
+        nursery.start_soon(accept)
+
+    async def keep(self, server: _Server, nursery: trio.Nursery) -> None:
+        reported = False
+        while True:
+            await trio.sleep(SOCKET_CHECK_INTERVAL)
+            try:
+                st: os.stat_result | None = os.lstat(self.path)
+            except FileNotFoundError:
+                st = None
+            except OSError:
+                continue
+            if st is not None and (st.st_dev, st.st_ino) == self.file_id:
+                reported = False
+                continue
+            if st is not None and not stat.S_ISSOCK(st.st_mode):
+                if not reported:
+                    logger.error(
+                        "socket path %s was replaced by something that is not a socket; "
+                        "new clients cannot connect until it is removed",
+                        self.path,
+                    )
+                    reported = True
+                continue
+            what = "deleted" if st is None else "replaced by another socket"
+            try:
+                sock = _bind_unix(self.path)
+                try:
+                    file_id = _file_id(self.path)
+                except OSError:
+                    sock.close()
+                    raise
+            except OSError as exc:
+                if not reported:
+                    logger.error(
+                        "socket file %s was %s and cannot be bound again: %s", self.path, what, exc
+                    )
+                    reported = True
+                continue
+            logger.warning("socket file %s was %s; listening there again", self.path, what)
+            old = self._accepting
+            self.sock, self.file_id = sock, file_id
+            self.accept_in(server, nursery)
+            if old is not None:
+                old.cancel()
+            reported = False
+
+    def remove_file(self) -> None:
+        """Remove the socket file if it is still the one we bound last."""
+        try:
+            if _file_id(self.path) == self.file_id:
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+
 async def serve_unix(
     path: str | os.PathLike[str],
     dispatcher: Dispatcher,
@@ -227,26 +332,24 @@ async def serve_unix(
     """Serve ``dispatcher`` on a Unix socket at ``path`` until cancelled.
 
     The socket file is created with mode 0600 and removed on exit (if it is
-    still ours). Connections from another uid are refused and logged; beyond
+    still ours); if it is deleted or replaced meanwhile, it is bound again
+    (`_UnixListener`). Connections from another uid are refused and logged; beyond
     ``limits.max_connections`` new connections are closed at once.
     ``task_status.started(path)`` is called once the socket is listening, so
     ``await nursery.start(serve_unix, ...)`` returns when clients can connect.
     """
     path = os.fspath(path)
-    listener = _bind_unix(path)
-    ino = os.stat(path).st_ino
+    listener = _UnixListener(path)
     server = _Server(dispatcher, limits, "unix", None)
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(server.serve, listener)
+            connections = await nursery.start(server.serve, None)
+            listener.accept_in(server, connections)
+            nursery.start_soon(listener.keep, server, connections)
             task_status.started(path)
     finally:
-        listener.close()
-        try:
-            if os.stat(path).st_ino == ino:
-                os.unlink(path)
-        except OSError:
-            pass
+        listener.sock.close()
+        listener.remove_file()
 
 
 async def serve_tcp(

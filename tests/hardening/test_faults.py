@@ -29,12 +29,6 @@ from bicameral.protocol import BlockingClient
 
 from .conftest import Home, alive, daemon_pids, fd_count, wait_for
 
-# Findings of issue 6 not fixed yet; each mark goes with the fix that makes it pass.
-SOCKET_NOT_WATCHED = pytest.mark.xfail(
-    strict=True, reason="the daemon does not notice its socket file deleted or replaced"
-)
-
-
 # --- an MCP client speaking through the real bridge ----------------------------------
 
 
@@ -366,7 +360,6 @@ def test_a_state_dir_made_unwritable_under_a_running_daemon(home: Home, immutabl
 # --- the socket file deleted or replaced -------------------------------------------------------
 
 
-@SOCKET_NOT_WATCHED
 def test_a_deleted_socket_file_is_noticed_and_rebound(home: Home) -> None:
     pid = home.start()
     with BlockingClient.connect_unix(str(home.socket), timeout=10) as old:
@@ -380,7 +373,6 @@ def test_a_deleted_socket_file_is_noticed_and_rebound(home: Home) -> None:
     home.stop()
 
 
-@SOCKET_NOT_WATCHED
 def test_a_socket_file_replaced_by_another_socket_is_noticed_and_rebound(home: Home) -> None:
     home.start()
     home.socket.unlink()
@@ -397,7 +389,6 @@ def test_a_socket_file_replaced_by_another_socket_is_noticed_and_rebound(home: H
     home.stop()
 
 
-@SOCKET_NOT_WATCHED
 def test_a_socket_path_replaced_by_a_regular_file_is_reported_and_stop_still_works(
     home: Home,
 ) -> None:
