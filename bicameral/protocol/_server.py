@@ -190,6 +190,8 @@ def _bind_unix(path: str) -> socket.socket:
         old_umask = os.umask(0o177)
         try:
             sock.bind(path)
+        except OSError as exc:  # bind(2)'s errors do not name the path
+            raise OSError(exc.errno, f"cannot bind {path}: {exc.strerror}") from None
         finally:
             os.umask(old_umask)
         os.chmod(path, 0o600)

@@ -331,6 +331,7 @@ def test_an_unwritable_state_dir_with_old_files_fails_start_and_leaves_nothing(
     run = home.cli("daemon", "start")
     assert run.code == 1, run
     assert "not permitted" in run.stderr.lower(), run
+    assert str(home.socket) in run.stderr, run  # which file it could not create
     assert "Traceback" not in run.stderr
     assert time.monotonic() - t0 < 15
     assert not daemon_pids(home.path)
