@@ -49,27 +49,26 @@ def check_consistent(home: Home) -> int | None:
 
 def test_concurrent_start_stop_restart_converge_on_at_most_one_daemon(home: Home) -> None:
     rng = random.Random(6)
-    for _round in range(2):
-        commands = ["start"] * 3 + ["stop"] * 2 + ["restart"] * 3
-        rng.shuffle(commands)
-        procs = [home.popen("daemon", command) for command in commands]
-        results = finish(procs)
-        for command, (code, stdout, stderr) in zip(commands, results, strict=True):
-            assert "Traceback" not in stderr, (command, stderr)
-            if code == 0:
-                body = json.loads(stdout)
-                assert body["status"] in (
-                    "started",
-                    "already-running",
-                    "stopped",
-                    "already-stopped",
-                )
-            else:
-                # A restart or start whose daemon a concurrent stop took away
-                # says so on one line.
-                assert code == 1, (command, code, stdout, stderr)
-                assert len(stderr.strip().splitlines()) == 1, (command, stderr)
-        check_consistent(home)
+    commands = ["start"] * 3 + ["stop"] * 2 + ["restart"] * 3
+    rng.shuffle(commands)
+    procs = [home.popen("daemon", command) for command in commands]
+    results = finish(procs)
+    for command, (code, stdout, stderr) in zip(commands, results, strict=True):
+        assert "Traceback" not in stderr, (command, stderr)
+        if code == 0:
+            body = json.loads(stdout)
+            assert body["status"] in (
+                "started",
+                "already-running",
+                "stopped",
+                "already-stopped",
+            )
+        else:
+            # A restart or start whose daemon a concurrent stop took away
+            # says so on one line.
+            assert code == 1, (command, code, stdout, stderr)
+            assert len(stderr.strip().splitlines()) == 1, (command, stderr)
+    check_consistent(home)
     home.cli("daemon", "stop")
     check_consistent(home)
 
@@ -95,9 +94,7 @@ def test_the_descriptor_is_never_seen_half_written(home: Home) -> None:
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
     try:
-        for _ in range(2):
-            procs = [home.popen("daemon", "restart"), home.popen("daemon", "start")]
-            finish(procs)
+        finish([home.popen("daemon", c) for c in ("restart", "start", "restart")])
         home.cli("daemon", "stop")
     finally:
         stop.set()
