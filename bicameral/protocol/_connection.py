@@ -34,6 +34,7 @@ from typing import Any, Final, Literal, TypeAlias
 
 import trio
 
+from bicameral.protocol import _poller
 from bicameral.protocol._dispatcher import (
     Dispatcher,
     Request,
@@ -176,11 +177,16 @@ class Connection:
 
     async def serve(self) -> None:
         """Serve until the client closes, misbehaves or the connection is upgraded."""
+        poller = self._poller
+        if poller is None:
+            await self._serve()
+            return
+        poller.connections += 1
         try:
             await self._serve()
         finally:
-            if self._poller is not None:
-                self._poller.forget(self)
+            poller.connections -= 1
+            poller.forget(self)
 
     async def _serve(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -212,6 +218,8 @@ class Connection:
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         decoder = self._decoder
+        poller = self._poller
+        fd = self._fd
         answered = 0
         while True:
             if self._unsent is not None:
@@ -227,7 +235,23 @@ class Connection:
                     if self._input_end == _EOF:
                         await self._end_of_input(nursery)
                     return
-                await self._fill()
+                # Wait for input (this loop's checkpoint: it blocks until
+                # there is some, and raises Cancelled when the connection is
+                # cancelled). Written out here, not in a helper coroutine:
+                # every await layer costs the round trip of a lone client.
+                if decoder.has_partial():
+                    await self._fill_partial()
+                elif poller is not None and poller.connections >= _poller.SHARE_FROM:
+                    # The poller may receive and answer frames itself before
+                    # it wakes the reader; then there is nothing to receive.
+                    await poller.park(self)
+                else:
+                    if self._armed:
+                        # Parked in the poller before: stop its watching.
+                        assert poller is not None
+                        poller.forget(self)
+                    await trio.lowlevel.wait_readable(fd)
+                    self._receive()
                 continue
             if not frame or frame.isspace():
                 continue
@@ -238,7 +262,7 @@ class Connection:
             if answered >= INLINE_BUDGET:
                 # A client pipelining a flood of requests answered in line
                 # must not keep every other task from running: yield now
-                # and then (the wait in _fill is the usual checkpoint).
+                # and then (the wait for input is the usual checkpoint).
                 answered = 0
                 await trio.lowlevel.checkpoint()
 
@@ -248,37 +272,27 @@ class Connection:
         if rest and not rest.isspace():
             await self._handle_frame(rest, nursery)
 
-    async def _fill(self) -> None:
-        """Wait for input; feed it to the decoder or set ``_input_end``.
+    async def _fill_partial(self) -> None:
+        """Receive the next chunk of a partial frame, or raise `_Stalled`.
 
-        The wait is this loop's checkpoint: it blocks until there is input,
-        and raises `trio.Cancelled` when the connection is cancelled. With
-        a poller, the poller may have received and answered frames itself
-        before it wakes the reader; then there is nothing left to receive.
+        The reader receives each chunk itself, so that the stall timeout
+        restarts with every byte that arrives: the poller wakes a parked
+        reader whose decoder holds part of a line without receiving.
         """
-        if self._decoder.has_partial():
-            stalled = True
-            with trio.move_on_after(self._limits.partial_frame_timeout):
-                await self._wait_readable()
-                stalled = False
-            if stalled:
-                raise _Stalled
-        elif self._poller is not None:
-            await self._poller.park(self)
-            return
-        else:
-            await trio.lowlevel.wait_readable(self._fd)
+        stalled = True
+        with trio.move_on_after(self._limits.partial_frame_timeout):
+            poller = self._poller
+            if poller is not None and poller.shared():
+                await poller.park(self)
+            else:
+                if self._armed:
+                    assert poller is not None
+                    poller.forget(self)
+                await trio.lowlevel.wait_readable(self._fd)
+            stalled = False
+        if stalled:
+            raise _Stalled
         self._receive()
-
-    async def _wait_readable(self) -> None:
-        # Inside a partial frame the reader receives each chunk itself, so
-        # that the stall timeout restarts with every byte that arrives: the
-        # poller wakes a parked reader whose decoder holds part of a line
-        # without receiving anything.
-        if self._poller is not None:
-            await self._poller.park(self)
-        else:
-            await trio.lowlevel.wait_readable(self._fd)
 
     def _receive(self) -> None:
         """One non-blocking ``recv`` into the decoder, or the reason input ended."""
@@ -403,7 +417,7 @@ class Connection:
         self._unsent = None
         if self._unsent_locked:
             self._unsent_locked = False
-            await self._write_locked(data, started=True)
+            await self._send(data, held=True)
         else:
             await self._send(data)
 
@@ -559,24 +573,20 @@ class Connection:
             data = encode(fixed)
         await self._send(data)
 
-    async def _send(self, data: bytes) -> bool:
+    async def _send(self, data: bytes, *, held: bool = False) -> bool:
         """Write one whole line; False if the connection is broken.
 
         A write cancelled half-way would leave half a line on the wire, so the
         connection is marked broken and nothing more is written to it.
+        ``held``: the poller took the write lock for us, having written the
+        start of ``data`` already (so even a cancelled wait leaves half a line).
         """
-        if self._writing:
+        if held:
+            pass
+        elif self._writing:
             await self._write_waiters.park()  # woken as the lock's new owner
         else:
             self._writing = True
-        return await self._write_locked(data, started=False)
-
-    async def _write_locked(self, data: bytes, *, started: bool) -> bool:
-        """Write ``data`` holding the write lock, then release it.
-
-        ``started``: part of the line is on the wire already (the poller
-        wrote it), so stopping now would leave half a line.
-        """
         sock = self._sock
         sent = 0
         try:
@@ -599,7 +609,7 @@ class Connection:
             self._broken = True
             return False
         except BaseException:
-            if sent or started:
+            if sent or held:
                 self._broken = True
             raise
         finally:

@@ -26,6 +26,9 @@ fire every round, its socket is removed from the epoll when that happens
 and added again when the reader parks. EPOLLHUP is reported even for an
 empty event mask, so removal is the only way to stop watching.
 
+A lone connection does not park: its reader waits on its own socket as
+without a poller (see `Poller.shared`).
+
 Fairness: a connection is served at most ``INLINE_BUDGET`` frames per
 round, and at most one ``recv`` (64 KiB); frames left over are served in
 the next round, after a checkpoint that lets every other task run.
@@ -43,12 +46,15 @@ import trio
 if TYPE_CHECKING:
     from bicameral.protocol._connection import Connection
 
-__all__ = ["ENABLED", "INLINE_BUDGET", "Poller"]
+__all__ = ["ENABLED", "INLINE_BUDGET", "SHARE_FROM", "Poller"]
 
 logger = logging.getLogger("bicameral.protocol")
 
 #: Whether servers use a poller (tests turn it off to cover the other path).
 ENABLED = hasattr(select, "epoll")
+
+#: Connections from which readers park in the poller (tests set 1).
+SHARE_FROM = 2
 
 #: Frames one connection may have answered per round without a checkpoint,
 #: by the poller or by its own reader.
@@ -69,11 +75,23 @@ class Poller:
         self._ep = select.epoll()
         self._conns: dict[int, Connection] = {}
         self._again: list[Connection] = []
+        #: Connections being served (parked or not), kept by `Connection.serve`.
+        self.connections = 0
 
     def close(self) -> None:
         self._ep.close()
 
     # -- called by a connection's reader ---------------------------------------
+
+    def shared(self) -> bool:
+        """Whether a reader should park here rather than wait on its own socket.
+
+        With one connection there is nothing to share: the poller's round
+        would cost one ``epoll_wait`` more than the reader's own wait (a
+        few microseconds of a lone client's round trip) and save nothing.
+        From two connections on, one round serves every ready connection.
+        """
+        return self.connections >= SHARE_FROM
 
     async def park(self, conn: Connection) -> None:
         """Wait, as ``conn``'s reader, until the poller wakes it (`WAKE`).

@@ -124,13 +124,20 @@ class Methods:
             await stream.send_all(b"raw:" + data)
 
 
-@pytest.fixture(autouse=True, params=["poller", "direct"])
+@pytest.fixture(autouse=True, params=["poller", "adaptive", "direct"])
 def poller_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs against both ways of waiting for input (see _poller)."""
+    """Every test runs against each way of waiting for input (see _poller).
+
+    "poller": every reader parks in the poller, even a lone one;
+    "adaptive": the default (a lone connection waits on its own socket);
+    "direct": no poller, as on platforms without epoll.
+    """
     mode: str = request.param
-    if mode == "poller" and not _poller.ENABLED:
+    if mode != "direct" and not _poller.ENABLED:
         pytest.skip("no epoll on this platform")
-    monkeypatch.setattr(_poller, "ENABLED", mode == "poller")
+    monkeypatch.setattr(_poller, "ENABLED", mode != "direct")
+    if mode == "poller":
+        monkeypatch.setattr(_poller, "SHARE_FROM", 1)
     return mode
 
 
