@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+
+import psutil
 
 import bicameral
 
@@ -16,3 +23,37 @@ def test_version_prints_package_version() -> None:
         check=True,
     )
     assert out.stdout.strip() == f"bicameral {bicameral.__version__}"
+
+
+def test_ctrl_c_during_start_exits_130_without_a_traceback() -> None:
+    home = tempfile.mkdtemp(dir="/tmp", prefix="bcc")
+    # A config that is a FIFO keeps the daemon's start waiting: time to press Ctrl-C.
+    os.mkfifo(os.path.join(home, "config.toml"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bicameral", "--home", home, "daemon", "start", "--wait", "30"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.exists(os.path.join(home, "daemon.log")):
+            assert time.monotonic() < deadline, "the daemon was never spawned"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 130
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(
+            [sys.executable, "-m", "bicameral", "--home", home, "daemon", "stop", "--timeout", "1"],
+            capture_output=True,
+            check=False,
+        )
+        for p in psutil.process_iter(["cmdline"]):
+            if home in " ".join(p.info["cmdline"] or []):
+                p.kill()
+        shutil.rmtree(home, ignore_errors=True)

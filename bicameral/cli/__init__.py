@@ -14,16 +14,21 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``bicameral`` console script."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    from bicameral.cli._fast import try_fast
+    """Entry point of the ``bicameral`` console script.
 
+    Ctrl-C anywhere, imports included, exits 130 (128 + SIGINT, as shells
+    report it) without a traceback: the commands leave consistent state when
+    interrupted, so there is nothing for the user to read.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
+        from bicameral.cli._fast import try_fast
+
         code = try_fast(args)
+        if code is not None:
+            raise SystemExit(code)
+        from bicameral.cli._app import run
+
+        run(args)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
-    if code is not None:
-        raise SystemExit(code)
-    from bicameral.cli._app import run
-
-    run(args)
