@@ -113,18 +113,24 @@ class Home:
 
     def install_test_plugin(self) -> None:
         """Make the daemon find tests/daemon/_testplugin.py as a `bicameral.plugins` entry point."""
-        site = self.path / "site"
-        site.mkdir(exist_ok=True)
-        shutil.copy(HERE / "_testplugin.py", site / "bicameral_testplugin.py")
-        dist = site / "bicameral_testplugin-0.0.dist-info"
-        dist.mkdir(exist_ok=True)
-        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bicameral-testplugin\n")
-        (dist / "entry_points.txt").write_text(
-            "[bicameral.plugins]\ntest = bicameral_testplugin:plugin\n"
-        )
-        self.env["PYTHONPATH"] = os.pathsep.join(
-            [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
-        )
+        install_plugin(self.path, self.env, HERE / "_testplugin.py", "test")
+
+
+def install_plugin(home: Path, env: dict[str, str], source: Path, name: str) -> None:
+    """Make daemons started with ``env`` load ``source`` as plugin entry point ``name``.
+
+    A throwaway distribution (module + dist-info) under ``home/site`` on
+    ``PYTHONPATH``: the daemon discovers it exactly as it would an installed one.
+    """
+    site = home / "site"
+    site.mkdir(exist_ok=True)
+    module = f"bicameral_{name}plugin"
+    shutil.copy(source, site / f"{module}.py")
+    dist = site / f"bicameral_{name}plugin-0.0.dist-info"
+    dist.mkdir(exist_ok=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: bicameral-{name}plugin\n")
+    (dist / "entry_points.txt").write_text(f"[bicameral.plugins]\n{name} = {module}:plugin\n")
+    env["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 
 def alive(pid: int) -> bool:

@@ -31,6 +31,7 @@ import pytest
 
 from bicameral.daemon._identity import probe
 from bicameral.daemon._lock import LockFile, read_holder
+from tests.daemon.conftest import Run, install_plugin
 
 TESTSERVER = str(Path(__file__).parents[1] / "mcp" / "servers" / "testserver.py")
 BICAMERAL = str(Path(sys.executable).with_name("bicameral"))
@@ -80,26 +81,6 @@ def daemon_pids(home: Path) -> list[int]:
         if b"bicameral.daemon" in cmdline and needle in cmdline.split(b"\0") and alive(int(entry)):
             found.append(int(entry))
     return sorted(found)
-
-
-class Run:
-    """A finished CLI invocation."""
-
-    def __init__(self, proc: subprocess.CompletedProcess[str]) -> None:
-        self.code = proc.returncode
-        self.stdout = proc.stdout
-        self.stderr = proc.stderr
-
-    @property
-    def json(self) -> dict[str, Any]:
-        lines = self.stdout.strip().splitlines()
-        assert len(lines) == 1, f"expected one JSON line, got {self!r}"
-        data = json.loads(lines[0])
-        assert isinstance(data, dict)
-        return data
-
-    def __repr__(self) -> str:
-        return f"Run(code={self.code}, stdout={self.stdout!r}, stderr={self.stderr!r})"
 
 
 class Home:
@@ -187,18 +168,7 @@ class Home:
 
     def install_probe_plugin(self) -> None:
         """Make the daemon load ``_probeplugin.py`` as a ``bicameral.plugins`` entry point."""
-        site = self.path / "site"
-        site.mkdir(exist_ok=True)
-        shutil.copy(Path(__file__).parent / "_probeplugin.py", site / "bicameral_probeplugin.py")
-        dist = site / "bicameral_probeplugin-0.0.dist-info"
-        dist.mkdir(exist_ok=True)
-        (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: bicameral-probeplugin\n")
-        (dist / "entry_points.txt").write_text(
-            "[bicameral.plugins]\nprobe = bicameral_probeplugin:plugin\n"
-        )
-        self.env["PYTHONPATH"] = os.pathsep.join(
-            [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
-        )
+        install_plugin(self.path, self.env, Path(__file__).parent / "_probeplugin.py", "probe")
 
     def upstream_pids(self) -> list[int]:
         """Live MCP test servers started for this home (tagged with its path)."""
