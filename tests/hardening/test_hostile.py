@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bicameral.protocol import BlockingClient
+from tests.protocol.test_hostile import mutate  # the same byte flips the in-process fuzzing uses
 
 from .conftest import (
     Home,
@@ -168,21 +169,6 @@ def strip_absent(value: Any) -> Any:
     if isinstance(value, list):
         return [strip_absent(v) for v in value]
     return value
-
-
-def mutate(data: bytes, edits: list[tuple[int, int, int]]) -> bytes:
-    buf = bytearray(data)
-    for kind, where, byte in edits:
-        if not buf:
-            break
-        position = where % len(buf)
-        if kind == 0:
-            buf[position] = byte
-        elif kind == 1:
-            buf.insert(position, byte)
-        else:
-            del buf[position]
-    return bytes(buf)
 
 
 def dumps(value: Any) -> bytes:
