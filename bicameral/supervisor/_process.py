@@ -62,8 +62,8 @@ def _pdeathsig_preexec(parent_pid: int) -> Any:
     return preexec
 
 
-class _FdReceiveStream(ByteReceiveStream):
-    """The read end of a pipe, non-blocking, as an anyio byte stream."""
+class _PipeEnd:
+    """One end of a pipe, owned and non-blocking: what both stream kinds share."""
 
     def __init__(self, fd: int) -> None:
         os.set_blocking(fd, False)
@@ -72,6 +72,20 @@ class _FdReceiveStream(ByteReceiveStream):
 
     def fileno(self) -> int:
         return self._fd
+
+    async def aclose(self) -> None:
+        self.close()
+        await anyio.lowlevel.checkpoint()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            anyio.notify_closing(self._fd)
+            os.close(self._fd)
+
+
+class _FdReceiveStream(_PipeEnd, ByteReceiveStream):
+    """The read end of a pipe, non-blocking, as an anyio byte stream."""
 
     async def receive(self, max_bytes: int = _READ_SIZE) -> bytes:
         # Trio's rule: every async call checkpoints, even when data is ready.
@@ -91,27 +105,9 @@ class _FdReceiveStream(ByteReceiveStream):
                 raise anyio.EndOfStream
             return data
 
-    async def aclose(self) -> None:
-        self.close()
-        await anyio.lowlevel.checkpoint()
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            anyio.notify_closing(self._fd)
-            os.close(self._fd)
-
-
-class _FdSendStream(ByteSendStream):
+class _FdSendStream(_PipeEnd, ByteSendStream):
     """The write end of a pipe, non-blocking, as an anyio byte stream."""
-
-    def __init__(self, fd: int) -> None:
-        os.set_blocking(fd, False)
-        self._fd = fd
-        self._closed = False
-
-    def fileno(self) -> int:
-        return self._fd
 
     async def send(self, item: bytes) -> None:
         await anyio.lowlevel.checkpoint_if_cancelled()
@@ -128,16 +124,6 @@ class _FdSendStream(ByteSendStream):
                 raise anyio.BrokenResourceError from exc
             view = view[written:]
         await anyio.lowlevel.cancel_shielded_checkpoint()
-
-    async def aclose(self) -> None:
-        self.close()
-        await anyio.lowlevel.checkpoint()
-
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            anyio.notify_closing(self._fd)
-            os.close(self._fd)
 
 
 class ManagedProcess:
