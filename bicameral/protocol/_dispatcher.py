@@ -181,11 +181,7 @@ def parse_request(obj: Any) -> Request | dict[str, Any]:
     if type(method) is not str:
         return error_response(msg_id, INVALID_REQUEST, "invalid request: method must be a string")
     params = obj.get("params")
-    if params is not None and type(params) not in (dict, list):
-        return error_response(
-            msg_id, INVALID_REQUEST, "invalid request: params must be an object or an array"
-        )
-    if "params" in obj and params is None:
+    if "params" in obj and type(params) not in (dict, list):
         return error_response(
             msg_id, INVALID_REQUEST, "invalid request: params must be an object or an array"
         )
