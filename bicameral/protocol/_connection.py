@@ -301,8 +301,7 @@ class Connection:
         except BlockingIOError:
             return
         except OSError:
-            self._broken = True
-            self._input_end = _RECV_ERROR
+            self._fail()
             return
         if not data:
             self._input_end = _EOF
