@@ -22,6 +22,7 @@ from typing import Literal
 
 import trio
 
+from bicameral.protocol import _poller
 from bicameral.protocol._connection import Connection
 from bicameral.protocol._dispatcher import Dispatcher
 from bicameral.protocol._limits import Limits
@@ -94,8 +95,6 @@ class _Server:
         The started value is the nursery the connections run in, where more
         accept loops may be started (a Unix listener bound again).
         """
-        from bicameral.protocol import _poller
-
         self.poller = Poller() if _poller.ENABLED else None
         try:
             async with trio.open_nursery() as nursery:
