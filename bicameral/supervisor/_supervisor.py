@@ -605,15 +605,7 @@ class Supervisor:
             child.state = "stopped"
             return None
         if not self._add_restart():
-            # Giving up: from here on no exit is restarted (OTP's supervisor
-            # stops processing restarts once it decides to shut down).
-            self._stopping_all = True
-            child.state = "failed"
-            exc = RestartIntensityExceeded(
-                self.name, child.spec.name, self.max_restarts, self.max_seconds, error
-            )
-            exc.__cause__ = error
-            self._post((_FAIL, exc))
+            self._post((_FAIL, self._give_up(child, error)))
             return None
         delay = self._next_delay(child)
         if self.strategy is Strategy.ONE_FOR_ONE:
@@ -637,6 +629,20 @@ class Supervisor:
         while times[0] < horizon:
             times.popleft()
         return len(times) <= self.max_restarts
+
+    def _give_up(self, child: ChildHandle, error: BaseException | None) -> RestartIntensityExceeded:
+        """The restart intensity is exceeded at `child`: the failure to end the run with.
+
+        From here on no exit is restarted (OTP's supervisor stops processing
+        restarts once it decides to shut down).
+        """
+        self._stopping_all = True
+        child.state = "failed"
+        exc = RestartIntensityExceeded(
+            self.name, child.spec.name, self.max_restarts, self.max_seconds, error
+        )
+        exc.__cause__ = error
+        return exc
 
     def _next_delay(self, child: ChildHandle) -> float:
         if child._up_since is not None and (
@@ -685,12 +691,6 @@ class Supervisor:
                 return
             failed, error = retry
             if not self._add_restart():
-                self._stopping_all = True
-                exc2 = RestartIntensityExceeded(
-                    self.name, failed.spec.name, self.max_restarts, self.max_seconds, error
-                )
-                exc2.__cause__ = error
-                failed.state = "failed"
-                self._events.appendleft((_FAIL, exc2))
+                self._events.appendleft((_FAIL, self._give_up(failed, error)))
                 return
             delay = self._next_delay(failed)
