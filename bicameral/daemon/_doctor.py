@@ -174,7 +174,7 @@ def check_socket_path(
     platform: str = sys.platform,
 ) -> list[Check]:
     """Whether the socket path fits AF_UNIX, and the fallback the daemon would use."""
-    from bicameral.daemon._paths import fallback_socket_path
+    from bicameral.daemon._paths import environment_fallback_socket_path
     from bicameral.daemon._platform import socket_path_limit
 
     limit = socket_path_limit(platform)
@@ -184,13 +184,7 @@ def check_socket_path(
     length = len(os.fsencode(requested))
     if length <= limit:
         return [Check("socket-path", OK, f"{requested} ({length} bytes, limit {limit})")]
-    env = os.environ if environ is None else environ
-    runtime_dir = env.get("XDG_RUNTIME_DIR") or None
-    if runtime_dir is not None and not os.path.isabs(runtime_dir):
-        runtime_dir = None
-    fallback = fallback_socket_path(
-        requested, runtime_dir=runtime_dir, uid=os.geteuid(), platform=platform
-    )
+    fallback = environment_fallback_socket_path(requested, platform=platform, environ=environ)
     shorter = "use a shorter state dir (--home or BICAMERAL_HOME) or --socket"
     directory = _check_dir("socket-path", fallback.parent, "socket directory")
     if directory.status == PROBLEM:

@@ -44,6 +44,7 @@ __all__ = [
     "DaemonPaths",
     "check_private_dir",
     "effective_socket_path",
+    "environment_fallback_socket_path",
     "fallback_socket_path",
     "resolve_paths",
 ]
@@ -221,12 +222,22 @@ def effective_socket_path(
     limit = socket_path_limit(platform)
     if limit is None or len(os.fsencode(requested)) <= limit:
         return requested
+    path = environment_fallback_socket_path(requested, platform=platform, environ=environ)
+    check_private_dir(path.parent, what="socket directory")
+    return path
+
+
+def environment_fallback_socket_path(
+    requested: Path,
+    *,
+    platform: str = sys.platform,
+    environ: Mapping[str, str] | None = None,
+) -> Path:
+    """:func:`fallback_socket_path` for this process: an absolute $XDG_RUNTIME_DIR, our uid."""
     env = os.environ if environ is None else environ
     runtime_dir = env.get("XDG_RUNTIME_DIR") or None
     if runtime_dir is not None and not os.path.isabs(runtime_dir):
         runtime_dir = None
-    path = fallback_socket_path(
+    return fallback_socket_path(
         requested, runtime_dir=runtime_dir, uid=os.geteuid(), platform=platform
     )
-    check_private_dir(path.parent, what="socket directory")
-    return path
