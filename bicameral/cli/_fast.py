@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
+    from bicameral.daemon._errors import DaemonError
     from bicameral.daemon._paths import DaemonPaths
 
     OptionKind = str | tuple[str, ...]
@@ -145,9 +146,24 @@ def _paths(home: str | None, options: dict[str, Any]) -> DaemonPaths:
     )
 
 
+def _start_failed(exc: DaemonError, paths: DaemonPaths, as_json: bool) -> int:
+    """Report a failed ``start``/``restart`` (stderr, and the JSON result); exit 1."""
+    from bicameral.daemon._control import StartError
+
+    if isinstance(exc, StartError):
+        error(f"daemon failed to start: {exc.reason} (log: {exc.log_path})")
+        if as_json:
+            emit({"status": "failed", "error": exc.reason, "log_path": exc.log_path}, True, "")
+        return 1
+    error(str(exc))
+    if as_json:
+        emit({"status": "failed", "error": str(exc), "log_path": str(paths.log)}, True, "")
+    return 1
+
+
 def run_start(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral daemon start``: exit 0 started or already running, 1 failed."""
-    from bicameral.daemon._control import StartError, start
+    from bicameral.daemon._control import start
     from bicameral.daemon._errors import DaemonError
 
     as_json = wants_json(bool(options.get("json")))
@@ -156,16 +172,8 @@ def run_start(home: str | None, options: dict[str, Any]) -> int:
         result = start(
             paths, wait=float(options.get("wait", 10.0)), transport=options.get("transport")
         )
-    except StartError as exc:
-        error(f"daemon failed to start: {exc.reason} (log: {exc.log_path})")
-        if as_json:
-            emit({"status": "failed", "error": exc.reason, "log_path": exc.log_path}, True, "")
-        return 1
     except DaemonError as exc:
-        error(str(exc))
-        if as_json:
-            emit({"status": "failed", "error": str(exc), "log_path": str(paths.log)}, True, "")
-        return 1
+        return _start_failed(exc, paths, as_json)
     verb = "started" if result["status"] == "started" else "already running"
     emit(result, as_json, f"bicameral daemon {verb} (pid {result['pid']}, {_where(result)})")
     return 0
@@ -282,7 +290,7 @@ def run_reload(home: str | None, options: dict[str, Any]) -> int:
 
 def run_restart(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral daemon restart``: stop if running, then start; prints ``previous_pid``."""
-    from bicameral.daemon._control import StartError, restart
+    from bicameral.daemon._control import restart
     from bicameral.daemon._errors import DaemonError
 
     as_json = wants_json(bool(options.get("json")))
@@ -294,16 +302,8 @@ def run_restart(home: str | None, options: dict[str, Any]) -> int:
             timeout=float(options.get("timeout", 10.0)),
             transport=options.get("transport"),
         )
-    except StartError as exc:
-        error(f"daemon failed to start: {exc.reason} (log: {exc.log_path})")
-        if as_json:
-            emit({"status": "failed", "error": exc.reason, "log_path": exc.log_path}, True, "")
-        return 1
     except DaemonError as exc:
-        error(str(exc))
-        if as_json:
-            emit({"status": "failed", "error": str(exc), "log_path": str(paths.log)}, True, "")
-        return 1
+        return _start_failed(exc, paths, as_json)
     previous = result.get("previous_pid")
     was = f", was pid {previous}" if previous is not None else ""
     emit(
