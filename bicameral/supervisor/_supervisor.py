@@ -608,12 +608,11 @@ class Supervisor:
             self._post((_FAIL, self._give_up(child, error)))
             return None
         delay = self._next_delay(child)
+        child.state = "backoff" if delay > 0 else "starting"
         if self.strategy is Strategy.ONE_FOR_ONE:
             child.restarts += 1
-            child.state = "backoff" if delay > 0 else "starting"
             return delay
-        child.state = "backoff" if delay > 0 else "starting"  # the manager restarts it
-        self._post((_GROUP, child, child._gen, delay))
+        self._post((_GROUP, child, child._gen, delay))  # the manager restarts it
         return None
 
     def _add_restart(self) -> bool:
