@@ -44,6 +44,13 @@ import trio
 
 from bicameral.mcp._common import INIT_WAIT, UpstreamError
 from bicameral.mcp._fdio import FdReader, FdWriter
+from bicameral.protocol._errors import (
+    INTERNAL_ERROR,
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    METHOD_NOT_FOUND,
+    PARSE_ERROR,
+)
 
 if TYPE_CHECKING:
     from bicameral.mcp._registry import Registry
@@ -63,11 +70,8 @@ MAX_IN_FLIGHT = 64
 #: Server notifications (logging, resource updates) queued for one client at most.
 MAX_PENDING_NOTES = 256
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
+#: The MCP SDK's code for a closed connection (``mcp_types.CONNECTION_CLOSED``),
+#: spelled here so the host does not import the SDK.
 CONNECTION_CLOSED = -32000
 
 _LIST_KINDS = {
