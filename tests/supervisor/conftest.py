@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psutil
 import pytest
 import trio
 import trio.testing
@@ -84,6 +85,14 @@ class Ctl:
     async def next_run(self) -> None:
         """Wait until the target is run again."""
         await self._next_run.wait()
+
+
+def alive(pid: int) -> bool:
+    """True for a live process; a zombie counts as gone (it holds no resources)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 async def settle() -> None:

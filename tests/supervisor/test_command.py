@@ -13,22 +13,14 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 import pytest
 import trio
 
 from bicameral.supervisor import ChildSpec, Command, ProcessExitedError, Restart, Supervisor
 
-from .conftest import running
+from .conftest import alive, running
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
-
-
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 async def until(pred: Callable[[], object], limit: float = 10.0) -> None:

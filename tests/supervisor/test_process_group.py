@@ -14,21 +14,14 @@ import sys
 import textwrap
 
 import anyio
-import psutil
 import pytest
 import trio
 
 from bicameral.supervisor import DEVNULL, open_process_group
 
+from .conftest import alive
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
-
-
-def alive(pid: int) -> bool:
-    """True for a live process; a zombie counts as gone (it holds no resources)."""
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 async def wait_gone(pid: int) -> None:
