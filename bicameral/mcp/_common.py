@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CALL_WAIT", "INIT_WAIT", "UpstreamError"]
+__all__ = ["CALL_WAIT", "INIT_WAIT", "LIST_METHODS", "UpstreamError"]
 
 #: How long a call waits for a server that is (re)starting, in seconds.
 CALL_WAIT = 10.0
 #: How long a client's ``initialize`` waits for a server's very first start
 #: (its answer comes from the server's own initialize result).
 INIT_WAIT = 30.0
+
+#: Each cached list: its kind -> (the list method, the result's list key).
+LIST_METHODS = {
+    "tools": ("tools/list", "tools"),
+    "resources": ("resources/list", "resources"),
+    "resource_templates": ("resources/templates/list", "resourceTemplates"),
+    "prompts": ("prompts/list", "prompts"),
+}
 
 
 class UpstreamError(Exception):

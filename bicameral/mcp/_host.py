@@ -42,7 +42,7 @@ import anyio.abc
 import orjson
 import trio
 
-from bicameral.mcp._common import INIT_WAIT, UpstreamError
+from bicameral.mcp._common import INIT_WAIT, LIST_METHODS, UpstreamError
 from bicameral.mcp._fdio import FdReader, FdWriter
 from bicameral.protocol._errors import (
     INTERNAL_ERROR,
@@ -74,12 +74,7 @@ MAX_PENDING_NOTES = 256
 #: spelled here so the host does not import the SDK.
 CONNECTION_CLOSED = -32000
 
-_LIST_KINDS = {
-    "tools/list": ("tools", "tools"),
-    "resources/list": ("resources", "resources"),
-    "resources/templates/list": ("resource_templates", "resourceTemplates"),
-    "prompts/list": ("prompts", "prompts"),
-}
+_LIST_KINDS = {method: (kind, key) for kind, (method, key) in LIST_METHODS.items()}
 _NOTIFY_FOR_KIND = {
     "tools": "notifications/tools/list_changed",
     "resources": "notifications/resources/list_changed",

@@ -48,7 +48,7 @@ import mcp_types as types
 from mcp.client.session import ClientRequestContext, ClientSession
 from mcp.shared.exceptions import MCPError
 
-from bicameral.mcp._common import CALL_WAIT, UpstreamError
+from bicameral.mcp._common import CALL_WAIT, LIST_METHODS, UpstreamError
 from bicameral.mcp._dispatcher import LeanDispatcher
 from bicameral.mcp._spawn import SpawnError, spawn_server
 from bicameral.supervisor import current_child
@@ -125,12 +125,6 @@ class _Live:
         self.cause = "the connection closed"
 
 
-_LIST_METHODS = {
-    "tools": ("tools/list", "tools"),
-    "resources": ("resources/list", "resources"),
-    "resource_templates": ("resources/templates/list", "resourceTemplates"),
-    "prompts": ("prompts/list", "prompts"),
-}
 _CAPABILITY_FOR = {
     "tools": "tools",
     "resources": "resources",
@@ -157,7 +151,7 @@ class Upstream:
         self.last_error: str | None = None
         self.last_exit_at: float | None = None
         self.init_result: dict[str, Any] | None = None
-        self.lists: dict[str, list[dict[str, Any]]] = {k: [] for k in _LIST_METHODS}
+        self.lists: dict[str, list[dict[str, Any]]] = {k: [] for k in LIST_METHODS}
         self.peers: set[Peer] = set()
         self._inflight: dict[Peer, int] = {}
         self._live: _Live | None = None
@@ -382,7 +376,7 @@ def _dump(model: Any) -> dict[str, Any]:
 
 
 async def _list_all(dispatcher: LeanDispatcher, kind: str) -> list[dict[str, Any]]:
-    method, key = _LIST_METHODS[kind]
+    method, key = LIST_METHODS[kind]
     items: list[dict[str, Any]] = []
     cursor: str | None = None
     for _ in range(1000):  # a server that pages forever is not our problem
@@ -399,7 +393,7 @@ async def _list_everything(
     dispatcher: LeanDispatcher, capabilities: Mapping[str, Any]
 ) -> dict[str, list[dict[str, Any]]]:
     lists: dict[str, list[dict[str, Any]]] = {}
-    for kind in _LIST_METHODS:
+    for kind in LIST_METHODS:
         if _CAPABILITY_FOR[kind] in capabilities:
             try:
                 lists[kind] = await _list_all(dispatcher, kind)
