@@ -21,14 +21,27 @@ __all__ = ["FdReader", "FdWriter"]
 _READ_SIZE = 65536
 
 
-class FdReader:
-    """Reads from a non-blocking fd; ``b""`` at end of file (or once it is closed)."""
+class _Fd:
+    """A non-blocking fd; closing it closes the fd only when ``owned``."""
 
     def __init__(self, fd: int, *, owned: bool = False) -> None:
         os.set_blocking(fd, False)
         self.fd = fd
         self._owned = owned
         self._closed = False
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if self._owned:
+                anyio.notify_closing(self.fd)
+                with contextlib.suppress(OSError):
+                    os.close(self.fd)
+        await anyio.lowlevel.checkpoint()
+
+
+class FdReader(_Fd):
+    """Reads from a non-blocking fd; ``b""`` at end of file (or once it is closed)."""
 
     async def receive(self, max_bytes: int = _READ_SIZE) -> bytes:
         while not self._closed:
@@ -43,24 +56,9 @@ class FdReader:
                 return b""
         return b""
 
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            if self._owned:
-                anyio.notify_closing(self.fd)
-                with contextlib.suppress(OSError):
-                    os.close(self.fd)
-        await anyio.lowlevel.checkpoint()
 
-
-class FdWriter:
+class FdWriter(_Fd):
     """Writes all of each buffer to a non-blocking fd, waiting only on a full pipe."""
-
-    def __init__(self, fd: int, *, owned: bool = False) -> None:
-        os.set_blocking(fd, False)
-        self.fd = fd
-        self._owned = owned
-        self._closed = False
 
     async def send(self, data: bytes) -> None:
         view = memoryview(data)
@@ -75,12 +73,3 @@ class FdWriter:
             except OSError as exc:  # BrokenPipeError: the reader is gone
                 raise anyio.BrokenResourceError from exc
             view = view[written:]
-
-    async def aclose(self) -> None:
-        if not self._closed:
-            self._closed = True
-            if self._owned:
-                anyio.notify_closing(self.fd)
-                with contextlib.suppress(OSError):
-                    os.close(self.fd)
-        await anyio.lowlevel.checkpoint()
