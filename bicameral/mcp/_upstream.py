@@ -467,9 +467,16 @@ class _Exit(Exception):
 
 
 async def _read_stderr(
-    stream: anyio.abc.ByteReceiveStream, name: str, tail: collections.deque[str]
+    stream: anyio.abc.ByteReceiveStream,
+    name: str,
+    tail: collections.deque[str],
+    done: anyio.Event,
 ) -> None:
-    """Log the server's stderr, keeping the last lines for an exit message."""
+    """Log the server's stderr, keeping the last lines for an exit message.
+
+    Sets `done` at end of stream, so the exit message can wait for the last
+    lines: a server's dying words often arrive after its exit status does.
+    """
     log = logging.getLogger(f"bicameral.mcp.server.{name}")
     buffer = b""
     try:
@@ -484,6 +491,13 @@ async def _read_stderr(
                     log.info("%s", line)
     except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
         return
+    finally:
+        done.set()
+
+
+# How long an exit message waits for the rest of stderr. Bounded because a
+# grandchild that outlives the server may hold the pipe open.
+_STDERR_DRAIN = 0.5
 
 
 def _exit_reason(returncode: int | None, tail: collections.deque[str]) -> str:
@@ -549,8 +563,13 @@ async def _session(
                     outcome.append(reason)
                 tg.cancel_scope.cancel()
 
+            async def drain_stderr() -> None:
+                with anyio.move_on_after(_STDERR_DRAIN):
+                    await stderr_done.wait()
+
             async def watch_exit() -> None:
                 returncode = await proc.wait()
+                await drain_stderr()
                 finish(_exit_reason(returncode, tail))
 
             async def watch_stop() -> None:
@@ -586,7 +605,8 @@ async def _session(
                             continue
                         upstream._update_list(kind, items)
 
-            tg.start_soon(_read_stderr, proc.stderr, upstream.name, tail)
+            stderr_done = anyio.Event()
+            tg.start_soon(_read_stderr, proc.stderr, upstream.name, tail, stderr_done)
             tg.start_soon(watch_exit)
             tg.start_soon(watch_stop)
             async with session:
@@ -603,6 +623,7 @@ async def _session(
                     if exc.code == CONNECTION_CLOSED:
                         with anyio.move_on_after(1.0):
                             await proc.wait()
+                        await drain_stderr()
                         finish(_exit_reason(proc.returncode, tail))
                     else:
                         finish(f"initialize failed: {exc.message}")
