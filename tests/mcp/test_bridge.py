@@ -206,6 +206,29 @@ async def test_sampling_reaches_the_client_whose_call_asked_for_it(mcp_home: Mcp
     assert asked == {"a": ["for a"], "b": ["for b"]}
 
 
+async def test_elicitation_and_logging_pass_through_the_bridge(mcp_home: McpHome) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    logged = trio.Event()
+    messages: list[types.LoggingMessageNotificationParams] = []
+
+    async def elicitation(context: Any, params: types.ElicitRequestParams) -> types.ElicitResult:
+        assert params.message == "your name?"
+        return types.ElicitResult(action="accept", content={"name": "Grace"})
+
+    async def logging_callback(params: types.LoggingMessageNotificationParams) -> None:
+        messages.append(params)
+        logged.set()
+
+    async with session(
+        mcp_home, "alpha", elicitation_callback=elicitation, logging_callback=logging_callback
+    ) as client:
+        assert text(await client.call_tool("ask", {"question": "your name?"})) == "hello Grace"
+        assert text(await client.call_tool("log", {"message": "careful"})) == "logged"
+        with trio.fail_after(5):
+            await logged.wait()
+    assert [(m.level, m.logger, m.data) for m in messages] == [("warning", "testlog", "careful")]
+
+
 async def test_kill_9_of_the_daemon_leaves_no_upstream_behind(mcp_home: McpHome) -> None:
     mcp_home.configure(
         {"alpha": mcp_home.test_server("alpha"), "beta": mcp_home.test_server("beta")}

@@ -335,6 +335,73 @@ async def test_roots_requests_reach_the_calling_client(rig: Rig) -> None:
     assert text_of(result["r"]) == "file:///work/a,file:///work/b"  # type: ignore[arg-type]
 
 
+async def test_elicitation_goes_to_the_calling_client_and_its_answer_back(rig: Rig) -> None:
+    bystander = await rig.client("alpha", capabilities={"elicitation": {}})
+    caller = await rig.client("alpha", capabilities={"elicitation": {}})
+    async with trio.open_nursery() as nursery:
+        result: dict[str, object] = {}
+
+        async def call() -> None:
+            result["r"] = await caller.call("ask", question="who are you?")
+
+        nursery.start_soon(call)
+        request = await caller.next_incoming("elicitation/create")
+        assert request["params"]["message"] == "who are you?"
+        assert "name" in request["params"]["requestedSchema"]["properties"]
+        await caller.send(
+            {"id": request["id"], "result": {"action": "accept", "content": {"name": "Ada"}}}
+        )
+    assert text_of(result["r"]) == "hello Ada"  # type: ignore[arg-type]
+    with pytest.raises(trio.WouldBlock):
+        bystander.incoming.receive_nowait()
+
+
+async def test_elicitation_for_a_client_without_the_capability_is_an_error(rig: Rig) -> None:
+    client = await rig.client("alpha", capabilities={"sampling": {}})
+    response = await client.call("ask", question="x")
+    assert "does not support elicitation" in error_text(response)
+
+
+async def test_logging_reaches_every_client_of_the_server_under_its_own_logger(
+    rig: Rig,
+) -> None:
+    caller = await rig.client("alpha")
+    other = await rig.client("alpha")
+    assert text_of(await caller.call("log", message="disk almost full")) == "logged"
+    with trio.fail_after(5):
+        for client in (caller, other):
+            note = await client.next_incoming("notifications/message")
+            assert note["params"]["level"] == "warning"
+            assert note["params"]["data"] == "disk almost full"
+            assert note["params"]["logger"] == "testlog"
+
+
+async def test_aggregated_logging_names_the_server_and_resource_updates_reach_subscribers_only(
+    nursery: trio.Nursery,
+) -> None:
+    rig = await Rig(nursery, [server_config("alpha")]).start()
+    try:
+        subscriber = await rig.client(None)
+        idle = await rig.client(None)
+        uri = "bicameral://alpha/test://greeting"
+        answer = await subscriber.request("resources/subscribe", {"uri": uri})
+        assert answer.get("result") == {}, answer
+        await subscriber.call("alpha__touch", uri="test://greeting")
+        await subscriber.call("alpha__log", message="m")
+        with trio.fail_after(5):
+            updated = await subscriber.next_incoming("notifications/resources/updated")
+            assert updated["params"]["uri"] == uri
+            # `idle` gets the log message (sent after the update), and no update before it.
+            seen = [(await idle.incoming.receive())["method"]]
+            while seen[-1] != "notifications/message":
+                seen.append((await idle.incoming.receive())["method"])
+        assert "notifications/resources/updated" not in seen
+        note = await subscriber.next_incoming("notifications/message")
+        assert note["params"]["logger"] == "alpha/testlog"
+    finally:
+        await rig.stop()
+
+
 async def test_malformed_input_gets_errors_and_the_session_goes_on(rig: Rig) -> None:
     client = await rig.client("alpha")
     await client.stream.send_all(b"this is not json\n")

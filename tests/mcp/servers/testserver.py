@@ -6,8 +6,10 @@ Tools: ``echo``, ``add``, ``pid`` (this process's pid), ``slow`` (reports
 progress, then answers), ``crash`` (exits the process at once), ``hang``
 (blocks the event loop, so pings go unanswered), ``sample`` (asks the client
 for sampling and returns the text), ``roots`` (asks the client for its roots),
-``add_tool`` (registers a tool and sends ``tools/list_changed``).
-Resource ``test://greeting``; prompt ``greet``.
+``add_tool`` (registers a tool and sends ``tools/list_changed``), ``ask``
+(elicits a name from the client), ``log`` (sends a logging notification),
+``touch`` (sends ``resources/updated`` for a URI).
+Resource ``test://greeting`` (subscribable); prompt ``greet``.
 
 Environment: ``TESTSERVER_NO_TOOLS_IF`` names a file; when it exists at
 start-up the server registers no tools (a server that comes back empty).
@@ -24,9 +26,12 @@ if os.path.exists(os.environ.get("TESTSERVER_FAIL_IF", "/nonexistent")):
     print("testserver: failing on purpose", file=sys.stderr, flush=True)
     sys.exit(3)
 
+import warnings
+
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import SamplingMessage, TextContent
+from mcp_types import EmptyResult, SamplingMessage, SubscribeRequestParams, TextContent
+from pydantic import BaseModel
 
 name = "testserver"
 if "--name" in sys.argv:  # (a --home-tag ARG is accepted and ignored)
@@ -98,8 +103,42 @@ async def add_tool(tool_name: str, ctx: Context) -> str:
     return "added"
 
 
+class Name(BaseModel):
+    name: str
+
+
+async def ask(question: str, ctx: Context) -> str:
+    """Elicit a name from the client; return what came back."""
+    result = await ctx.elicit(question, Name)
+    if result.action == "accept":
+        return f"hello {result.data.name}"
+    return result.action
+
+
+async def log(message: str, ctx: Context) -> str:
+    """Send `message` to the client as a warning-level logging notification."""
+    with warnings.catch_warnings():  # the SDK deprecates logging; clients still use it
+        warnings.simplefilter("ignore")
+        await ctx.warning(message, logger_name="testlog")
+    return "logged"
+
+
+async def touch(uri: str, ctx: Context) -> str:
+    """Tell the client that the resource `uri` was updated."""
+    await ctx.session.send_resource_updated(uri)
+    return "touched"
+
+
+async def _subscribe(ctx: object, params: SubscribeRequestParams) -> EmptyResult:
+    return EmptyResult()
+
+
+server._lowlevel_server.add_request_handler(
+    "resources/subscribe", SubscribeRequestParams, _subscribe
+)
+
 if not os.path.exists(os.environ.get("TESTSERVER_NO_TOOLS_IF", "/nonexistent")):
-    for fn in (echo, add, pid, slow, crash, hang, sample, roots, add_tool):
+    for fn in (echo, add, pid, slow, crash, hang, sample, roots, add_tool, ask, log, touch):
         server.add_tool(fn)
 
 
