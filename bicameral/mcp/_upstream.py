@@ -788,6 +788,7 @@ async def run_adapter(
                     if child.stopping.is_set():
                         return
                 upstream.restarts += 1
+                child.report(restarted=True)
                 upstream._set_state("starting")
         finally:
             upstream._on_status = None

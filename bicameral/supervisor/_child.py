@@ -61,8 +61,9 @@ class ChildHandle:
     """One child of a supervisor, as the supervisor tracks it.
 
     A child sees its own handle through `current_child()`. Public, read-only
-    attributes: `name`, `spec`, `restarts` (how often the supervisor restarted
-    it, an operator's `restart_child` included), `stopping` (a `StopFlag`),
+    attributes: `name`, `spec`, `restarts` (how often it was restarted: by
+    the supervisor, an operator's `restart_child` included, or by itself as
+    told through `report`), `stopping` (a `StopFlag`),
     `state` (as in the snapshot) and `started_value` (the value the child
     passed to ``task_status.started()``, or ``None``).
     """
@@ -121,6 +122,7 @@ class ChildHandle:
         value: Any = _MISSING,
         error: str | None = None,
         at: float | None = None,
+        restarted: bool = False,
     ) -> None:
         """Show what a self-healing child is doing, in its own snapshot entry.
 
@@ -133,14 +135,19 @@ class ChildHandle:
         - ``value``: replaces ``started_value`` (left out of the snapshot
           when it is not JSON-serialisable, like any started value);
         - ``error``: recorded as ``last_exit`` (reason ``error``) at ``at``
-          (default: now).
+          (default: now);
+        - ``restarted``: the child restarted what it runs, so ``restarts``
+          counts it, and an operator reading the tree sees a flapping child
+          whichever layer did the restarting.
 
         The supervisor's own view wins: while it is starting, stopping or has
         stopped the child, a reported ``state`` is ignored (``value`` and
         ``error`` are still recorded). Nothing here changes what the
-        supervisor does: restarts and intensity follow the child's real exits
-        only.
+        supervisor does: restart decisions and intensity follow the child's
+        real exits only.
         """
+        if restarted:
+            self.restarts += 1
         if value is not _MISSING:
             self.value = value
         if error is not None:

@@ -172,6 +172,9 @@ async def test_a_call_in_flight_when_the_server_dies_fails_naming_it_and_the_nex
     new_pid = int(text_of(await client.call("pid")))
     assert new_pid != old_pid
     assert rig.upstream("alpha").restarts == 1
+    # The tree (`daemon status`, adapters.list) counts the adapter's own restart.
+    (entry,) = rig.supervisor.snapshot()["children"]
+    assert entry["restarts"] == 1
 
 
 async def test_a_call_made_while_the_server_restarts_waits_for_it(rig: Rig) -> None:
