@@ -27,8 +27,10 @@ def test_version_prints_package_version() -> None:
 
 def test_ctrl_c_during_start_exits_130_without_a_traceback() -> None:
     home = tempfile.mkdtemp(dir="/tmp", prefix="bcc")
-    # A config that is a FIFO keeps the daemon's start waiting: time to press Ctrl-C.
-    os.mkfifo(os.path.join(home, "config.toml"))
+    # A server that never answers `initialize` holds the daemon's start for its
+    # first-start wait (about a second): time to press Ctrl-C.
+    with open(os.path.join(home, "config.toml"), "w") as f:
+        f.write('[mcp.servers.mute]\ncommand = "sleep"\nargs = ["60"]\n')
     proc = subprocess.Popen(
         [sys.executable, "-m", "bicameral", "--home", home, "daemon", "start", "--wait", "30"],
         stdout=subprocess.PIPE,

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         stop,
     )
     from bicameral.daemon._descriptor import Descriptor, MalformedDescriptor, read_descriptor
+    from bicameral.daemon._files import read_regular, write_atomic
     from bicameral.daemon._paths import DaemonPaths, check_private_dir, resolve_paths
     from bicameral.daemon._plugin import DaemonHost, DaemonPlugin
     from bicameral.daemon._serve import ServeOptions, serve
@@ -47,6 +48,7 @@ __all__ = [
     "check_private_dir",
     "is_alive",
     "read_descriptor",
+    "read_regular",
     "reload",
     "resolve_paths",
     "restart",
@@ -54,6 +56,7 @@ __all__ = [
     "start",
     "status",
     "stop",
+    "write_atomic",
 ]
 
 _LAZY = {
@@ -67,6 +70,8 @@ _LAZY = {
     "Descriptor": "_descriptor",
     "MalformedDescriptor": "_descriptor",
     "read_descriptor": "_descriptor",
+    "read_regular": "_files",
+    "write_atomic": "_files",
     "DaemonPaths": "_paths",
     "check_private_dir": "_paths",
     "resolve_paths": "_paths",

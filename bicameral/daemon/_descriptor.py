@@ -23,6 +23,7 @@ import stat
 import time
 
 from bicameral.daemon._errors import DaemonError
+from bicameral.daemon._files import write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -195,38 +196,7 @@ def read_descriptor(path: Path) -> Descriptor | None:
 
 def write_descriptor(path: Path, descriptor: Descriptor) -> None:
     """Publish ``descriptor`` at ``path`` atomically, mode 0600."""
-    payload = json.dumps(descriptor.to_dict(), indent=2).encode() + b"\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(tmp, flags, 0o600)
-    try:
-        if hasattr(os, "fchmod"):  # O_CREAT's mode is masked by the umask
-            os.fchmod(fd, 0o600)
-        os.write(fd, payload)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    if not hasattr(os, "O_DIRECTORY"):  # pragma: no cover - Windows
-        return
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:  # pragma: no cover
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse
-        pass
-    finally:
-        os.close(fd)
+    write_atomic(path, json.dumps(descriptor.to_dict(), indent=2).encode() + b"\n")
 
 
 def _unlink_quietly(path: Path) -> None:

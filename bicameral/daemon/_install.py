@@ -12,14 +12,13 @@ anywhere.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
 from bicameral.daemon._errors import DaemonError
+from bicameral.daemon._files import write_atomic
 
 if TYPE_CHECKING:
     from bicameral.daemon._paths import DaemonPaths
@@ -116,17 +115,11 @@ def install_service(
     except NotImplementedError as exc:
         raise DaemonError(str(exc)) from None
     text = service_file(serve_argv(paths), platform=platform, log_path=paths.log)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+        # 0644, as service managers and their tools expect of unit files.
+        write_atomic(target, text.encode("utf-8"), mode=0o644)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise DaemonError(f"cannot write {target}: {exc.strerror}") from None
     if platform == "darwin":
         hint = f"launchctl load -w {target}"

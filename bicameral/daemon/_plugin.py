@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bicameral.daemon._errors import ConfigError
+from bicameral.daemon._files import read_regular
 
 if TYPE_CHECKING:
     from bicameral.daemon._paths import DaemonPaths
@@ -250,7 +251,7 @@ def load_config_file(paths: DaemonPaths) -> tuple[dict[str, Any], Path | None]:
     """
     path = paths.config
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below; tomllib only if there is a file
+        raw = read_regular(path)
     except FileNotFoundError:
         if paths.config_explicit:
             raise ConfigError(f"config file {path} does not exist") from None
@@ -262,12 +263,9 @@ def load_config_file(paths: DaemonPaths) -> tuple[dict[str, Any], Path | None]:
     import tomllib
 
     try:
-        with f:
-            data = tomllib.load(f)
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a directory") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid UTF-8 ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     return data, path

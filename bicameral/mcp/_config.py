@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bicameral.daemon import ConfigError
+from bicameral.daemon import ConfigError, read_regular
 
 __all__ = [
     "SERVER_KEYS",
@@ -123,8 +123,7 @@ def read_config(path: Path) -> dict[str, Any]:
     import tomllib
 
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        return tomllib.loads(read_regular(path).decode("utf-8"))
     except FileNotFoundError:
         return {}
     except IsADirectoryError:

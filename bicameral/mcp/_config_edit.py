@@ -29,13 +29,12 @@ import contextlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bicameral.daemon import ConfigError
+from bicameral.daemon import ConfigError, read_regular, write_atomic
 from bicameral.mcp._config import (
     ServerConfig,
     _server,
@@ -106,8 +105,7 @@ def _target(path: Path) -> Path:
 
 def _read_text(path: Path) -> str | None:
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_regular(path)
     except FileNotFoundError:
         return None
     except IsADirectoryError:
@@ -138,36 +136,11 @@ def _parse(path: Path, text: str) -> tuple[dict[str, Any], tomlkit.TOMLDocument]
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text``: temp file beside it, fsync, rename; mode 0600."""
-    directory = path.parent
+    """Replace ``path`` with ``text`` atomically, mode 0600 (see `write_atomic`)."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+        write_atomic(path, text.encode("utf-8"))
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        try:
-            if hasattr(os, "fchmod"):  # not on Windows before 3.13
-                os.fchmod(fd, 0o600)  # mkstemp's mode already, but say it
-            data = text.encode("utf-8")
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
-        raise
-    with contextlib.suppress(OSError):  # the rename itself survives a crash
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 # --- the document ------------------------------------------------------------------

@@ -318,6 +318,16 @@ def test_an_invalid_config_fails_start_with_the_reason_and_leaves_nothing(home: 
     assert home.cli("daemon", "status").code == 3
 
 
+def test_a_config_that_is_a_fifo_fails_start_at_once_with_the_reason(home: Home) -> None:
+    os.mkfifo(home.path / "config.toml", 0o600)
+    run = home.cli("daemon", "start", "--wait", "20")
+    assert run.code == 1, run
+    assert "config.toml: not a regular file" in run.stderr, run.stderr
+    assert "did not become ready" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    assert not home.descriptor.exists()
+
+
 def test_a_plugin_config_error_fails_start_before_readiness(home: Home) -> None:
     home.install_test_plugin()
     home.write_config("[test]\ninvalid = true\n")
