@@ -109,7 +109,9 @@ def inspect(paths: DaemonPaths) -> Inspection:
         return Inspection("malformed", None, str(exc))
     if descriptor is None:
         return Inspection("missing", None)
-    if identity_matches(probe(descriptor.pid), descriptor.process_start_time):
+    if identity_matches(
+        probe(descriptor.pid), descriptor.process_start_time, descriptor.socket_path
+    ):
         return Inspection("alive", descriptor)
     return Inspection("stale", descriptor)
 
@@ -631,7 +633,7 @@ def stop(paths: DaemonPaths, *, timeout: float = 10.0) -> dict[str, Any]:
     descriptor = found.descriptor
     assert descriptor is not None
     handle = (
-        ProcessHandle.open(descriptor.pid, descriptor.process_start_time)
+        ProcessHandle.open(descriptor.pid, descriptor.process_start_time, descriptor.socket_path)
         if found.state == "alive"
         else None
     )

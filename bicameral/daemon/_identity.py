@@ -13,6 +13,14 @@ the ``starttime`` clock ticks of ``/proc/<pid>/stat``, the same arithmetic as
 for importing psutil; elsewhere psutil is imported lazily. Two readings of
 the same process agree within clock-tick rounding, which is the tolerance.
 
+Boot time is derived from the wall clock, so a clock *step* (NTP's first
+sync after boot, someone running ``date -s``) moves every later reading of
+the daemon's start time by the size of the step, and a daemon started before
+it would read as someone else. Where the times disagree, one more proof is
+accepted: the kernel's own word (``SO_PEERCRED``) that this very pid, of our
+uid, is listening on the daemon's socket in our owner-only state directory.
+A reused pid cannot pass that test; the daemon that wrote the descriptor can.
+
 :class:`ProcessHandle` pins a process while it is signalled and awaited: on
 Linux it is a pidfd, so once the identity has been checked through it, a
 signal can never reach a different process that reused the pid, and the exit
@@ -30,6 +38,7 @@ __all__ = [
     "ProcessHandle",
     "ProcessInfo",
     "identity_matches",
+    "listener_of",
     "probe",
     "process_start_time",
     "reap_if_child",
@@ -139,14 +148,45 @@ def _current_uid() -> int | None:
     return None if sys.platform == "win32" else os.geteuid()
 
 
-def identity_matches(info: ProcessInfo | None, start_time: float) -> bool:
-    """Whether ``info`` is a live (non-zombie) process of ours started at ``start_time``."""
+def identity_matches(
+    info: ProcessInfo | None, start_time: float, socket_path: str | None = None
+) -> bool:
+    """Whether ``info`` is a live (non-zombie) process of ours started at ``start_time``.
+
+    With ``socket_path`` (the daemon's Unix socket), a process whose start
+    time disagrees still matches if the kernel says it is the one listening
+    there: the start time moves with the wall clock (see the module docstring).
+    """
     if info is None or info.zombie:
         return False
     uid = _current_uid()
     if uid is not None and info.uid is not None and info.uid != uid:
         return False
-    return start_times_equal(info.start_time, start_time)
+    if start_times_equal(info.start_time, start_time):
+        return True
+    return socket_path is not None and listener_of(socket_path) == (info.pid, uid)
+
+
+def listener_of(socket_path: str, timeout: float = 1.0) -> tuple[int, int | None] | None:
+    """(pid, uid) of the process listening on the Unix socket, as the kernel attests.
+
+    Linux only (``SO_PEERCRED`` holds the listener's credentials from the
+    time it called ``listen``); ``None`` elsewhere, or when nothing listens.
+    """
+    if not _LINUX:
+        return None
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(socket_path)
+            raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError:
+            return None
+    pid, uid, _gid = struct.unpack("3i", raw)
+    return (pid, uid) if pid > 0 else None
 
 
 def reap_if_child(pid: int) -> None:
@@ -173,8 +213,13 @@ class ProcessHandle:
         self._pidfd = pidfd
 
     @classmethod
-    def open(cls, pid: int, start_time: float) -> ProcessHandle | None:
-        """Pin ``pid`` if it is the process that started at ``start_time``."""
+    def open(
+        cls, pid: int, start_time: float, socket_path: str | None = None
+    ) -> ProcessHandle | None:
+        """Pin ``pid`` if it is the process that started at ``start_time``.
+
+        ``socket_path``: as in :func:`identity_matches`.
+        """
         pidfd: int | None = None
         if _LINUX and hasattr(os, "pidfd_open"):
             try:
@@ -186,7 +231,7 @@ class ProcessHandle:
         # Checked *after* the pidfd exists: the pidfd refers to whatever
         # process had the pid when it was opened, so a match now means every
         # later signal through it reaches that same process.
-        if not identity_matches(probe(pid), start_time):
+        if not identity_matches(probe(pid), start_time, socket_path):
             if pidfd is not None:
                 os.close(pidfd)
             return None

@@ -297,7 +297,9 @@ def _left_behind(paths: DaemonPaths, descriptor: Descriptor, processes: list[Any
     from bicameral.daemon._identity import identity_matches, probe
 
     problems: list[str] = []
-    if identity_matches(probe(descriptor.pid), descriptor.process_start_time):
+    if identity_matches(
+        probe(descriptor.pid), descriptor.process_start_time, descriptor.socket_path
+    ):
         problems.append(f"the daemon process {descriptor.pid}")
         os.kill(descriptor.pid, signal.SIGKILL)
     # Servers die with the daemon (process group stop, parent-death signal);

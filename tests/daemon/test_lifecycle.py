@@ -205,6 +205,44 @@ def test_a_descriptor_naming_a_live_unrelated_process_is_stale_and_never_signall
         bystander.wait()
 
 
+def test_a_clock_step_after_start_does_not_orphan_the_daemon(home: Home) -> None:
+    """The start time is read against the wall clock, which NTP may step after
+    the daemon started; the kernel's word that the daemon's pid listens on its
+    socket still identifies it, so status finds it and stop stops it."""
+    started = home.cli("daemon", "start")
+    assert started.code == 0, started
+    pid = started.json["pid"]
+    descriptor = json.loads(home.descriptor.read_text())
+    descriptor["process_start_time"] += 1000.0  # as read after a 1000 s step back
+    home.descriptor.write_text(json.dumps(descriptor))
+    status = home.cli("daemon", "status")
+    assert status.code == 0 and status.json["pid"] == pid, status
+    stopped = home.cli("daemon", "stop")
+    assert stopped.json == {"status": "stopped", "pid": pid}, stopped
+    assert not alive(pid)
+
+
+def test_a_reused_pid_is_not_vouched_for_by_another_daemons_socket(home: Home) -> None:
+    """The socket proof names the listener's pid: a bystander with the wrong
+    start time stays stale even while a real daemon listens on that socket."""
+    started = home.cli("daemon", "start")
+    assert started.code == 0, started
+    real = json.loads(home.descriptor.read_text())
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        fake = dict(real, pid=bystander.pid)
+        fake["process_start_time"] = process_start_time(bystander.pid) - 1000.0
+        home.descriptor.write_text(json.dumps(fake))
+        status = home.cli("daemon", "status")
+        assert status.code == 1 and status.json["status"] == "stale", status
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+        home.descriptor.write_text(json.dumps(real))
+    assert home.cli("daemon", "stop").code == 0
+
+
 def test_a_malformed_descriptor_reads_as_stale(home: Home) -> None:
     home.descriptor.write_text("{not json")
     status = home.cli("daemon", "status")
