@@ -113,6 +113,7 @@ LIMIT_KEYS = {
     "max_in_flight": int,
     "max_connections": int,
     "partial_frame_timeout": float,
+    "max_buffered": int,
 }
 """The keys of ``[daemon.limits]`` in config.toml (`bicameral.protocol.Limits`)."""
 

@@ -237,7 +237,9 @@ class LeanDispatcher:
         on_notify: OnNotify,
         intercept: OnNotifyIntercept | None,
     ) -> None:
-        buffer = b""
+        # A bytearray, so that a long message arriving in many chunks is
+        # copied once (appending to bytes copies everything each time).
+        buffer = bytearray()
         while True:
             try:
                 chunk = await self._reader.receive(_READ_SIZE)
@@ -249,8 +251,12 @@ class LeanDispatcher:
             if b"\n" not in chunk:
                 buffer += chunk
                 continue
-            lines = (buffer + chunk).split(b"\n")
-            buffer = lines.pop()
+            if buffer:
+                buffer += chunk
+                chunk = bytes(buffer)
+                buffer.clear()
+            lines = chunk.split(b"\n")
+            buffer += lines.pop()
             for line in lines:
                 if line.strip():
                     self._dispatch(line, on_request, on_notify, intercept)

@@ -44,6 +44,7 @@ import trio
 
 from bicameral.mcp._common import INIT_WAIT, LIST_METHODS, UpstreamError
 from bicameral.mcp._fdio import FdReader, FdWriter
+from bicameral.protocol import FrameDecoder, FrameTooLarge
 from bicameral.protocol._errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -349,21 +350,22 @@ class ClientConn:
             await self.wire.aclose()
 
     async def _read_loop(self, buffered: bytes) -> None:
-        buffer = buffered
+        # The protocol's decoder: a long message arriving in many chunks costs
+        # linear time (each byte copied once, searched for a newline once).
+        decoder = FrameDecoder(MAX_LINE)
+        decoder.feed(buffered)
         while True:
-            if b"\n" in buffer:
-                lines = buffer.split(b"\n")
-                buffer = lines.pop()
-                for line in lines:
+            try:
+                while (line := decoder.next_frame()) is not None:
                     if line.strip():
                         await self._handle_line(line)
-            if len(buffer) > MAX_LINE:
+            except FrameTooLarge:
                 await self._send_error(None, INVALID_REQUEST, "message too long")
                 return
             chunk = await self.wire.receive()
             if not chunk:
                 return
-            buffer += chunk
+            decoder.feed(chunk)
 
     # -- incoming -----------------------------------------------------------------
 

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         UNAUTHORIZED,
         RPCError,
     )
+    from bicameral.protocol._framing import FrameDecoder, FrameTooLarge
     from bicameral.protocol._limits import Limits
     from bicameral.protocol._server import serve_tcp, serve_unix
 
@@ -38,6 +39,8 @@ __all__ = [
     "BlockingClient",
     "Connection",
     "Dispatcher",
+    "FrameDecoder",
+    "FrameTooLarge",
     "Handler",
     "Limits",
     "RPCError",
@@ -60,6 +63,8 @@ _MODULES = {
     "PARSE_ERROR": "_errors",
     "UNAUTHORIZED": "_errors",
     "RPCError": "_errors",
+    "FrameDecoder": "_framing",
+    "FrameTooLarge": "_framing",
     "Limits": "_limits",
     "serve_tcp": "_server",
     "serve_unix": "_server",

@@ -51,7 +51,7 @@ from bicameral.protocol._framing import (
     decode,
     encode,
 )
-from bicameral.protocol._limits import Limits
+from bicameral.protocol._limits import InputBudget, Limits
 from bicameral.protocol._poller import AGAIN, IDLE, INLINE_BUDGET, WAKE, Poller
 
 __all__ = ["Connection", "UpgradeHandler"]
@@ -109,6 +109,7 @@ class Connection:
         peer_uid: int | None = None,
         token: str | None = None,
         poller: Poller | None = None,
+        budget: InputBudget | None = None,
     ) -> None:
         self.peer_uid = peer_uid
         self.transport = transport
@@ -142,6 +143,9 @@ class Connection:
         self._parked: trio.lowlevel.Task | None = None
         self._armed = False
         self._backlog = False
+        # Shared by all of the server's connections; `_held` is our part of it.
+        self._budget = budget
+        self._held = 0
 
     # -- the API for method handlers ---------------------------------------
 
@@ -178,15 +182,15 @@ class Connection:
     async def serve(self) -> None:
         """Serve until the client closes, misbehaves or the connection is upgraded."""
         poller = self._poller
-        if poller is None:
-            await self._serve()
-            return
-        poller.connections += 1
+        if poller is not None:
+            poller.connections += 1
         try:
             await self._serve()
         finally:
-            poller.connections -= 1
-            poller.forget(self)
+            self._hold(0)
+            if poller is not None:
+                poller.connections -= 1
+                poller.forget(self)
 
     async def _serve(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -198,6 +202,19 @@ class Connection:
                     "closing a connection that sent a frame over %d bytes", self._limits.max_frame
                 )
                 error = encode(error_response(None, INVALID_REQUEST, "frame too large"))
+                with trio.move_on_after(self._limits.partial_frame_timeout):
+                    await self._send(error)
+                nursery.cancel_scope.cancel()
+                return
+            except _OverBudget:
+                logger.warning(
+                    "closing a connection whose unfinished line took the input held across "
+                    "connections over %d bytes (max_buffered)",
+                    self._limits.max_buffered,
+                )
+                error = encode(
+                    error_response(None, INVALID_REQUEST, "server busy: too much unfinished input")
+                )
                 with trio.move_on_after(self._limits.partial_frame_timeout):
                     await self._send(error)
                 nursery.cancel_scope.cancel()
@@ -241,7 +258,10 @@ class Connection:
                 # every await layer costs the round trip of a lone client.
                 if decoder.has_partial():
                     await self._fill_partial()
-                elif poller is not None and poller.connections >= _poller.SHARE_FROM:
+                    continue
+                if self._held:
+                    self._hold(0)
+                if poller is not None and poller.connections >= _poller.SHARE_FROM:
                     # The poller may receive and answer frames itself before
                     # it wakes the reader; then there is nothing to receive.
                     await poller.park(self)
@@ -293,6 +313,21 @@ class Connection:
         if stalled:
             raise _Stalled
         self._receive()
+        if self._budget is None:
+            return
+        held = self._decoder.buffered()
+        if held <= RECV_SIZE:
+            held = 0  # what one receive brings is not worth counting
+        if held != self._held:
+            self._hold(held)
+            if held and self._budget.used > self._budget.limit:
+                raise _OverBudget
+
+    def _hold(self, held: int) -> None:
+        """Record that this connection now holds ``held`` bytes of unfinished input."""
+        if self._budget is not None:
+            self._budget.used += held - self._held
+        self._held = held
 
     def _receive(self) -> None:
         """One non-blocking ``recv`` into the decoder, or the reason input ended."""
@@ -623,6 +658,10 @@ class _Defer(enum.Enum):
 
 
 _DEFER: Final = _Defer.DEFER  # _answer_now: the reader must handle this frame
+
+
+class _OverBudget(Exception):
+    """This connection's unfinished line took the server over `Limits.max_buffered`."""
 
 
 class _Stalled(Exception):

@@ -66,6 +66,10 @@ class FrameDecoder:
         """Whether part of a line has arrived without its newline."""
         return bool(self._buf)
 
+    def buffered(self) -> int:
+        """Bytes received and not yet returned as frames."""
+        return len(self._buf)
+
     def next_frame(self) -> bytes | None:
         buf = self._buf
         end = buf.find(b"\n", self._scanned)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Limits"]
+__all__ = ["InputBudget", "Limits"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,16 +23,34 @@ class Limits:
       partial_frame_timeout: seconds a connection may sit inside an
         unfinished line without sending another byte before it is closed. A
         connection between lines may stay idle for ever.
+      max_buffered: bytes of unfinished lines held across all connections
+        at once. Without it, clients that each drip a line just under
+        `max_frame`, a byte per `partial_frame_timeout`, could make the
+        server hold `max_frame` times `max_connections` (16 GiB with the
+        defaults). A connection whose unfinished line takes the total over
+        it is answered -32600 and closed; lines shorter than one receive
+        (64 KiB) are never counted, so ordinary requests are never refused.
     """
 
     max_frame: int = 16 * 1024 * 1024
     max_in_flight: int = 64
     max_connections: int = 1024
     partial_frame_timeout: float = 30.0
+    max_buffered: int = 256 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("max_frame", "max_in_flight", "max_connections"):
+        for name in ("max_frame", "max_in_flight", "max_connections", "max_buffered"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be at least 1")
         if not self.partial_frame_timeout > 0:
             raise ValueError("Limits.partial_frame_timeout must be positive")
+
+
+class InputBudget:
+    """The bytes of unfinished lines one server's connections hold (`Limits.max_buffered`)."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0

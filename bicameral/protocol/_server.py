@@ -25,7 +25,7 @@ import trio
 from bicameral.protocol import _poller
 from bicameral.protocol._connection import Connection
 from bicameral.protocol._dispatcher import Dispatcher
-from bicameral.protocol._limits import Limits
+from bicameral.protocol._limits import InputBudget, Limits
 from bicameral.protocol._poller import Poller
 
 __all__ = ["peer_allowed", "peer_uid", "serve_tcp", "serve_unix"]
@@ -86,6 +86,7 @@ class _Server:
         self.active = 0
         self.own_uid = os.geteuid() if hasattr(os, "geteuid") else None
         self.poller: Poller | None = None
+        self.budget = InputBudget(limits.max_buffered)
 
     async def serve(
         self, listener: socket.socket | None, task_status: trio.TaskStatus[trio.Nursery]
@@ -158,6 +159,7 @@ class _Server:
                 peer_uid=uid,
                 token=self.token,
                 poller=self.poller,
+                budget=self.budget,
             )
             await conn.serve()
         except Exception:

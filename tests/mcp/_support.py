@@ -55,14 +55,17 @@ class JsonClient:
         nursery.start_soon(self._reader)
 
     async def _reader(self) -> None:
-        buffer = b""
+        buffer = bytearray()
         while True:
             chunk = await self.stream.receive_some(65536)
             if not chunk:
                 self._send.close()
                 return
             buffer += chunk
-            *lines, buffer = buffer.split(b"\n")
+            if b"\n" not in chunk:
+                continue
+            *lines, rest = bytes(buffer).split(b"\n")
+            buffer = bytearray(rest)
             for line in lines:
                 msg = json.loads(line)
                 if "method" not in msg and msg.get("id") in self._waiting:

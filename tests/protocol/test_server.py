@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -268,6 +269,30 @@ async def test_frame_of_exactly_max_frame_is_accepted(
     assert len(frame) == 1000
     await raw.send(frame + b"\n")
     assert (await raw.recv())["id"] == 1
+
+
+async def test_unfinished_lines_across_connections_are_bounded_by_max_buffered(
+    start_unix: StartUnix, connect: Connect
+) -> None:
+    path = await start_unix(Limits(max_frame=4 << 20, max_buffered=1 << 20))
+    head = b'{"jsonrpc":"2.0","id":1,"method":"echo","params":["'
+    body = b"x" * (600 << 10)
+    first, second = await connect(path), await connect(path)
+    await first.send(head + body)  # 600 KiB held: within the budget
+    await trio.testing.wait_all_tasks_blocked()
+    with contextlib.suppress(trio.BrokenResourceError):  # closed while it sends
+        await second.send(head + body)  # 1.2 MiB held across both: over it
+    with trio.fail_after(10):
+        reply = json.loads(await second.closed())
+    assert reply["error"]["code"] == -32600
+    assert "too much unfinished input" in reply["error"]["message"]
+    # The connection within the budget finishes its line and is answered,
+    await first.send(b'"]}\n')
+    answer = await first.recv()
+    assert answer.get("result") == [body.decode()], str(answer)[:300]
+    # and what the closed one held was given back: a new client has the room.
+    third = await connect(path)
+    assert (await third.call("echo", ["y" * (900 << 10)]))["result"][0][:3] == "yyy"
 
 
 async def test_client_stalled_in_a_partial_frame_is_closed(
