@@ -50,6 +50,14 @@ async def test_single_server_mode_lists_and_calls_under_the_servers_own_names(ri
     assert (await client.request("ping"))["result"] == {}
 
 
+async def test_a_message_of_megabytes_crosses_both_ways_intact(rig: Rig) -> None:
+    client = await rig.client("alpha")
+    text = "".join(chr(0x41 + i % 26) for i in range(3 << 20))  # 3 MiB, many reads each way
+    with trio.fail_after(20):
+        assert text_of(await client.call("echo", text=text)) == text
+    assert text_of(await client.call("echo", text="small")) == "small"
+
+
 async def test_two_clients_using_the_same_request_id_each_get_their_own_answer(rig: Rig) -> None:
     one, two = await rig.client("alpha"), await rig.client("alpha")
     answers: dict[str, str] = {}
