@@ -116,15 +116,17 @@ def _run() -> int:
     ``serve`` installs its own handlers as soon as it runs; until then (the
     ~150 ms of importing Trio) a stop signal would otherwise kill the
     process by the default action, or print a KeyboardInterrupt traceback.
-    Nothing exists yet that needs cleaning.
+    Nothing exists yet that needs cleaning. The handlers go in first thing,
+    through the C module ``_signal`` (``signal`` builds its enums first, a
+    few milliseconds of Python's default KeyboardInterrupt under load).
     """
-    import signal
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, _stop_early)
     try:
+        import _signal  # type: ignore[import-not-found, unused-ignore]
+
+        _signal.signal(_signal.SIGTERM, _stop_early)
+        _signal.signal(_signal.SIGINT, _stop_early)
         return main()
-    except _EarlyStop:
+    except (_EarlyStop, KeyboardInterrupt):  # (KeyboardInterrupt: before ours was in)
         return 0
 
 

@@ -83,15 +83,16 @@ class Home:
         self._remember(run)
         return run
 
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            self.argv(*args),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-        )
+    def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+        options: dict[str, Any] = {
+            "stdout": subprocess.PIPE,
+            "stderr": subprocess.PIPE,
+            "stdin": subprocess.DEVNULL,
+            "text": True,
+            "env": self.env,
+        }
+        options.update(kwargs)
+        return subprocess.Popen(self.argv(*args), **options)
 
     def _remember(self, run: Run) -> None:
         try:

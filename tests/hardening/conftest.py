@@ -19,7 +19,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,9 +28,9 @@ from typing import Any
 
 import pytest
 
-from bicameral.daemon._identity import probe
 from bicameral.daemon._lock import LockFile, read_holder
-from tests.daemon.conftest import Run, install_plugin
+from tests.daemon.conftest import Home as BaseHome
+from tests.daemon.conftest import alive, install_plugin
 
 TESTSERVER = str(Path(__file__).parents[1] / "mcp" / "servers" / "testserver.py")
 BICAMERAL = str(Path(sys.executable).with_name("bicameral"))
@@ -49,11 +48,6 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = ""
             raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
-
-
-def alive(pid: int) -> bool:
-    info = probe(pid)
-    return info is not None and not info.zombie
 
 
 def fd_count(pid: int) -> int:
@@ -83,22 +77,14 @@ def daemon_pids(home: Path) -> list[int]:
     return sorted(found)
 
 
-class Home:
-    """A private state dir and the CLI pointed at it."""
+class Home(BaseHome):
+    """The daemon suite's `Home`, with no ``BICAMERAL*`` variable inherited at all."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        super().__init__(path)
         self.env = {
             k: v for k, v in os.environ.items() if not k.startswith(("BICAMERAL", "NOTIFY_SOCKET"))
         }
-
-    @property
-    def descriptor(self) -> Path:
-        return self.path / "daemon.json"
-
-    @property
-    def socket(self) -> Path:
-        return self.path / "daemon.sock"
 
     @property
     def lock(self) -> Path:
@@ -107,32 +93,6 @@ class Home:
     @property
     def log(self) -> Path:
         return self.path / "daemon.log"
-
-    def argv(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "bicameral", "--home", str(self.path), *args]
-
-    def cli(self, *args: str, timeout: float = 30.0) -> Run:
-        proc = subprocess.run(
-            self.argv(*args),
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            check=False,
-        )
-        return Run(proc)
-
-    def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
-        options: dict[str, Any] = {
-            "stdout": subprocess.PIPE,
-            "stderr": subprocess.PIPE,
-            "stdin": subprocess.DEVNULL,
-            "text": True,
-            "env": self.env,
-        }
-        options.update(kwargs)
-        return subprocess.Popen(self.argv(*args), **options)
 
     def start(self) -> int:
         run = self.cli("daemon", "start")
@@ -144,11 +104,6 @@ class Home:
     def stop(self) -> None:
         run = self.cli("daemon", "stop")
         assert run.code == 0, run
-
-    def read_descriptor(self) -> dict[str, Any]:
-        data = json.loads(self.descriptor.read_text())
-        assert isinstance(data, dict)
-        return data
 
     def configure(self, text: str) -> None:
         path = self.path / "config.toml"

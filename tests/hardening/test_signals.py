@@ -115,12 +115,19 @@ def test_sigint_to_the_start_command_leaves_a_consistent_state(home: Home, delay
 
 
 def _runpy_interrupted(err: str) -> bool:
-    """CPython's ``runpy`` was interrupted before our ``__main__`` ran a line."""
+    """CPython's ``runpy`` was interrupted before our ``__main__`` ran a line.
+
+    That is while it compiles ``__main__`` or imports the packages above it
+    (module-level code of ``bicameral/__init__.py`` and the like): Python's
+    own SIGINT handler is the only one there is yet.
+    """
     frames = [line for line in err.splitlines() if line.lstrip().startswith("File ")]
     return (
         err.rstrip().endswith("KeyboardInterrupt")
         and bool(frames)
-        and all('"<frozen ' in line for line in frames)
+        and '"<frozen runpy>"' in frames[0]
+        and all('"<frozen ' in line or line.endswith("in <module>") for line in frames)
+        and not any("__main__.py" in line for line in frames)
     )
 
 
@@ -132,9 +139,10 @@ def test_sigterm_and_sigint_during_the_import_window_leave_nothing(
 
     In the first milliseconds the interpreter has no handler yet: the default
     action kills it (-signum), or CPython itself reports the interrupt while
-    importing ``site`` ("Fatal Python error") or while ``runpy`` compiles
-    ``__main__`` (a traceback of ``<frozen ...>`` frames only), before any
-    line of ``bicameral.daemon.__main__`` runs. From its first line on it
+    importing ``site`` ("Fatal Python error") or while ``runpy`` imports the
+    packages and compiles ``__main__`` (a traceback of ``<frozen runpy>`` and
+    module-level frames), before any line of ``bicameral.daemon.__main__``
+    runs. From its first line on it
     exits 0 quietly. Either way nothing was created yet, and nothing is left.
     """
     for signum in (signal.SIGTERM, signal.SIGINT):
