@@ -85,7 +85,7 @@ def test_handle_signals_and_waits_without_polling() -> None:
         t0 = time.monotonic()
         handle.send_signal(signal.SIGTERM)
         assert handle.wait(5.0)
-        assert time.monotonic() - t0 < 1.0
+        assert time.monotonic() - t0 < 3.0
         assert handle.has_exited()
         handle.send_signal(signal.SIGTERM)  # gone: not an error
     # wait() reaped our child.

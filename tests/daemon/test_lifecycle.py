@@ -283,7 +283,7 @@ def test_stop_from_the_spawning_process_returns_promptly(home: Home) -> None:
     result = stop(paths)
     elapsed = time.monotonic() - t0
     assert result == {"status": "stopped", "pid": pid}
-    assert elapsed < 1.0
+    assert elapsed < 3.0  # not the predecessor's 10 s (generous: shared CI machines)
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)  # already reaped by stop()
 
@@ -299,7 +299,7 @@ def test_a_killed_unreaped_daemon_is_a_stale_zombie(home: Home) -> None:
     assert status.json["status"] == "stale"
     t0 = time.monotonic()
     result = stop(paths)
-    assert time.monotonic() - t0 < 1.0
+    assert time.monotonic() - t0 < 3.0  # no wait on a zombie
     assert result == {"status": "stopped", "stale": True, "pid": pid}
 
 
@@ -760,7 +760,7 @@ def test_a_daemon_that_never_gets_ready_is_killed_after_wait(home: Home) -> None
     t0 = time.monotonic()
     with pytest.raises(StartError, match="did not become ready"):
         start(resolve_paths(home.path), wait=0.3, python=str(never))
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < 5.0  # killed after its wait, not after the 60 s sleep
     # The fixture checks that no lock is held; and no `sleep` is left either:
     # start() killed and reaped its child.
 
