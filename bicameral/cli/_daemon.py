@@ -63,6 +63,14 @@ TimeoutOpt = Annotated[
     float,
     typer.Option("--timeout", min=0.0, help="Seconds of graceful stop before SIGKILL."),
 ]
+AnswerTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        min=0.0,
+        help="Seconds to wait for the daemon's answer before reporting it unresponsive.",
+    ),
+]
 TransportOpt = Annotated[
     Transport | None,
     typer.Option(
@@ -160,6 +168,7 @@ def status(
     ctx: typer.Context,
     *,
     descriptor: DescriptorOpt = None,
+    timeout: AnswerTimeoutOpt = 2.0,
     json: JsonOpt = False,
 ) -> None:
     """Show whether the daemon runs, and its supervisor tree.
@@ -167,7 +176,7 @@ def status(
     Exit codes (LSB): 0 running, 1 stale descriptor, 3 stopped, 4 unresponsive
     or unknown.
     """
-    options = _options(descriptor=descriptor, json=json)
+    options = _options(descriptor=descriptor, timeout=timeout, json=json)
     raise typer.Exit(_fast.run_status(_home(ctx), options))
 
 

@@ -216,7 +216,7 @@ def run_status(home: str | None, options: dict[str, Any]) -> int:
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options)
     try:
-        result = status(paths)
+        result = status(paths, timeout=float(options.get("timeout", 2.0)))
     except DaemonError as exc:
         error(str(exc))
         if as_json:
@@ -338,7 +338,10 @@ FAST_COMMANDS: dict[tuple[str, ...], tuple[dict[str, OptionKind], Runner]] = {
         {"--descriptor": "path", "--timeout": "float", "--json": "flag"},
         run_stop,
     ),
-    ("daemon", "status"): ({"--descriptor": "path", "--json": "flag"}, run_status),
+    ("daemon", "status"): (
+        {"--descriptor": "path", "--timeout": "float", "--json": "flag"},
+        run_status,
+    ),
     ("mcp",): ({"--server": "path"}, run_mcp),
 }
 """Command words -> (options, runner). Options are ``--name``: kind."""

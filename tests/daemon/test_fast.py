@@ -33,6 +33,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str | None, dict[s
         (["daemon", "start"], ("daemon start", None, {})),
         (["--home", "/h", "daemon", "status"], ("daemon status", "/h", {})),
         (["--home=/h", "daemon", "stop", "--timeout=2"], ("daemon stop", "/h", {"timeout": 2.0})),
+        (["daemon", "status", "--timeout", "0.3"], ("daemon status", None, {"timeout": 0.3})),
         (
             ["daemon", "start", "--wait", "3", "--transport", "tcp", "--json", "--config", "c"],
             ("daemon start", None, {"wait": 3.0, "transport": "tcp", "json": True, "config": "c"}),
@@ -63,7 +64,7 @@ def test_accepted(calls: list[Any], argv: list[str], expected: Any) -> None:
         ["daemon", "start", "--wait"],
         ["daemon", "start", "--transport", "udp"],
         ["daemon", "stop", "--socket", "x"],
-        ["daemon", "status", "--timeout", "1"],
+        ["daemon", "status", "--timeout", "soon"],
         ["daemon", "status", "extra"],
         ["daemon", "status", "--json=yes"],
         ["--home", "daemon", "status"],

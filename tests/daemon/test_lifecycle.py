@@ -428,7 +428,7 @@ def test_start_against_an_unresponsive_daemon_fails_suggesting_stop(home: Home) 
         assert run.code == 1
         assert "not answering" in run.stderr
         assert "daemon stop" in run.stderr
-        status = home.cli("daemon", "status")  # waits out its 2 s RPC timeout
+        status = home.cli("daemon", "status", "--timeout", "0.3")  # (default: 2 s)
         assert status.code == 4
         assert status.json["status"] == "unresponsive"
         assert status.json["pid"] == info["pid"]
