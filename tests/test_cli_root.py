@@ -59,3 +59,25 @@ def test_ctrl_c_during_start_exits_130_without_a_traceback() -> None:
             if home in " ".join(p.info["cmdline"] or []):
                 p.kill()
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_usage_errors_are_one_line_with_exit_2_everywhere() -> None:
+    for argv, expected in (
+        (["bogus"], "No such command 'bogus'"),
+        (["daemon", "stopp"], "Did you mean 'stop'?"),
+        (["daemon", "status", "--timeout", "-1"], "Invalid value for '--timeout'"),
+        (["--homer", "x", "daemon", "status"], "No such option: --homer"),
+        (["mcp", "add"], "Missing argument 'name'"),
+    ):
+        run = subprocess.run(
+            [sys.executable, "-m", "bicameral", *argv], capture_output=True, text=True, check=False
+        )
+        assert run.returncode == 2, (argv, run)
+        assert run.stderr.startswith("bicameral: error: "), run.stderr
+        assert expected in run.stderr, run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+    # A group named alone still prints its help.
+    run = subprocess.run(
+        [sys.executable, "-m", "bicameral", "daemon"], capture_output=True, text=True, check=False
+    )
+    assert "Usage: bicameral daemon" in run.stdout + run.stderr

@@ -11,9 +11,11 @@ import bicameral
 from bicameral.cli._daemon import daemon_app
 from bicameral.cli._doctor import doctor
 from bicameral.cli._mcp import mcp_app
+from bicameral.cli._usage import OneLineGroup
 
 app = typer.Typer(
     name="bicameral",
+    cls=OneLineGroup,
     help="Keep MCP servers alive under one supervised per-user daemon.",
     no_args_is_help=True,
     add_completion=False,

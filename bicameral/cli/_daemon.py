@@ -17,11 +17,13 @@ from typing import Annotated, Any
 import typer
 
 from bicameral.cli import _fast
+from bicameral.cli._usage import OneLineGroup
 
 __all__ = ["daemon_app"]
 
 daemon_app = typer.Typer(
     name="daemon",
+    cls=OneLineGroup,
     help="Start, stop and inspect the per-user bicameral daemon.",
     no_args_is_help=True,
     add_completion=False,

@@ -22,45 +22,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperCommand
 
 from bicameral.cli import _fast
+from bicameral.cli._usage import OneLineGroup, UsageError
 
 if TYPE_CHECKING:
     from bicameral.mcp._config import ServerConfig
-
-try:  # Typer >= 0.22 vendors Click
-    from typer._click.exceptions import UsageError
-except ImportError:  # pragma: no cover - older Typer on Click
-    from click.exceptions import UsageError  # type: ignore[assignment]
 
 __all__ = ["mcp_app"]
 
 _COMMAND_KEY = "bicameral.mcp.add.command"
 _ADD_USAGE = "bicameral mcp add NAME [--env K=V ...] [--cwd DIR] -- COMMAND [ARGS...]"
-
-
-def _usage_error(exc: UsageError) -> typer.Exit:
-    """A Click usage error as one line on stderr and exit code 2."""
-    path = exc.ctx.command_path if exc.ctx is not None else "bicameral mcp"
-    _fast.error(f"{exc.format_message()} (see `{path} --help`)")
-    return typer.Exit(2)
-
-
-class _OneLineGroup(TyperGroup):
-    """The ``mcp`` group: usage errors of it and its commands print one line, exit 2."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except UsageError as exc:
-            raise _usage_error(exc) from None
-
-    def invoke(self, ctx: Any) -> Any:
-        try:
-            return super().invoke(ctx)
-        except UsageError as exc:
-            raise _usage_error(exc) from None
 
 
 class _AddCommand(TyperCommand):
@@ -88,7 +61,7 @@ class _AddCommand(TyperCommand):
 
 mcp_app = typer.Typer(
     name="mcp",
-    cls=_OneLineGroup,
+    cls=OneLineGroup,
     help=(
         "Run the MCP stdio bridge (no subcommand), or edit the MCP servers in config.toml "
         "(add, remove, list, import)."
