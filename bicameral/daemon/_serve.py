@@ -649,9 +649,10 @@ class _Daemon:
         """Re-read config.toml and apply the difference to the ``adapters`` subtree.
 
         An invalid file raises :class:`ConfigError` and changes nothing.
-        Specs are compared by name and then by value: new names are started,
-        missing ones deleted, changed ones deleted and started again (they
-        move to the end of the start order), equal ones left running.
+        Specs are compared by name and then by value: new names are started
+        (last in the start order), missing ones deleted, changed ones
+        replaced in place (`Supervisor.replace_child`), equal ones left
+        running.
         """
         assert self._reload_lock is not None and self.adapters is not None
         async with self._reload_lock:
@@ -676,10 +677,11 @@ class _Daemon:
                     old = current.get(spec.name)
                     if old is not None and old == spec:
                         continue
-                    if old is not None:
-                        await self.adapters.delete_child(spec.name)
                     try:
-                        await self.adapters.start_child(spec)
+                        if old is not None:
+                            await self.adapters.replace_child(spec)
+                        else:
+                            await self.adapters.start_child(spec)
                     except Exception as exc:
                         logger.error("reload: adapter %r failed to start: %r", spec.name, exc)
                         failed.append(spec.name)

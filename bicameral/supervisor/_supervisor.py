@@ -323,6 +323,36 @@ class Supervisor:
             await self._stop_child(child)
             self._remove(child)
 
+    async def replace_child(self, spec: ChildSpec) -> dict[str, Any]:
+        """Stop the child named ``spec.name`` and start ``spec`` in its place.
+
+        Not in OTP, where a changed spec means ``delete_child`` and
+        ``start_child``, which moves the child to the end of the start
+        order. A live reload wants the child where the configuration puts
+        it: the start order (and so the stop order, and what REST_FOR_ONE
+        restarts) stays as it was. The new child starts with no restarts.
+        Returns its snapshot entry.
+
+        Raises:
+          KeyError: no such child.
+          ChildStartError: the new child failed before
+            ``task_status.started()``; neither it nor the old one remains.
+          RuntimeError: the supervisor is not running.
+        """
+        async with self._operator_lock():
+            old = self._by_name[spec.name]
+            old._terminated = True
+            await self._stop_child(old)
+            position = self._children.index(old)
+            self._remove(old)
+            child = self._add(spec, position)
+            try:
+                await self._start(child)
+            except ChildStartError:
+                self._remove(child)
+                raise
+            return child_entry(child)
+
     def snapshot(self) -> dict[str, Any]:
         """The tree as plain, JSON-serialisable data (SPEC §3's shape).
 
@@ -416,13 +446,16 @@ class Supervisor:
 
     # ----------------------------------------------------------------- children
 
-    def _add(self, spec: ChildSpec) -> ChildHandle:
+    def _add(self, spec: ChildSpec, position: int | None = None) -> ChildHandle:
         if not isinstance(spec, ChildSpec):
             raise TypeError(f"expected a ChildSpec, not {spec!r}")
         if spec.name in self._by_name:
             raise ValueError(f"duplicate child name {spec.name!r} in supervisor {self.name!r}")
         child = ChildHandle(spec, self)
-        self._children.append(child)
+        if position is None:
+            self._children.append(child)
+        else:
+            self._children.insert(position, child)
         self._by_name[spec.name] = child
         return child
 

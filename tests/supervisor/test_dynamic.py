@@ -146,3 +146,31 @@ async def test_stop_during_a_group_restart_waits_for_it(
         await sup.stop()
         assert sup.state == "stopped"
         assert (a.runs, b.runs) == (2, 2)
+
+
+async def test_replace_child_keeps_its_place_in_the_start_order(log: list[str]) -> None:
+    a, b, c, b2 = Ctl("a", log), Ctl("b", log), Ctl("c", log), Ctl("b2", log)
+    sup = Supervisor("root", [ChildSpec(n, t) for n, t in (("a", a), ("b", b), ("c", c))])
+    async with running(sup):
+        await sup.restart_child("b")
+        log.clear()
+        entry = await sup.replace_child(ChildSpec("b", b2))
+        assert log == ["stop b", "start b2", "ready b2"]  # the old one stopped gracefully first
+        assert (entry["name"], entry["state"], entry["restarts"]) == ("b", "running", 0)
+        assert [ch["name"] for ch in sup.snapshot()["children"]] == ["a", "b", "c"]
+        with pytest.raises(KeyError):
+            await sup.replace_child(ChildSpec("nope", Ctl("nope")))
+        log.clear()
+        await sup.stop()
+    assert log == ["stop c", "stop b2", "stop a"]  # still the middle of the stop order
+
+
+async def test_replace_child_with_one_that_fails_to_start_leaves_neither() -> None:
+    bad = Ctl("bad")
+    bad.fail_before_ready = OSError("nope")
+    sup = Supervisor("root", [ChildSpec("a", Ctl("a")), ChildSpec("b", Ctl("b"))])
+    async with running(sup):
+        with pytest.raises(ChildStartError):
+            await sup.replace_child(ChildSpec("a", bad))
+        assert [ch["name"] for ch in sup.snapshot()["children"]] == ["b"]
+        assert sup.state == "running"
