@@ -44,7 +44,7 @@ import trio
 
 from bicameral.mcp._common import INIT_WAIT, LIST_METHODS, UpstreamError
 from bicameral.mcp._fdio import FdReader, FdWriter
-from bicameral.protocol import FrameDecoder, FrameTooLarge
+from bicameral.protocol import FrameDecoder, FrameTooLarge, InputBudget
 from bicameral.protocol._errors import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
@@ -244,21 +244,39 @@ class McpHost:
         # pipes itself and the bridge relays nothing, which takes two process
         # hops off every message each way.
         passing = params.get("stdio") == "pass" and _FD_PASSING
+        # The session's unfinished messages count against the daemon's one
+        # budget of unfinished input, and its lines obey the same max_frame.
+        limits = dict(budget=conn.input_budget, max_line=conn.limits.max_frame)
 
         async def handler(stream: Any, buffered: bytes) -> None:
             if passing and not buffered and hasattr(stream, "socket"):
-                await self.serve_passed(stream, server)
+                await self.serve_passed(stream, server, **limits)
             else:
-                await self.serve(stream, buffered, server)
+                await self.serve(stream, buffered, server, **limits)
 
         conn.upgrade(handler)
         return {"server": server, "stdio": "pass" if passing else "relay"}
 
-    async def serve(self, stream: Any, buffered: bytes, server: str | None) -> None:
+    async def serve(
+        self,
+        stream: Any,
+        buffered: bytes,
+        server: str | None,
+        *,
+        budget: InputBudget | None = None,
+        max_line: int = MAX_LINE,
+    ) -> None:
         """Serve one attached connection until the client or the daemon closes it."""
-        await ClientConn(self, _Wire(stream), server).run(buffered)
+        await ClientConn(self, _Wire(stream), server, budget, max_line).run(buffered)
 
-    async def serve_passed(self, stream: Any, server: str | None) -> None:
+    async def serve_passed(
+        self,
+        stream: Any,
+        server: str | None,
+        *,
+        budget: InputBudget | None = None,
+        max_line: int = MAX_LINE,
+    ) -> None:
         """Serve a client whose stdin/stdout the bridge passed over `stream`.
 
         The session ends when the client closes its stdin (then the bridge is
@@ -272,7 +290,7 @@ class McpHost:
             return
         client_in = FdReader(fds[0], owned=True)
         client_out = FdWriter(fds[1], owned=True)
-        session = ClientConn(self, _Wire(client_in, client_out), server)
+        session = ClientConn(self, _Wire(client_in, client_out), server, budget, max_line)
         async with anyio.create_task_group() as tg:
 
             async def watch_bridge() -> None:
@@ -291,11 +309,20 @@ class McpHost:
 class ClientConn:
     """One MCP client attached to the daemon (an `Upstream`'s `Peer`)."""
 
-    def __init__(self, host: McpHost, wire: _Wire, server: str | None) -> None:
+    def __init__(
+        self,
+        host: McpHost,
+        wire: _Wire,
+        server: str | None,
+        budget: InputBudget | None = None,
+        max_line: int = MAX_LINE,
+    ) -> None:
         self.host = host
         self.registry = host.registry
         self.wire = wire
         self.server = server
+        self._budget = budget
+        self._max_line = max_line
         self.client_capabilities: dict[str, Any] = {}
         self.initialized = False
         self._tg: trio.Nursery | None = None
@@ -352,20 +379,41 @@ class ClientConn:
     async def _read_loop(self, buffered: bytes) -> None:
         # The protocol's decoder: a long message arriving in many chunks costs
         # linear time (each byte copied once, searched for a newline once).
-        decoder = FrameDecoder(MAX_LINE)
+        decoder = FrameDecoder(self._max_line)
         decoder.feed(buffered)
-        while True:
-            try:
-                while (line := decoder.next_frame()) is not None:
-                    if line.strip():
-                        await self._handle_line(line)
-            except FrameTooLarge:
-                await self._send_error(None, INVALID_REQUEST, "message too long")
-                return
-            chunk = await self.wire.receive()
-            if not chunk:
-                return
-            decoder.feed(chunk)
+        budget = self._budget
+        held = 0
+        try:
+            while True:
+                try:
+                    while (line := decoder.next_frame()) is not None:
+                        if line.strip():
+                            await self._handle_line(line)
+                except FrameTooLarge:
+                    await self._send_error(None, INVALID_REQUEST, "message too long")
+                    return
+                if budget is not None:
+                    partial = decoder.buffered()
+                    now = partial if partial > budget.COUNT_FROM else 0
+                    ok = budget.claim(held, now)
+                    held = now
+                    if not ok:
+                        logger.warning(
+                            "closing an MCP session whose unfinished message took the input "
+                            "held across connections over %d bytes (max_buffered)",
+                            budget.limit,
+                        )
+                        await self._send_error(
+                            None, INVALID_REQUEST, "server busy: too much unfinished input"
+                        )
+                        return
+                chunk = await self.wire.receive()
+                if not chunk:
+                    return
+                decoder.feed(chunk)
+        finally:
+            if budget is not None:
+                budget.claim(held, 0)
 
     # -- incoming -----------------------------------------------------------------
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         RPCError,
     )
     from bicameral.protocol._framing import FrameDecoder, FrameTooLarge
-    from bicameral.protocol._limits import Limits
+    from bicameral.protocol._limits import InputBudget, Limits
     from bicameral.protocol._server import serve_tcp, serve_unix
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "FrameDecoder",
     "FrameTooLarge",
     "Handler",
+    "InputBudget",
     "Limits",
     "RPCError",
     "UpgradeHandler",
@@ -65,6 +66,7 @@ _MODULES = {
     "RPCError": "_errors",
     "FrameDecoder": "_framing",
     "FrameTooLarge": "_framing",
+    "InputBudget": "_limits",
     "Limits": "_limits",
     "serve_tcp": "_server",
     "serve_unix": "_server",

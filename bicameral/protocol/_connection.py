@@ -149,6 +149,20 @@ class Connection:
 
     # -- the API for method handlers ---------------------------------------
 
+    @property
+    def limits(self) -> Limits:
+        """The limits this connection is served under."""
+        return self._limits
+
+    @property
+    def input_budget(self) -> InputBudget | None:
+        """The server-wide budget of unfinished input (`Limits.max_buffered`).
+
+        For an upgrade handler's own reader: counting its unfinished
+        messages here keeps the one limit over everything the server holds.
+        """
+        return self._budget
+
     async def send_notification(self, method: str, params: Any = None) -> None:
         """Send a JSON-RPC notification to the client.
 
@@ -316,18 +330,18 @@ class Connection:
         if self._budget is None:
             return
         held = self._decoder.buffered()
-        if held <= RECV_SIZE:
-            held = 0  # what one receive brings is not worth counting
-        if held != self._held:
-            self._hold(held)
-            if held and self._budget.used > self._budget.limit:
-                raise _OverBudget
+        if held <= InputBudget.COUNT_FROM:
+            held = 0
+        if held != self._held and not self._hold(held):
+            raise _OverBudget
 
-    def _hold(self, held: int) -> None:
-        """Record that this connection now holds ``held`` bytes of unfinished input."""
+    def _hold(self, held: int) -> bool:
+        """This connection now holds ``held`` bytes of unfinished input; within budget?"""
+        ok = True
         if self._budget is not None:
-            self._budget.used += held - self._held
+            ok = self._budget.claim(self._held, held)
         self._held = held
+        return ok
 
     def _receive(self) -> None:
         """One non-blocking ``recv`` into the decoder, or the reason input ended."""

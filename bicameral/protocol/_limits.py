@@ -30,6 +30,8 @@ class Limits:
         defaults). A connection whose unfinished line takes the total over
         it is answered -32600 and closed; lines shorter than one receive
         (64 KiB) are never counted, so ordinary requests are never refused.
+        Upgraded connections (MCP sessions) count against it too, through
+        `Connection.input_budget`.
     """
 
     max_frame: int = 16 * 1024 * 1024
@@ -47,10 +49,28 @@ class Limits:
 
 
 class InputBudget:
-    """The bytes of unfinished lines one server's connections hold (`Limits.max_buffered`)."""
+    """The bytes of unfinished lines one server's connections hold (`Limits.max_buffered`).
+
+    Shared by the server's connections and by whatever reads an upgraded
+    connection afterwards (an MCP session), so one limit bounds them all.
+    """
 
     __slots__ = ("limit", "used")
+
+    #: Unfinished input up to one receive is not counted: ordinary messages
+    #: arrive whole, and are never refused.
+    COUNT_FROM = 65536
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+
+    def claim(self, old: int, new: int) -> bool:
+        """A reader's unfinished input goes from ``old`` to ``new`` bytes.
+
+        Returns whether the total is within the limit; a reader that was
+        told ``False`` gives up its input and calls ``claim(new, 0)``.
+        Shrinking is always within it.
+        """
+        self.used += new - old
+        return new <= old or self.used <= self.limit

@@ -9,6 +9,7 @@ JSON-RPC connections and on MCP sessions alike.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import select
 import socket
@@ -237,3 +238,35 @@ def test_reload_keeps_the_running_limits_and_says_a_change_needs_a_restart(
     limited.configure(LIMITS.replace("max_frame = 2048", "max_frame = 0"))
     bad = limited.cli("daemon", "reload")
     assert bad.code == 1 and "max_frame" in bad.stderr, bad
+
+
+def test_mcp_sessions_count_against_the_same_max_buffered(home: Home) -> None:
+    """Unfinished MCP messages share `max_buffered` with everything else the daemon
+    holds: of two sessions each holding 700 KiB of a message under a 1 MiB limit,
+    one is closed with an error, the other is answered, and RPC goes on."""
+    home.configure("[daemon.limits]\nmax_buffered = 1048576\n")
+    home.start()
+    head = (
+        b'{"jsonrpc":"2.0","id":7,"method":"tools/call",'
+        b'"params":{"name":"bicameral__status","arguments":{},"_meta":{"pad":"'
+    )
+    body = b"x" * (700 << 10)
+    with home.connect() as first, home.connect() as second:
+        for sock in (first, second):
+            assert rpc(sock, "system.attach", {"mode": "mcp"})["result"]["mode"] == "mcp"
+        first.sendall(head + body)
+        with contextlib.suppress(OSError):  # it may be closed while it sends
+            second.sendall(head + body)
+        readable, _, _ = select.select([first, second], [], [], 15)
+        assert len(readable) == 1, readable
+        (refused,) = readable
+        kept = second if refused is first else first
+        reply = json.loads(closed_by_peer(refused, 10).split(b"\n")[0])
+        assert reply["error"]["code"] == -32600
+        assert "too much unfinished input" in reply["error"]["message"]
+        kept.sendall(b'"}}}\n')
+        (answer,) = read_lines(kept, 1)
+        assert answer["id"] == 7 and "result" in answer, str(answer)[:300]
+    with home.connect() as client:
+        assert rpc(client, "system.version")["result"]["protocol_version"] == "1"
+    home.stop()
