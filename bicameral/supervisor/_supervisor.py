@@ -259,13 +259,7 @@ class Supervisor:
         async with self._operator_lock():
             if spec.name in self._by_name:
                 raise ValueError(f"supervisor {self.name!r} already has a child {spec.name!r}")
-            child = self._add(spec)
-            try:
-                await self._start(child)
-            except ChildStartError:
-                self._remove(child)
-                raise
-            return child_entry(child)
+            return await self._add_and_start(spec)
 
     async def restart_child(self, name: str) -> dict[str, Any]:
         """Stop child `name` gracefully if it runs, then start it again.
@@ -345,13 +339,17 @@ class Supervisor:
             await self._stop_child(old)
             position = self._children.index(old)
             self._remove(old)
-            child = self._add(spec, position)
-            try:
-                await self._start(child)
-            except ChildStartError:
-                self._remove(child)
-                raise
-            return child_entry(child)
+            return await self._add_and_start(spec, position)
+
+    async def _add_and_start(self, spec: ChildSpec, position: int | None = None) -> dict[str, Any]:
+        """Add `spec` (at `position`, default last) and start it; forget it if it fails."""
+        child = self._add(spec, position)
+        try:
+            await self._start(child)
+        except ChildStartError:
+            self._remove(child)
+            raise
+        return child_entry(child)
 
     def snapshot(self) -> dict[str, Any]:
         """The tree as plain, JSON-serialisable data (SPEC §3's shape).
