@@ -19,11 +19,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import stat
 import time
 
 from bicameral.daemon._errors import DaemonError
-from bicameral.daemon._files import write_atomic
+from bicameral.daemon._files import read_regular, write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -169,24 +168,14 @@ def read_descriptor(path: Path) -> Descriptor | None:
     Raises :class:`MalformedDescriptor` when the file exists but cannot be
     read or does not hold a valid descriptor.
     """
-    # O_NONBLOCK: opening a FIFO planted at the path must not wait for a
-    # writer; then only a regular file is read (a FIFO, a device or a
-    # directory would block, never end, or fail later).
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    # Only a regular file is read: a FIFO planted at the path would block,
+    # a device never end (`read_regular` refuses them without waiting).
     try:
-        fd = os.open(path, flags)
+        raw = read_regular(path, limit=1 << 20)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise MalformedDescriptor(f"cannot read descriptor {path}: {exc.strerror}") from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise MalformedDescriptor(f"descriptor {path} is not a regular file")
-        raw = os.read(fd, 1 << 20)
-    except OSError as exc:
-        raise MalformedDescriptor(f"cannot read descriptor {path}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting

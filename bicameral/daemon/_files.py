@@ -58,24 +58,23 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     _fsync_dir(path.parent)
 
 
-def read_regular(path: Path) -> bytes:
-    """The whole content of ``path``, which must be a regular file.
+def read_regular(path: Path, *, limit: int | None = None) -> bytes:
+    """The content of ``path`` (its first ``limit`` bytes), which must be a regular file.
 
     Raises ``FileNotFoundError``, ``IsADirectoryError``, or ``OSError`` with
     ``strerror`` "not a regular file" for a FIFO, socket or device. The open
     is non-blocking, so even a FIFO with no writer is refused at once.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags | getattr(os, "O_NOCTTY", 0))
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
             raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
         if not stat.S_ISREG(mode):
             raise OSError(errno.EINVAL, "not a regular file", str(path))
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        with open(fd, "rb", closefd=False) as f:
+            return f.read(-1 if limit is None else limit)
     finally:
         os.close(fd)
 
