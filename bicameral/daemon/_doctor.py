@@ -40,6 +40,8 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+    from bicameral.daemon._control import Inspection
+    from bicameral.daemon._descriptor import Descriptor
     from bicameral.daemon._paths import DaemonPaths
 
 __all__ = [
@@ -212,26 +214,26 @@ def check_socket_path(
 # --- descriptor and lock -------------------------------------------------------------------
 
 
-def _why_stale(pid: int, start_time: float) -> str:
-    from bicameral.daemon._identity import probe, start_times_equal
+def _why_stale(descriptor: Descriptor) -> str:
+    from bicameral.daemon._identity import mismatch, probe
 
-    info = probe(pid)
-    if info is None:
-        return f"pid {pid} is not running"
-    if info.zombie:
-        return f"pid {pid} has exited (a zombie not yet reaped)"
-    if sys.platform != "win32" and info.uid is not None and info.uid != os.geteuid():
-        return f"pid {pid} is now another user's process (the pid was reused)"
-    if not start_times_equal(info.start_time, start_time):
-        return f"pid {pid} is now another process (the pid was reused)"
-    return f"pid {pid} does not match"  # pragma: no cover - raced with a start
+    pid = descriptor.pid
+    why = mismatch(probe(pid), descriptor.process_start_time, descriptor.socket_path)
+    return f"pid {pid} {why or 'does not match'}"  # (None: raced with a start)
 
 
-def check_descriptor(paths: DaemonPaths) -> list[Check]:
-    """No descriptor, a live one, or a stale or unreadable one."""
+def _inspected(paths: DaemonPaths, found: Inspection | None) -> Inspection:
     from bicameral.daemon._control import inspect
 
-    found = inspect(paths)
+    return found if found is not None else inspect(paths)
+
+
+def check_descriptor(paths: DaemonPaths, found: Inspection | None = None) -> list[Check]:
+    """No descriptor, a live one, or a stale or unreadable one.
+
+    ``found``: the descriptor as already inspected for this report, if it was.
+    """
+    found = _inspected(paths, found)
     cleanup = "run `bicameral daemon stop` to remove it (or `daemon start`, which replaces it)"
     if found.state == "missing":
         return [Check("descriptor", OK, f"no descriptor at {paths.descriptor} (no daemon running)")]
@@ -247,7 +249,7 @@ def check_descriptor(paths: DaemonPaths) -> list[Check]:
     descriptor = found.descriptor
     assert descriptor is not None
     if found.state == "stale":
-        why = _why_stale(descriptor.pid, descriptor.process_start_time)
+        why = _why_stale(descriptor)
         leftover = ""
         if descriptor.socket_path and os.path.lexists(descriptor.socket_path):
             leftover = f"; its socket {descriptor.socket_path} is left over too"
@@ -286,9 +288,8 @@ def _lock_held(path: Path) -> bool | None:
     return False
 
 
-def check_lock(paths: DaemonPaths) -> list[Check]:
+def check_lock(paths: DaemonPaths, found: Inspection | None = None) -> list[Check]:
     """A free lock is fine; a held one with no running daemon is worth a look."""
-    from bicameral.daemon._control import inspect
     from bicameral.daemon._identity import probe
     from bicameral.daemon._lock import read_holder
 
@@ -314,7 +315,7 @@ def check_lock(paths: DaemonPaths) -> list[Check]:
                 "purpose (deleting it would let two daemons start at once)",
             )
         ]
-    found = inspect(paths)
+    found = _inspected(paths, found)
     holder = read_holder(paths.lock)
     if found.state == "alive" and found.descriptor is not None:
         return [Check("lock", OK, f"{paths.lock} is held by daemon pid {found.descriptor.pid}")]
@@ -370,13 +371,15 @@ def _unhealthy_children(tree: Mapping[str, Any]) -> list[str]:
     return found or ([] if tree.get("state") == "running" else _unhealthy(tree))
 
 
-def check_daemon(paths: DaemonPaths, *, timeout: float = 2.0) -> list[Check]:
+def check_daemon(
+    paths: DaemonPaths, found: Inspection | None = None, *, timeout: float = 2.0
+) -> list[Check]:
     """Whether a daemon runs, answers ``system.health``, and how its tree is."""
     import bicameral
-    from bicameral.daemon._control import call, inspect
+    from bicameral.daemon._control import call
     from bicameral.protocol._errors import RPCError
 
-    found = inspect(paths)
+    found = _inspected(paths, found)
     if found.state != "alive" or found.descriptor is None:
         return [
             Check(
@@ -458,13 +461,22 @@ def daemon_environ(paths: DaemonPaths) -> dict[str, str] | None:
 
 
 def daemon_checks(paths: DaemonPaths) -> list[Check]:
-    """Every daemon-level check, in the order they are shown."""
+    """Every daemon-level check, in the order they are shown.
+
+    The descriptor is read and its process probed once, on first use, so the
+    three checks that look at it report on one and the same moment.
+    """
+    import functools
+
+    from bicameral.daemon._control import inspect
+
+    found = functools.cache(lambda: inspect(paths))
     return run_checks(
         [
             ("state-dir", lambda: check_state_dir(paths)),
             ("socket-path", lambda: check_socket_path(paths)),
-            ("descriptor", lambda: check_descriptor(paths)),
-            ("lock", lambda: check_lock(paths)),
-            ("daemon", lambda: check_daemon(paths)),
+            ("descriptor", lambda: check_descriptor(paths, found())),
+            ("lock", lambda: check_lock(paths, found())),
+            ("daemon", lambda: check_daemon(paths, found())),
         ]
     )

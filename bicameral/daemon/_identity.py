@@ -39,6 +39,7 @@ __all__ = [
     "ProcessInfo",
     "identity_matches",
     "listener_of",
+    "mismatch",
     "probe",
     "process_start_time",
     "reap_if_child",
@@ -157,14 +158,28 @@ def identity_matches(
     time disagrees still matches if the kernel says it is the one listening
     there: the start time moves with the wall clock (see the module docstring).
     """
-    if info is None or info.zombie:
-        return False
+    return mismatch(info, start_time, socket_path) is None
+
+
+def mismatch(
+    info: ProcessInfo | None, start_time: float, socket_path: str | None = None
+) -> str | None:
+    """Why ``info`` is not that process (``"is not running"``...); ``None`` when it is.
+
+    The rule of :func:`identity_matches`, with its reason, for ``doctor``.
+    """
+    if info is None:
+        return "is not running"
+    if info.zombie:
+        return "has exited (a zombie not yet reaped)"
     uid = _current_uid()
     if uid is not None and info.uid is not None and info.uid != uid:
-        return False
+        return "is now another user's process (the pid was reused)"
     if start_times_equal(info.start_time, start_time):
-        return True
-    return socket_path is not None and listener_of(socket_path) == (info.pid, uid)
+        return None
+    if socket_path is not None and listener_of(socket_path) == (info.pid, uid):
+        return None
+    return "is now another process (the pid was reused)"
 
 
 def listener_of(socket_path: str, timeout: float = 1.0) -> tuple[int, int | None] | None:
