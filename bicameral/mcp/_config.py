@@ -36,6 +36,7 @@ __all__ = [
     "check_server_name",
     "load_servers",
     "read_config",
+    "read_text",
 ]
 
 #: The keys a ``[mcp.servers.NAME]`` table may hold.
@@ -122,18 +123,33 @@ def read_config(path: Path) -> dict[str, Any]:
     """
     import tomllib
 
-    try:
-        return tomllib.loads(read_regular(path).decode("utf-8"))
-    except FileNotFoundError:
+    text = read_text(path)
+    if text is None:
         return {}
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def read_text(path: Path) -> str | None:
+    """The config file's text, ``None`` when it does not exist.
+
+    Unreadable (a directory, a FIFO, no permission) or not UTF-8 is a
+    :class:`ConfigError` naming the file.
+    """
+    try:
+        raw = read_regular(path)
+    except FileNotFoundError:
+        return None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, not a config file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
 def load_servers(config: Mapping[str, Any], path: Path | None) -> dict[str, ServerConfig]:

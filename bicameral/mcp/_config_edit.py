@@ -34,13 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bicameral.daemon import ConfigError, read_regular, write_atomic
+from bicameral.daemon import ConfigError, write_atomic
 from bicameral.mcp._config import (
     ServerConfig,
     _server,
     check_server_name,
     load_servers,
     read_config,
+    read_text,
 )
 
 if TYPE_CHECKING:
@@ -101,21 +102,6 @@ def _locked_dir(directory: Path) -> Iterator[None]:
 def _target(path: Path) -> Path:
     """The file to write: ``path`` itself, or what it links to (dotfile managers)."""
     return Path(os.path.realpath(path))
-
-
-def _read_text(path: Path) -> str | None:
-    try:
-        raw = read_regular(path)
-    except FileNotFoundError:
-        return None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a config file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason})") from None
 
 
 def _parse(path: Path, text: str) -> tuple[dict[str, Any], tomlkit.TOMLDocument]:
@@ -308,7 +294,7 @@ def _apply(path: Path, changes: dict[str, ServerConfig | None], *, validate: boo
 
     The caller holds the directory lock and has read ``path`` under it.
     """
-    text = _read_text(path)
+    text = read_text(path)
     if text is None:
         text = HEADER
     data, doc = _parse(path, text)
@@ -382,7 +368,7 @@ def remove_server(path: Path, name: str) -> None:
     """
     target = _target(path)
     with _locked_dir(target.parent):
-        text = _read_text(target)
+        text = read_text(target)
         if text is None:
             raise ConfigError(f"no server named {name!r}: {path} does not exist")
         _data, doc = _parse(path, text)
