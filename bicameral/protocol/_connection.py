@@ -215,10 +215,7 @@ class Connection:
                 logger.warning(
                     "closing a connection that sent a frame over %d bytes", self._limits.max_frame
                 )
-                error = encode(error_response(None, INVALID_REQUEST, "frame too large"))
-                with trio.move_on_after(self._limits.partial_frame_timeout):
-                    await self._send(error)
-                nursery.cancel_scope.cancel()
+                await self._refuse(nursery, "frame too large")
                 return
             except _OverBudget:
                 logger.warning(
@@ -226,12 +223,7 @@ class Connection:
                     "connections over %d bytes (max_buffered)",
                     self._limits.max_buffered,
                 )
-                error = encode(
-                    error_response(None, INVALID_REQUEST, "server busy: too much unfinished input")
-                )
-                with trio.move_on_after(self._limits.partial_frame_timeout):
-                    await self._send(error)
-                nursery.cancel_scope.cancel()
+                await self._refuse(nursery, "server busy: too much unfinished input")
                 return
             except _Stalled:
                 logger.info(
@@ -246,6 +238,13 @@ class Connection:
                 self._poller.forget(self)
             stream = trio.SocketStream(trio.socket.from_stdlib_socket(self._sock))
             await self._upgrade(stream, self._decoder.take_buffered())
+
+    async def _refuse(self, nursery: trio.Nursery, message: str) -> None:
+        """Answer -32600 ``message`` (waiting no longer than for a stall), then close."""
+        error = encode(error_response(None, INVALID_REQUEST, message))
+        with trio.move_on_after(self._limits.partial_frame_timeout):
+            await self._send(error)
+        nursery.cancel_scope.cancel()
 
     async def _read_loop(self, nursery: trio.Nursery) -> None:
         decoder = self._decoder
