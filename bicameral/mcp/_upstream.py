@@ -26,9 +26,9 @@ and its tree ``state`` follows (``running | starting | backoff | failed``).
 Why not let the supervisor restart it: a raising adapter would count toward
 the ``adapters`` subtree's intensity (shared by every server) and, during the
 daemon's start, a readiness failure fails the whole start (OTP's
-``start_link`` rule). The supervisor has no way for a child to report its own
-state, so `run_adapter` writes it into its `ChildHandle` (``value`` and
-``state``); see ``publish`` in `run_adapter`.
+``start_link`` rule). So `run_adapter` reports its server's state, exits and
+restarts through its `ChildHandle` (`ChildHandle.report`); see ``publish``
+in `run_adapter`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ from mcp.shared.exceptions import MCPError
 from bicameral.mcp._common import CALL_WAIT, LIST_METHODS, UpstreamError
 from bicameral.mcp._dispatcher import LeanDispatcher
 from bicameral.mcp._spawn import SpawnError, spawn_server
-from bicameral.supervisor import current_child
+from bicameral.supervisor import Backoff, current_child
 
 if TYPE_CHECKING:
     from bicameral.mcp._config import ServerConfig
@@ -65,8 +65,8 @@ logger = logging.getLogger("bicameral.mcp")
 STARTUP_TIMEOUT = 60.0
 #: The adapter reports ready to its supervisor at the latest this long after it starts.
 READY_WAIT = 1.0
-#: Restart backoff: initial, factor, maximum, jitter; reset after HEALTHY_RESET.
-BACKOFF_INITIAL, BACKOFF_FACTOR, BACKOFF_MAXIMUM, BACKOFF_JITTER = 0.5, 2.0, 30.0, 0.1
+#: Restart backoff (the supervisor's own rule); its step resets after HEALTHY_RESET.
+BACKOFF = Backoff(initial=0.5, maximum=30.0, factor=2.0, jitter=0.1)
 #: Intensity: more than MAX_RESTARTS within MAX_SECONDS and the server is `failed`.
 MAX_RESTARTS, MAX_SECONDS = 5, 60.0
 HEALTHY_RESET = 60.0
@@ -246,11 +246,6 @@ class Upstream:
     async def wait_first_attempt(self) -> None:
         """Wait until the server's first start has succeeded or failed (bound it yourself)."""
         while self.init_result is None and self.state == "starting":
-            await self._changed.wait()
-
-    async def wait_initialized(self) -> None:
-        """Wait until the server has been initialized once, or has failed (bound it yourself)."""
-        while self.init_result is None and self.state not in ("failed", "stopped"):
             await self._changed.wait()
 
     async def _wait_ready(self, wait: float) -> _Live:
@@ -781,8 +776,7 @@ async def run_adapter(
                     upstream._go_down("restarting", reason)
                     ready()
                     step += 1
-                    delay = min(BACKOFF_MAXIMUM, BACKOFF_INITIAL * BACKOFF_FACTOR ** (step - 1))
-                    delay *= rng.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER)
+                    delay = BACKOFF.delay(step, rng)
                     with anyio.move_on_after(delay):
                         await child.stopping.wait()
                     if child.stopping.is_set():

@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from bicameral.mcp._common import UpstreamError
+from bicameral.supervisor import Backoff
 from tests.mcp._support import Rig, broken_config, error_text, kill, server_config, text_of
 
 
@@ -303,8 +304,7 @@ async def test_a_crash_looping_server_shows_failed_with_its_reason_and_can_be_re
 ) -> None:
     from bicameral.mcp import _upstream
 
-    monkeypatch.setattr(_upstream, "BACKOFF_INITIAL", 0.01)
-    monkeypatch.setattr(_upstream, "BACKOFF_MAXIMUM", 0.02)
+    monkeypatch.setattr(_upstream, "BACKOFF", Backoff(initial=0.01, maximum=0.02))
     flag = tmp_path / "fail"
     flag.write_text("")
     looping = server_config("looping", env={"TESTSERVER_FAIL_IF": str(flag)})
