@@ -24,6 +24,7 @@ scopes and events directly: anyio's wrappers cost 2-3x as much per message.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -38,6 +39,7 @@ from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from bicameral.mcp._fdio import FdReader, FdWriter
+from bicameral.protocol import FrameDecoder
 
 __all__ = ["LeanDispatcher"]
 
@@ -237,9 +239,10 @@ class LeanDispatcher:
         on_notify: OnNotify,
         intercept: OnNotifyIntercept | None,
     ) -> None:
-        # A bytearray, so that a long message arriving in many chunks is
-        # copied once (appending to bytes copies everything each time).
-        buffer = bytearray()
+        # The protocol's decoder: a long message arriving in many chunks is
+        # copied and searched once. No line limit: the server is ours to
+        # trust as far as its size goes (its answers are what clients asked for).
+        decoder = FrameDecoder(sys.maxsize)
         while True:
             try:
                 chunk = await self._reader.receive(_READ_SIZE)
@@ -248,16 +251,8 @@ class LeanDispatcher:
             if not chunk:
                 self._close()
                 return
-            if b"\n" not in chunk:
-                buffer += chunk
-                continue
-            if buffer:
-                buffer += chunk
-                chunk = bytes(buffer)
-                buffer.clear()
-            lines = chunk.split(b"\n")
-            buffer += lines.pop()
-            for line in lines:
+            decoder.feed(chunk)
+            while (line := decoder.next_frame()) is not None:
                 if line.strip():
                     self._dispatch(line, on_request, on_notify, intercept)
 
