@@ -312,10 +312,7 @@ class Supervisor:
           RuntimeError: the supervisor is not running.
         """
         async with self._operator_lock():
-            child = self._by_name[name]
-            child._terminated = True
-            await self._stop_child(child)
-            self._remove(child)
+            await self._delete(self._by_name[name])
 
     async def replace_child(self, spec: ChildSpec) -> dict[str, Any]:
         """Stop the child named ``spec.name`` and start ``spec`` in its place.
@@ -334,12 +331,16 @@ class Supervisor:
           RuntimeError: the supervisor is not running.
         """
         async with self._operator_lock():
-            old = self._by_name[spec.name]
-            old._terminated = True
-            await self._stop_child(old)
-            position = self._children.index(old)
-            self._remove(old)
+            position = await self._delete(self._by_name[spec.name])
             return await self._add_and_start(spec, position)
+
+    async def _delete(self, child: ChildHandle) -> int:
+        """Stop `child` for good and forget it; where it stood in the start order."""
+        child._terminated = True
+        await self._stop_child(child)
+        position = self._children.index(child)
+        self._remove(child)
+        return position
 
     async def _add_and_start(self, spec: ChildSpec, position: int | None = None) -> dict[str, Any]:
         """Add `spec` (at `position`, default last) and start it; forget it if it fails."""
