@@ -336,9 +336,9 @@ class Supervisor:
 
     async def _delete(self, child: ChildHandle) -> int:
         """Stop `child` for good and forget it; where it stood in the start order."""
+        position = self._children.index(child)  # before the stop: an exit may remove it
         child._terminated = True
         await self._stop_child(child)
-        position = self._children.index(child)
         self._remove(child)
         return position
 
