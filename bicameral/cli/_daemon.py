@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from bicameral.cli import _fast
+from bicameral.cli._context import root_home
 from bicameral.cli._usage import OneLineGroup
 
 __all__ = ["daemon_app"]
@@ -84,12 +85,6 @@ TransportOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object even on a terminal.")]
 
 
-def _home(ctx: typer.Context) -> str | None:
-    obj = ctx.find_root().obj
-    home = obj.get("home") if isinstance(obj, dict) else None
-    return str(home) if home else None
-
-
 def _options(**values: Any) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for name, value in values.items():
@@ -124,7 +119,7 @@ def start(
         transport=transport,
         json=json,
     )
-    raise typer.Exit(_fast.run_start(_home(ctx), options))
+    raise typer.Exit(_fast.run_start(root_home(ctx), options))
 
 
 @daemon_app.command()
@@ -137,7 +132,7 @@ def stop(
 ) -> None:
     """Stop the daemon: SIGTERM, then SIGKILL after --timeout seconds."""
     options = _options(descriptor=descriptor, timeout=timeout, json=json)
-    raise typer.Exit(_fast.run_stop(_home(ctx), options))
+    raise typer.Exit(_fast.run_stop(root_home(ctx), options))
 
 
 @daemon_app.command()
@@ -162,7 +157,7 @@ def restart(
         transport=transport,
         json=json,
     )
-    raise typer.Exit(_fast.run_restart(_home(ctx), options))
+    raise typer.Exit(_fast.run_restart(root_home(ctx), options))
 
 
 @daemon_app.command()
@@ -179,7 +174,7 @@ def status(
     or unknown.
     """
     options = _options(descriptor=descriptor, timeout=timeout, json=json)
-    raise typer.Exit(_fast.run_status(_home(ctx), options))
+    raise typer.Exit(_fast.run_status(root_home(ctx), options))
 
 
 @daemon_app.command()
@@ -191,7 +186,7 @@ def reload(
 ) -> None:
     """Apply config.toml's changes to the running daemon; unchanged servers keep running."""
     options = _options(descriptor=descriptor, json=json)
-    raise typer.Exit(_fast.run_reload(_home(ctx), options))
+    raise typer.Exit(_fast.run_reload(root_home(ctx), options))
 
 
 @daemon_app.command()
@@ -218,7 +213,7 @@ def serve(
     from bicameral.daemon._serve import serve as serve_daemon
 
     paths = resolve_paths(
-        _home(ctx),
+        root_home(ctx),
         descriptor=str(descriptor) if descriptor else None,
         socket=str(socket) if socket else None,
         config=str(config) if config else None,
@@ -247,7 +242,7 @@ def logs(
     from bicameral.daemon._logs import follow_log, tail_log
     from bicameral.daemon._paths import resolve_paths
 
-    paths = resolve_paths(_home(ctx), descriptor=str(descriptor) if descriptor else None)
+    paths = resolve_paths(root_home(ctx), descriptor=str(descriptor) if descriptor else None)
     try:
         if not follow:
             sys.stdout.writelines(tail_log(paths.log, lines))
@@ -277,7 +272,7 @@ def install(
     from bicameral.daemon._install import install_service, serve_argv, service_file
     from bicameral.daemon._paths import resolve_paths
 
-    paths = resolve_paths(_home(ctx))
+    paths = resolve_paths(root_home(ctx))
     try:
         if print_only:
             sys.stdout.write(service_file(serve_argv(paths), log_path=paths.log))

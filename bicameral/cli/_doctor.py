@@ -61,14 +61,13 @@ def doctor(
 
     Exit codes: 0 nothing wrong (warnings allowed), 1 at least one problem.
     """
+    from bicameral.cli._context import root_home
     from bicameral.cli._fast import emit, wants_json
     from bicameral.daemon._doctor import PROBLEM, daemon_checks
     from bicameral.daemon._paths import resolve_paths
     from bicameral.mcp._doctor import mcp_checks
 
-    obj = ctx.find_root().obj
-    home = obj.get("home") if isinstance(obj, dict) else None
-    paths = resolve_paths(home, descriptor=descriptor, socket=socket, config=config)
+    paths = resolve_paths(root_home(ctx), descriptor=descriptor, socket=socket, config=config)
     checks = daemon_checks(paths) + mcp_checks(paths)
     ok = not any(check.status == PROBLEM for check in checks)
     result = {

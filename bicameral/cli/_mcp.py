@@ -25,6 +25,7 @@ import typer
 from typer.core import TyperCommand
 
 from bicameral.cli import _fast
+from bicameral.cli._context import root_home
 from bicameral.cli._usage import OneLineGroup, UsageError
 
 if TYPE_CHECKING:
@@ -82,17 +83,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON even on a term
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _home(ctx: typer.Context) -> Path | None:
-    obj = ctx.find_root().obj
-    home = obj.get("home") if isinstance(obj, dict) else None
-    return Path(home) if home else None
-
-
 def _config_path(ctx: typer.Context, config: Path | None) -> Path:
     from bicameral.daemon._paths import resolve_paths
 
-    home = _home(ctx)
-    return resolve_paths(home, config=config).config
+    return resolve_paths(root_home(ctx), config=config).config
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -106,7 +100,7 @@ def _reload_hint(ctx: typer.Context) -> None:
         from bicameral.daemon._control import inspect
         from bicameral.daemon._paths import resolve_paths
 
-        inspection = inspect(resolve_paths(_home(ctx)))
+        inspection = inspect(resolve_paths(root_home(ctx)))
     except Exception:  # a hint only: never fail the edit that already succeeded
         return
     if inspection.state == "alive" and inspection.descriptor is not None:
@@ -182,7 +176,7 @@ def _mcp(
         from bicameral.mcp import run_bridge
     except ImportError:
         raise _fail("the MCP bridge is not available in this installation") from None
-    raise typer.Exit(run_bridge(_home(ctx), server))
+    raise typer.Exit(run_bridge(root_home(ctx), server))
 
 
 # --- configuration commands --------------------------------------------------------------
