@@ -12,7 +12,6 @@ no Trio, no MCP SDK in the test process.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -37,28 +36,14 @@ class LeftBehind(AssertionError):
     """Teardown found something of the daemon still there (and removed it)."""
 
 
-def _toml_value(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return json.dumps(value)  # a JSON string is a valid TOML basic string
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        items = ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items())
-        return "{ " + items + " }" if items else "{}"
-    raise TypeError(f"cannot write {value!r} to config.toml")
-
-
 def servers_toml(servers: Mapping[str, Mapping[str, Any]]) -> str:
     """``[mcp.servers.NAME]`` tables for ``servers`` (name -> table)."""
-    lines = ["# written by the bicameral_daemon fixture"]
-    for name, table in servers.items():
-        lines += ["", f"[mcp.servers.{json.dumps(name)}]"]
-        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
-    return "\n".join(lines) + "\n"
+    import tomlkit
+
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment("written by the bicameral_daemon fixture"))
+    doc["mcp"] = {"servers": {name: dict(table) for name, table in servers.items()}}
+    return tomlkit.dumps(doc)
 
 
 class BicameralDaemon:
@@ -132,8 +117,9 @@ class BicameralDaemon:
             from bicameral.mcp._config import load_servers
 
             load_servers(tomllib.loads(content), self.config_path)
-        self.config_path.write_text(content)
-        self.config_path.chmod(0o600)
+        from bicameral.daemon import write_atomic
+
+        write_atomic(self.config_path, content.encode("utf-8"))
         return self.config_path
 
     # --- lifecycle ------------------------------------------------------------------------
