@@ -20,8 +20,11 @@ def test_supervisor_example_runs_and_prints_what_the_readme_says() -> None:
         [sys.executable, "-c", block], capture_output=True, text=True, timeout=30, check=True
     )
     assert out.stdout.strip() == "running 2 RuntimeError('boom')"
-    # Both crashes were logged, not swallowed.
+    # Both crashes were logged, not swallowed, each as one line: an expected
+    # crash in a first run reads as intended, not as two tracebacks.
     assert out.stderr.count("crashed: RuntimeError('boom')") == 2
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 2
 
 
 def test_readme_opens_with_the_install_and_test_commands() -> None:

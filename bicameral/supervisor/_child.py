@@ -74,15 +74,15 @@ class ChildHandle:
         "_deliberate",
         "_done",
         "_gen",
+        "_restarts",
         "_scope",
+        "_state",
         "_terminated",
         "_up_since",
         "_waiter",
         "last_exit",
-        "restarts",
         "spec",
         "started_at",
-        "state",
         "stopping",
         "supervisor",
         "value",
@@ -91,8 +91,8 @@ class ChildHandle:
     def __init__(self, spec: ChildSpec, supervisor: Supervisor) -> None:
         self.spec = spec
         self.supervisor = supervisor
-        self.state = "stopped"
-        self.restarts = 0
+        self._state = "stopped"
+        self._restarts = 0
         self.started_at: float | None = None
         self.last_exit: dict[str, Any] | None = None
         self.value: Any = _MISSING
@@ -110,6 +110,30 @@ class ChildHandle:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    # `state` and `restarts` tell the supervisor when they change, so that
+    # `Supervisor.wait_until` wakes on an event instead of polling. The cost
+    # on the restart path is one attribute test while nobody waits.
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self._state = value
+        if self.supervisor._changed is not None:
+            self.supervisor._touch()
+
+    @property
+    def restarts(self) -> int:
+        return self._restarts
+
+    @restarts.setter
+    def restarts(self, value: int) -> None:
+        self._restarts = value
+        if self.supervisor._changed is not None:
+            self.supervisor._touch()
 
     @property
     def started_value(self) -> Any:

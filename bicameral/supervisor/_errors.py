@@ -2,7 +2,30 @@
 
 from __future__ import annotations
 
-__all__ = ["ChildStartError", "ProcessExitedError", "RestartIntensityExceeded"]
+__all__ = ["ChildStartError", "ProcessExitedError", "RestartIntensityExceeded", "original_error"]
+
+
+def original_error(error: BaseException | None) -> BaseException | None:
+    """The error a chain of supervisor failures started from.
+
+    A give-up that escalates through nested supervisors wraps the child's
+    error once per level; every level names that first error, not the level
+    below it, so that an error's text stays the same size however deep the
+    tree is (embedding the inner message would double its escaping per level).
+    """
+    seen = 0
+    while isinstance(error, (RestartIntensityExceeded, ChildStartError)) and seen < 10_000:
+        error = error.last_error if isinstance(error, RestartIntensityExceeded) else error.error
+        seen += 1
+    return error
+
+
+def _describe(child: str, error: BaseException | None, how: str) -> str:
+    """``child 'c' <how> ValueError('x')``; a nested supervisor's failure by its original."""
+    if isinstance(error, (RestartIntensityExceeded, ChildStartError)):
+        first = original_error(error)
+        return f"child {child!r} gave up (supervisor {error.supervisor!r}), originally {first!r}"
+    return f"child {child!r} {how} {error!r}"
 
 
 class RestartIntensityExceeded(Exception):
@@ -12,6 +35,11 @@ class RestartIntensityExceeded(Exception):
     parent supervisor treats it like any other child crash: it restarts the
     subtree, or gives up in turn and raises its own `RestartIntensityExceeded`.
 
+    The message names this supervisor, the child that went over the limit
+    and the *original* error (for a child that is itself a supervisor that
+    gave up, the error its own failure started from), once: it does not
+    grow with the depth of the tree.
+
     Attributes:
       supervisor: the name of the supervisor that gave up.
       max_restarts, max_seconds: its limits.
@@ -19,6 +47,7 @@ class RestartIntensityExceeded(Exception):
         (also set as ``__cause__``), or ``None`` when that child exited
         normally (a PERMANENT child returning).
       child: the name of that child.
+      original: the first error of the chain (`original_error`).
     """
 
     def __init__(
@@ -31,8 +60,9 @@ class RestartIntensityExceeded(Exception):
     ) -> None:
         super().__init__(
             f"supervisor {supervisor!r}: more than {max_restarts} restarts within "
-            f"{max_seconds} s; last: child {child!r} exited with {last_error!r}"
+            f"{max_seconds} s; last: {_describe(child, last_error, 'exited with')}"
         )
+        self.original = original_error(last_error)
         self.supervisor = supervisor
         self.child = child
         self.max_restarts = max_restarts
@@ -51,11 +81,16 @@ class ChildStartError(Exception):
       supervisor, child: names.
       error: the child's exception (also ``__cause__``); a `RuntimeError`
         when it returned without calling ``task_status.started()``.
+      original: the first error of the chain (`original_error`).
     """
 
     def __init__(self, supervisor: str, child: str, error: BaseException | None) -> None:
-        what = repr(error) if error is not None else "returned before task_status.started()"
-        super().__init__(f"supervisor {supervisor!r}: child {child!r} failed to start: {what}")
+        if error is None:
+            what = f"child {child!r} failed to start: returned before task_status.started()"
+        else:
+            what = _describe(child, error, "failed to start:")
+        super().__init__(f"supervisor {supervisor!r}: {what}")
+        self.original = original_error(error)
         self.supervisor = supervisor
         self.child = child
         self.error = error

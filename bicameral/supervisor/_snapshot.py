@@ -13,7 +13,26 @@ __all__ = ["child_entry", "supervisor_entry"]
 
 
 def child_entry(child: ChildHandle) -> dict[str, Any]:
-    """One child as its parent sees it; a subtree adds its own strategy and children."""
+    """One child as its parent sees it; a subtree adds its own strategy and children.
+
+    Built with an explicit stack, not recursion: a tree as deep as a program
+    can build must not end in `RecursionError` when someone asks to see it.
+    """
+    root = _one(child)
+    stack = [(root, child)]
+    while stack:
+        entry, handle = stack.pop()
+        if handle.spec.kind == "supervisor":
+            sub: Supervisor = handle.spec.target
+            children = entry["children"]
+            for c in sub._children:
+                sub_entry = _one(c)
+                children.append(sub_entry)
+                stack.append((sub_entry, c))
+    return root
+
+
+def _one(child: ChildHandle) -> dict[str, Any]:
     spec = child.spec
     entry: dict[str, Any] = {
         "name": spec.name,
@@ -33,7 +52,7 @@ def child_entry(child: ChildHandle) -> dict[str, Any]:
         entry["strategy"] = sub.strategy.value
         entry["max_restarts"] = sub.max_restarts
         entry["max_seconds"] = sub.max_seconds
-        entry["children"] = [child_entry(c) for c in sub._children]
+        entry["children"] = []
     return entry
 
 

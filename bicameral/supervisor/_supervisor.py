@@ -128,11 +128,13 @@ class Supervisor:
         self.max_seconds = max_seconds
         self.backoff = backoff if backoff is not None else Backoff()
         self._rng = rng if rng is not None else random.Random()
+        self._changed: anyio.Event | None = None  # made by wait_until, set by _touch
+        self._parent: ChildHandle | None = None  # our entry in a parent, while we run as a child
         self._children: list[ChildHandle] = []
         self._by_name: dict[str, ChildHandle] = {}
         for spec in children:
             self._add(spec)
-        self._state = "stopped"
+        self._st = "stopped"
         self._started_at: float | None = None
         self._runs = 0
         self._tg: TaskGroup | None = None
@@ -144,6 +146,27 @@ class Supervisor:
         self._stopping_all = False
         self._finished: anyio.Event | None = None
         self._cancelled_exc: type[BaseException] = BaseException
+        self._interrupt: anyio.Event | None = None  # set by stop() during a group backoff
+
+    @property
+    def _state(self) -> str:
+        return self._st
+
+    @_state.setter
+    def _state(self, value: str) -> None:
+        self._st = value
+        if self._changed is not None:
+            self._touch()
+
+    def _touch(self) -> None:
+        """Something a `wait_until` predicate may read changed: wake the waiters."""
+        event = self._changed
+        if event is not None:
+            self._changed = None
+            event.set()
+        parent = self._parent
+        if parent is not None and parent.supervisor._changed is not None:
+            parent.supervisor._touch()
 
     def __repr__(self) -> str:
         return f"<Supervisor {self.name!r} {self.strategy.value} state={self._state}>"
@@ -163,6 +186,26 @@ class Supervisor:
     def child(self, name: str) -> ChildHandle:
         """The record of child `name`; `KeyError` if there is none."""
         return self._by_name[name]
+
+    async def wait_until(self, predicate: Callable[[], object]) -> None:
+        """Return once ``predicate()`` is true, re-checking it after every change.
+
+        A change is any child's (or this supervisor's) ``state`` or
+        ``restarts`` changing, a child being added or removed, and the same
+        anywhere in a nested supervisor below. The predicate is checked at
+        once, then after each change; nothing polls, so this is exact under
+        Trio's ``MockClock`` / pytest-trio's ``autojump_clock`` and costs
+        nothing while it waits. Bound it with a cancel scope
+        (``anyio.fail_after``) if the state might never come.
+
+        Example::
+
+            await sup.wait_until(lambda: sup.child("worker").restarts >= 2)
+        """
+        while not predicate():
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
 
     async def run(
         self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
@@ -196,6 +239,8 @@ class Supervisor:
             raise RuntimeError(f"supervisor {self.name!r} is already running")
         self._reset_for_run()
         parent = _current.get(None)
+        # Changes below us wake waiters on the tree above us too.
+        self._parent = parent if parent is not None and parent.spec.target is self else None
         try:
             # Errors are raised after the task group has closed, so that they
             # reach the caller as themselves, not wrapped in an ExceptionGroup.
@@ -226,6 +271,7 @@ class Supervisor:
             self._state = "stopped"
         finally:
             self._tg = None
+            self._parent = None
             for child in self._children:
                 if child.state not in ("stopped", "failed"):
                     child.state = "stopped"
@@ -408,6 +454,8 @@ class Supervisor:
         self._events.append(event)
         if self._wake is not None:
             self._wake.set()
+        if event[0] == _STOP and self._interrupt is not None:
+            self._interrupt.set()  # a group restart's backoff never delays a stop
 
     async def _manage(self) -> RestartIntensityExceeded | None:
         """The manager loop: group restarts, giving up, stopping."""
@@ -456,12 +504,16 @@ class Supervisor:
         else:
             self._children.insert(position, child)
         self._by_name[spec.name] = child
+        if self._changed is not None:
+            self._touch()
         return child
 
     def _remove(self, child: ChildHandle) -> None:
         if self._by_name.get(child.spec.name) is child:
             del self._by_name[child.spec.name]
             self._children.remove(child)
+            if self._changed is not None:
+                self._touch()
 
     @contextlib.asynccontextmanager
     async def _operator_lock(self) -> AsyncIterator[None]:
@@ -538,9 +590,12 @@ class Supervisor:
                     if again is None:
                         break
                     delay = again
-                    # Never restart into a cancelled scope: on outside
-                    # cancellation this raises instead of running the target.
-                    await anyio.lowlevel.checkpoint_if_cancelled()
+                    # A full scheduling point per restart: a child that fails
+                    # without ever awaiting cannot starve the loop (a restart
+                    # storm within the intensity), outside deadlines fire, and
+                    # on outside cancellation this raises instead of running
+                    # the target again.
+                    await anyio.lowlevel.checkpoint()
         finally:
             if child._gen == gen:
                 child._alive = False
@@ -559,9 +614,16 @@ class Supervisor:
             child.stopping = StopFlag()  # each run of the child gets an unset flag
         child.value = _MISSING
         error: BaseException | None = None
+        shutdown = False
         try:
             if spec.kind == "supervisor":
-                await spec.target.run(task_status=_Status(child))
+                try:
+                    await spec.target.run(task_status=_Status(child))
+                except RestartIntensityExceeded as exc:
+                    # OTP: a supervisor that gives up exits with reason
+                    # `shutdown`, which a TRANSIENT entry does not restart.
+                    shutdown = exc.supervisor == spec.target.name
+                    raise
             elif accepts_task_status(spec.target):
                 await spec.target(*spec.args, task_status=_Status(child))
             else:
@@ -595,7 +657,7 @@ class Supervisor:
             return None
         if child._deliberate:
             return None
-        return self._after_exit(child, error)
+        return self._after_exit(child, error, shutdown)
 
     def _is_cancellation(self, exc: BaseException) -> bool:
         if isinstance(exc, self._cancelled_exc):
@@ -611,22 +673,40 @@ class Supervisor:
             "at": time.time(),
         }
         if error is not None:
+            # One line at ERROR, the traceback at INFO: an application that
+            # has not configured logging (Python's last-resort handler shows
+            # WARNING and up) sees each crash as one readable line, and a
+            # configured one (the daemon logs INFO) keeps the traceback.
             if logger.isEnabledFor(logging.ERROR):
                 logger.error(
-                    "supervisor %r: child %r crashed: %r",
+                    "supervisor %r: child %r crashed: %r", self.name, child.spec.name, error
+                )
+            if logger.isEnabledFor(logging.INFO):
+                logger.info(
+                    "supervisor %r: child %r crash traceback",
                     self.name,
                     child.spec.name,
-                    error,
                     exc_info=error,
                 )
         elif logger.isEnabledFor(logging.INFO):
             logger.info("supervisor %r: child %r exited (%s)", self.name, child.spec.name, reason)
 
-    def _after_exit(self, child: ChildHandle, error: BaseException | None) -> float | None:
-        """Decide what an unrequested exit means (OTP's ``restart_child/2`` + ``restart/2``)."""
+    def _after_exit(
+        self, child: ChildHandle, error: BaseException | None, shutdown: bool = False
+    ) -> float | None:
+        """Decide what an unrequested exit means (OTP's ``restart_child/2`` + ``restart/2``).
+
+        `shutdown`: the child is a nested supervisor that gave up. OTP's
+        supervisor then exits with reason ``shutdown``: a PERMANENT entry
+        restarts it (counted here, so giving up escalates), a TRANSIENT or
+        TEMPORARY one keeps the entry, ``failed``, until ``restart_child``.
+        """
         restart = child.spec.restart
         if self._stopping_all:
             child.state = "stopped"
+            return None
+        if shutdown and restart is not Restart.PERMANENT:
+            child.state = "failed"
             return None
         if restart is Restart.TEMPORARY:
             # OTP deletes a temporary child's spec when it exits, whatever the reason.
@@ -707,10 +787,15 @@ class Supervisor:
                 for child in group:
                     if self._by_name.get(child.spec.name) is child and not child._terminated:
                         child.state = "backoff"
-                await anyio.sleep(delay)
+                if not await self._group_backoff(delay):
+                    return  # stop() came during the backoff: start nobody just to stop them
             retry: tuple[ChildHandle, BaseException | None] | None = None
             for child in group:
-                if self._by_name.get(child.spec.name) is not child or child._terminated:
+                if (
+                    self._by_name.get(child.spec.name) is not child
+                    or child._terminated
+                    or child._alive  # an operator's restart_child started it meanwhile
+                ):
                     continue
                 child.restarts += 1
                 try:
@@ -725,3 +810,26 @@ class Supervisor:
                 self._events.appendleft((_FAIL, self._give_up(failed, error)))
                 return
             delay = self._next_delay(failed)
+
+    async def _group_backoff(self, delay: float) -> bool:
+        """Wait a group restart's backoff; False if `stop()` came meanwhile.
+
+        The manager holds the lock for a group restart, but not while it
+        waits here: an operator's `terminate_child`, `restart_child` or
+        `delete_child` acts at once on a child in backoff (the group restart
+        then skips it), and `stop()` ends the wait, so that nobody waits out
+        a backoff (SPEC §3).
+        """
+        assert self._lock is not None
+        if any(event[0] == _STOP for event in self._events):
+            return False
+        interrupt = self._interrupt = anyio.Event()
+        self._lock.release()
+        try:
+            with anyio.move_on_after(delay):
+                await interrupt.wait()
+        finally:
+            self._interrupt = None
+            with anyio.CancelScope(shield=True):
+                await self._lock.acquire()
+        return not interrupt.is_set()

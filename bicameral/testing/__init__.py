@@ -3,7 +3,9 @@
 Installed with bicameral and registered through the ``pytest11`` entry
 point, so the fixtures are there in any test suite without a ``conftest.py``:
 
-- ``bicameral_supervisor`` (needs pytest-trio): ``await
+- ``until_state``, ``until_restarts``, ``until``: wait for a child of a
+  running tree to reach a state or a restart count, on events.
+- ``bicameral_supervisor`` (pytest-trio, or anyio's plugin): ``await
   bicameral_supervisor(children, **supervisor_kwargs)`` runs a
   :class:`~bicameral.supervisor.Supervisor` in the test's Trio run and returns
   it started; it is stopped gracefully at teardown, and a supervisor that gives
@@ -25,14 +27,26 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bicameral.testing._daemon import BicameralDaemon, LeftBehind
     from bicameral.testing._supervisor import SupervisorCrashed, SupervisorFactory
+    from bicameral.testing._wait import until, until_restarts, until_state
 
-__all__ = ["BicameralDaemon", "LeftBehind", "SupervisorCrashed", "SupervisorFactory"]
+__all__ = [
+    "BicameralDaemon",
+    "LeftBehind",
+    "SupervisorCrashed",
+    "SupervisorFactory",
+    "until",
+    "until_restarts",
+    "until_state",
+]
 
 _LAZY = {
     "BicameralDaemon": "bicameral.testing._daemon",
     "LeftBehind": "bicameral.testing._daemon",
     "SupervisorCrashed": "bicameral.testing._supervisor",
     "SupervisorFactory": "bicameral.testing._supervisor",
+    "until": "bicameral.testing._wait",
+    "until_restarts": "bicameral.testing._wait",
+    "until_state": "bicameral.testing._wait",
 }
 
 

@@ -17,17 +17,18 @@ __all__ = ["bicameral_supervisor"]
 async def _bicameral_supervisor() -> AsyncIterator[SupervisorFactory]:
     """Start supervisors in the test's Trio run: ``await bicameral_supervisor(children)``.
 
-    Stopped gracefully at teardown; one that gives up fails the test.
+    Stopped gracefully at teardown; one that gives up fails the test unless
+    it was started with ``may_exit=True``.
     """
-    import trio
+    import anyio
 
     from bicameral.testing._supervisor import SupervisorFactory
 
-    async with trio.open_nursery() as nursery:
-        factory = SupervisorFactory(nursery)
+    async with anyio.create_task_group() as tg:
+        factory = SupervisorFactory(tg)
         yield factory
         await factory.aclose()
-        nursery.cancel_scope.cancel()
+        tg.cancel_scope.cancel()
 
 
 # A Trio fixture even without trio_mode (pytest-trio's `trio_fixture` does the

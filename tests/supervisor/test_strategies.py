@@ -148,17 +148,21 @@ async def test_temporary_is_never_restarted_and_leaves_the_snapshot(
         assert records[0].levelno == (logging.ERROR if how == "crash" else logging.INFO)
 
 
-async def test_crash_is_logged_with_traceback_and_recorded(
+async def test_crash_is_one_error_line_with_the_traceback_at_info_and_recorded(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     ctl = Ctl("w")
     sup = Supervisor("root", [ChildSpec("w", ctl)])
     async with running(sup):
-        with caplog.at_level(logging.ERROR, logger="bicameral.supervisor"):
+        with caplog.at_level(logging.INFO, logger="bicameral.supervisor"):
             ctl.crash(ValueError("bad value"))
             await settle()
-        (record,) = caplog.records
-        assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
+        crash = [r for r in caplog.records if "crash" in r.getMessage()]
+        error, traceback = crash
+        assert error.levelno == logging.ERROR and error.exc_info is None
+        assert error.getMessage().endswith("crashed: ValueError('bad value')")
+        assert traceback.levelno == logging.INFO
+        assert traceback.exc_info is not None and isinstance(traceback.exc_info[1], ValueError)
         last = sup.snapshot()["children"][0]["last_exit"]
         assert last["reason"] == "error"
         assert last["error"] == "ValueError('bad value')"

@@ -113,7 +113,7 @@ def test_daemon_fixture_runs_a_real_daemon_and_leaves_nothing(tmp_path: Path) ->
 def test_supervisor_fixture_skips_without_pytest_trio(tmp_path: Path) -> None:
     _, output = run_project(tmp_path, "project_adapter", args=("-p", "no:trio", "-k", "restarted"))
     assert "1 skipped, 2 deselected" in output, output
-    assert "bicameral_supervisor needs pytest-trio" in output
+    assert "bicameral_supervisor needs an async test run by pytest-trio" in output
 
 
 def test_importing_the_plugin_imports_neither_trio_nor_mcp() -> None:
