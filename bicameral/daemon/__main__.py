@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     from bicameral.daemon._paths import resolve_paths
     from bicameral.daemon._platform import default_transport
     from bicameral.daemon._serve import ServeOptions, serve
+    from bicameral.daemon._signals import remember_early_reloads
+
+    remember_early_reloads(_EARLY_HUPS)
 
     paths = resolve_paths(
         text("home"), descriptor=text("descriptor"), socket=text("socket"), config=text("config")
@@ -106,12 +109,23 @@ class _EarlyStop(BaseException):
     pass
 
 
+#: SIGHUPs that arrived before ``serve`` took over: applied as a reload once ready.
+_EARLY_HUPS: list[int] = []
+
+
 def _stop_early(signum: int, frame: object) -> None:
     raise _EarlyStop(signum)
 
 
+def _hup_early(signum: int, frame: object) -> None:
+    _EARLY_HUPS.append(signum)
+
+
 def _run() -> int:
-    """``main()``, with SIGTERM/SIGINT during the imports meaning "exit 0, quietly".
+    """``main()``, with signals during the imports handled from the first line.
+
+    SIGTERM/SIGINT before ``serve`` runs mean "exit 0, quietly"; a SIGHUP is
+    remembered and becomes a reload once the daemon is ready (SPEC §6).
 
     ``serve`` installs its own handlers as soon as it runs; until then (the
     ~150 ms of importing Trio) a stop signal would otherwise kill the
@@ -125,6 +139,15 @@ def _run() -> int:
 
         _signal.signal(_signal.SIGTERM, _stop_early)
         _signal.signal(_signal.SIGINT, _stop_early)
+        if hasattr(_signal, "SIGHUP"):
+            _signal.signal(_signal.SIGHUP, _hup_early)
+        if hasattr(_signal, "pthread_sigmask"):
+            # `daemon start` spawns us with these blocked (see _control._spawn):
+            # what arrived meanwhile is delivered now, to the handlers above.
+            wanted = {_signal.SIGTERM, _signal.SIGINT}
+            if hasattr(_signal, "SIGHUP"):
+                wanted.add(_signal.SIGHUP)
+            _signal.pthread_sigmask(_signal.SIG_UNBLOCK, wanted)
         return main()
     except (_EarlyStop, KeyboardInterrupt):  # (KeyboardInterrupt: before ours was in)
         return 0

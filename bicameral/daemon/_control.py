@@ -454,6 +454,12 @@ def _spawn(
     and stdout on ``/dev/null``, stderr appended to the log (so even an import
     error is recorded), and the signals a daemon must handle reset to their
     defaults in case our caller ignores them.
+
+    The daemon starts with SIGHUP, SIGTERM and SIGINT *blocked* (the mask
+    survives ``exec``): one that arrives while it is still importing stays
+    pending instead of taking the default action, and is delivered as soon
+    as its first lines have installed their handlers and unblocked them. A
+    SIGHUP then becomes a reload after readiness, a stop signal a clean exit.
     """
     env = dict(os.environ if base_env is None else base_env)
     env[READY_FD_ENV] = str(ready_fd)
@@ -478,7 +484,7 @@ def _spawn(
                     (os.POSIX_SPAWN_DUP2, log_fd, 2),
                 ],
                 setsid=True,
-                setsigmask=(),
+                setsigmask={signal.SIGHUP, signal.SIGINT, signal.SIGTERM},
                 setsigdef=reset,
             )
             return _Child(pid)

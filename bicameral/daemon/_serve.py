@@ -62,6 +62,7 @@ from bicameral.daemon._signals import (
     reload_signals,
     signal_child,
     signal_name,
+    take_early_reload,
 )
 from bicameral.protocol import Connection, Dispatcher, Limits, RPCError, serve_tcp, serve_unix
 from bicameral.supervisor import ChildSpec, ChildStartError, Supervisor, current_child
@@ -358,6 +359,7 @@ class _Daemon:
         # os.urandom is what ``secrets.token_hex`` uses, without importing hmac & co.
         self.token: str | None = os.urandom(32).hex() if options.transport == "tcp" else None
         self.published = False
+        self._reload_after_ready = False
         self.stop_reason: str | None = None
         self._stop_event: trio.Event | None = None
         self._hard_stop: trio.CancelScope | None = None
@@ -391,6 +393,11 @@ class _Daemon:
 
     def request_reload(self, reason: str) -> None:
         logger.info("reload requested (%s)", reason)
+        if not self.published:
+            # Before readiness the tree is still being built: remember it and
+            # reload once ready (SPEC §6), as for a SIGHUP during the imports.
+            self._reload_after_ready = True
+            return
         if self._nursery is not None and not self.stopping:
             self._nursery.start_soon(self._reload_logged)
 
@@ -465,6 +472,9 @@ class _Daemon:
 
         await nursery.start(run_root)
         self._publish()
+        if take_early_reload() or self._reload_after_ready:
+            self._reload_after_ready = False
+            self.request_reload("SIGHUP before ready")
         interval = watchdog_interval()
         if interval:
             nursery.start_soon(self._watchdog, interval)

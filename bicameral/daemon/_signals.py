@@ -41,7 +41,9 @@ __all__ = [
     "install_process_handlers",
     "quiet_process_handlers",
     "reload_signals",
+    "remember_early_reloads",
     "signal_child",
+    "take_early_reload",
 ]
 
 logger = logging.getLogger("bicameral.daemon")
@@ -75,11 +77,33 @@ def reload_signals() -> list[int]:
     return [int(signal.SIGHUP)] if hasattr(signal, "SIGHUP") else []
 
 
-_state = {"quiet": False}
+_state = {"quiet": False, "reload_pending": False}
+_early_reloads: list[list[int]] = []
+
+
+def remember_early_reloads(hups: list[int]) -> None:
+    """SIGHUPs recorded (in `hups`) before `install_process_handlers` ran count too."""
+    _early_reloads.append(hups)
+
+
+def take_early_reload() -> bool:
+    """Whether a SIGHUP arrived before the daemon was ready; clears the record.
+
+    SPEC §6: a SIGHUP before readiness is remembered and applied as a reload
+    after it, never the default action that kills the process.
+    """
+    pending = bool(_state["reload_pending"]) or any(_early_reloads)
+    _state["reload_pending"] = False
+    for hups in _early_reloads:
+        hups.clear()
+    return pending
 
 
 def _early_handler(signum: int, frame: FrameType | None) -> None:
-    if _state["quiet"] or signum in reload_signals():
+    if _state["quiet"]:
+        return
+    if signum in reload_signals():
+        _state["reload_pending"] = True
         return
     raise StopRequested(signum)
 

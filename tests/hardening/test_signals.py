@@ -8,6 +8,7 @@ second signal); it is not repeated here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -168,3 +169,42 @@ def test_sigterm_and_sigint_during_the_import_window_leave_nothing(
             assert "Traceback" not in err, err
         assert not home.descriptor.exists()
         assert not home.socket.exists()
+
+
+def test_a_sighup_storm_during_start_neither_kills_it_and_becomes_a_reload(home: Home) -> None:
+    """SIGHUP from the first instruction on: a storm while the daemon spawns,
+    imports and builds its tree never kills it (the default action), and one
+    that arrived before readiness is applied as a reload once it is ready."""
+    home.install_probe_plugin()
+    home.configure("[probe]\nstart_delay = 0.3\n")  # a start that takes its time
+    import threading
+
+    done = threading.Event()
+    hit: set[int] = set()
+
+    def storm() -> None:
+        while not done.is_set():
+            for pid in daemon_pids(home.path):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGHUP)
+                    hit.add(pid)
+
+    thread = threading.Thread(target=storm, daemon=True)
+    thread.start()
+    try:
+        proc = home.popen("daemon", "start")
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        done.set()
+        thread.join()
+    assert proc.returncode == 0, stderr
+    pid = json.loads(stdout)["pid"]
+    assert pid in hit, "the storm never reached the daemon"
+    assert alive(pid)
+    wait_for(
+        lambda: "reload requested (SIGHUP before ready)" in home.log.read_text(),
+        what="the early SIGHUP applied as a reload",
+    )
+    wait_for(lambda: "reloaded:" in home.log.read_text(), what="the reload to finish")
+    assert home.cli("daemon", "status").code == 0
+    home.stop()
