@@ -110,6 +110,7 @@ class Connection:
         token: str | None = None,
         poller: Poller | None = None,
         budget: InputBudget | None = None,
+        on_authenticated: Callable[[], None] | None = None,
     ) -> None:
         self.peer_uid = peer_uid
         self.transport = transport
@@ -120,7 +121,13 @@ class Connection:
         self._dispatcher = dispatcher
         self._limits = limits
         self._token = token.encode() if token is not None else None
-        self._decoder = FrameDecoder(limits.max_frame)
+        # Before the token, a stranger's lines are short (SPEC §7).
+        self._decoder = FrameDecoder(
+            limits.max_frame
+            if token is None
+            else min(limits.max_frame, limits.max_unauthenticated_frame)
+        )
+        self._on_authenticated = on_authenticated
         self._slots = trio.Semaphore(limits.max_in_flight)
         # A write lock without trio.Lock's bookkeeping (it is on every
         # response's path): a flag, and a parking lot to wait in. Release
@@ -209,6 +216,10 @@ class Connection:
     async def _serve(self) -> None:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            deadline: trio.CancelScope | None = None
+            if not self.authenticated:
+                deadline = trio.CancelScope()
+                nursery.start_soon(self._close_unless_authenticated, deadline, nursery)
             try:
                 await self._read_loop(nursery)
             except FrameTooLarge:
@@ -232,12 +243,28 @@ class Connection:
                 )
                 nursery.cancel_scope.cancel()
                 return
+            finally:
+                if deadline is not None:
+                    deadline.cancel()
         # Every request task has finished: its response, if any, is written.
         if self._upgrade is not None and not self._broken:
             if self._poller is not None:
                 self._poller.forget(self)
             stream = trio.SocketStream(trio.socket.from_stdlib_socket(self._sock))
             await self._upgrade(stream, self._decoder.take_buffered())
+
+    async def _close_unless_authenticated(
+        self, scope: trio.CancelScope, nursery: trio.Nursery
+    ) -> None:
+        """Close a TCP connection that has not presented the token in time (SPEC §7)."""
+        with scope:
+            await trio.sleep(self._limits.auth_timeout)
+            if not self.authenticated:
+                logger.debug(
+                    "closing a TCP connection without the token after %ss",
+                    self._limits.auth_timeout,
+                )
+                nursery.cancel_scope.cancel()
 
     async def _refuse(self, nursery: trio.Nursery, message: str) -> None:
         """Answer -32600 ``message`` (waiting no longer than for a stall), then close."""
@@ -504,6 +531,23 @@ class Connection:
                 error_response(None, INVALID_REQUEST, "invalid request: empty batch")
             )
             return
+        if not self.authenticated:
+            await self._respond(
+                error_response(
+                    None, UNAUTHORIZED, "unauthorized: system.attach with the token first"
+                )
+            )
+            return
+        if len(items) > self._limits.max_batch:
+            await self._respond(
+                error_response(
+                    None,
+                    INVALID_REQUEST,
+                    f"invalid request: batch of {len(items)} entries "
+                    f"(at most {self._limits.max_batch})",
+                )
+            )
+            return
         batch = _Batch()
         for item in items:
             request = parse_request(item)
@@ -511,11 +555,6 @@ class Connection:
                 batch.responses.append(request)
                 continue
             assert type(request) is tuple
-            if not self.authenticated:
-                response = await self._gated(request, allow_upgrade=False)
-                if response is not None:
-                    batch.responses.append(response)
-                continue
             if self._dispatcher.immediate(request[1]):
                 response = self._dispatcher.execute_now(request, self)
                 if response is not None:
@@ -577,6 +616,10 @@ class Connection:
             response = await self._run_barrier(request, allow_upgrade=allow_upgrade)
             if response is not None and "error" in response:
                 self.authenticated = False
+            else:
+                self._decoder.set_max_frame(self._limits.max_frame)
+                if self._on_authenticated is not None:
+                    self._on_authenticated()
             return response
         if notification:
             return None

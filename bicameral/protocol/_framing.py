@@ -62,6 +62,10 @@ class FrameDecoder:
     def feed(self, data: bytes) -> None:
         self._buf += data
 
+    def set_max_frame(self, max_frame: int) -> None:
+        """Change the longest line accepted from now on (a TCP client that authenticated)."""
+        self._max_frame = max_frame
+
     def has_partial(self) -> bool:
         """Whether part of a line has arrived without its newline."""
         return bool(self._buf)

@@ -32,6 +32,15 @@ class Limits:
         (64 KiB) are never counted, so ordinary requests are never refused.
         Upgraded connections (MCP sessions) count against it too, through
         `Connection.input_budget`.
+      max_batch: entries in one batch; a larger batch is answered -32600.
+      max_unauthenticated: TCP connections that have not yet presented the
+        token, counted apart from `max_connections`: more are closed on
+        accept, so that whoever lacks the token cannot crowd out the owner.
+      auth_timeout: seconds a TCP connection may stay without presenting
+        the token before it is closed.
+      max_unauthenticated_frame: the longest line before the token is
+        presented (batches are refused then too): a stranger cannot make
+        the daemon parse or hold more than this per connection.
     """
 
     max_frame: int = 16 * 1024 * 1024
@@ -39,13 +48,27 @@ class Limits:
     max_connections: int = 1024
     partial_frame_timeout: float = 30.0
     max_buffered: int = 256 * 1024 * 1024
+    max_batch: int = 1000
+    max_unauthenticated: int = 16
+    auth_timeout: float = 5.0
+    max_unauthenticated_frame: int = 64 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("max_frame", "max_in_flight", "max_connections", "max_buffered"):
+        for name in (
+            "max_frame",
+            "max_in_flight",
+            "max_connections",
+            "max_buffered",
+            "max_batch",
+            "max_unauthenticated",
+            "max_unauthenticated_frame",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"Limits.{name} must be at least 1")
         if not self.partial_frame_timeout > 0:
             raise ValueError("Limits.partial_frame_timeout must be positive")
+        if not self.auth_timeout > 0:
+            raise ValueError("Limits.auth_timeout must be positive")
 
 
 class InputBudget:

@@ -69,6 +69,35 @@ def peer_allowed(uid: int | None, own_uid: int) -> bool:
     return uid is None or uid == own_uid
 
 
+class _Burst:
+    """Logs a repeated event once per burst, with how often it happened.
+
+    An overload (out of descriptors, a flood of refused connections) must
+    not also flood the log: the first occurrence is logged at once, the rest
+    of the burst as one line with a count when it has been quiet for
+    `quiet` seconds or when the next one comes after that.
+    """
+
+    def __init__(self, level: int, quiet: float = 5.0) -> None:
+        self.level = level
+        self.quiet = quiet
+        self.count = 0
+        self.last = -float("inf")
+        self.message = ""
+
+    def note(self, message: str) -> None:
+        now = trio.current_time()
+        if now - self.last >= self.quiet:
+            if self.count:
+                logger.log(self.level, "%s (%d more times)", self.message, self.count)
+            logger.log(self.level, "%s", message)
+            self.count = 0
+        else:
+            self.count += 1
+        self.message = message
+        self.last = now
+
+
 class _Server:
     """What the accept loop and the connection tasks share."""
 
@@ -84,6 +113,13 @@ class _Server:
         self.transport = transport
         self.token = token
         self.active = 0
+        # TCP connections that have not shown the token yet, oldest first,
+        # each with the scope that closes it.
+        self.strangers: dict[int, trio.CancelScope] = {}
+        self._next_stranger = 0
+        self.trusted = 0  # TCP connections that showed the token
+        self.refused = _Burst(logging.WARNING)
+        self.overloaded = _Burst(logging.ERROR)
         self.own_uid = os.geteuid() if hasattr(os, "geteuid") else None
         self.poller: Poller | None = None
         self.budget = InputBudget(limits.max_buffered)
@@ -120,27 +156,56 @@ class _Server:
                 if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
                     raise
                 # Out of descriptors: every other connection keeps working, and
-                # clients queue in the backlog until some are closed.
-                logger.error(
-                    "accept returned %s (%s); retrying in %s seconds",
-                    errno.errorcode[exc.errno],
-                    os.strerror(exc.errno),
-                    ACCEPT_RETRY_DELAY,
-                    exc_info=True,
+                # clients queue in the backlog until some are closed. Logged
+                # once per burst, with a count, not once per retry.
+                self.overloaded.note(
+                    f"accept returned {errno.errorcode[exc.errno]} ({os.strerror(exc.errno)}); "
+                    f"retrying every {ACCEPT_RETRY_DELAY} seconds"
                 )
                 await trio.sleep(ACCEPT_RETRY_DELAY)
                 continue
-            if self.active >= self.limits.max_connections:
-                logger.warning(
-                    "refusing a connection: %d connections already (max_connections)",
-                    self.active,
+            if self.transport == "tcp":
+                # Connections without the token yet are counted apart, so
+                # they never take the places of those that have it; at their
+                # cap the *oldest* is dropped, not the newcomer (as OpenSSH's
+                # MaxStartups drops early): a flood of strangers then evicts
+                # itself, and the owner's connection, which shows the token
+                # in its first message, gets in.
+                while len(self.strangers) >= self.limits.max_unauthenticated:
+                    oldest = next(iter(self.strangers))
+                    self.strangers.pop(oldest).cancel()
+                    self.refused.note(
+                        f"dropping the oldest of {self.limits.max_unauthenticated} TCP "
+                        "connections without the token (max_unauthenticated)"
+                    )
+                full = self.trusted >= self.limits.max_connections
+            else:
+                full = self.active >= self.limits.max_connections
+            if full:
+                self.refused.note(
+                    f"refusing a connection: {self.active} connections already (max_connections)"
                 )
                 sock.close()
                 continue
             self.active += 1
-            nursery.start_soon(self.run_connection, sock)
+            scope = trio.CancelScope()
+            key = -1
+            if self.transport == "tcp":
+                key = self._next_stranger = self._next_stranger + 1
+                self.strangers[key] = scope
+            nursery.start_soon(self.run_connection, sock, scope, key)
 
-    async def run_connection(self, sock: socket.socket) -> None:
+    async def run_connection(
+        self, sock: socket.socket, scope: trio.CancelScope | None = None, key: int = -1
+    ) -> None:
+        trusted = [False]
+
+        def authenticated() -> None:
+            self.strangers.pop(key, None)
+            if not trusted[0]:
+                trusted[0] = True
+                self.trusted += 1
+
         try:
             sock.setblocking(False)
             uid: int | None = None
@@ -160,12 +225,17 @@ class _Server:
                 token=self.token,
                 poller=self.poller,
                 budget=self.budget,
+                on_authenticated=authenticated,
             )
-            await conn.serve()
+            with scope if scope is not None else contextlib.nullcontext():
+                await conn.serve()
         except Exception:
             # One connection's failure must never take the server down.
             logger.exception("connection handler failed")
         finally:
+            self.strangers.pop(key, None)
+            if trusted[0]:
+                self.trusted -= 1
             self.active -= 1
             sock.close()
 

@@ -853,3 +853,32 @@ def test_systemd_watchdog_pings_at_half_the_interval_with_a_status_line(home: Ho
         assert home.cli("daemon", "stop").code == 0
     finally:
         notify.close()
+
+
+def test_a_flood_of_idle_tcp_strangers_never_locks_the_owner_out(home: Home) -> None:
+    """1,024 connections that never show the token, held open: the owner's
+    status and RPCs go on (SPEC §7): strangers are capped apart, the oldest
+    dropped first."""
+    import socket as socket_mod
+
+    from bicameral.protocol import BlockingClient
+
+    assert home.cli("daemon", "start", "--transport", "tcp").code == 0
+    descriptor = home.read_descriptor()
+    host, _, port = descriptor["address"].rpartition(":")
+    strangers = []
+    try:
+        for _ in range(1024):
+            try:
+                strangers.append(socket_mod.create_connection((host, int(port)), timeout=5))
+            except OSError:
+                break  # the backlog is full: the flood is as big as it gets
+        status = home.cli("daemon", "status")
+        assert status.code == 0, status
+        assert status.json["status"] == "running"
+        with BlockingClient.connect_tcp(descriptor["address"], descriptor["token"]) as client:
+            assert client.call("system.version")["protocol_version"] == "1"
+    finally:
+        for sock in strangers:
+            sock.close()
+    assert home.cli("daemon", "stop").code == 0

@@ -14,7 +14,7 @@ import pytest
 import trio
 import trio.testing
 
-from bicameral.protocol import Dispatcher, _server, serve_tcp, serve_unix
+from bicameral.protocol import Dispatcher, Limits, _server, serve_tcp, serve_unix
 from tests.protocol.conftest import TOKEN, Methods, Raw
 
 Connect = Callable[[str], Awaitable[Raw]]
@@ -130,9 +130,11 @@ async def test_tcp_requests_before_attach_are_unauthorized(
             "id": method,
             "error": {"code": -32001, "message": reply["error"]["message"]},
         }
+    # Batches are refused whole before the token (SPEC §7): one error.
     batch = [{"jsonrpc": "2.0", "id": i, "method": "echo"} for i in range(3)]
     await raw.send(json.dumps(batch).encode() + b"\n")
-    assert [r["error"]["code"] for r in await raw.recv()] == [-32001] * 3
+    reply = await raw.recv()
+    assert reply["id"] is None and reply["error"]["code"] == -32001
     assert methods.calls == 0
 
 
@@ -202,4 +204,116 @@ async def test_accept_survives_running_out_of_file_descriptors(
     raw = await Raw.unix(path)
     assert (await raw.call("echo", [1]))["result"] == [1]
     assert "EMFILE" in caplog.text
+    await raw.aclose()
+
+
+# -- TCP: nobody without the token can lock the owner out (SPEC §7) -----------
+
+
+async def _tcp(nursery: trio.Nursery, methods: Methods, limits: Limits) -> str:
+    address: str = await nursery.start(
+        functools.partial(
+            serve_tcp, "127.0.0.1", 0, methods.dispatcher(), token=TOKEN, limits=limits
+        )
+    )
+    return address
+
+
+async def test_tcp_strangers_are_capped_apart_and_never_crowd_out_the_owner(
+    nursery: trio.Nursery, methods: Methods, connect: Connect
+) -> None:
+    address = await _tcp(nursery, methods, Limits(max_connections=4, max_unauthenticated=3))
+    strangers = [await connect(address) for _ in range(10)]  # never show the token
+    await trio.testing.wait_all_tasks_blocked()
+    owners = []
+    for _ in range(4):  # an owner shows the token in its first message
+        raw = await connect(address)
+        owners.append(raw)
+        reply = await raw.call("system.attach", {"token": TOKEN, "mode": "rpc"})
+        assert "result" in reply, reply
+        assert (await raw.call("echo", [1]))["result"] == [1]
+    # At the cap each newcomer dropped the oldest stranger: the owners all
+    # got in, and only the two newest strangers are still waiting for their
+    # timeout.
+    for raw in strangers[:8]:
+        assert await raw.closed() == b""
+
+
+async def test_tcp_connection_without_the_token_is_closed_after_the_timeout(
+    nursery: trio.Nursery,
+    methods: Methods,
+    connect: Connect,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    address = await _tcp(nursery, methods, Limits(auth_timeout=5.0))
+    stranger = await connect(address)
+    owner = await connect(address)
+    assert "result" in await owner.call("system.attach", {"token": TOKEN, "mode": "rpc"})
+    t0 = trio.current_time()
+    assert await stranger.closed() == b""
+    assert 5.0 <= trio.current_time() - t0 < 6.0
+    await trio.sleep(60)
+    assert (await owner.call("echo", [2]))["result"] == [2]  # the owner is never timed out
+
+
+async def test_tcp_frames_before_the_token_are_limited_to_64_kib(
+    nursery: trio.Nursery, methods: Methods, connect: Connect
+) -> None:
+    address = await _tcp(nursery, methods, Limits())
+    stranger = await connect(address)
+    await stranger.send(
+        b'{"jsonrpc": "2.0", "id": 1, "method": "echo", "params": ["' + b"x" * 70_000
+    )
+    reply = await stranger.recv()
+    assert reply["error"]["code"] == -32600
+    assert await stranger.closed() == b""
+    # With the token, the full frame limit applies.
+    owner = await connect(address)
+    assert "result" in await owner.call("system.attach", {"token": TOKEN, "mode": "rpc"})
+    big = "y" * 200_000
+    assert (await owner.call("echo", [big]))["result"] == [big]
+
+
+async def test_a_batch_over_1000_entries_is_refused_whole(
+    server: str, connect: Connect, methods: Methods
+) -> None:
+    raw = await connect(server)
+    batch = [{"jsonrpc": "2.0", "id": i, "method": "echo", "params": [i]} for i in range(1001)]
+    await raw.send(json.dumps(batch).encode() + b"\n")
+    reply = await raw.recv()
+    assert reply["id"] is None and reply["error"]["code"] == -32600
+    assert "1001" in reply["error"]["message"]
+    assert methods.calls == 0
+    ok = [{"jsonrpc": "2.0", "id": i, "method": "echo", "params": [i]} for i in range(1000)]
+    await raw.send(json.dumps(ok).encode() + b"\n")
+    assert len(await raw.recv()) == 1000
+
+
+async def test_emfile_is_logged_once_per_burst_with_a_count(
+    nursery: trio.Nursery,
+    sockdir: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    calls = 0
+    real_accept = socket.socket.accept
+
+    def accept(self: socket.socket) -> tuple[socket.socket, object]:
+        nonlocal calls
+        calls += 1
+        if calls <= 200:
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return real_accept(self)
+
+    monkeypatch.setattr(socket.socket, "accept", accept)
+    path = await nursery.start(
+        functools.partial(serve_unix, os.path.join(sockdir, "b.sock"), Methods().dispatcher())
+    )
+    raw = await Raw.unix(path)
+    assert (await raw.call("echo", [1]))["result"] == [1]
+    lines = [r.getMessage() for r in caplog.records if "EMFILE" in r.getMessage()]
+    # 200 failed accepts over 20 s of retries: a handful of lines, not 200.
+    assert 1 <= len(lines) <= 10, lines
+    assert "Traceback" not in caplog.text
     await raw.aclose()
