@@ -54,6 +54,7 @@ from bicameral.daemon._lock import LockFile, read_holder
 from bicameral.daemon._paths import check_private_dir, effective_socket_path
 from bicameral.daemon._plugin import DaemonHost, LoadedPlugins, load_config_file, load_plugins
 from bicameral.daemon._readiness import Notifier, watchdog_interval
+from bicameral.daemon._reaper import start_reaper
 from bicameral.daemon._signals import (
     StopRequested,
     graceful_signals,
@@ -190,6 +191,7 @@ def serve(options: ServeOptions) -> int:
                 raise DaemonError(message)
             if options.detached:
                 os.chdir(paths.home)
+            start_reaper(paths.home)
             config, config_path = load_config_file(paths)
             options.limits = limits_from_config(config, config_path, options.limits)
             daemon.plugins = load_plugins(config, config_path)
