@@ -135,15 +135,23 @@ def _where(result: dict[str, Any]) -> str:
 # --- commands ----------------------------------------------------------------------
 
 
-def _paths(home: str | None, options: dict[str, Any]) -> DaemonPaths:
+def _paths(home: str | None, options: dict[str, Any], *, unusable: int = 2) -> DaemonPaths:
+    """The daemon's paths; an unusable one ends the command with exit `unusable`."""
+    from bicameral.daemon._errors import DaemonError
     from bicameral.daemon._paths import resolve_paths
 
-    return resolve_paths(
-        home,
-        descriptor=options.get("descriptor"),
-        socket=options.get("socket"),
-        config=options.get("config"),
-    )
+    try:
+        return resolve_paths(
+            home,
+            descriptor=options.get("descriptor"),
+            socket=options.get("socket"),
+            config=options.get("config"),
+        )
+    except DaemonError as exc:
+        error(str(exc))
+        if wants_json(bool(options.get("json"))):
+            emit({"status": "unknown" if unusable == 4 else "failed", "error": str(exc)}, True, "")
+        raise SystemExit(unusable) from None
 
 
 def _start_failed(exc: DaemonError, paths: DaemonPaths, as_json: bool) -> int:
@@ -196,8 +204,9 @@ def run_stop(home: str | None, options: dict[str, Any]) -> int:
         human = "bicameral daemon is not running"
     elif result.get("stale"):
         pid = result.get("pid")
+        why = result.get("reason") or f"pid {pid} was not the daemon"
         human = (
-            f"removed a stale descriptor (pid {pid} was not the daemon)"
+            f"removed a stale descriptor ({why})"
             if pid is not None
             else "removed an unreadable descriptor"
         )
@@ -214,7 +223,7 @@ def run_status(home: str | None, options: dict[str, Any]) -> int:
     from bicameral.daemon._errors import DaemonError
 
     as_json = wants_json(bool(options.get("json")))
-    paths = _paths(home, options)
+    paths = _paths(home, options, unusable=4)
     try:
         result = status(paths, timeout=float(options.get("timeout", 2.0)))
     except DaemonError as exc:
@@ -405,8 +414,6 @@ def try_fast(argv: list[str]) -> int | None:
         elif i + 1 < len(argv):
             home, i = argv[i + 1], i + 2
         else:
-            return None
-        if not home:
             return None
     # Longest command first, so ("mcp", "list") would win over ("mcp",).
     for words in sorted(FAST_COMMANDS, key=len, reverse=True):

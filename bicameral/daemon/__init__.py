@@ -31,7 +31,12 @@ if TYPE_CHECKING:
     )
     from bicameral.daemon._descriptor import Descriptor, MalformedDescriptor, read_descriptor
     from bicameral.daemon._files import read_regular, write_atomic
-    from bicameral.daemon._paths import DaemonPaths, check_private_dir, resolve_paths
+    from bicameral.daemon._paths import (
+        DaemonPaths,
+        check_private_dir,
+        check_trusted_path,
+        resolve_paths,
+    )
     from bicameral.daemon._plugin import DaemonHost, DaemonPlugin
     from bicameral.daemon._serve import ServeOptions, serve
 
@@ -46,6 +51,7 @@ __all__ = [
     "ServeOptions",
     "StartError",
     "check_private_dir",
+    "check_trusted_path",
     "is_alive",
     "read_descriptor",
     "read_regular",
@@ -74,6 +80,7 @@ _LAZY = {
     "write_atomic": "_files",
     "DaemonPaths": "_paths",
     "check_private_dir": "_paths",
+    "check_trusted_path": "_paths",
     "resolve_paths": "_paths",
     "DaemonHost": "_plugin",
     "DaemonPlugin": "_plugin",

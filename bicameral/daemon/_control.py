@@ -39,8 +39,14 @@ from bicameral.daemon._descriptor import (
     remove_descriptor_if,
 )
 from bicameral.daemon._errors import DaemonError
-from bicameral.daemon._identity import ProcessHandle, identity_matches, probe, reap_if_child
-from bicameral.daemon._lock import LockFile, read_holder
+from bicameral.daemon._identity import (
+    ProcessHandle,
+    identity_matches,
+    mismatch,
+    probe,
+    reap_if_child,
+)
+from bicameral.daemon._lock import LockFile, lock_held, read_holder
 from bicameral.daemon._platform import default_transport, detach_popen_kwargs, stop_uses_rpc
 from bicameral.daemon._readiness import READY_FD_ENV, read_readiness
 from bicameral.protocol._errors import RPCError
@@ -67,7 +73,15 @@ __all__ = [
 LOCK_FD_ENV = "BICAMERAL_LOCK_FD"
 """Environment variable carrying the inherited, already locked ``daemon.lock`` descriptor."""
 
-STATUS_EXIT_CODES = {"running": 0, "stale": 1, "stopped": 3, "unresponsive": 4, "unknown": 4}
+STATUS_EXIT_CODES = {
+    "running": 0,
+    "stale": 1,
+    "stopped": 3,
+    "starting": 4,
+    "stopping": 4,
+    "unresponsive": 4,
+    "unknown": 4,
+}
 """LSB ``status`` exit codes (SPEC §5)."""
 
 KILL_WAIT = 5.0
@@ -109,11 +123,11 @@ def inspect(paths: DaemonPaths) -> Inspection:
         return Inspection("malformed", None, str(exc))
     if descriptor is None:
         return Inspection("missing", None)
-    if identity_matches(
-        probe(descriptor.pid), descriptor.process_start_time, descriptor.socket_path
-    ):
+    info = probe(descriptor.pid)
+    if identity_matches(info, descriptor.process_start_time, descriptor.socket_path):
         return Inspection("alive", descriptor)
-    return Inspection("stale", descriptor)
+    why = mismatch(info, descriptor.process_start_time, descriptor.socket_path)
+    return Inspection("stale", descriptor, f"pid {descriptor.pid} {why}" if why else None)
 
 
 def is_alive(paths: DaemonPaths) -> bool:
@@ -126,8 +140,16 @@ def _check_home(paths: DaemonPaths, *, create: bool) -> bool:
     from bicameral.daemon._paths import check_private_dir
 
     for directory in paths.private_dirs():
-        if not create and not os.path.lexists(directory):
-            return False
+        if not create:
+            try:
+                os.lstat(directory)
+            except FileNotFoundError:
+                return False  # nothing was ever started there
+            except OSError as exc:
+                # A path below a regular file, a loop, no permission: not
+                # "stopped" but unusable (status exits 4, SPEC §4).
+                message = f"cannot use state directory {directory}: {exc.strerror}"
+                raise DaemonError(message) from None
         check_private_dir(directory, create=create)
     return True
 
@@ -627,10 +649,23 @@ def stop(paths: DaemonPaths, *, timeout: float = 10.0) -> dict[str, Any]:
     or ``{"status": "stopped", "stale": true, "pid"}`` after cleaning a stale
     descriptor. Graceful first (SIGTERM; on Windows the ``system.shutdown``
     RPC), then SIGKILL / TerminateProcess after ``timeout`` seconds.
+
+    A daemon that is still starting (it holds the lock, no descriptor yet)
+    is waited for, within ``timeout``, and then stopped: never
+    ``already-stopped`` while one is coming up.
     """
     if not _check_home(paths, create=False):
         return {"status": "already-stopped"}
     found = inspect(paths)
+    deadline = time.monotonic() + timeout
+    while found.state == "missing" and lock_held(paths.lock):
+        if time.monotonic() >= deadline:
+            raise DaemonError(
+                f"a daemon (pid {read_holder(paths.lock) or '?'}) is still starting after "
+                f"{timeout:g} s; try again, or see its log {paths.log}"
+            )
+        time.sleep(0.02)
+        found = inspect(paths)
     if found.state == "missing":
         return {"status": "already-stopped"}
     if found.state == "malformed":
@@ -645,7 +680,10 @@ def stop(paths: DaemonPaths, *, timeout: float = 10.0) -> dict[str, Any]:
     )
     if handle is None:
         _clean_stale(paths, Inspection("stale", descriptor))
-        return {"status": "stopped", "stale": True, "pid": descriptor.pid}
+        stale: dict[str, Any] = {"status": "stopped", "stale": True, "pid": descriptor.pid}
+        if found.error:
+            stale["reason"] = found.error  # "pid N is not running", "... was reused"
+        return stale
     killed = False
     with handle:
         if stop_uses_rpc():  # pragma: no cover - Windows
@@ -696,6 +734,10 @@ def status(paths: DaemonPaths, *, timeout: float = 2.0) -> dict[str, Any]:
         return result
     found = inspect(paths)
     if found.state == "missing":
+        if lock_held(paths.lock):
+            # It holds the lock but has not published its descriptor yet.
+            result["status"] = "starting"
+            result["pid"] = read_holder(paths.lock)
         return result
     if found.state == "malformed":
         result["status"] = "stale"
@@ -714,6 +756,14 @@ def status(paths: DaemonPaths, *, timeout: float = 2.0) -> dict[str, Any]:
         return result
     try:
         health = call(descriptor, "system.health", timeout=timeout)
+    except (FileNotFoundError, ConnectionRefusedError) as exc:
+        # Alive, with its socket gone or closed: it is shutting down (it
+        # removes the socket first), unless it vanished meanwhile.
+        again = inspect(paths)
+        result["status"] = "stopping" if again.state == "alive" else "stopped"
+        if again.state == "alive":
+            result["error"] = f"the daemon is stopping ({exc.strerror or exc})"
+        return result
     except (OSError, RPCError, ValueError) as exc:
         result["status"] = "unresponsive"
         result["error"] = str(exc) or type(exc).__name__

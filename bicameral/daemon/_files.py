@@ -39,6 +39,18 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        _write_replace(tmp, path, data, flags, mode)
+    except OSError as exc:
+        # errno's text alone ("No space left on device") names no file: say
+        # which one could not be written, keeping the errno for callers.
+        if exc.filename is None or str(exc.filename) == str(tmp):
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}", str(path)) from None
+        raise
+    _fsync_dir(path.parent)
+
+
+def _write_replace(tmp: Path, path: Path, data: bytes, flags: int, mode: int) -> None:
     fd = os.open(tmp, flags, mode)
     try:
         try:
@@ -55,7 +67,6 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
 
 
 def read_regular(path: Path, *, limit: int | None = None) -> bytes:

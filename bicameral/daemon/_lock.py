@@ -132,3 +132,25 @@ def read_holder(path: Path) -> int | None:
         return int(text) if text else None
     except (OSError, ValueError):
         return None
+
+
+def lock_held(path: Path) -> bool:
+    """Whether some process holds the ``flock`` on ``path`` right now (Linux).
+
+    Read from ``/proc/locks``, which lists every lock with the inode it is
+    on: asking never takes the lock, so a daemon starting at that very
+    moment cannot lose its lock to someone who only looked. ``False``
+    where there is no ``/proc/locks`` (status then cannot tell "starting").
+    """
+    try:
+        st = os.stat(path)
+        with open("/proc/locks", "rb") as f:
+            table = f.read()
+    except OSError:
+        return False
+    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}".encode()
+    for line in table.splitlines():
+        fields = line.split()
+        if b"FLOCK" in fields[:3] and wanted in fields:
+            return True
+    return False

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DaemonPaths",
     "check_private_dir",
+    "check_trusted_path",
     "effective_socket_path",
     "environment_fallback_socket_path",
     "fallback_socket_path",
@@ -119,12 +120,18 @@ def resolve_paths(
     """Resolve every path from the options, ``$BICAMERAL_HOME`` and the defaults.
 
     Pure: nothing is created or checked here (see :func:`check_private_dir`).
-    An empty string counts as not given, as for most environment variables.
+    An empty ``--home ""`` or ``BICAMERAL_HOME=`` is a :class:`DaemonError`,
+    not the current directory (an unset variable in a script must not put
+    a daemon's state, socket and log wherever the script happens to run).
     """
     env = os.environ if environ is None else environ
+    if home is not None and not os.fspath(home):
+        raise DaemonError('--home "" is empty: give a directory, or leave the option out')
     if home:
         home_path = _absolute(home)
-    elif env.get("BICAMERAL_HOME"):
+    elif "BICAMERAL_HOME" in env:
+        if not env["BICAMERAL_HOME"]:
+            raise DaemonError("BICAMERAL_HOME is set but empty: give it a directory, or unset it")
         home_path = _absolute(env["BICAMERAL_HOME"])
     else:
         home_path = _absolute(Path("~") / DEFAULT_HOME_NAME)
@@ -145,14 +152,92 @@ def resolve_paths(
     )
 
 
+#: Symlinks followed while checking one path, as the kernel's own limit.
+_MAX_LINKS = 40
+
+
+def check_trusted_path(path: Path, what: str = "state directory") -> None:
+    """Refuse `path` when another user could redirect it, as OpenSSH's StrictModes does.
+
+    Every directory on the way to `path`, and every symlink met (its target
+    checked the same way), must belong to root or to this user and not be
+    writable by group or others, except a world-writable directory with the
+    sticky bit (``/tmp``): there only a name's owner can rename or replace
+    it, so the next component, checked in turn, decides. Components that do
+    not exist yet end the walk (they will be created by this user, 0700).
+
+    Without this, a user who owns a directory above the state dir could
+    rename it and put their own in its place, with a ``config.toml`` whose
+    command the daemon would run on its next reload.
+
+    Raises :class:`DaemonError` naming the component and the owner.
+    """
+    if sys.platform == "win32":  # pragma: no cover - ACLs, not mode bits
+        return
+    uid = os.geteuid()
+    trusted = {0, uid}
+    pending = list(Path(os.path.abspath(path)).parts[1:])
+    current = Path("/")
+    links = 0
+
+    def check(node: Path, st: os.stat_result, *, is_link: bool) -> None:
+        if st.st_uid not in trusted:
+            kind = "symlink" if is_link else "directory"
+            raise DaemonError(
+                f"{what} {path} is reached through {kind} {node}, owned by uid {st.st_uid} "
+                f"(not you or root), who could redirect it; use a path only you control"
+            )
+        mode = st.st_mode
+        if not is_link and mode & 0o022 and not mode & stat.S_ISVTX:
+            raise DaemonError(
+                f"{what} {path} is reached through {node}, writable by group or others "
+                f"(mode {stat.S_IMODE(mode):04o}) without the sticky bit; "
+                f"use another path, or run: chmod go-w {node}"
+            )
+
+    try:
+        check(current, os.lstat(current), is_link=False)
+    except OSError:
+        return
+    while pending:
+        name = pending.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = current.parent
+            continue
+        node = current / name
+        try:
+            st = os.lstat(node)
+        except OSError:
+            return  # missing (created by us later) or unreachable (reported by the caller)
+        if stat.S_ISLNK(st.st_mode):
+            check(node, st, is_link=True)
+            links += 1
+            if links > _MAX_LINKS:
+                raise DaemonError(f"{what} {path}: too many levels of symbolic links")
+            target = Path(os.readlink(node))
+            if target.is_absolute():
+                current = Path("/")
+            pending[:0] = list(target.parts[1:] if target.is_absolute() else target.parts)
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            return  # "not a directory": the caller's own checks say so
+        if pending:  # the state dir itself gets the stricter checks below
+            check(node, st, is_link=False)
+        current = node
+
+
 def check_private_dir(path: Path, *, create: bool = True, what: str = "state directory") -> None:
     """Make sure ``path`` is a directory only this user can write, creating it 0700.
 
     Raises :class:`DaemonError` with a one-line message naming the directory
     and the fix when it is not a directory, belongs to another user, or is
-    writable by group or others. On Windows only the first check applies (its
-    permissions are ACLs, not mode bits).
+    writable by group or others, or is reached through a directory or
+    symlink another user controls (`check_trusted_path`). On Windows only the
+    first check applies (its permissions are ACLs, not mode bits).
     """
+    check_trusted_path(path, what)
     try:
         st = os.stat(path)
     except FileNotFoundError:

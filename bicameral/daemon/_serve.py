@@ -51,7 +51,7 @@ from bicameral.daemon._descriptor import (
 from bicameral.daemon._errors import ConfigError, DaemonError
 from bicameral.daemon._identity import process_start_time
 from bicameral.daemon._lock import LockFile, read_holder
-from bicameral.daemon._paths import check_private_dir, effective_socket_path
+from bicameral.daemon._paths import check_private_dir, check_trusted_path, effective_socket_path
 from bicameral.daemon._plugin import DaemonHost, LoadedPlugins, load_config_file, load_plugins
 from bicameral.daemon._readiness import Notifier, watchdog_interval
 from bicameral.daemon._reaper import start_reaper
@@ -191,6 +191,7 @@ def serve(options: ServeOptions) -> int:
                 raise DaemonError(message)
             if options.detached:
                 os.chdir(paths.home)
+            daemon.hold_home()
             start_reaper(paths.home)
             config, config_path = load_config_file(paths)
             options.limits = limits_from_config(config, config_path, options.limits)
@@ -362,6 +363,7 @@ class _Daemon:
         self.token: str | None = os.urandom(32).hex() if options.transport == "tcp" else None
         self.published = False
         self._reload_after_ready = False
+        self._home_fd: int | None = None  # the state dir, held for the daemon's life
         self.stop_reason: str | None = None
         self._stop_event: trio.Event | None = None
         self._hard_stop: trio.CancelScope | None = None
@@ -657,6 +659,36 @@ class _Daemon:
 
     # Reload.
 
+    def hold_home(self) -> None:
+        """Hold a descriptor of the state dir, to tell later if its path was swapped."""
+        self._home_fd = os.open(self.paths.home, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+
+    def check_home_unchanged(self) -> None:
+        """Refuse to go on if the state dir's path now names another directory.
+
+        The path was checked (SPEC §4) when the daemon started; if it now
+        leads somewhere else (renamed and replaced), a reload must not read
+        that directory's config.toml, nor anything else there.
+        """
+        if self._home_fd is None:
+            return
+        held = os.fstat(self._home_fd)
+        try:
+            now = os.stat(self.paths.home)
+        except OSError as exc:
+            raise ConfigError(
+                f"state directory {self.paths.home} is gone ({exc.strerror}); restart the daemon"
+            ) from None
+        if (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino):
+            raise ConfigError(
+                f"state directory {self.paths.home} was replaced since the daemon started; "
+                "refusing to read it (restart the daemon to use the new one)"
+            )
+        try:
+            check_trusted_path(self.paths.home)
+        except DaemonError as exc:
+            raise ConfigError(str(exc)) from None
+
     async def reload(self) -> dict[str, list[str]]:
         """Re-read config.toml and apply the difference to the ``adapters`` subtree.
 
@@ -670,6 +702,7 @@ class _Daemon:
         async with self._reload_lock:
             self.notifier.reloading()
             try:
+                self.check_home_unchanged()
                 config, path = load_config_file(self.paths)
                 if limits_from_config(config, path, self.options.limits) != self.options.limits:
                     logger.warning(

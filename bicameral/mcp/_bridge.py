@@ -60,6 +60,36 @@ def _say(message: str) -> None:
         pass
 
 
+_daemon: dict[str, object] = {}  # the pid and log of the daemon we attached to
+
+
+def _closed() -> str:
+    """Why the daemon's side closed, in true words: gone, or still running."""
+    pid, paths = _daemon.get("pid"), _daemon.get("paths")
+    if isinstance(pid, int) and paths is not None:
+        from bicameral.daemon import DaemonPaths, is_alive, read_descriptor
+
+        assert isinstance(paths, DaemonPaths)
+        # A daemon that is stopping closes its sessions just before it exits:
+        # give it a moment to be gone before calling it still running.
+        deadline = time.monotonic() + 2.0
+        while True:
+            try:
+                now = read_descriptor(paths.descriptor)
+                running = now is not None and now.pid == pid and is_alive(paths)
+            except Exception:  # unreadable: say what is sure
+                running = False
+            if not running or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        if running:
+            return (
+                f"the daemon (pid {pid}) closed the connection while still running; "
+                f"its log says why: {_daemon.get('log')}"
+            )
+    return "the daemon closed the connection: it stopped or restarted"
+
+
 def _connect(home: str | None) -> tuple[socket.socket, str | None]:
     """Start the daemon if needed; a connected socket and the TCP token (or None)."""
     from bicameral.daemon import DaemonError, StartError, read_descriptor, resolve_paths, start
@@ -82,6 +112,7 @@ def _connect(home: str | None) -> tuple[socket.socket, str | None]:
     descriptor = read_descriptor(paths.descriptor)
     if descriptor is None:
         raise _BridgeError(f"the daemon's descriptor {paths.descriptor} disappeared")
+    _daemon.update(pid=descriptor.pid, log=paths.log, paths=paths)
     try:
         if descriptor.transport == "tcp":
             host, _, port = (descriptor.address or "").rpartition(":")
@@ -119,7 +150,7 @@ def _attach(sock: socket.socket, server: str | None, token: str | None) -> tuple
     while b"\n" not in buffer:
         chunk = sock.recv(_READ_SIZE)
         if not chunk:
-            raise _BridgeError("the daemon closed the connection during attach")
+            raise _BridgeError(f"during attach, {_closed()}")
         buffer += chunk
     line, _, rest = buffer.partition(b"\n")
     try:
@@ -161,7 +192,7 @@ def _pass_stdio(sock: socket.socket, stdin_fd: int, stdout_fd: int) -> int:
         received += chunk
     if received.startswith(b"bye"):
         return 0
-    _say("the daemon closed the connection (it stopped or restarted)")
+    _say(_closed())
     return 1
 
 
@@ -196,7 +227,7 @@ def _relay(sock: socket.socket, pending: bytes, stdin_fd: int, stdout_fd: int) -
                 if not data:
                     if close_deadline is not None:
                         return 0
-                    _say("the daemon closed the connection (it stopped or restarted)")
+                    _say(_closed())
                     return 1
                 try:
                     _write_all(stdout_fd, data)
@@ -211,7 +242,7 @@ def _relay(sock: socket.socket, pending: bytes, stdin_fd: int, stdout_fd: int) -
                     try:
                         sock.sendall(data)
                     except OSError:
-                        _say("the daemon closed the connection (it stopped or restarted)")
+                        _say(_closed())
                         return 1
                     continue
                 # The client closed stdin: end the session, let the daemon close it.

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bicameral.daemon import ConfigError, write_atomic
+from bicameral.daemon import ConfigError, DaemonError, check_trusted_path, write_atomic
 from bicameral.mcp._config import (
     ServerConfig,
     _server,
@@ -78,7 +78,16 @@ def list_servers(path: Path) -> list[ServerConfig]:
 
 @contextlib.contextmanager
 def _locked_dir(directory: Path) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``directory`` (creating it 0700 if missing)."""
+    """Hold an exclusive ``flock`` on ``directory`` (creating it 0700 if missing).
+
+    A directory another user could redirect is refused first, with the
+    daemon's own message (`check_trusted_path`): an edit must not land where
+    the daemon would refuse to read it, or where someone else can swap it.
+    """
+    try:
+        check_trusted_path(directory, "config directory")
+    except DaemonError as exc:
+        raise ConfigError(str(exc)) from None
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     except OSError as exc:

@@ -324,9 +324,16 @@ def test_a_request_split_anywhere_gets_the_same_answer_as_whole(
             b"["
             + b",".join([b'{"jsonrpc":"2.0","id":1,"method":"adapters.restart"}'] * 2000)
             + b"]",
+            -32600,
+        ),  # a batch over SPEC §7's 1,000 entries: refused whole
+        (b"[" + b",".join([b"1"] * 10_000) + b"]", -32600),  # likewise, of junk
+        (
+            b"["
+            + b",".join([b'{"jsonrpc":"2.0","id":1,"method":"adapters.restart"}'] * 1000)
+            + b"]",
             None,
         ),  # a big batch of invalid params
-        (b"[" + b",".join([b"1"] * 10_000) + b"]", None),  # a batch of junk
+        (b"[" + b",".join([b"1"] * 1000) + b"]", None),  # a batch of junk
         (b"[[]]", None),
         (b"[]", -32600),
     ],
