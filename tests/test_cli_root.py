@@ -81,3 +81,43 @@ def test_usage_errors_are_one_line_with_exit_2_everywhere() -> None:
         [sys.executable, "-m", "bicameral", "daemon"], capture_output=True, text=True, check=False
     )
     assert "Usage: bicameral daemon" in run.stdout + run.stderr
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BICAMERAL_")}
+    return subprocess.run(
+        [sys.executable, "-m", "bicameral", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **(env or {})},
+        timeout=60,
+        check=False,
+    )
+
+
+def test_an_empty_home_is_an_error_never_the_current_directory() -> None:
+    for args, env in (
+        (("--home", "", "daemon", "status"), None),
+        (("--home=", "daemon", "status"), None),
+        (("daemon", "status"), {"BICAMERAL_HOME": ""}),
+    ):
+        out = _cli(*args, env=env)
+        assert out.returncode == 4, out
+        assert "empty" in out.stderr and len(out.stderr.strip().splitlines()) == 1, out
+        assert '"status": "unknown"' in out.stdout
+    start = _cli("daemon", "start", env={"BICAMERAL_HOME": ""})
+    assert start.returncode == 2, start
+    assert '"status": "failed"' in start.stdout
+    assert not os.path.exists("daemon.json")
+
+
+def test_a_state_dir_below_a_regular_file_is_status_4_not_stopped() -> None:
+    top = tempfile.mkdtemp(dir="/tmp", prefix="bcf")
+    try:
+        blocker = os.path.join(top, "file")
+        open(blocker, "w").close()
+        out = _cli("--home", os.path.join(blocker, "sub"), "daemon", "status")
+        assert out.returncode == 4, out
+        assert "Not a directory" in out.stderr
+    finally:
+        shutil.rmtree(top)

@@ -69,15 +69,23 @@ def _write_replace(tmp: Path, path: Path, data: bytes, flags: int, mode: int) ->
         raise
 
 
-def read_regular(path: Path, *, limit: int | None = None) -> bytes:
+def read_regular(path: Path, *, limit: int | None = None, dir_fd: int | None = None) -> bytes:
     """The content of ``path`` (its first ``limit`` bytes), which must be a regular file.
 
     Raises ``FileNotFoundError``, ``IsADirectoryError``, or ``OSError`` with
     ``strerror`` "not a regular file" for a FIFO, socket or device. The open
     is non-blocking, so even a FIFO with no writer is refused at once.
+
+    With `dir_fd`, ``path``'s name is opened in that directory (``openat``)
+    without following a symlink: the file of the directory held, whatever
+    its path names by now.
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
-    fd = os.open(path, flags | getattr(os, "O_NOCTTY", 0))
+    flags |= getattr(os, "O_NOCTTY", 0)
+    if dir_fd is not None:
+        fd = os.open(path.name, flags | getattr(os, "O_NOFOLLOW", 0), dir_fd=dir_fd)
+    else:
+        fd = os.open(path, flags)
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):

@@ -20,6 +20,7 @@ cannot read that way (zipped eggs, custom finders).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -242,16 +243,23 @@ class LoadedPlugins:
         return LoadedPlugins(self.plugins, _validate(self.plugins, config, path))
 
 
-def load_config_file(paths: DaemonPaths) -> tuple[dict[str, Any], Path | None]:
+def load_config_file(
+    paths: DaemonPaths, home_fd: int | None = None
+) -> tuple[dict[str, Any], Path | None]:
     """Read ``config.toml`` (or ``--config``): its table and its path.
 
     A missing default file means an empty configuration; a missing
     ``--config`` file, unreadable or invalid TOML is a :class:`ConfigError`
     naming the file (and the line, from ``tomllib``).
+
+    `home_fd`: the daemon's held descriptor of its state dir; the default
+    ``config.toml`` is then opened relative to it (``openat``, no symlink
+    followed), never through a path someone could have swapped.
     """
     path = paths.config
+    in_home = home_fd is not None and path.parent == paths.home
     try:
-        raw = read_regular(path)
+        raw = read_regular(path, dir_fd=home_fd if in_home else None)
     except FileNotFoundError:
         if paths.config_explicit:
             raise ConfigError(f"config file {path} does not exist") from None
@@ -259,6 +267,11 @@ def load_config_file(paths: DaemonPaths) -> tuple[dict[str, Any], Path | None]:
     except IsADirectoryError:
         raise ConfigError(f"config file {path} is a directory") from None
     except OSError as exc:
+        if in_home and exc.errno == errno.ELOOP:
+            raise ConfigError(
+                f"config file {path} is a symlink: the daemon reads only a regular file in "
+                "its state dir (use --config to name a file elsewhere)"
+            ) from None
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     import tomllib
 

@@ -193,7 +193,7 @@ def serve(options: ServeOptions) -> int:
                 os.chdir(paths.home)
             daemon.hold_home()
             start_reaper(paths.home)
-            config, config_path = load_config_file(paths)
+            config, config_path = load_config_file(paths, daemon.home_fd)
             options.limits = limits_from_config(config, config_path, options.limits)
             daemon.plugins = load_plugins(config, config_path)
             daemon.adapter_specs = daemon.plugins.adapter_specs()
@@ -659,6 +659,11 @@ class _Daemon:
 
     # Reload.
 
+    @property
+    def home_fd(self) -> int | None:
+        """The held descriptor of the state dir (None before `hold_home`)."""
+        return self._home_fd
+
     def hold_home(self) -> None:
         """Hold a descriptor of the state dir, to tell later if its path was swapped."""
         self._home_fd = os.open(self.paths.home, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -703,7 +708,7 @@ class _Daemon:
             self.notifier.reloading()
             try:
                 self.check_home_unchanged()
-                config, path = load_config_file(self.paths)
+                config, path = load_config_file(self.paths, self._home_fd)
                 if limits_from_config(config, path, self.options.limits) != self.options.limits:
                     logger.warning(
                         "[daemon.limits] changed: the new limits apply when the daemon restarts"

@@ -172,7 +172,9 @@ def test_stop_of_a_stale_descriptor_cleans_it(home: Home) -> None:
         assert handle.wait(5.0)
     run = home.cli("daemon", "stop")
     assert run.code == 0
-    assert run.json == {"status": "stopped", "stale": True, "pid": first["pid"]}
+    body = run.json
+    assert body.pop("reason").startswith(f"pid {first['pid']} ")
+    assert body == {"status": "stopped", "stale": True, "pid": first["pid"]}
     assert not home.descriptor.exists()
     assert not home.socket.exists()
 
@@ -197,7 +199,11 @@ def test_a_descriptor_naming_a_live_unrelated_process_is_stale_and_never_signall
         assert status.code == 1
         assert status.json["status"] == "stale"
         stopped = home.cli("daemon", "stop", "--timeout", "0.2")
-        assert stopped.json == {"status": "stopped", "stale": True, "pid": bystander.pid}
+        body = stopped.json
+        assert body.pop("reason") == (
+            f"pid {bystander.pid} is now another process (the pid was reused)"
+        )
+        assert body == {"status": "stopped", "stale": True, "pid": bystander.pid}
         assert bystander.poll() is None, "the bystander was signalled"
         assert not home.descriptor.exists()
     finally:
@@ -300,6 +306,7 @@ def test_a_killed_unreaped_daemon_is_a_stale_zombie(home: Home) -> None:
     t0 = time.monotonic()
     result = stop(paths)
     assert time.monotonic() - t0 < 3.0  # no wait on a zombie
+    assert result.pop("reason").startswith(f"pid {pid} ")
     assert result == {"status": "stopped", "stale": True, "pid": pid}
 
 

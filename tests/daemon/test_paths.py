@@ -41,7 +41,10 @@ def test_default_home_is_dot_bicameral_in_the_user_home() -> None:
 def test_env_overrides_default_and_option_overrides_env() -> None:
     assert resolve_paths(environ={"BICAMERAL_HOME": "/x/env"}).home == Path("/x/env")
     assert resolve_paths("/x/opt", environ={"BICAMERAL_HOME": "/x/env"}).home == Path("/x/opt")
-    assert resolve_paths(environ={"BICAMERAL_HOME": ""}).home == Path.home() / ".bicameral"
+    with pytest.raises(DaemonError, match="BICAMERAL_HOME is set but empty"):
+        resolve_paths(environ={"BICAMERAL_HOME": ""})
+    with pytest.raises(DaemonError, match='--home "" is empty'):
+        resolve_paths("", environ={})
 
 
 def test_relative_paths_are_made_absolute() -> None:
