@@ -45,7 +45,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         # errno's text alone ("No space left on device") names no file: say
         # which one could not be written, keeping the errno for callers.
         if exc.filename is None or str(exc.filename) == str(tmp):
-            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}", str(path)) from None
+            raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from None
         raise
     _fsync_dir(path.parent)
 

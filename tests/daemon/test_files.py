@@ -68,3 +68,24 @@ def test_read_regular_reads_a_file_and_refuses_the_rest_at_once(tmp: Path) -> No
         read_regular(tmp)
     with pytest.raises(FileNotFoundError):
         read_regular(tmp / "missing")
+
+
+def test_a_full_disk_names_the_file_that_could_not_be_written(
+    tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    path = tmp / "daemon.json"
+    write_atomic(path, b"old")
+
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(OSError) as info:
+        write_atomic(path, b"new")
+    monkeypatch.undo()
+    assert info.value.errno == errno.ENOSPC
+    assert str(info.value) == f"[Errno 28] cannot write {path}: No space left on device"
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp.iterdir()] == ["daemon.json"]
