@@ -21,6 +21,7 @@ cannot read that way (zipped eggs, custom finders).
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import sys
@@ -32,6 +33,8 @@ from bicameral.daemon._errors import ConfigError
 from bicameral.daemon._files import read_regular
 
 if TYPE_CHECKING:
+    import trio
+
     from bicameral.daemon._paths import DaemonPaths
     from bicameral.protocol import Connection, Dispatcher
     from bicameral.supervisor import ChildSpec, Supervisor
@@ -48,6 +51,8 @@ __all__ = [
 ]
 
 PLUGIN_GROUP = "bicameral.plugins"
+
+logger = logging.getLogger("bicameral.daemon")
 
 AttachHandler = Callable[["Connection", dict[str, Any]], Awaitable[Any]]
 """``handler(conn, params)`` for ``system.attach`` with its mode; its result is
@@ -84,7 +89,8 @@ class DaemonHost:
 
     ``dispatcher`` (add RPC methods), ``adapters`` (the live ``adapters``
     subtree), :meth:`snapshot` (the whole tree), :meth:`add_attach_mode`,
-    ``paths``, ``pid`` and ``started_at`` (epoch seconds).
+    :meth:`start_soon` (a background task for the daemon's life), ``paths``,
+    ``pid`` and ``started_at`` (epoch seconds).
     """
 
     def __init__(
@@ -96,7 +102,9 @@ class DaemonHost:
         paths: DaemonPaths,
         pid: int,
         started_at: float,
+        nursery: trio.Nursery | None = None,
     ) -> None:
+        self._nursery = nursery
         self.dispatcher = dispatcher
         self.adapters = adapters
         self.paths = paths
@@ -108,6 +116,23 @@ class DaemonHost:
     def snapshot(self) -> dict[str, Any]:
         """The whole supervisor tree's snapshot (SPEC §3 shape)."""
         return self._root.snapshot()
+
+    def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run ``fn(*args)`` in the background until the daemon stops.
+
+        For a plugin's own housekeeping (timers, watchers). It is cancelled
+        when the daemon exits; an exception from it is logged, never fatal.
+        """
+        if self._nursery is None:
+            raise RuntimeError("DaemonHost.start_soon: the daemon is not running")
+
+        async def guarded() -> None:
+            try:
+                await fn(*args)
+            except Exception:
+                logger.exception("a plugin's background task failed")
+
+        self._nursery.start_soon(guarded)
 
     def add_attach_mode(self, mode: str, handler: AttachHandler) -> None:
         """Route ``system.attach`` with ``{"mode": mode}`` to ``handler``."""

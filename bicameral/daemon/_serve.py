@@ -454,6 +454,7 @@ class _Daemon:
             paths=self.paths,
             pid=self.pid,
             started_at=self.started_at,
+            nursery=nursery,
         )
         self._install_methods()
         for plugin in self.plugins.plugins:
@@ -726,6 +727,16 @@ class _Daemon:
                 for spec in specs:
                     old = current.get(spec.name)
                     if old is not None and old == spec:
+                        if self.adapters.child(spec.name).state != "failed":
+                            continue
+                        # Unchanged but given up on: a reload retries it (SPEC §5).
+                        try:
+                            await self.adapters.restart_child(spec.name)
+                        except Exception as exc:
+                            logger.error("reload: retrying %r failed: %r", spec.name, exc)
+                            failed.append(spec.name)
+                            continue
+                        result["restarted"].append(spec.name)
                         continue
                     try:
                         if old is not None:

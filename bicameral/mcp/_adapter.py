@@ -1,47 +1,160 @@
-"""The adapter child's entry point, kept free of the MCP SDK.
+"""One configured MCP server as a supervisor subtree, kept free of the MCP SDK.
 
-Importing the SDK costs ~0.7 s; starting a typical stdio server costs about
-as much. So the first adapter to run spawns its server *before* it imports
-the SDK, and the two overlap (the server boots in its own process, on another
-core). The spawned process is then handed to `_upstream.run_adapter`, which
-owns it from there. Later adapters, and restarts, find the SDK loaded.
+Each server is a `ServerTree`: a supervisor of its own, a TRANSIENT child of
+the daemon's ``adapters`` subtree, with one PERMANENT child, ``server``,
+that runs one instance of the server (spawn, initialize, list, serve,
+watch) and raises when that instance exits, breaks its protocol or stops
+answering pings. The supervisor does every restart, with `BACKOFF` and an
+intensity of `MAX_RESTARTS` within `MAX_SECONDS`; past it the subtree gives
+up as OTP's does (reason *shutdown*), and its TRANSIENT entry stays
+``failed`` with the cause, so one crash-looping server never spends the
+restart intensity its siblings share, nor takes the daemon down. The MCP
+plugin retries a failed server after `FAILED_RETRY` seconds; ``mcp
+restart``, ``adapters.restart`` and a reload do it at once.
+
+Readiness never waits for a server: ``server`` reports started before it
+spawns anything, so the ``adapters`` subtree counts as started as soon as
+each server's subtree exists, and the daemon is ready at once however many
+servers are configured and however slow or broken they are. Importing the
+SDK (most of a second, pydantic models) happens after that, in a worker
+thread, while the first instance's process is already booting.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 
 from bicameral.mcp._spawn import SpawnError, spawn_server
+from bicameral.supervisor import (
+    Backoff,
+    ChildSpec,
+    Restart,
+    RestartIntensityExceeded,
+    Supervisor,
+    current_child,
+)
 
 if TYPE_CHECKING:
     from bicameral.mcp._config import ServerConfig
     from bicameral.mcp._registry import Registry
+    from bicameral.supervisor import ChildHandle
 
-__all__ = ["run_adapter"]
+__all__ = [
+    "BACKOFF",
+    "FAILED_RETRY",
+    "MAX_RESTARTS",
+    "MAX_SECONDS",
+    "ServerExited",
+    "ServerTree",
+    "run_server",
+]
+
+#: Restart backoff of a server's instances; its step resets after MAX_SECONDS up.
+BACKOFF = Backoff(initial=0.5, maximum=30.0, factor=2.0, jitter=0.1)
+#: Intensity: more than MAX_RESTARTS within MAX_SECONDS and the server is `failed`.
+MAX_RESTARTS, MAX_SECONDS = 5, 60.0
+#: A failed server is tried again after this long (or at once on restart/reload).
+FAILED_RETRY = 300.0
+#: An instance's grace: the process group gets 2 s after SIGTERM, the rest is margin.
+INSTANCE_SHUTDOWN = 5.0
 
 
-async def run_adapter(
+class ServerExited(Exception):
+    """A server instance ended on its own; the message says why (its stderr, a signal...)."""
+
+
+class ServerTree(Supervisor):
+    """The subtree of one configured server: a supervisor whose child runs instances.
+
+    Its entry in the ``adapters`` subtree carries the server's live status
+    (`Upstream.status`) as ``started_value``, so ``daemon status`` and ``mcp
+    ps`` read one place. Two trees of equal configuration compare equal, so
+    an unchanged server's spec is left running across a reload.
+    """
+
+    def __init__(self, config: ServerConfig, registry: Registry) -> None:
+        self.config = config
+        self.registry = registry
+        super().__init__(
+            config.name,
+            [
+                ChildSpec(
+                    "server",
+                    run_server,
+                    args=(config, registry),
+                    restart=Restart.PERMANENT,
+                    shutdown=INSTANCE_SHUTDOWN,
+                )
+            ],
+            max_restarts=MAX_RESTARTS,
+            max_seconds=MAX_SECONDS,
+            backoff=BACKOFF,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ServerTree):
+            return NotImplemented
+        return self.config == other.config and self.registry is other.registry
+
+    def __hash__(self) -> int:
+        return hash(self.config)
+
+    async def run(
+        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        upstream = self.registry.upstream(self.config)
+        try:
+            upstream.entry = current_child()
+        except RuntimeError:  # run on its own (tests): nobody to show the status to
+            upstream.entry = None
+        upstream.publish()
+        try:
+            await super().run(task_status=task_status)
+        except RestartIntensityExceeded as exc:
+            last = str(exc.last_error) if exc.last_error is not None else "exited"
+            upstream.give_up(
+                f"more than {MAX_RESTARTS} restarts within {MAX_SECONDS:g} s; last: {last}"
+            )
+            raise
+
+
+async def run_server(
     config: ServerConfig,
     registry: Registry,
     *,
     task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The ``adapters`` child for one configured MCP server (see `bicameral.mcp._upstream`)."""
+    """The ``server`` child: run one instance of `config`'s server until it ends.
+
+    Reports started at once (readiness never waits for a server). Returns
+    when asked to stop; raises `ServerExited` when the instance ends on its
+    own, for the supervisor to restart it.
+    """
+    upstream = registry.upstream(config)
+    child: ChildHandle = current_child()
+    upstream.instance_started(child.restarts)
+    task_status.started()
     prespawned: Any = None
     if "bicameral.mcp._upstream" not in sys.modules:
+        # Spawn first, import the SDK meanwhile (in a thread: the event loop
+        # keeps answering clients), so the two overlap.
         try:
             prespawned = await spawn_server(config)
         except SpawnError as exc:
             prespawned = exc
-    try:
-        from bicameral.mcp import _upstream
-    except BaseException:
-        if isinstance(prespawned, tuple):
-            with anyio.CancelScope(shield=True):
-                await prespawned[0].__aexit__(None, None, None)
-        raise
-    await _upstream.run_adapter(config, registry, task_status=task_status, prespawned=prespawned)
+        try:
+            await anyio.to_thread.run_sync(importlib.import_module, "bicameral.mcp._upstream")
+        except BaseException:
+            if isinstance(prespawned, tuple):
+                with anyio.CancelScope(shield=True):
+                    await prespawned[0].__aexit__(None, None, None)
+            raise
+    from bicameral.mcp import _upstream
+
+    await _upstream.run_instance(upstream, prespawned)

@@ -34,6 +34,7 @@ __all__ = [
     "SERVER_KEYS",
     "ServerConfig",
     "check_server_name",
+    "load_ready_timeout",
     "load_servers",
     "read_config",
     "read_text",
@@ -43,7 +44,10 @@ __all__ = [
 SERVER_KEYS = ("command", "args", "env", "cwd", "enabled")
 
 #: The keys the ``[mcp]`` table may hold (a typo such as ``[mcp.server.x]`` is an error).
-MCP_KEYS = ("servers",)
+MCP_KEYS = ("ready_timeout", "servers")
+
+#: How long a client's call waits for a server that is (re)starting, by default.
+DEFAULT_READY_TIMEOUT = 10.0
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _ENV_NAME = re.compile(r"[^=\x00]+")
@@ -150,6 +154,20 @@ def read_text(path: Path) -> str | None:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid UTF-8 ({exc.reason})") from None
+
+
+def load_ready_timeout(config: Mapping[str, Any], path: Path | None) -> float:
+    """``[mcp] ready_timeout``: seconds a call waits for a (re)starting server (default 10)."""
+    mcp = config.get("mcp")
+    if not isinstance(mcp, Mapping) or "ready_timeout" not in mcp:
+        return DEFAULT_READY_TIMEOUT
+    value = mcp["ready_timeout"]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+        raise ConfigError(
+            f"{_file(path)}: [mcp] ready_timeout must be a number of seconds "
+            f"between 0 and 3600, not {value!r}"
+        )
+    return float(value)
 
 
 def load_servers(config: Mapping[str, Any], path: Path | None) -> dict[str, ServerConfig]:

@@ -708,7 +708,6 @@ class ClientConn:
         up = self.registry.get(server) if isinstance(server, str) else None
         if up is None:
             return _tool_error(f"no MCP server named {server!r}")
-        up.retry_now.set()
         if self.host.daemon is not None:
             try:
                 entry = await self.host.daemon.adapters.restart_child(up.name)
@@ -779,6 +778,10 @@ class ClientConn:
             self._notes_pending -= 1
 
     def lists_changed(self, upstream: Upstream, kinds: frozenset[str]) -> None:
+        if not self.initialized:
+            # Before `notifications/initialized` a server sends no notices
+            # (MCP lifecycle); the lists the client asks for next are current.
+            return
         for kind in kinds:
             self._queue_notice(_NOTIFY_FOR_KIND[kind])
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,20 +16,18 @@ if TYPE_CHECKING:
 
 __all__ = ["McpPlugin", "plugin"]
 
-#: An adapter's grace: the server process gets 2 s after SIGTERM, the rest is margin.
-ADAPTER_SHUTDOWN = 5.0
-
 
 class McpPlugin:
     """`bicameral.daemon.DaemonPlugin` for MCP servers.
 
-    ``load_config`` validates ``[mcp.servers.*]``; ``adapter_specs`` gives one
-    adapter child per enabled server, ``ChildSpec(name, run_adapter,
-    args=(config, registry))``: the registry is this plugin's for the
-    daemon's life, so an unchanged server's spec compares equal across a
-    reload and is left running. ``install`` registers the ``mcp`` attach
-    mode and the ``mcp.servers`` method. The SDK is imported only once a
-    server is configured.
+    ``load_config`` validates ``[mcp]`` and ``[mcp.servers.*]``;
+    ``adapter_specs`` gives one TRANSIENT child per enabled server, its
+    `ServerTree` (``bicameral.mcp._adapter``): trees of equal configuration
+    compare equal, so an unchanged server's spec is left running across a
+    reload. ``install`` registers the ``mcp`` attach mode and the
+    ``mcp.servers`` method, and starts the task that retries a failed
+    server after ``FAILED_RETRY`` seconds. Nothing here imports the SDK:
+    the servers' own children do, after the daemon is ready.
     """
 
     name = "mcp"
@@ -46,9 +45,11 @@ class McpPlugin:
         return self._registry
 
     def load_config(self, config: Mapping[str, Any], path: Path | None) -> dict[str, ServerConfig]:
-        from bicameral.mcp._config import load_servers
+        from bicameral.mcp._config import load_ready_timeout, load_servers
 
-        return load_servers(config, path)
+        servers = load_servers(config, path)
+        self.registry.ready_timeout = load_ready_timeout(config, path)
+        return servers
 
     def adapter_specs(self, loaded: object) -> list[ChildSpec]:
         servers: Mapping[str, ServerConfig] = loaded  # type: ignore[assignment]
@@ -56,17 +57,11 @@ class McpPlugin:
         self.registry.set_configured([s.name for s in enabled])
         if not enabled:
             return []
-        from bicameral.mcp._adapter import run_adapter
+        from bicameral.mcp._adapter import ServerTree
         from bicameral.supervisor import ChildSpec, Restart
 
         return [
-            ChildSpec(
-                name=s.name,
-                target=run_adapter,
-                args=(s, self.registry),
-                restart=Restart.PERMANENT,
-                shutdown=ADAPTER_SHUTDOWN,
-            )
+            ChildSpec(name=s.name, target=ServerTree(s, self.registry), restart=Restart.TRANSIENT)
             for s in enabled
         ]
 
@@ -81,6 +76,63 @@ class McpPlugin:
             return [{"name": up.name, **up.status()} for up in registry.active()]
 
         host.dispatcher.add("mcp.servers", servers)
+        host.start_soon(retry_failed, host)
+
+
+def _differs(current: Callable[[], dict[str, int]], seen: dict[str, int]) -> bool:
+    return current() != seen
+
+
+async def retry_failed(host: DaemonHost) -> None:
+    """Restart a server whose supervisor gave up, `FAILED_RETRY` seconds later (SPEC §8.2).
+
+    One timer per failed server; a server restarted, stopped or removed
+    meanwhile cancels its timer. Waits on the tree's changes, never polls.
+    """
+    import anyio
+
+    from bicameral.mcp._adapter import FAILED_RETRY
+
+    adapters = host.adapters
+    timers: dict[str, tuple[int, anyio.CancelScope]] = {}
+
+    def failed() -> dict[str, int]:
+        return {
+            c.name: id(c)
+            for c in adapters.children
+            if c.state == "failed" and c.spec.kind == "supervisor"
+        }
+
+    async with anyio.create_task_group() as tg:
+
+        async def later(name: str, handle: int, scope: anyio.CancelScope) -> None:
+            with scope:
+                await anyio.sleep(FAILED_RETRY)
+                still = failed().get(name) == handle
+                if still:
+                    try:
+                        await adapters.restart_child(name)
+                    except Exception as exc:  # it failed to start again: the next give-up retries
+                        import logging
+
+                        logging.getLogger("bicameral.mcp").warning(
+                            "retrying MCP server %r failed: %s", name, exc
+                        )
+            if timers.get(name, (0, None))[1] is scope:
+                del timers[name]
+
+        while True:
+            now = failed()
+            for name, (handle, scope) in list(timers.items()):
+                if now.get(name) != handle:
+                    scope.cancel()
+                    del timers[name]
+            for name, handle in now.items():
+                if name not in timers:
+                    scope = anyio.CancelScope()
+                    timers[name] = (handle, scope)
+                    tg.start_soon(later, name, handle, scope)
+            await adapters.wait_until(functools.partial(_differs, failed, dict(now)))
 
 
 plugin = McpPlugin()

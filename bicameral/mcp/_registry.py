@@ -19,6 +19,8 @@ class Registry:
         self.upstreams: dict[str, Upstream] = {}
         self.configured: list[str] = []
         self.on_change: list[Callable[[], None]] = []
+        #: ``[mcp] ready_timeout``: how long a call waits for a (re)starting server.
+        self.ready_timeout = 10.0
 
     def upstream(self, config: ServerConfig) -> Upstream:
         from bicameral.mcp._upstream import Upstream
@@ -29,6 +31,7 @@ class Registry:
             self._changed()  # attached clients pick the new server up
         else:
             up.config = config
+        up.ready_timeout = self.ready_timeout
         return up
 
     def _changed(self) -> None:

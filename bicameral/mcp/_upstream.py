@@ -1,34 +1,22 @@
-"""Upstream MCP servers: the adapter child that keeps one alive, and its shared state.
+"""Upstream MCP servers: one instance's run, and the state clients share.
 
 One `Upstream` per configured server lives in the plugin's `Registry` for the
 daemon's whole life (across restarts of its server and reloads of the
-configuration), so MCP client sessions attached to it keep their place. The
-adapter (`run_adapter`, a child of the daemon's ``adapters`` subtree) fills it
-in: it launches the server's command with `open_process_group` (own process
-group, parent-death signal, the group stopped on exit), speaks MCP to it with
-the SDK's `ClientSession`, initializes it once, caches its tools, resources,
-resource templates and prompts, follows its ``notifications/*/list_changed``,
-and pings it so a hung server is noticed.
+configuration), so MCP client sessions attached to it keep their place.
 
-Restarts and isolation (docs/mcp.md): the adapter restarts its own server,
-with a backoff of 0.5 s doubling to 30 s (10 % jitter, reset after 60 s of
-health), and gives up after more than 5 restarts within 60 s: the server is
-then ``failed`` (with its reason) and tried again every 5 minutes or at once
-on ``adapters.restart``. It never raises into the ``adapters`` subtree, so a
-crash-looping or missing server cannot use up that subtree's restart
-intensity and take the other servers, or the daemon, down with it. The
-adapter reports ready (``task_status.started``) after the first attempt,
-successful or not, so a broken server never blocks or fails the daemon's
-start either. Its live state (``ready | degraded | starting | restarting |
-failed``, pid, tool count, last error) is its ``started_value`` in the tree,
-and its tree ``state`` follows (``running | starting | backoff | failed``).
+`run_instance` runs one instance of the server, as the ``server`` child of
+the server's `ServerTree` (``bicameral.mcp._adapter``): it launches the
+command with `open_process_group` (own process group, parent-death signal,
+the group stopped on exit), speaks MCP to it with the SDK's `ClientSession`,
+initializes it, caches its tools, resources, resource templates and
+prompts, follows its ``notifications/*/list_changed``, and pings it so a
+hung server is noticed. When the instance ends on its own it raises
+`ServerExited` with the reason; the supervisor restarts it (backoff,
+intensity) or gives up. There is no restart loop here.
 
-Why not let the supervisor restart it: a raising adapter would count toward
-the ``adapters`` subtree's intensity (shared by every server) and, during the
-daemon's start, a readiness failure fails the whole start (OTP's
-``start_link`` rule). So `run_adapter` reports its server's state, exits and
-restarts through its `ChildHandle` (`ChildHandle.report`); see ``publish``
-in `run_adapter`.
+The live state (``ready | degraded | starting | restarting | failed |
+stopped``, pid, tool count, last error) is the server's ``started_value``
+in the tree.
 """
 
 from __future__ import annotations
@@ -37,9 +25,8 @@ import collections
 import contextlib
 import logging
 import os
-import random
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -48,30 +35,21 @@ import mcp_types as types
 from mcp.client.session import ClientRequestContext, ClientSession
 from mcp.shared.exceptions import MCPError
 
+from bicameral.mcp._adapter import ServerExited
 from bicameral.mcp._common import CALL_WAIT, LIST_METHODS, UpstreamError
 from bicameral.mcp._dispatcher import LeanDispatcher
 from bicameral.mcp._spawn import SpawnError, spawn_server
-from bicameral.supervisor import Backoff, current_child
+from bicameral.supervisor import ChildHandle, current_child
 
 if TYPE_CHECKING:
     from bicameral.mcp._config import ServerConfig
-    from bicameral.mcp._registry import Registry
 
-__all__ = ["Peer", "Upstream", "run_adapter"]
+__all__ = ["Peer", "Upstream", "run_instance"]
 
 logger = logging.getLogger("bicameral.mcp")
 
 #: How long the first initialize + list may take (``npx`` may download first).
 STARTUP_TIMEOUT = 60.0
-#: The adapter reports ready to its supervisor at the latest this long after it starts.
-READY_WAIT = 1.0
-#: Restart backoff (the supervisor's own rule); its step resets after HEALTHY_RESET.
-BACKOFF = Backoff(initial=0.5, maximum=30.0, factor=2.0, jitter=0.1)
-#: Intensity: more than MAX_RESTARTS within MAX_SECONDS and the server is `failed`.
-MAX_RESTARTS, MAX_SECONDS = 5, 60.0
-HEALTHY_RESET = 60.0
-#: A failed server is tried again after this long (or on `adapters.restart`).
-FAILED_RETRY = 300.0
 
 CONNECTION_CLOSED = types.CONNECTION_CLOSED
 INVALID_REQUEST = types.INVALID_REQUEST
@@ -157,8 +135,9 @@ class Upstream:
         self._live: _Live | None = None
         self._ready = anyio.Event()
         self._changed = anyio.Event()  # any state change; replaced each time
-        self.retry_now = anyio.Event()
-        self._on_status: Callable[[], None] | None = None
+        #: The server's entry in the ``adapters`` subtree (set by `ServerTree.run`).
+        self.entry: ChildHandle | None = None
+        self.ready_timeout = CALL_WAIT
 
     # -- state ----------------------------------------------------------------
 
@@ -184,14 +163,27 @@ class Upstream:
             "last_error": self.last_error,
         }
 
+    def publish(self) -> None:
+        """Show the live status in the server's tree entry (its ``started_value``)."""
+        if self.entry is not None:
+            self.entry.report(value=self.status())
+
+    def instance_started(self, restarts: int) -> None:
+        """A new instance is starting (`restarts`: how many came before it)."""
+        self.restarts = restarts
+        self._set_state("starting")
+
+    def give_up(self, reason: str) -> None:
+        """The server's supervisor gave up: ``failed`` until restarted."""
+        self._go_down("failed", reason)
+
     def _set_state(self, state: str, error: str | None = None) -> None:
         self.state = state
         if error is not None:
             self.last_error = error
         changed, self._changed = self._changed, anyio.Event()
         changed.set()
-        if self._on_status is not None:
-            self._on_status()
+        self.publish()
 
     def _go_live(
         self, live: _Live, init: dict[str, Any], lists: dict[str, list[dict[str, Any]]]
@@ -238,8 +230,7 @@ class Upstream:
         if self.lists[kind] != items:
             self.lists = {**self.lists, kind: items}
             self._notify_lists(frozenset((kind,)))
-            if self._on_status is not None:
-                self._on_status()
+            self.publish()
 
     # -- calls ----------------------------------------------------------------
 
@@ -256,8 +247,8 @@ class Upstream:
             raise UpstreamError(
                 types.INTERNAL_ERROR,
                 f"MCP server {self.name!r} is not available: it failed "
-                f"({self.last_error}); restart it with the bicameral__restart tool "
-                f"or `adapters.restart`",
+                f"({self.last_error}); restart it with `bicameral mcp restart {self.name}` "
+                "or the bicameral__restart tool",
             )
         with anyio.move_on_after(wait):
             while self._live is None and self.state not in ("failed", "stopped"):
@@ -276,7 +267,7 @@ class Upstream:
         method: str,
         params: Mapping[str, Any] | None,
         on_progress: Any = None,
-        wait: float = CALL_WAIT,
+        wait: float | None = None,
     ) -> dict[str, Any]:
         """Forward one client request to the server and return its raw result.
 
@@ -291,7 +282,7 @@ class Upstream:
             message), or died while handling the request (a message naming
             the server and the cause), or did not come up in time.
         """
-        live = self._live or await self._wait_ready(wait)
+        live = self._live or await self._wait_ready(self.ready_timeout if wait is None else wait)
         if peer is not None:
             self._inflight[peer] = self._inflight.get(peer, 0) + 1
         try:
@@ -661,146 +652,24 @@ def _version() -> str:
         return "0"
 
 
-async def _first_of(*waits: Callable[[], Awaitable[Any]]) -> None:
-    """Return as soon as one of `waits` returns."""
-    async with anyio.create_task_group() as tg:
+async def run_instance(upstream: Upstream, prespawned: Any = None) -> None:
+    """Run one instance of `upstream`'s server, as its tree's ``server`` child.
 
-        async def one(wait: Callable[[], Awaitable[Any]]) -> None:
-            await wait()
-            tg.cancel_scope.cancel()
-
-        for wait in waits:
-            tg.start_soon(one, wait)
-
-
-_TREE_STATE = {
-    "ready": "running",
-    "degraded": "running",
-    "starting": "starting",
-    "restarting": "backoff",
-    "failed": "failed",
-}
-
-
-async def run_adapter(
-    config: ServerConfig,
-    registry: Registry,
-    *,
-    task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED,
-    prespawned: Any = None,
-) -> None:
-    """The ``adapters`` child for one configured MCP server (see the module docstring).
-
-    `prespawned`: the server already started by `bicameral.mcp._adapter`
-    (or the `SpawnError` that failed it), used by the first attempt.
-
-    Reports ready once the server has been initialized and listed, or has
-    failed its first attempt; then keeps it running until asked to stop.
+    `prespawned`: the process `run_server` already started (or the
+    `SpawnError` that failed it). Returns when asked to stop; raises
+    `ServerExited` with the reason when the instance ends on its own.
     """
-    upstream = registry.upstream(config)
-    child = current_child()
-    reported = False
-    rng = random.Random()
-
-    def publish() -> None:
-        # The adapter restarts its server itself, so it reports that in its
-        # own tree entry the way a supervisor-driven restart would show:
-        # `started_value` is the server's live status, `state` follows it
-        # (running / starting / backoff / failed), so `daemon status` and
-        # `system.health` see a failed server, and `last_exit` is the
-        # server's last exit.
-        if not reported:
+    try:
+        await _session(upstream, lambda: None, prespawned)
+    except _Exit as exc:
+        reason = str(exc)
+        if current_child().stopping.is_set():
+            upstream._go_down("stopped", reason)
             return
-        child.report(
-            state=_TREE_STATE.get(upstream.state, "running"),
-            value=upstream.status(),
-            error=upstream.last_error if upstream.last_exit_at is not None else None,
-            at=upstream.last_exit_at,
-        )
-
-    def ready() -> None:
-        nonlocal reported
-        if not reported:
-            reported = True
-            task_status.started(upstream.status())
-        publish()
-
-    upstream._on_status = publish
-    upstream.retry_now = anyio.Event()
-    upstream._set_state("starting")
-
-    async def keep_running() -> None:
-        nonlocal prespawned
-        failures: collections.deque[float] = collections.deque()
-        step = 0
-        up_since = 0.0
-        try:
-            while True:
-                up_since = anyio.current_time()
-                try:
-                    first, prespawned = prespawned, None
-                    await _session(upstream, ready, first)
-                    return  # asked to stop
-                except _Exit as exc:
-                    reason = str(exc)
-                except Exception as exc:  # a bug of ours: restart, do not escalate
-                    logger.exception("MCP server %r: adapter error", upstream.name)
-                    reason = f"adapter error: {exc!r}"
-                if child.stopping.is_set():
-                    return
-                now = anyio.current_time()
-                if now - up_since >= HEALTHY_RESET:
-                    step = 0
-                logger.warning("MCP server %r: %s", upstream.name, reason)
-                failures.append(now)
-                while failures and failures[0] < now - MAX_SECONDS:
-                    failures.popleft()
-                if len(failures) > MAX_RESTARTS:
-                    upstream._go_down("failed", reason)
-                    ready()
-                    logger.error(
-                        "MCP server %r failed: more than %d restarts within %g s; last: %s",
-                        upstream.name,
-                        MAX_RESTARTS,
-                        MAX_SECONDS,
-                        reason,
-                    )
-                    with anyio.move_on_after(FAILED_RETRY):
-                        await _first_of(upstream.retry_now.wait, child.stopping.wait)
-                    if child.stopping.is_set():
-                        return
-                    upstream.retry_now = anyio.Event()
-                    failures.clear()
-                    step = 0
-                else:
-                    upstream._go_down("restarting", reason)
-                    ready()
-                    step += 1
-                    delay = BACKOFF.delay(step, rng)
-                    with anyio.move_on_after(delay):
-                        await child.stopping.wait()
-                    if child.stopping.is_set():
-                        return
-                upstream.restarts += 1
-                child.report(restarted=True)
-                upstream._set_state("starting")
-        finally:
-            upstream._on_status = None
-            upstream._go_down("stopped", upstream.last_error or "stopped")
-
-    async with anyio.create_task_group() as timer:
-        # Ready at the latest READY_WAIT seconds into the first attempt: the
-        # daemon starts its adapters one after the other, and its own start
-        # has a deadline, so a slow server (npx downloading a package) must
-        # not hold every other server, and the daemon, hostage. It goes on
-        # initializing; the tree shows it as `starting` meanwhile.
-        timer.start_soon(_ready_after, READY_WAIT, ready)
-        try:
-            await keep_running()
-        finally:
-            timer.cancel_scope.cancel()
-
-
-async def _ready_after(delay: float, ready: Callable[[], None]) -> None:
-    await anyio.sleep(delay)
-    ready()
+        logger.warning("MCP server %r: %s", upstream.name, reason)
+        upstream._go_down("restarting", reason)
+        raise ServerExited(reason) from None
+    except BaseException:
+        upstream._go_down("stopped", upstream.last_error or "stopped")
+        raise
+    upstream._go_down("stopped", upstream.last_error or "stopped")

@@ -62,8 +62,7 @@ class ChildHandle:
 
     A child sees its own handle through `current_child()`. Public, read-only
     attributes: `name`, `spec`, `restarts` (how often it was restarted: by
-    the supervisor, an operator's `restart_child` included, or by itself as
-    told through `report`), `stopping` (a `StopFlag`),
+    the supervisor, an operator's `restart_child` included), `stopping` (a `StopFlag`),
     `state` (as in the snapshot) and `started_value` (the value the child
     passed to ``task_status.started()``, or ``None``).
     """
@@ -146,23 +145,17 @@ class ChildHandle:
         value: Any = _MISSING,
         error: str | None = None,
         at: float | None = None,
-        restarted: bool = False,
     ) -> None:
-        """Show what a self-healing child is doing, in its own snapshot entry.
+        """Show what a child is doing, beyond its state, in its snapshot entry.
 
-        Some children recover on their own schedule: an MCP adapter restarts
-        its server itself, with its own backoff, so that one flapping server
-        does not spend the restart intensity its siblings share. ``report``
-        lets such a child show that the way a supervisor-driven restart would:
+        For a child whose readiness is not the whole story: an MCP server's
+        subtree shows its server's live status (pid, tools, health) this way.
 
         - ``state``: ``running``, ``starting``, ``backoff`` or ``failed``;
         - ``value``: replaces ``started_value`` (left out of the snapshot
           when it is not JSON-serialisable, like any started value);
         - ``error``: recorded as ``last_exit`` (reason ``error``) at ``at``
-          (default: now);
-        - ``restarted``: the child restarted what it runs, so ``restarts``
-          counts it, and an operator reading the tree sees a flapping child
-          whichever layer did the restarting.
+          (default: now).
 
         The supervisor's own view wins: while it is starting, stopping or has
         stopped the child, a reported ``state`` is ignored (``value`` and
@@ -170,8 +163,6 @@ class ChildHandle:
         supervisor does: restart decisions and intensity follow the child's
         real exits only.
         """
-        if restarted:
-            self.restarts += 1
         if value is not _MISSING:
             self.value = value
         if error is not None:

@@ -145,11 +145,15 @@ class Rig:
         self.nursery = nursery
         self.registry = Registry()
         self.registry.set_configured([c.name for c in configs])
-        from bicameral.mcp._adapter import run_adapter
+        from bicameral.mcp._adapter import ServerTree
+        from bicameral.supervisor import Restart
 
         self.supervisor = Supervisor(
             "adapters",
-            [ChildSpec(c.name, run_adapter, args=(c, self.registry)) for c in configs],
+            [
+                ChildSpec(c.name, ServerTree(c, self.registry), restart=Restart.TRANSIENT)
+                for c in configs
+            ],
         )
         self.host = McpHost(self.registry, _FakeDaemon(self.supervisor))
 

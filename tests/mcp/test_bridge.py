@@ -306,7 +306,7 @@ def test_the_bridge_exits_0_when_its_client_closes_stdin(mcp_home: McpHome, tran
     proc.stdin.write(json.dumps(request).encode() + b"\n")
     proc.stdin.flush()
     answer = json.loads(proc.stdout.readline())
-    assert answer["result"]["serverInfo"]["name"] == "alpha"
+    assert answer["result"]["serverInfo"]["name"] == "alpha", answer
     call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call"}
     call["params"] = {"name": "echo", "arguments": {"text": transport}}
     proc.stdin.write(json.dumps(call).encode() + b"\n")

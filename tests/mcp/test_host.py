@@ -181,9 +181,12 @@ async def test_a_call_in_flight_when_the_server_dies_fails_naming_it_and_the_nex
     new_pid = int(text_of(await client.call("pid")))
     assert new_pid != old_pid
     assert rig.upstream("alpha").restarts == 1
-    # The tree (`daemon status`, adapters.list) counts the adapter's own restart.
+    # The supervisor did the restart: the server's subtree shows it on its
+    # `server` child (the instance), and the entry carries the live status.
     (entry,) = rig.supervisor.snapshot()["children"]
-    assert entry["restarts"] == 1
+    assert entry["kind"] == "supervisor" and entry["restarts"] == 0
+    assert entry["children"][0]["restarts"] == 1
+    assert entry["started_value"]["restarts"] == 1
 
 
 async def test_a_call_made_while_the_server_restarts_waits_for_it(rig: Rig) -> None:
@@ -302,9 +305,9 @@ async def test_a_hung_server_is_restarted_by_the_ping_watchdog(
 async def test_a_crash_looping_server_shows_failed_with_its_reason_and_can_be_restarted(
     nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bicameral.mcp import _upstream
+    from bicameral.mcp import _adapter
 
-    monkeypatch.setattr(_upstream, "BACKOFF", Backoff(initial=0.01, maximum=0.02))
+    monkeypatch.setattr(_adapter, "BACKOFF", Backoff(initial=0.01, maximum=0.02))
     flag = tmp_path / "fail"
     flag.write_text("")
     looping = server_config("looping", env={"TESTSERVER_FAIL_IF": str(flag)})
