@@ -183,7 +183,12 @@ def run_start(home: str | None, options: dict[str, Any]) -> int:
     except DaemonError as exc:
         return _start_failed(exc, paths, as_json)
     verb = "started" if result["status"] == "started" else "already running"
-    emit(result, as_json, f"bicameral daemon {verb} (pid {result['pid']}, {_where(result)})")
+    human = f"bicameral daemon {verb} (pid {result['pid']}, {_where(result)})"
+    servers = result.get("servers")
+    if servers:
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(servers.items()))
+        human += f"\n  MCP servers: {counts} (they warm up in the background)"
+    emit(result, as_json, human)
     return 0
 
 

@@ -258,7 +258,32 @@ def _started(status: str, descriptor: Descriptor, paths: DaemonPaths) -> dict[st
     if descriptor.transport == "tcp":
         result["transport"] = "tcp"
         result["address"] = descriptor.address
+    if status == "started":
+        result["servers"] = server_counts(descriptor)
     return result
+
+
+def server_counts(descriptor: Descriptor) -> dict[str, int]:
+    """The configured servers (the ``adapters``) by state, as the daemon sees them now.
+
+    A server's own state (``starting``, ``ready``, ``restarting``...) when it
+    reports one, else its tree state. Readiness never waits for servers, so
+    right after a start most are ``starting``: this is what a person sees
+    warming up. Empty when the daemon does not answer at once.
+    """
+    try:
+        entries = call(descriptor, "adapters.list", timeout=2.0)
+    except (OSError, RPCError, ValueError):
+        return {}
+    counts: dict[str, int] = {}
+    for entry in entries if isinstance(entries, list) else ():
+        if not isinstance(entry, dict):
+            continue
+        own = entry.get("started_value")
+        state = own.get("state") if isinstance(own, dict) else None
+        key = str(state or entry.get("state") or "unknown")
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def start(
@@ -756,9 +781,9 @@ def status(paths: DaemonPaths, *, timeout: float = 2.0) -> dict[str, Any]:
         return result
     try:
         health = call(descriptor, "system.health", timeout=timeout)
-    except (FileNotFoundError, ConnectionRefusedError) as exc:
-        # Alive, with its socket gone or closed: it is shutting down (it
-        # removes the socket first), unless it vanished meanwhile.
+    except FileNotFoundError as exc:
+        # Alive, with its socket gone: it is shutting down (it removes the
+        # socket first), unless it vanished meanwhile.
         again = inspect(paths)
         result["status"] = "stopping" if again.state == "alive" else "stopped"
         if again.state == "alive":

@@ -339,6 +339,17 @@ def check_lock(paths: DaemonPaths, found: Inspection | None = None) -> list[Chec
 def _unhealthy(entry: Mapping[str, Any], path: str = "") -> list[str]:
     """``"adapters/files: failed (last error: ...)"`` for every entry not running."""
     here = f"{path}/{entry.get('name', '?')}" if path else str(entry.get("name", "?"))
+    own = entry.get("started_value")
+    if isinstance(own, dict) and "health" in own and "state" in own:
+        # An entry that reports its own health (an MCP server's subtree: its
+        # server's live state) is judged by it, at its own level: "starting"
+        # or "restarting" says more than its inner children's states.
+        if own["health"] == "ok":
+            return []
+        detail = f"{here}: {own['state']}"
+        if own.get("last_error"):
+            detail += f" (last error: {own['last_error']})"
+        return [detail]
     found: list[str] = []
     children = entry.get("children")
     if isinstance(children, list) and children:
@@ -348,9 +359,7 @@ def _unhealthy(entry: Mapping[str, Any], path: str = "") -> list[str]:
     if entry.get("state") != "running" and not found:
         detail = f"{here}: {entry.get('state', '?')}"
         last = entry.get("last_exit")
-        # An adapter may report its own last error in its started value (MCP
-        # adapters do: the server's exit status, or why it could not start).
-        own = entry.get("started_value")
+        # An adapter may report its own last error in its started value.
         if isinstance(own, dict) and own.get("last_error"):
             detail += f" (last error: {own['last_error']})"
         elif isinstance(last, dict) and last.get("error"):

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     import trio
 
     from bicameral.daemon._paths import DaemonPaths
-    from bicameral.protocol import Connection, Dispatcher
+    from bicameral.protocol import Connection, Dispatcher, Limits
     from bicameral.supervisor import ChildSpec, Supervisor
 
 __all__ = [
@@ -103,8 +103,13 @@ class DaemonHost:
         pid: int,
         started_at: float,
         nursery: trio.Nursery | None = None,
+        limits: Limits | None = None,
     ) -> None:
+        from bicameral.protocol import Limits as _Limits
+
         self._nursery = nursery
+        #: The protocol limits the daemon runs with (``[daemon.limits]``).
+        self.limits = limits if limits is not None else _Limits()
         self.dispatcher = dispatcher
         self.adapters = adapters
         self.paths = paths

@@ -455,6 +455,7 @@ class _Daemon:
             pid=self.pid,
             started_at=self.started_at,
             nursery=nursery,
+            limits=self.options.limits,
         )
         self._install_methods()
         for plugin in self.plugins.plugins:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anyio
 import anyio.abc
@@ -106,7 +106,7 @@ class ServerTree(Supervisor):
         return hash(self.config)
 
     async def run(
-        self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+        self, *, task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         upstream = self.registry.upstream(self.config)
         try:
@@ -114,8 +114,14 @@ class ServerTree(Supervisor):
         except RuntimeError:  # run on its own (tests): nobody to show the status to
             upstream.entry = None
         upstream.publish()
+
+        class _Started:
+            # The subtree's started value is its server's status, not None.
+            def started(self, value: object = None) -> None:
+                task_status.started(upstream.status())
+
         try:
-            await super().run(task_status=task_status)
+            await super().run(task_status=cast("anyio.abc.TaskStatus[None]", _Started()))
         except RestartIntensityExceeded as exc:
             last = str(exc.last_error) if exc.last_error is not None else "exited"
             upstream.give_up(

@@ -19,12 +19,25 @@ from the server cancels that task.
 
 It runs on Trio (the daemon's event loop) and uses Trio's nursery, cancel
 scopes and events directly: anyio's wrappers cost 2-3x as much per message.
+
+Bounded against a server that misbehaves, so that it costs only itself
+(SPEC §8.3): a line longer than ``max_frame`` ends the connection (``on_fatal``
+says why, and the server is restarted); the reader passes a scheduling point
+after every message, so a server that writes without pause cannot starve
+anyone; at most `MAX_NOTIFY_TASKS` notifications are being handled at once
+(more are dropped and counted in the log, once per burst), at most
+`MAX_INBOUND` server requests run at once (more are answered with an
+error); a response whose id no request can have, a line that is not JSON,
+are logged (once per burst) and skipped, never fatal. A request's progress
+notifications are delivered by the requesting task itself, before it
+returns the response, so they can never arrive after it.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import logging
-import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -39,7 +52,7 @@ from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from bicameral.mcp._fdio import FdReader, FdWriter
-from bicameral.protocol import FrameDecoder
+from bicameral.protocol import FrameDecoder, FrameTooLarge
 
 __all__ = ["LeanDispatcher"]
 
@@ -48,15 +61,55 @@ logger = logging.getLogger("bicameral.mcp.dispatcher")
 _READ_SIZE = 65536
 _TRANSPORT = TransportContext(kind="stdio", can_send_request=True)
 _CLOSED = object()
+#: The longest line accepted from a server unless told otherwise (the daemon's max_frame).
+MAX_FRAME = 16 * 1024 * 1024
+#: Notifications from one server being handled at once; more are dropped.
+MAX_NOTIFY_TASKS = 256
+#: Requests from one server (sampling, roots...) running at once; more are refused.
+MAX_INBOUND = 64
+#: Progress notifications kept for one request while its task catches up.
+MAX_PROGRESS = 64
+
+
+class _Burst:
+    """Logs an event that may repeat without end once, then once per quiet period with a count."""
+
+    __slots__ = ("count", "last", "what")
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.count = 0
+        self.last = -float("inf")
+
+    def note(self, name: str, detail: str = "") -> None:
+        now = trio.current_time()
+        if now - self.last >= 5.0:
+            more = f" ({self.count} more since the last report)" if self.count else ""
+            logger.warning("MCP server %r %s%s%s", name, self.what, detail, more)
+            self.count = 0
+            self.last = now
+        else:
+            self.count += 1
 
 
 class _Waiter:
-    __slots__ = ("event", "on_progress", "outcome")
+    __slots__ = ("event", "on_progress", "outcome", "progress")
 
     def __init__(self, on_progress: Any) -> None:
-        self.event = trio.Event()
-        self.outcome: Any = None
+        self.event = trio.Event()  # set by the answer, and by progress to deliver
+        self.outcome: Any = _PENDING
         self.on_progress = on_progress
+        self.progress: collections.deque[tuple[float, float | None, str | None]] = (
+            collections.deque(maxlen=MAX_PROGRESS)
+        )
+
+
+_PENDING = object()
+
+
+def _valid_id(value: Any) -> bool:
+    """An id a request can have: a string or an integer (JSON-RPC; not a bool)."""
+    return isinstance(value, str | int) and not isinstance(value, bool)
 
 
 class _Context:
@@ -91,6 +144,8 @@ class LeanDispatcher:
 
     `on_eof` runs (synchronously) as soon as the server's stdout ends, before
     the waiters are woken, so the owner can stop sending new work its way.
+    `on_fatal` is told why when the server broke the protocol past repair
+    (a line over `max_frame`); the connection is closed after it.
     """
 
     def __init__(
@@ -98,7 +153,18 @@ class LeanDispatcher:
         reader: ByteReceiveStream,
         writer: ByteSendStream,
         on_eof: Callable[[], None] | None = None,
+        *,
+        max_frame: int = MAX_FRAME,
+        on_fatal: Callable[[str], None] | None = None,
+        name: str = "?",
     ) -> None:
+        self._max_frame = max_frame
+        self._on_fatal = on_fatal
+        self._name = name
+        self._notify_tasks = 0
+        self._dropped = _Burst("floods notifications: dropped some")
+        self._junk = _Burst("wrote a line that is not JSON-RPC: ")
+        self._odd_ids = _Burst("answered with an id no request has: ")
         # The supervisor's pipe streams expose their fds: use them directly.
         read_fd = getattr(reader, "fileno", None)
         write_fd = getattr(writer, "fileno", None)
@@ -150,14 +216,11 @@ class LeanDispatcher:
                 raise MCPError(code=CONNECTION_CLOSED, message="Connection closed") from None
             written = True
             timeout = opts.get("timeout")
-            if timeout is None:
-                await waiter.event.wait()
-            else:
-                with anyio.move_on_after(timeout) as scope:
-                    await waiter.event.wait()
-                if scope.cancelled_caught:
-                    await self._abandon(request_id, opts, f"timed out after {timeout}s")
-                    raise MCPError(code=REQUEST_TIMEOUT, message=f"Request {method!r} timed out")
+            with trio.move_on_after(timeout if timeout is not None else float("inf")) as scope:
+                await self._await_answer(waiter)
+            if scope.cancelled_caught:
+                await self._abandon(request_id, opts, f"timed out after {timeout}s")
+                raise MCPError(code=REQUEST_TIMEOUT, message=f"Request {method!r} timed out")
         except anyio.get_cancelled_exc_class():
             if written:
                 with anyio.CancelScope(shield=True):
@@ -179,6 +242,25 @@ class LeanDispatcher:
             )
         result = outcome.get("result") if isinstance(outcome, dict) else None
         return result if isinstance(result, dict) else {}
+
+    async def _await_answer(self, waiter: _Waiter) -> None:
+        """Wait for the answer, delivering the request's progress meanwhile, in order.
+
+        Progress is handed to ``on_progress`` here, in the requesting task,
+        and whatever arrived before the answer is delivered before this
+        returns: a client never sees a request's progress after its response.
+        """
+        while True:
+            await waiter.event.wait()
+            while waiter.progress:
+                progress, total, note = waiter.progress.popleft()
+                try:
+                    await waiter.on_progress(progress, total, note)
+                except Exception:
+                    logger.exception("progress callback raised")
+            if waiter.outcome is not _PENDING:
+                return
+            waiter.event = trio.Event()
 
     async def _abandon(self, request_id: int, opts: CallOptions, reason: str) -> None:
         if not opts.get("cancel_on_abandon", True) or self._closed:
@@ -230,7 +312,8 @@ class LeanDispatcher:
         if self._on_eof is not None:
             self._on_eof()
         for waiter in self._pending.values():
-            waiter.outcome = _CLOSED
+            if waiter.outcome is _PENDING:
+                waiter.outcome = _CLOSED
             waiter.event.set()
 
     async def _read_loop(
@@ -240,9 +323,9 @@ class LeanDispatcher:
         intercept: OnNotifyIntercept | None,
     ) -> None:
         # The protocol's decoder: a long message arriving in many chunks is
-        # copied and searched once. No line limit: the server is ours to
-        # trust as far as its size goes (its answers are what clients asked for).
-        decoder = FrameDecoder(sys.maxsize)
+        # copied and searched once, and a line over max_frame is refused as
+        # soon as that much has arrived without a newline.
+        decoder = FrameDecoder(self._max_frame)
         while True:
             try:
                 chunk = await self._reader.receive(_READ_SIZE)
@@ -252,9 +335,23 @@ class LeanDispatcher:
                 self._close()
                 return
             decoder.feed(chunk)
-            while (line := decoder.next_frame()) is not None:
+            while True:
+                try:
+                    line = decoder.next_frame()
+                except FrameTooLarge:
+                    reason = f"wrote a line over {self._max_frame} bytes (max_frame)"
+                    logger.error("MCP server %r %s; closing it", self._name, reason)
+                    if self._on_fatal is not None:
+                        self._on_fatal(reason)
+                    self._close()
+                    return
+                if line is None:
+                    break
                 if line.strip():
                     self._dispatch(line, on_request, on_notify, intercept)
+                # One scheduling point per message: a server that writes
+                # without pause cannot keep anyone else from running.
+                await trio.lowlevel.checkpoint()
 
     def _dispatch(
         self,
@@ -266,16 +363,23 @@ class LeanDispatcher:
         try:
             message = orjson.loads(line)
         except orjson.JSONDecodeError:
-            logger.warning("the MCP server wrote a line that is not JSON: %.200r", line)
+            self._junk.note(self._name, repr(line[:200]))
             return
         if not isinstance(message, dict):
+            self._junk.note(self._name, repr(line[:200]))
             return
         method = message.get("method")
         if method is None:
-            waiter = self._pending.get(message.get("id"))
-            if waiter is not None and not waiter.event.is_set():
+            rid = message.get("id")
+            waiter = self._pending.get(rid) if _valid_id(rid) else None
+            if waiter is None:
+                self._odd_ids.note(self._name, repr(rid)[:100])
+            elif waiter.outcome is _PENDING:
                 waiter.outcome = message
                 waiter.event.set()
+            return
+        if not isinstance(method, str):
+            self._junk.note(self._name, repr(line[:200]))
             return
         params = message.get("params")
         if params is not None and not isinstance(params, dict):
@@ -283,6 +387,17 @@ class LeanDispatcher:
         assert self._tg is not None
         if "id" in message:
             request_id = message["id"]
+            if not _valid_id(request_id) or request_id in self._inbound:
+                self._odd_ids.note(self._name, repr(request_id)[:100])
+                return
+            if len(self._inbound) >= MAX_INBOUND:
+                refusal = {
+                    "jsonrpc": "2.0",
+                    "id": request_id,
+                    "error": {"code": INTERNAL_ERROR, "message": "too many requests at once"},
+                }
+                self._tg.start_soon(self._write_quietly, refusal)
+                return
             dctx = _Context(self, request_id)
             scope = trio.CancelScope()
             self._inbound[request_id] = (scope, dctx)
@@ -294,25 +409,46 @@ class LeanDispatcher:
                 entry[1].cancel_requested.set()
                 entry[0].cancel()
         elif method == "notifications/progress" and params is not None:
-            waiter = self._pending.get(params.get("progressToken"))
+            token = params.get("progressToken")
+            waiter = self._pending.get(token) if _valid_id(token) else None
             progress: Any = params.get("progress")
             if waiter is not None and waiter.on_progress is not None and _is_number(progress):
                 total: Any = params.get("total")
                 note = params.get("message")
-                self._tg.start_soon(
-                    _call_progress,
-                    waiter.on_progress,
-                    float(progress),
-                    float(total) if _is_number(total) else None,
-                    note if isinstance(note, str) else None,
+                # Delivered by the requesting task (see _await_answer): in
+                # order, and before the response.
+                waiter.progress.append(
+                    (
+                        float(progress),
+                        float(total) if _is_number(total) else None,
+                        note if isinstance(note, str) else None,
+                    )
                 )
+                waiter.event.set()
+            return
         if intercept is not None:
             try:
                 if intercept(method, params):
                     return
             except Exception:
                 logger.exception("notification intercept raised")
-        self._tg.start_soon(_call_notify, on_notify, _Context(self, None), method, params)
+        if self._notify_tasks >= MAX_NOTIFY_TASKS:
+            self._dropped.note(self._name, f" ({method})")
+            return
+        self._notify_tasks += 1
+        self._tg.start_soon(self._notify_task, on_notify, method, params)
+
+    async def _notify_task(
+        self, on_notify: OnNotify, method: str, params: dict[str, Any] | None
+    ) -> None:
+        try:
+            await _call_notify(on_notify, _Context(self, None), method, params)
+        finally:
+            self._notify_tasks -= 1
+
+    async def _write_quietly(self, message: dict[str, Any]) -> None:
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+            await self._write(message)
 
     async def _handle(
         self,
@@ -347,15 +483,6 @@ class LeanDispatcher:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-async def _call_progress(
-    fn: Any, progress: float, total: float | None, message: str | None
-) -> None:
-    try:
-        await fn(progress, total, message)
-    except Exception:
-        logger.exception("progress callback raised")
 
 
 async def _call_notify(

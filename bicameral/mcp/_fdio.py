@@ -46,7 +46,7 @@ class FdReader(_Fd):
     async def receive(self, max_bytes: int = _READ_SIZE) -> bytes:
         while not self._closed:
             try:
-                return os.read(self.fd, max_bytes)
+                data = os.read(self.fd, max_bytes)
             except BlockingIOError:
                 try:
                     await anyio.wait_readable(self.fd)
@@ -54,6 +54,11 @@ class FdReader(_Fd):
                     return b""
             except OSError:
                 return b""
+            else:
+                # Data was there at once: still let others run, or a peer that
+                # writes without pause would have this task to itself.
+                await anyio.lowlevel.cancel_shielded_checkpoint()
+                return data
         return b""
 
 

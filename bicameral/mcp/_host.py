@@ -70,6 +70,9 @@ MAX_LINE = 16 * 1024 * 1024
 MAX_IN_FLIGHT = 64
 #: Server notifications (logging, resource updates) queued for one client at most.
 MAX_PENDING_NOTES = 256
+#: After a client closes its input: how long its requests in flight may take to
+#: be answered before the session ends anyway.
+DRAIN_GRACE = 10.0
 
 #: The MCP SDK's code for a closed connection (``mcp_types.CONNECTION_CLOSED``),
 #: spelled here so the host does not import the SDK.
@@ -121,6 +124,23 @@ async def _receive_fds(sock: Any) -> list[int]:
             usable = len(data) - len(data) % fds.itemsize
             fds.frombytes(data[:usable])
     return list(fds)
+
+
+def _usable(fd: int, direction: int) -> bool:
+    """Whether a passed `fd` can be read (``O_RDONLY``) or written (``O_WRONLY``).
+
+    An ``O_PATH`` descriptor, or one open the other way, is not.
+    """
+    import fcntl
+
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    except OSError:
+        return False
+    if flags & getattr(os, "O_PATH", 0):
+        return False
+    mode = flags & os.O_ACCMODE
+    return mode in (os.O_RDWR, direction)
 
 
 def aggregate_split(name: str, names: list[str]) -> tuple[str, str] | None:
@@ -283,13 +303,26 @@ class McpHost:
         told ``bye`` and exits 0) or when the bridge's socket closes.
         """
         fds = await _receive_fds(stream.socket)
-        if len(fds) != 2:
+        if len(fds) != 2 or not _usable(fds[0], os.O_RDONLY) or not _usable(fds[1], os.O_WRONLY):
+            # Whatever was passed (too many, too few, O_PATH, the wrong
+            # direction) is closed here: nothing the bridge sends may leak.
             for fd in fds:
                 os.close(fd)
+            logger.warning("refusing an MCP session: its passed stdio is not a reader and a writer")
             await _Wire(stream).aclose()
             return
-        client_in = FdReader(fds[0], owned=True)
-        client_out = FdWriter(fds[1], owned=True)
+        try:
+            client_in = FdReader(fds[0], owned=True)
+        except BaseException:
+            os.close(fds[0])
+            os.close(fds[1])
+            raise
+        try:
+            client_out = FdWriter(fds[1], owned=True)
+        except BaseException:
+            await client_in.aclose()
+            os.close(fds[1])
+            raise
         session = ClientConn(self, _Wire(client_in, client_out), server, budget, max_line)
         async with anyio.create_task_group() as tg:
 
@@ -334,6 +367,8 @@ class ClientConn:
         self._attached: set[Upstream] = set()
         self._subscriptions: set[tuple[str, str]] = set()
         self._queued_notices: set[str] = set()
+        self._calls = 0  # forwarded requests in flight
+        self._idle: trio.Event | None = None  # set when _calls drops to 0
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -363,7 +398,13 @@ class ClientConn:
             # scope per forwarded request) anyio's wrappers cost 2-3x as much.
             async with trio.open_nursery() as tg:
                 self._tg = tg
-                await self._read_loop(buffered)
+                if await self._read_loop(buffered):
+                    # The client closed its input after pipelining requests:
+                    # answer them (bounded) before the session ends.
+                    with trio.move_on_after(DRAIN_GRACE):
+                        while self._calls:
+                            self._idle = trio.Event()
+                            await self._idle.wait()
                 tg.cancel_scope.cancel()
         finally:
             self._tg = None
@@ -376,7 +417,12 @@ class ClientConn:
                 event.set()
             await self.wire.aclose()
 
-    async def _read_loop(self, buffered: bytes) -> None:
+    async def _read_loop(self, buffered: bytes) -> bool:
+        """Read and handle the client's messages; True at its end of input.
+
+        One scheduling point per message, so a client that writes without
+        pause (``/dev/urandom``) cannot keep any other task from running.
+        """
         # The protocol's decoder: a long message arriving in many chunks costs
         # linear time (each byte copied once, searched for a newline once).
         decoder = FrameDecoder(self._max_line)
@@ -389,9 +435,10 @@ class ClientConn:
                     while (line := decoder.next_frame()) is not None:
                         if line.strip():
                             await self._handle_line(line)
+                        await trio.lowlevel.checkpoint()
                 except FrameTooLarge:
                     await self._send_error(None, INVALID_REQUEST, "message too long")
-                    return
+                    return False
                 if budget is not None:
                     partial = decoder.buffered()
                     now = partial if partial > budget.COUNT_FROM else 0
@@ -406,10 +453,10 @@ class ClientConn:
                         await self._send_error(
                             None, INVALID_REQUEST, "server busy: too much unfinished input"
                         )
-                        return
+                        return False
                 chunk = await self.wire.receive()
                 if not chunk:
-                    return
+                    return True
                 decoder.feed(chunk)
         finally:
             if budget is not None:
@@ -461,13 +508,14 @@ class ClientConn:
             await self._send_result(rid, {})
             return
         if method == "initialize":
-            assert self._tg is not None
-            self._tg.start_soon(self._initialize, rid, params)
+            # In line, like the lists below: answers to what the client
+            # pipelined after it must not overtake it (it may wait for a
+            # server's first start; only this client waits).
+            await self._initialize(rid, params)
             return
         if method in _LIST_KINDS:
             if any(_first_start(up) for up in self._attached):
-                assert self._tg is not None
-                self._tg.start_soon(self._list_after_first_start, rid, method)
+                await self._list_after_first_start(rid, method)
             else:
                 await self._send_result(rid, self._list(method))
             return
@@ -478,6 +526,7 @@ class ClientConn:
             self._slots.acquire_nowait()
         except trio.WouldBlock:
             await self._slots.acquire()
+        self._calls += 1
         self._tg.start_soon(self._call, rid, method, params)
 
     async def _on_notification(self, method: str, params: dict[str, Any] | None) -> None:
@@ -665,6 +714,9 @@ class ClientConn:
             self._slots.release()
             if self._inflight.get(rid) is scope:
                 del self._inflight[rid]
+            self._calls -= 1
+            if not self._calls and self._idle is not None:
+                self._idle.set()
 
     def _progress_fn(self, params: dict[str, Any]) -> Any:
         meta = params.get("_meta")

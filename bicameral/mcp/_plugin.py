@@ -69,6 +69,7 @@ class McpPlugin:
         from bicameral.mcp._host import McpHost
 
         self.host = McpHost(self.registry, host)
+        self.registry.max_frame = host.limits.max_frame
         host.add_attach_mode("mcp", self.host.attach)
         registry = self.registry
 

@@ -21,6 +21,8 @@ class Registry:
         self.on_change: list[Callable[[], None]] = []
         #: ``[mcp] ready_timeout``: how long a call waits for a (re)starting server.
         self.ready_timeout = 10.0
+        #: The daemon's ``max_frame``: the longest line a server may write.
+        self.max_frame = 16 * 1024 * 1024
 
     def upstream(self, config: ServerConfig) -> Upstream:
         from bicameral.mcp._upstream import Upstream
@@ -32,6 +34,7 @@ class Registry:
         else:
             up.config = config
         up.ready_timeout = self.ready_timeout
+        up.max_frame = self.max_frame
         return up
 
     def _changed(self) -> None:

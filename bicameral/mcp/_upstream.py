@@ -138,6 +138,8 @@ class Upstream:
         #: The server's entry in the ``adapters`` subtree (set by `ServerTree.run`).
         self.entry: ChildHandle | None = None
         self.ready_timeout = CALL_WAIT
+        #: The longest line accepted from the server (the daemon's ``max_frame``).
+        self.max_frame = 16 * 1024 * 1024
 
     # -- state ----------------------------------------------------------------
 
@@ -531,7 +533,21 @@ async def _session(
             if live is not None:
                 upstream._detach(live)
 
-        dispatcher = LeanDispatcher(proc.stdout, proc.stdin, on_eof=lost)
+        finisher: list[Callable[[str | None], None]] = []
+
+        def fatal(reason: str) -> None:
+            # The server broke the protocol past repair: end this instance.
+            if finisher:
+                finisher[0](reason)
+
+        dispatcher = LeanDispatcher(
+            proc.stdout,
+            proc.stdin,
+            on_eof=lost,
+            max_frame=upstream.max_frame,
+            on_fatal=fatal,
+            name=upstream.name,
+        )
         callbacks = _Callbacks(upstream, refresh)
         session = ClientSession(
             sampling_callback=callbacks.sampling,
@@ -548,6 +564,8 @@ async def _session(
                 if not outcome:
                     outcome.append(reason)
                 tg.cancel_scope.cancel()
+
+            finisher.append(finish)
 
             async def drain_stderr() -> None:
                 with anyio.move_on_after(_STDERR_DRAIN):

@@ -1,0 +1,103 @@
+"""A deliberately broken MCP server for the isolation tests (stdlib only).
+
+``hostile.py MODE [--home-tag DIR]``: speaks just enough MCP by hand
+(``initialize``, ``tools/list``, ``tools/call`` of ``echo``, ``ping``), then
+misbehaves as MODE says, once the client has sent
+``notifications/initialized`` or a first ``tools/list``:
+
+- ``mute``: never answers ``initialize`` (nor anything else);
+- ``crash``: exits with status 7 at once, before reading anything;
+- ``flood``: writes ``notifications/message`` as fast as the pipe takes them;
+- ``noise``: writes lines that are not JSON, without end (like ``yes``);
+- ``endless``: writes one line that never ends;
+- ``badid``: answers every ``tools/call`` twice, first with ``"id": [1]``
+  (an id no request can have), then properly; otherwise well-behaved.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+
+MODE = sys.argv[1]
+
+
+def send(message: dict[str, object]) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def misbehave() -> None:
+    out = sys.stdout.buffer
+    try:
+        if MODE == "flood":
+            note = json.dumps(
+                {
+                    "jsonrpc": "2.0",
+                    "method": "notifications/message",
+                    "params": {"level": "info", "data": "x" * 200},
+                }
+            ).encode()
+            chunk = (note + b"\n") * 64
+            while True:
+                out.write(chunk)
+                out.flush()
+        elif MODE == "noise":
+            chunk = b"y\n" * 32768
+            while True:
+                out.write(chunk)
+                out.flush()
+        elif MODE == "endless":
+            chunk = b"z" * 65536
+            while True:
+                out.write(chunk)
+                out.flush()
+    except (BrokenPipeError, OSError):
+        pass
+
+
+def main() -> None:
+    if MODE == "crash":
+        sys.stderr.write("crashing on purpose\n")
+        sys.exit(7)
+    started = False
+    for line in sys.stdin:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if MODE == "mute":
+            continue
+        method, rid = msg.get("method"), msg.get("id")
+        if method == "initialize":
+            send(
+                {
+                    "jsonrpc": "2.0",
+                    "id": rid,
+                    "result": {
+                        "protocolVersion": msg["params"].get("protocolVersion", "2025-06-18"),
+                        "capabilities": {"tools": {}},
+                        "serverInfo": {"name": f"hostile-{MODE}", "version": "1"},
+                    },
+                }
+            )
+        elif method == "tools/list":
+            tool = {"name": "echo", "inputSchema": {"type": "object"}}
+            send({"jsonrpc": "2.0", "id": rid, "result": {"tools": [tool]}})
+        elif method == "tools/call":
+            text = json.dumps(msg["params"].get("arguments", {}))
+            if MODE == "badid":
+                send({"jsonrpc": "2.0", "id": [1], "result": {}})
+            content = [{"type": "text", "text": text}]
+            send({"jsonrpc": "2.0", "id": rid, "result": {"content": content}})
+        elif method == "ping":
+            send({"jsonrpc": "2.0", "id": rid, "result": {}})
+        if not started and method in ("notifications/initialized", "tools/list"):
+            started = True
+            if MODE in ("flood", "noise", "endless"):
+                threading.Thread(target=misbehave, daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()
