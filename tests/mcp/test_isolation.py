@@ -88,8 +88,11 @@ def test_a_bridge_fed_dev_urandom_stalls_nobody(mcp_home: McpHome) -> None:
             env=mcp_home.env,
         )
     try:
-        time.sleep(0)  # the flood runs while the bystander is served
-        bystander_calls(mcp_home, 200)  # a frozen daemon times out here
+        # The bridge hands its stdin to the daemon, then holds /dev/null: from
+        # then on the daemon itself reads the noise.
+        wait_until(lambda: os.readlink(f"/proc/{bridge.pid}/fd/0") == "/dev/null")
+        for _ in range(5):
+            bystander_calls(mcp_home, 100)  # a frozen daemon times out here
         assert rss_mib(pid) < 400
     finally:
         bridge.kill()
@@ -142,9 +145,11 @@ def test_a_server_line_that_never_ends_is_cut_at_max_frame(mcp_home: McpHome) ->
     )
     # Its first instance: listed (which starts the endless line), then cut.
     state = wait_until(
-        lambda: (s := server_state(mcp_home, "bad")).get("last_error")
-        and "max_frame" in s["last_error"]
-        and s
+        lambda: (
+            (s := server_state(mcp_home, "bad")).get("last_error")
+            and "max_frame" in s["last_error"]
+            and s
+        )
     )
     assert "line over" in state["last_error"], state
     bystander_calls(mcp_home, 100)
@@ -260,48 +265,47 @@ def test_pipelined_requests_are_answered_in_order_even_when_stdin_closes_at_once
 
 
 def test_a_requests_progress_reaches_the_client_before_its_response(mcp_home: McpHome) -> None:
-    start(mcp_home, {"good": mcp_home.test_server("good")})
+    # The server writes its progress and the response in one write: they
+    # reach the daemon in one read, and must leave it in the same order.
+    start(mcp_home, {"p": hostile(mcp_home, "progress")})
     init = {
         "jsonrpc": "2.0",
         "id": 1,
         "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {}},
     }
-    call = {
-        "jsonrpc": "2.0",
-        "id": 2,
-        "method": "tools/call",
-        "params": {
-            "name": "slow",
-            "arguments": {"steps": 20, "delay": 0},
-            "_meta": {"progressToken": "p"},
-        },
-    }
-    for _ in range(5):
-        proc = subprocess.Popen(
-            [BICAMERAL, *mcp_home.bridge_argv("good")],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=mcp_home.env,
-        )
-        assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(json.dumps(init).encode() + b"\n")
-        proc.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
+    proc = subprocess.Popen(
+        [BICAMERAL, *mcp_home.bridge_argv("p")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=mcp_home.env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(json.dumps(init).encode() + b"\n")
+    proc.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
+    proc.stdin.flush()
+    assert json.loads(proc.stdout.readline())["id"] == 1
+    for n in range(2, 42):
+        call = {
+            "jsonrpc": "2.0",
+            "id": n,
+            "method": "tools/call",
+            "params": {"name": "echo", "arguments": {}, "_meta": {"progressToken": f"t{n}"}},
+        }
         proc.stdin.write(json.dumps(call).encode() + b"\n")
         proc.stdin.flush()
-        seen: list[str] = []
+        seen: list[float] = []
         while True:
             message = json.loads(proc.stdout.readline())
             if message.get("method") == "notifications/progress":
-                seen.append("progress")
-            elif message.get("id") == 2:
-                seen.append("response")
+                assert message["params"]["progressToken"] == f"t{n}"
+                seen.append(message["params"]["progress"])
+            elif message.get("id") == n:
                 break
-        proc.stdin.close()
-        proc.wait(timeout=10)
-        proc.stdout.close()
-        assert seen.count("progress") == 20, seen
-        assert seen[-1] == "response"
+        assert seen == [float(i) for i in range(1, 11)], (n, seen)
+    proc.stdin.close()
+    assert proc.wait(timeout=10) == 0
+    proc.stdout.close()
 
 
 def test_eight_servers_that_never_answer_do_not_delay_the_start(mcp_home: McpHome) -> None:

@@ -11,7 +11,10 @@ misbehaves as MODE says, once the client has sent
 - ``noise``: writes lines that are not JSON, without end (like ``yes``);
 - ``endless``: writes one line that never ends;
 - ``badid``: answers every ``tools/call`` twice, first with ``"id": [1]``
-  (an id no request can have), then properly; otherwise well-behaved.
+  (an id no request can have), then properly; otherwise well-behaved;
+- ``progress``: answers a ``tools/call`` that carries a progress token with
+  ten progress notifications and the response, all in one write, so they
+  reach the daemon in one read.
 """
 
 from __future__ import annotations
@@ -87,6 +90,20 @@ def main() -> None:
             send({"jsonrpc": "2.0", "id": rid, "result": {"tools": [tool]}})
         elif method == "tools/call":
             text = json.dumps(msg["params"].get("arguments", {}))
+            token = (msg["params"].get("_meta") or {}).get("progressToken")
+            if MODE == "progress" and token is not None:
+                notes = [
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "notifications/progress",
+                        "params": {"progressToken": token, "progress": i, "total": 10},
+                    }
+                    for i in range(1, 11)
+                ]
+                answer = {"jsonrpc": "2.0", "id": rid, "result": {"content": []}}
+                sys.stdout.write("".join(json.dumps(m) + "\n" for m in [*notes, answer]))
+                sys.stdout.flush()
+                continue
             if MODE == "badid":
                 send({"jsonrpc": "2.0", "id": [1], "result": {}})
             content = [{"type": "text", "text": text}]
