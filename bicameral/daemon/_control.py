@@ -259,31 +259,30 @@ def _started(status: str, descriptor: Descriptor, paths: DaemonPaths) -> dict[st
         result["transport"] = "tcp"
         result["address"] = descriptor.address
     if status == "started":
-        result["servers"] = server_counts(descriptor)
+        result["servers"] = _server_counts(_ready_details.pop(id(descriptor), ""))
     return result
 
 
-def server_counts(descriptor: Descriptor) -> dict[str, int]:
-    """The configured servers (the ``adapters``) by state, as the daemon sees them now.
+#: What a freshly started daemon said with READY (see `_spawn_and_wait`).
+_ready_details: dict[int, str] = {}
 
-    A server's own state (``starting``, ``ready``, ``restarting``...) when it
-    reports one, else its tree state. Readiness never waits for servers, so
-    right after a start most are ``starting``: this is what a person sees
-    warming up. Empty when the daemon does not answer at once.
+
+def _server_counts(detail: str) -> dict[str, int]:
+    """The configured servers by state at readiness, from the daemon's READY line.
+
+    The daemon sends them with READY (``READY {"starting": 3}``), so a start
+    reports them without another round trip. Readiness never waits for
+    servers: right after a start they are ``starting``, warming up.
     """
+    import json
+
     try:
-        entries = call(descriptor, "adapters.list", timeout=2.0)
-    except (OSError, RPCError, ValueError):
+        counts = json.loads(detail) if detail else {}
+    except ValueError:
         return {}
-    counts: dict[str, int] = {}
-    for entry in entries if isinstance(entries, list) else ():
-        if not isinstance(entry, dict):
-            continue
-        own = entry.get("started_value")
-        state = own.get("state") if isinstance(own, dict) else None
-        key = str(state or entry.get("state") or "unknown")
-        counts[key] = counts.get(key, 0) + 1
-    return counts
+    if not isinstance(counts, dict):
+        return {}
+    return {str(k): int(v) for k, v in counts.items() if isinstance(v, int)}
 
 
 def start(
@@ -406,6 +405,7 @@ def _spawn_and_wait(  # noqa: PLR0917 - private, one caller
     if message.kind == "READY":
         found = inspect(paths)
         if found.descriptor is not None and found.descriptor.pid == child.pid:
+            _ready_details[id(found.descriptor)] = message.detail
             return found.descriptor
         child.kill_and_wait()
         raise StartError("daemon reported ready but its descriptor is missing", log_path)

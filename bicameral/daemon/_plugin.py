@@ -108,6 +108,10 @@ class DaemonHost:
         from bicameral.protocol import Limits as _Limits
 
         self._nursery = nursery
+        #: Set once the daemon is ready (descriptor published, answering):
+        #: a plugin's adapters may wait for it before costly work, so that
+        #: nothing of theirs delays readiness.
+        self.ready = _ready_event()
         #: The protocol limits the daemon runs with (``[daemon.limits]``).
         self.limits = limits if limits is not None else _Limits()
         self.dispatcher = dispatcher
@@ -146,6 +150,15 @@ class DaemonHost:
         if mode in self.attach_modes:
             raise ValueError(f"attach mode {mode!r} is already registered")
         self.attach_modes[mode] = handler
+
+
+def _ready_event() -> Any:
+    import trio
+
+    try:
+        return trio.Event()
+    except RuntimeError:  # pragma: no cover - built outside a Trio run
+        return None
 
 
 # --- entry points ----------------------------------------------------------

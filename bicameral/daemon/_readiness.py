@@ -89,9 +89,13 @@ class Notifier:
         finally:
             os.close(fd)
 
-    def ready(self, status: str = "") -> None:
-        """The descriptor is published and the daemon answers."""
-        self._pipe("READY")
+    def ready(self, status: str = "", detail: str = "") -> None:
+        """The descriptor is published and the daemon answers.
+
+        `detail` (one line) follows ``READY`` on the pipe: the adapters'
+        counts by state, as JSON, for ``start`` to report.
+        """
+        self._pipe(f"READY {detail}" if detail else "READY")
         self.sd_notify("READY=1" + (f"\nSTATUS={status}" if status else ""))
 
     def error(self, reason: str) -> None:

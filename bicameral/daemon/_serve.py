@@ -32,6 +32,7 @@ The life of the process, in order, and why:
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import stat
@@ -532,7 +533,16 @@ class _Daemon:
         self.published = True
         where = self.address if self.options.transport == "tcp" else self.socket_path
         logger.info("daemon pid %d ready on %s", self.pid, where)
-        self.notifier.ready(f"listening on {where}")
+        counts: dict[str, int] = {}
+        if self.adapters is not None:
+            for entry in self.adapters.snapshot().get("children", []):
+                own = entry.get("started_value")
+                state = own.get("state") if isinstance(own, dict) else None
+                key = str(state or entry.get("state") or "unknown")
+                counts[key] = counts.get(key, 0) + 1
+        self.notifier.ready(f"listening on {where}", json.dumps(counts))
+        if self.host is not None:
+            self.host.ready.set()
 
     def cleanup(self) -> None:
         """Remove what this run published; safe to call on every exit path."""

@@ -146,6 +146,10 @@ async def run_server(
     child: ChildHandle = current_child()
     upstream.instance_started(child.restarts)
     task_status.started()
+    if registry.daemon_ready is not None:
+        # Servers start after the daemon is ready, all at once: spawning
+        # thirty processes (and importing the SDK) must not delay readiness.
+        await registry.daemon_ready.wait()
     prespawned: Any = None
     if "bicameral.mcp._upstream" not in sys.modules:
         # Spawn first, import the SDK meanwhile (in a thread: the event loop

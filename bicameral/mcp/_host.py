@@ -55,7 +55,7 @@ from bicameral.protocol._errors import (
 
 if TYPE_CHECKING:
     from bicameral.mcp._registry import Registry
-    from bicameral.mcp._upstream import Upstream
+    from bicameral.mcp._state import Upstream
 
 __all__ = ["ClientConn", "McpHost", "aggregate_split"]
 

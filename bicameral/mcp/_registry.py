@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bicameral.mcp._config import ServerConfig
-    from bicameral.mcp._upstream import Upstream
+    from bicameral.mcp._state import Upstream
 
 __all__ = ["Registry"]
 
@@ -23,9 +23,11 @@ class Registry:
         self.ready_timeout = 10.0
         #: The daemon's ``max_frame``: the longest line a server may write.
         self.max_frame = 16 * 1024 * 1024
+        #: Set when the daemon is ready; servers are not spawned before (SPEC §8.2).
+        self.daemon_ready: Any = None
 
     def upstream(self, config: ServerConfig) -> Upstream:
-        from bicameral.mcp._upstream import Upstream
+        from bicameral.mcp._state import Upstream
 
         up = self.upstreams.get(config.name)
         if up is None:
