@@ -112,6 +112,11 @@ class DaemonHost:
         #: a plugin's adapters may wait for it before costly work, so that
         #: nothing of theirs delays readiness.
         self.ready = _ready_event()
+        #: Set when a graceful stop of the daemon begins, before the tree is
+        #: stopped (in reverse order, one child at a time): a plugin may end
+        #: slow external work at once, all together (as systemd signals a
+        #: whole control group), so that the ordered stop finds it done.
+        self.stopping = _ready_event()
         #: The protocol limits the daemon runs with (``[daemon.limits]``).
         self.limits = limits if limits is not None else _Limits()
         self.dispatcher = dispatcher

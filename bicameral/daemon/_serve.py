@@ -386,6 +386,8 @@ class _Daemon:
             self.stop_reason = reason
             logger.info("graceful stop requested (%s)", reason)
             self.notifier.stopping()
+            if self.host is not None and self.host.stopping is not None:
+                self.host.stopping.set()
         if self._stop_event is not None:
             self._stop_event.set()
 

@@ -146,10 +146,11 @@ async def run_server(
     child: ChildHandle = current_child()
     upstream.instance_started(child.restarts)
     task_status.started()
-    if registry.daemon_ready is not None:
-        # Servers start after the daemon is ready, all at once: spawning
-        # thirty processes (and importing the SDK) must not delay readiness.
-        await registry.daemon_ready.wait()
+    # Servers start after the daemon is ready, all at once: spawning thirty
+    # processes (and importing the SDK) must not delay readiness.
+    ready = registry.daemon_ready
+    if ready is not None and not await _unless_stopping(child, ready.wait):
+        return
     prespawned: Any = None
     if "bicameral.mcp._upstream" not in sys.modules:
         # Spawn first, import the SDK meanwhile (in a thread: the event loop
@@ -159,12 +160,41 @@ async def run_server(
         except SpawnError as exc:
             prespawned = exc
         try:
-            await anyio.to_thread.run_sync(importlib.import_module, "bicameral.mcp._upstream")
+            imported = await _unless_stopping(child, _import_upstream)
         except BaseException:
-            if isinstance(prespawned, tuple):
+            imported = False
+            raise
+        finally:
+            if not imported and isinstance(prespawned, tuple):
                 with anyio.CancelScope(shield=True):
                     await prespawned[0].__aexit__(None, None, None)
-            raise
+        if not imported:
+            upstream._go_down("stopped", "stopped while starting")
+            return
     from bicameral.mcp import _upstream
 
     await _upstream.run_instance(upstream, prespawned)
+
+
+async def _import_upstream() -> None:
+    # Abandoned (not waited for) when the server is stopped meanwhile: an
+    # import cannot be interrupted, and a stop must not wait a second for it.
+    await anyio.to_thread.run_sync(
+        importlib.import_module, "bicameral.mcp._upstream", abandon_on_cancel=True
+    )
+
+
+async def _unless_stopping(child: ChildHandle, wait: Any) -> bool:
+    """Run ``await wait()``; False (and `wait` cancelled) if the child is asked to stop first."""
+    done = False
+    async with anyio.create_task_group() as tg:
+
+        async def watch() -> None:
+            await child.stopping.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(watch)
+        await wait()
+        done = True
+        tg.cancel_scope.cancel()
+    return done

@@ -79,6 +79,21 @@ class McpPlugin:
 
         host.dispatcher.add("mcp.servers", servers)
         host.start_soon(retry_failed, host)
+        host.start_soon(terminate_on_stop, host, self.registry)
+
+
+async def terminate_on_stop(host: DaemonHost, registry: Registry) -> None:
+    """When the daemon begins a graceful stop, SIGTERM every server's process group at once.
+
+    The tree then stops the servers' subtrees in reverse order, as OTP does,
+    and finds each instance already exiting: stopping 30 servers takes about
+    as long as stopping the slowest, not the sum of them all. An instance that
+    exits now waits for its own stop instead of being restarted.
+    """
+    if host.stopping is None:
+        return
+    await host.stopping.wait()
+    registry.terminate_all()
 
 
 def _differs(current: Callable[[], dict[str, int]], seen: dict[str, int]) -> bool:

@@ -25,6 +25,8 @@ class Registry:
         self.max_frame = 16 * 1024 * 1024
         #: Set when the daemon is ready; servers are not spawned before (SPEC §8.2).
         self.daemon_ready: Any = None
+        #: The daemon is stopping: instances that exit now are not restarted.
+        self.shutting_down = False
 
     def upstream(self, config: ServerConfig) -> Upstream:
         from bicameral.mcp._state import Upstream
@@ -48,6 +50,12 @@ class Registry:
         if names != self.configured:
             self.configured = list(names)
             self._changed()
+
+    def terminate_all(self) -> None:
+        """The daemon is stopping: SIGTERM every live server's process group now."""
+        self.shutting_down = True
+        for up in self.upstreams.values():
+            up.terminate()
 
     def active(self) -> list[Upstream]:
         return [self.upstreams[n] for n in self.configured if n in self.upstreams]

@@ -8,6 +8,9 @@ not. The SDK is only touched (lazily) once a live instance exists.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
@@ -62,8 +65,6 @@ class Live:
         self.cause = "the connection closed"
 
 
-
-
 class Upstream:
     """What the daemon knows about one configured MCP server, live or not.
 
@@ -90,6 +91,7 @@ class Upstream:
         self._changed = anyio.Event()  # any state change; replaced each time
         #: The server's entry in the ``adapters`` subtree (set by `ServerTree.run`).
         self.entry: ChildHandle | None = None
+        self.shutting_down = False
         self.ready_timeout = CALL_WAIT
         #: The longest line accepted from the server (the daemon's ``max_frame``).
         self.max_frame = 16 * 1024 * 1024
@@ -117,6 +119,18 @@ class Upstream:
             "server_info": info,
             "last_error": self.last_error,
         }
+
+    def terminate(self) -> None:
+        """SIGTERM the live instance's process group (the daemon is stopping).
+
+        Its own stop (by its supervisor) follows and finds it exiting; the
+        exit itself is not a crash (see `shutting_down`).
+        """
+        self.shutting_down = True
+        pid = self.pid  # our own child, not yet reaped while set: never a stranger's pid
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGTERM)  # its own group: pgid == pid
 
     def publish(self) -> None:
         """Show the live status in the server's tree entry (its ``started_value``)."""

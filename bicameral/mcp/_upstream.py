@@ -240,6 +240,10 @@ async def _session(
     except SpawnError as exc:
         raise _Exit(str(exc)) from None
     process_cm, proc = prespawned
+    # Shown (and reachable by a stop of the whole daemon) from its spawn on,
+    # not only once it has answered `initialize`.
+    upstream.pid = proc.pid
+    upstream.publish()
     outcome: list[str | None] = []
     live: Live | None = None
     try:
@@ -403,8 +407,15 @@ async def run_instance(upstream: Upstream, prespawned: Any = None) -> None:
         await _session(upstream, lambda: None, prespawned)
     except _Exit as exc:
         reason = str(exc)
-        if current_child().stopping.is_set():
+        child = current_child()
+        if child.stopping.is_set():
             upstream._go_down("stopped", reason)
+            return
+        if upstream.shutting_down:
+            # Terminated with every other server as the daemon stops: not a
+            # crash. Wait for this child's own stop, which is coming.
+            upstream._go_down("stopped", "the daemon is stopping")
+            await child.stopping.wait()
             return
         logger.warning("MCP server %r: %s", upstream.name, reason)
         upstream._go_down("restarting", reason)
