@@ -542,7 +542,7 @@ class _Daemon:
                 state = own.get("state") if isinstance(own, dict) else None
                 key = str(state or entry.get("state") or "unknown")
                 counts[key] = counts.get(key, 0) + 1
-        self.notifier.ready(f"listening on {where}", json.dumps(counts))
+        self.notifier.ready(f"listening on {where}", json.dumps(counts) if counts else "")
         if self.host is not None:
             self.host.ready.set()
 
