@@ -26,16 +26,24 @@ def test_version_prints_package_version() -> None:
 
 
 def test_ctrl_c_during_start_exits_130_without_a_traceback() -> None:
+    from pathlib import Path
+
+    from tests.daemon.conftest import install_plugin
+
     home = tempfile.mkdtemp(dir="/tmp", prefix="bcc")
-    # A server that never answers `initialize` holds the daemon's start for its
-    # first-start wait (about a second): time to press Ctrl-C.
+    # Readiness never waits for MCP servers: a plugin whose adapter takes
+    # seconds to start makes the start slow enough to press Ctrl-C.
+    env = dict(os.environ)
+    probe = Path(__file__).parent / "hardening" / "_probeplugin.py"
+    install_plugin(Path(home), env, probe, "probe")
     with open(os.path.join(home, "config.toml"), "w") as f:
-        f.write('[mcp.servers.mute]\ncommand = "sleep"\nargs = ["60"]\n')
+        f.write("[probe]\nstart_delay = 5\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "bicameral", "--home", home, "daemon", "start", "--wait", "30"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     try:
         deadline = time.monotonic() + 20

@@ -64,6 +64,9 @@ def start_reaper(home: Path) -> int | None:
             file_actions=[
                 (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                 (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                # Not the daemon's stderr: a foreground daemon's caller reading
+                # it to end of file must not wait for the reaper too.
+                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
             ],
         )
     except OSError as exc:

@@ -1,0 +1,135 @@
+"""What ``bicameral mcp ps`` and ``mcp restart | start | stop`` do: the operator's view.
+
+`server_rows` joins the configuration (every server, enabled or not) with
+the running daemon's live view: each server's subtree in the ``adapters``
+supervisor (``adapters.list``) and its live status (``mcp.servers``: pid,
+tools, attached clients, last error), plus the memory of its process tree.
+`control_server` acts on one server of the running daemon at once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from bicameral.daemon import ConfigError, DaemonError, call_daemon
+
+if TYPE_CHECKING:
+    from bicameral.daemon import DaemonPaths
+
+__all__ = ["ACTIONS", "control_server", "server_rows"]
+
+#: ``mcp ACTION NAME`` -> the daemon's method.
+ACTIONS = {"restart": "adapters.restart", "start": "adapters.start", "stop": "adapters.stop"}
+
+# A server's own states (`Upstream.state`) as `mcp ps` shows them (SPEC §5).
+_SHOWN = {
+    "ready": "ready",
+    "degraded": "ready",
+    "starting": "starting",
+    "restarting": "backoff",
+    "failed": "failed",
+    "stopped": "stopped",
+}
+
+
+def _memory(pid: int | None) -> int | None:
+    """RSS in bytes of `pid` and its descendants (a wrapper's children count too)."""
+    if pid is None:
+        return None
+    try:
+        import psutil
+
+        proc = psutil.Process(pid)
+        total = 0
+        for p in [proc, *proc.children(recursive=True)]:
+            try:
+                total += int(p.memory_info().rss)
+            except psutil.Error:
+                continue
+        return total
+    except Exception:  # gone meanwhile, or no psutil: unknown
+        return None
+
+
+def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
+    """Every configured server (or `name` only), joined with the live daemon.
+
+    Returns ``{"daemon": "running" | "stopped", "config_path", "servers": [...]}``
+    where each server has ``name``, ``state`` (``starting | ready | backoff
+    | failed | stopped | disabled``), ``enabled``, ``pid``, ``uptime_s``,
+    ``restarts``, ``tools``, ``clients``, ``memory_bytes``, ``last_error``.
+
+    Raises:
+      ConfigError: the configuration cannot be read, or `name` is not in it.
+    """
+    from bicameral.mcp._config_edit import list_servers
+
+    configured = list_servers(paths.config, must_exist=paths.config_explicit)
+    if name is not None and name not in {s.name for s in configured}:
+        known = ", ".join(s.name for s in configured) or "none"
+        raise ConfigError(f"no MCP server named {name!r} in {paths.config} (configured: {known})")
+    entries: dict[str, dict[str, Any]] = {}
+    live: dict[str, dict[str, Any]] = {}
+    running = True
+    try:
+        for entry in call_daemon(paths, "adapters.list") or []:
+            entries[str(entry.get("name"))] = entry
+        for item in call_daemon(paths, "mcp.servers") or []:
+            live[str(item.get("name"))] = item
+    except DaemonError:
+        running = False
+    now = time.time()
+    rows = []
+    for server in configured:
+        if name is not None and server.name != name:
+            continue
+        entry = entries.get(server.name)
+        status = live.get(server.name) or (entry or {}).get("started_value") or {}
+        if not server.enabled:
+            state = "disabled"
+        elif not running or entry is None:
+            state = "stopped"
+        elif entry.get("state") in ("failed", "stopped"):
+            state = str(entry["state"])
+        else:
+            state = _SHOWN.get(str(status.get("state")), "starting")
+        instance = ((entry or {}).get("children") or [{}])[0]
+        started = instance.get("started_at")
+        up = state in ("ready", "starting") and isinstance(started, int | float)
+        pid = status.get("pid") if state not in ("stopped", "disabled", "failed") else None
+        rows.append(
+            {
+                "name": server.name,
+                "state": state,
+                "enabled": server.enabled,
+                "pid": pid,
+                "uptime_s": round(now - started, 1) if up else None,
+                "restarts": int(status.get("restarts") or 0),
+                "tools": status.get("tools"),
+                "clients": status.get("clients"),
+                "memory_bytes": _memory(pid if isinstance(pid, int) else None),
+                "last_error": status.get("last_error") or None,
+            }
+        )
+    return {
+        "daemon": "running" if running else "stopped",
+        "config_path": str(paths.config),
+        "servers": rows,
+    }
+
+
+def control_server(paths: DaemonPaths, action: str, name: str) -> dict[str, Any]:
+    """``restart``, ``start`` or ``stop`` server `name` of the running daemon, at once.
+
+    ``stop`` keeps it stopped until ``start``, ``restart`` or a reload that
+    changes it; ``restart`` also revives a server its supervisor gave up on.
+    Returns the server's new tree entry.
+
+    Raises:
+      DaemonError: no daemon is running, or it refused (unknown or disabled
+        server: the message says which are configured).
+    """
+    method = ACTIONS[action]
+    result = call_daemon(paths, method, {"name": name}, timeout=30.0)
+    return dict(result) if isinstance(result, dict) else {"result": result}
