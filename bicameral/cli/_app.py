@@ -18,8 +18,9 @@ app = typer.Typer(
     cls=OneLineGroup,
     help="Keep MCP servers alive under one supervised per-user daemon.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(daemon_app, name="daemon")
 app.add_typer(mcp_app, name="mcp")
@@ -46,7 +47,7 @@ def _root(
     version: Annotated[
         bool,
         typer.Option(
-            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
 ) -> None:

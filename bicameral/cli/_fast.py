@@ -285,6 +285,8 @@ def run_reload(home: str | None, options: dict[str, Any]) -> int:
         result = reload(paths)
     except DaemonError as exc:
         error(str(exc))
+        if as_json:
+            emit({"status": "failed", "error": str(exc)}, True, "")
         return 1
     if result["status"] != "reloaded":
         human = "bicameral daemon is not running: nothing to reload"

@@ -64,8 +64,8 @@ mcp_app = typer.Typer(
     name="mcp",
     cls=OneLineGroup,
     help=(
-        "Run the MCP stdio bridge (no subcommand), or edit the MCP servers in config.toml "
-        "(add, remove, list, import)."
+        "Run the MCP stdio bridge (no subcommand), edit the MCP servers in config.toml "
+        "(add, remove, list, import), or control the running ones (ps, restart, start, stop)."
     ),
     invoke_without_command=True,
     no_args_is_help=False,
@@ -78,6 +78,10 @@ ConfigOpt = Annotated[
     typer.Option("--config", help="Configuration file (default: <home>/config.toml)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON even on a terminal.")]
+ReloadOpt = Annotated[
+    bool,
+    typer.Option("--reload", help="Apply the change to the running daemon at once (a reload)."),
+]
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -94,8 +98,27 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _reload_hint(ctx: typer.Context) -> None:
-    """Tell the user a running daemon picks the change up on reload (stderr, one line)."""
+def _reload_hint(ctx: typer.Context, reload: bool = False) -> None:
+    """Apply the edit to a running daemon (`reload`), or say how to (stderr, one line)."""
+    if reload:
+        from bicameral.daemon import DaemonError
+        from bicameral.daemon import reload as reload_daemon
+        from bicameral.daemon._paths import resolve_paths
+
+        try:
+            outcome = reload_daemon(resolve_paths(root_home(ctx)))
+        except DaemonError as exc:
+            raise _fail(f"the edit is saved, but the reload failed: {exc}") from None
+        if outcome.get("status") == "reloaded":
+            changes = ", ".join(
+                f"{key} {', '.join(outcome[key])}"
+                for key in ("added", "removed", "restarted")
+                if outcome.get(key)
+            )
+            sys.stderr.write(f"bicameral: reloaded the daemon: {changes or 'no change'}\n")
+        else:
+            sys.stderr.write("bicameral: no daemon is running; the change applies when it starts\n")
+        return
     try:
         from bicameral.daemon._control import inspect
         from bicameral.daemon._paths import resolve_paths
@@ -185,7 +208,9 @@ def _mcp(
 @mcp_app.command("add", cls=_AddCommand)
 def add(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Server name: letters, digits, '-' and '_'.")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Server name: letters, digits, '-' and '_'.")
+    ],
     command: Annotated[
         list[str] | None,
         typer.Argument(
@@ -210,6 +235,7 @@ def add(
     ] = False,
     config: ConfigOpt = None,
     json: JsonOpt = False,
+    reload: ReloadOpt = False,
 ) -> None:
     """Add an MCP server: bicameral mcp add NAME [--env K=V ...] -- COMMAND [ARGS...]."""
     from bicameral.daemon import ConfigError
@@ -262,7 +288,7 @@ def add(
         "server": _server_dict(server),
     }
     _fast.emit(result, _fast.wants_json(json), f"{status} MCP server {name!r} in {path}")
-    _reload_hint(ctx)
+    _reload_hint(ctx, reload)
 
 
 @mcp_app.command("remove")
@@ -271,6 +297,7 @@ def remove(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The server to remove.")],
     config: ConfigOpt = None,
     json: JsonOpt = False,
+    reload: ReloadOpt = False,
 ) -> None:
     """Remove an MCP server from config.toml."""
     from bicameral.daemon import ConfigError
@@ -283,7 +310,7 @@ def remove(
         raise _fail(str(exc)) from None
     result = {"status": "removed", "name": name, "config_path": str(path)}
     _fast.emit(result, _fast.wants_json(json), f"removed MCP server {name!r} from {path}")
-    _reload_hint(ctx)
+    _reload_hint(ctx, reload)
 
 
 @mcp_app.command("list")
@@ -300,7 +327,7 @@ def list_(
 
     path = _config_path(ctx, config)
     try:
-        servers = list_servers(path)
+        servers = list_servers(path, must_exist=config is not None)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     result = {"config_path": str(path), "servers": [_server_dict(s) for s in servers]}
@@ -332,11 +359,13 @@ def import_(
             "~/.claude.json, .cursor/mcp.json."
         ),
     ],
+    *,
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite servers that already exist.")
     ] = False,
     config: ConfigOpt = None,
     json: JsonOpt = False,
+    reload: ReloadOpt = False,
 ) -> None:
     """Import the stdio servers of a Claude Desktop, Claude Code or Cursor config."""
     from bicameral.daemon import ConfigError
@@ -367,4 +396,122 @@ def import_(
     result.update(outcome.to_dict())
     _fast.emit(result, _fast.wants_json(json), "\n".join(lines))
     if changed:
-        _reload_hint(ctx)
+        _reload_hint(ctx, reload)
+
+
+# --- the running daemon's servers --------------------------------------------------------
+
+
+def _paths(ctx: typer.Context, config: Path | None = None) -> Any:
+    from bicameral.daemon import DaemonError, resolve_paths
+
+    try:
+        return resolve_paths(root_home(ctx), config=config)
+    except DaemonError as exc:
+        raise _fail(str(exc), 2) from None
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _mib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.0f}M"
+
+
+@mcp_app.command("ps")
+def ps(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="One server only.")] = None,
+    config: ConfigOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Show every configured server's live state: a table on a terminal, JSON otherwise."""
+    from bicameral.daemon import ConfigError, DaemonError
+    from bicameral.mcp import server_rows
+
+    paths = _paths(ctx, config)
+    try:
+        result = server_rows(paths, name)
+    except (ConfigError, DaemonError) as exc:
+        if _fast.wants_json(json):
+            _fast.emit({"status": "failed", "error": str(exc)}, True, "")
+        raise _fail(str(exc)) from None
+    rows = [["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "TOOLS", "CLIENTS", "MEM", "LAST ERROR"]]
+    for r in result["servers"]:
+        error = r["last_error"] if r["state"] not in ("ready",) or r["restarts"] else None
+        rows.append(
+            [
+                r["name"],
+                r["state"],
+                str(r["pid"] or "-"),
+                _duration(r["uptime_s"]),
+                str(r["restarts"]),
+                "-" if r["tools"] is None else str(r["tools"]),
+                "-" if r["clients"] is None else str(r["clients"]),
+                _mib(r["memory_bytes"]),
+                error or "-",
+            ]
+        )
+    if not result["servers"]:
+        human = f"no MCP servers in {result['config_path']}; add one with `{_ADD_USAGE}`"
+    else:
+        human = _table(rows)
+        if result["daemon"] != "running":
+            human += "\n(no daemon is running: bicameral daemon start)"
+    _fast.emit(result, _fast.wants_json(json), human)
+
+
+def _control(ctx: typer.Context, action: str, name: str, json: bool) -> None:
+    from bicameral.daemon import ConfigError, DaemonError
+    from bicameral.mcp import control_server
+
+    paths = _paths(ctx)
+    try:
+        entry = control_server(paths, action, name)
+    except (ConfigError, DaemonError) as exc:
+        if _fast.wants_json(json):
+            _fast.emit({"status": "failed", "name": name, "error": str(exc)}, True, "")
+        raise _fail(str(exc)) from None
+    done = {"restart": "restarted", "start": "started", "stop": "stopped"}[action]
+    own = entry.get("started_value") if isinstance(entry.get("started_value"), dict) else {}
+    state = (own or {}).get("state") or entry.get("state")
+    result = {"status": done, "name": name, "state": state, "entry": entry}
+    _fast.emit(result, _fast.wants_json(json), f"{done} MCP server {name!r} (now {state})")
+
+
+@mcp_app.command("restart")
+def restart(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The server to restart.")],
+    json: JsonOpt = False,
+) -> None:
+    """Restart one server of the running daemon now (also revives one that failed)."""
+    _control(ctx, "restart", name, json)
+
+
+@mcp_app.command("start")
+def start(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The server to start.")],
+    json: JsonOpt = False,
+) -> None:
+    """Start a stopped (or failed) server of the running daemon."""
+    _control(ctx, "start", name, json)
+
+
+@mcp_app.command("stop")
+def stop(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The server to stop.")],
+    json: JsonOpt = False,
+) -> None:
+    """Stop one server and keep it stopped (until start, restart or a reload changing it)."""
+    _control(ctx, "stop", name, json)

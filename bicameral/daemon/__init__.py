@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from bicameral.daemon._control import (
         StartError,
+        call_daemon,
         is_alive,
         reload,
         restart,
@@ -50,6 +51,7 @@ __all__ = [
     "MalformedDescriptor",
     "ServeOptions",
     "StartError",
+    "call_daemon",
     "check_private_dir",
     "check_trusted_path",
     "is_alive",
@@ -67,6 +69,7 @@ __all__ = [
 
 _LAZY = {
     "StartError": "_control",
+    "call_daemon": "_control",
     "is_alive": "_control",
     "reload": "_control",
     "restart": "_control",

@@ -801,6 +801,34 @@ def status(paths: DaemonPaths, *, timeout: float = 2.0) -> dict[str, Any]:
     return result
 
 
+def call_daemon(
+    paths: DaemonPaths, method: str, params: Any = None, *, timeout: float = 5.0
+) -> Any:
+    """Call `method` on the running daemon of `paths` and return its result.
+
+    For commands that act on a running daemon (``mcp ps``, ``mcp restart``):
+    nothing is started. Raises :class:`DaemonError` with a one-line reason
+    when no daemon runs, it does not answer, or it answers with an error.
+    """
+    if not _check_home(paths, create=False):
+        raise DaemonError(
+            f"no daemon is running for {paths.home}; start it: bicameral daemon start"
+        )
+    found = inspect(paths)
+    if found.state != "alive" or found.descriptor is None:
+        raise DaemonError(
+            f"no daemon is running for {paths.home}; start it: bicameral daemon start"
+        )
+    try:
+        return call(found.descriptor, method, params, timeout=timeout)
+    except RPCError as exc:
+        raise DaemonError(exc.message) from None
+    except OSError as exc:
+        raise DaemonError(
+            f"daemon pid {found.descriptor.pid} is not answering: {exc or type(exc).__name__}"
+        ) from None
+
+
 # --- reload ------------------------------------------------------------------------
 
 

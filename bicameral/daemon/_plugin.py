@@ -335,6 +335,20 @@ def load_config_file(
 def _validate(
     plugins: list[DaemonPlugin], config: Mapping[str, Any], path: Path | None
 ) -> dict[str, object]:
+    known = ["daemon", *(plugin.name for plugin in plugins)]
+    for key in config:
+        if key not in known:
+            # A typo'd or misplaced table ([mcpServers.x], [servers.x], a
+            # top-level `foo = 1`) would otherwise start a daemon with nothing
+            # configured and no word about it.
+            import difflib
+
+            close = difflib.get_close_matches(key.lower(), known, n=1, cutoff=0.5)
+            hint = f"; did you mean [{close[0]}]?" if close else ""
+            raise ConfigError(
+                f"{path or 'config.toml'}: unknown table or key {key!r} at the top level "
+                f"(known: {', '.join(f'[{k}]' for k in known)}){hint}"
+            )
     configs: dict[str, object] = {}
     for plugin in plugins:
         try:

@@ -606,6 +606,8 @@ class _Daemon:
         d.add("system.reload", self._m_reload)
         d.add("adapters.list", self._m_adapters_list)
         d.add("adapters.restart", self._m_adapters_restart)
+        d.add("adapters.start", self._m_adapters_start)
+        d.add("adapters.stop", self._m_adapters_stop)
 
     async def _m_version(self, params: Any, conn: Connection) -> Any:
         return {"daemon_version": bicameral.__version__, "protocol_version": PROTOCOL_VERSION}
@@ -661,15 +663,36 @@ class _Daemon:
         children: list[dict[str, Any]] = self.adapters.snapshot().get("children", [])
         return children
 
-    async def _m_adapters_restart(self, params: Any, conn: Connection) -> Any:
+    def _adapter_name(self, params: Any, method: str) -> str:
         name = params.get("name") if isinstance(params, dict) else None
         if not isinstance(name, str):
-            raise RPCError(-32602, 'adapters.restart takes {"name": <adapter name>}')
+            raise RPCError(-32602, f'{method} takes {{"name": <adapter name>}}')
         assert self.adapters is not None
-        try:
+        if name not in {child.name for child in self.adapters.children}:
+            running = ", ".join(child.name for child in self.adapters.children) or "none"
+            raise RPCError(-32602, f"no adapter named {name!r} (adapters: {running})")
+        return name
+
+    async def _m_adapters_restart(self, params: Any, conn: Connection) -> Any:
+        """Stop (if running) and start again; revives one its supervisor gave up on."""
+        name = self._adapter_name(params, "adapters.restart")
+        assert self.adapters is not None
+        return await self.adapters.restart_child(name)
+
+    async def _m_adapters_start(self, params: Any, conn: Connection) -> Any:
+        """Start a stopped or failed adapter; a running one is left as it is."""
+        name = self._adapter_name(params, "adapters.start")
+        assert self.adapters is not None
+        if self.adapters.child(name).state in ("stopped", "failed"):
             return await self.adapters.restart_child(name)
-        except KeyError:
-            raise RPCError(-32602, f"no adapter named {name!r}") from None
+        return next(c for c in self.adapters.snapshot()["children"] if c["name"] == name)
+
+    async def _m_adapters_stop(self, params: Any, conn: Connection) -> Any:
+        """Stop an adapter and keep it stopped (until start, restart or a reload changing it)."""
+        name = self._adapter_name(params, "adapters.stop")
+        assert self.adapters is not None
+        await self.adapters.terminate_child(name)
+        return next(c for c in self.adapters.snapshot()["children"] if c["name"] == name)
 
     # Reload.
 

@@ -15,14 +15,25 @@ from bicameral.mcp._bridge import run_bridge
 if TYPE_CHECKING:
     from bicameral.mcp._config import ServerConfig, load_servers
     from bicameral.mcp._plugin import McpPlugin, plugin
+    from bicameral.mcp._ps import control_server, server_rows
 
-__all__ = ["McpPlugin", "ServerConfig", "load_servers", "plugin", "run_bridge"]
+__all__ = [
+    "McpPlugin",
+    "ServerConfig",
+    "control_server",
+    "load_servers",
+    "plugin",
+    "run_bridge",
+    "server_rows",
+]
 
 _LAZY = {
     "McpPlugin": "bicameral.mcp._plugin",
     "plugin": "bicameral.mcp._plugin",
     "ServerConfig": "bicameral.mcp._config",
     "load_servers": "bicameral.mcp._config",
+    "control_server": "bicameral.mcp._ps",
+    "server_rows": "bicameral.mcp._ps",
 }
 
 

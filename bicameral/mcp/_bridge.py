@@ -126,6 +126,13 @@ def _connect(home: str | None) -> tuple[socket.socket, str | None]:
         raise _BridgeError(f"cannot connect to the daemon: {exc}") from None
 
 
+def _stdin_is_terminal() -> bool:
+    try:
+        return os.isatty(0)
+    except OSError:
+        return False
+
+
 def _is_tty() -> bool:
     try:
         return os.isatty(0) or os.isatty(1)
@@ -260,6 +267,16 @@ def run_bridge(home: Path | str | None, server: str | None) -> int:
     Uses the process's stdin and stdout (file descriptors 0 and 1) for MCP.
     """
     home_arg = os.fspath(home) if home is not None else None
+    if _stdin_is_terminal():
+        # A person ran it by hand: say what it is for, instead of waiting
+        # silently for MCP messages (and starting a daemon for nobody).
+        target = f" --server {server}" if server else ""
+        _say(
+            "this is the MCP stdio bridge that MCP clients launch, not an interactive command; "
+            f"configure your client to run `bicameral mcp{target}` (for example "
+            f"`claude mcp add NAME -- bicameral mcp{target}`); see `bicameral mcp --help`"
+        )
+        return 2
     sock: socket.socket | None = None
     try:
         sock, token = _connect(home_arg)

@@ -71,8 +71,14 @@ _LONG_LINE = 88
 # --- reading and writing -------------------------------------------------------------
 
 
-def list_servers(path: Path) -> list[ServerConfig]:
-    """The servers configured in ``path``, in file order (none if it does not exist)."""
+def list_servers(path: Path, *, must_exist: bool = False) -> list[ServerConfig]:
+    """The servers configured in ``path``, in file order.
+
+    A missing file means none, unless `must_exist` (a ``--config`` the user
+    named): then it is a :class:`ConfigError`, not a silent empty list.
+    """
+    if must_exist and not path.exists():
+        raise ConfigError(f"config file {path} does not exist")
     return list(load_servers(read_config(path), path).values())
 
 

@@ -38,7 +38,7 @@ def _memory(pid: int | None) -> int | None:
     if pid is None:
         return None
     try:
-        import psutil
+        import psutil  # type: ignore[import-untyped, unused-ignore]
 
         proc = psutil.Process(pid)
         total = 0
@@ -130,6 +130,18 @@ def control_server(paths: DaemonPaths, action: str, name: str) -> dict[str, Any]
       DaemonError: no daemon is running, or it refused (unknown or disabled
         server: the message says which are configured).
     """
+    from bicameral.mcp._config_edit import list_servers
+
+    configured = {s.name: s for s in list_servers(paths.config)}
+    server = configured.get(name)
+    if server is None:
+        known = ", ".join(configured) or "none"
+        raise ConfigError(f"no MCP server named {name!r} in {paths.config} (configured: {known})")
+    if not server.enabled:
+        raise ConfigError(
+            f"MCP server {name!r} is disabled in {paths.config}: set enabled = true "
+            "and run `bicameral daemon reload`"
+        )
     method = ACTIONS[action]
     result = call_daemon(paths, method, {"name": name}, timeout=30.0)
     return dict(result) if isinstance(result, dict) else {"result": result}

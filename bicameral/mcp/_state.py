@@ -114,6 +114,7 @@ class Upstream:
             "pid": self.pid,
             "restarts": self.restarts,
             "tools": len(self.lists["tools"]),
+            "clients": len(self.peers),
             "resources": len(self.lists["resources"]),
             "prompts": len(self.lists["prompts"]),
             "server_info": info,
