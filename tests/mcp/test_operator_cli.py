@@ -1,0 +1,192 @@
+"""The operator's CLI, driven as a person types it (SPEC §5): `mcp ps`,
+`mcp restart | start | stop`, `--reload` on edits, and the mistakes that
+used to be accepted silently."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.mcp.conftest import BICAMERAL, McpHome
+
+HOSTILE = str(Path(__file__).parent / "servers" / "hostile.py")
+
+
+def ps(home: McpHome, *args: str) -> dict[str, Any]:
+    out = home.cli("mcp", "ps", *args)
+    assert out.returncode == 0, out
+    return dict(json.loads(out.stdout))
+
+
+def states(home: McpHome) -> dict[str, str]:
+    return {s["name"]: s["state"] for s in ps(home)["servers"]}
+
+
+def wait_until(condition: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {condition}")
+
+
+def configure(home: McpHome) -> None:
+    home.configure(
+        {
+            "good": home.test_server("good"),
+            "mute": {"command": sys.executable, "args": [HOSTILE, "mute", str(home.path)]},
+            "off": {**home.test_server("off"), "enabled": False},
+        }
+    )
+
+
+def test_ps_joins_the_configuration_with_the_live_daemon(mcp_home: McpHome) -> None:
+    configure(mcp_home)
+    before = ps(mcp_home)
+    assert before["daemon"] == "stopped"
+    assert {s["name"]: s["state"] for s in before["servers"]} == {
+        "good": "stopped",
+        "mute": "stopped",
+        "off": "disabled",
+    }
+    assert mcp_home.cli("daemon", "start").returncode == 0
+    wait_until(lambda: states(mcp_home)["good"] == "ready")
+    rows = {s["name"]: s for s in ps(mcp_home)["servers"]}
+    assert rows["good"]["tools"] > 0 and rows["good"]["pid"] > 0
+    assert rows["good"]["memory_bytes"] > 0 and rows["good"]["uptime_s"] >= 0
+    assert rows["mute"]["state"] == "starting" and rows["mute"]["pid"] > 0
+    assert rows["off"]["state"] == "disabled" and rows["off"]["pid"] is None
+    one = ps(mcp_home, "good")
+    assert [s["name"] for s in one["servers"]] == ["good"]
+    unknown = mcp_home.cli("mcp", "ps", "nope")
+    assert unknown.returncode == 1 and "configured: good, mute, off" in unknown.stderr
+
+
+def test_stop_start_restart_one_server_of_the_running_daemon(mcp_home: McpHome) -> None:
+    configure(mcp_home)
+    assert mcp_home.cli("daemon", "start").returncode == 0
+    wait_until(lambda: states(mcp_home)["good"] == "ready")
+    first = ps(mcp_home, "good")["servers"][0]["pid"]
+    stopped = mcp_home.cli("mcp", "stop", "good")
+    assert stopped.returncode == 0 and json.loads(stopped.stdout)["status"] == "stopped"
+    assert states(mcp_home)["good"] == "stopped"
+    assert not any(p.pid == first for p in mcp_home.upstreams())
+    # A reload that does not change it leaves it stopped.
+    assert mcp_home.cli("daemon", "reload").returncode == 0
+    assert states(mcp_home)["good"] == "stopped"
+    assert mcp_home.cli("mcp", "start", "good").returncode == 0
+    wait_until(lambda: states(mcp_home)["good"] == "ready")
+    second = ps(mcp_home, "good")["servers"][0]["pid"]
+    assert second != first
+    assert mcp_home.cli("mcp", "restart", "good").returncode == 0
+    wait_until(lambda: states(mcp_home)["good"] == "ready")
+    assert ps(mcp_home, "good")["servers"][0]["pid"] not in (first, second)
+    disabled = mcp_home.cli("mcp", "restart", "off")
+    assert disabled.returncode == 1
+    assert "is disabled" in disabled.stderr and "enabled = true" in disabled.stderr
+    assert json.loads(disabled.stdout)["status"] == "failed"
+
+
+def test_control_without_a_daemon_says_so_in_one_line(mcp_home: McpHome) -> None:
+    configure(mcp_home)
+    out = mcp_home.cli("mcp", "restart", "good")
+    assert out.returncode == 1
+    assert out.stderr.strip().endswith("start it: bicameral daemon start")
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_a_crash_looping_server_failed_is_revived_by_restart_and_by_reload(
+    mcp_home: McpHome,
+) -> None:
+    flag = mcp_home.path / "fail"
+    flag.write_text("")
+    mcp_home.configure(
+        {"loop": mcp_home.test_server("loop", env={"TESTSERVER_FAIL_IF": str(flag)})}
+    )
+    (mcp_home.path / "config.toml").write_text((mcp_home.path / "config.toml").read_text())
+    assert mcp_home.cli("daemon", "start").returncode == 0
+    wait_until(lambda: states(mcp_home)["loop"] == "failed", timeout=90)
+    flag.unlink()
+    reloaded = mcp_home.cli("daemon", "reload")
+    assert reloaded.returncode == 0 and json.loads(reloaded.stdout)["restarted"] == ["loop"]
+    wait_until(lambda: states(mcp_home)["loop"] == "ready")
+
+
+def test_add_and_remove_with_reload_apply_at_once(mcp_home: McpHome, tmp_path: Path) -> None:
+    mcp_home.configure({})
+    assert mcp_home.cli("daemon", "start").returncode == 0
+    server = mcp_home.test_server("extra")
+    out = mcp_home.cli("mcp", "add", "extra", "--reload", "--", server["command"], *server["args"])
+    assert out.returncode == 0, out
+    assert "reloaded the daemon: added extra" in out.stderr
+    wait_until(lambda: states(mcp_home).get("extra") == "ready")
+    out = mcp_home.cli("mcp", "remove", "extra", "--reload")
+    assert out.returncode == 0 and "removed extra" in out.stderr, out
+    assert ps(mcp_home)["servers"] == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[mcpServers.a]\ncommand = 'x'\n", "'mcpServers' at the top level"),
+        ("[servers.a]\ncommand = 'x'\n", "'servers' at the top level"),
+        ("foo = 1\n", "'foo' at the top level"),
+    ],
+)
+def test_a_misplaced_table_fails_start_naming_it(
+    mcp_home: McpHome, text: str, expected: str
+) -> None:
+    (mcp_home.path / "config.toml").write_text(text)
+    out = mcp_home.cli("daemon", "start")
+    assert out.returncode == 1, out
+    assert expected in out.stderr and "[mcp]" in out.stderr
+    assert mcp_home.descriptor() is None
+
+
+def test_mcp_list_of_a_missing_config_is_an_error(mcp_home: McpHome) -> None:
+    out = mcp_home.cli("mcp", "list", "--config", "/nonexistent/config.toml")
+    assert out.returncode == 1
+    assert "config file /nonexistent/config.toml does not exist" in out.stderr
+
+
+def test_short_help_version_and_clean_help_text() -> None:
+    version = subprocess.run([BICAMERAL, "-V"], capture_output=True, text=True, check=True)
+    assert version.stdout.startswith("bicameral ")
+    for argv in (["-h"], ["daemon", "-h"], ["mcp", "add", "-h"], ["mcp", "ps", "-h"]):
+        out = subprocess.run(
+            [BICAMERAL, *argv],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "COLUMNS": "120"},
+        )
+        for placeholder in ("<bool>", "<str>", "<list", "{name}", "{NAME}"):
+            assert placeholder not in out.stdout, (argv, out.stdout)
+    root = subprocess.run([BICAMERAL, "-h"], capture_output=True, text=True, check=True).stdout
+    assert "--install-completion" in root
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs script(1) for a terminal")
+def test_the_bridge_run_by_hand_on_a_terminal_says_what_it_is_for(mcp_home: McpHome) -> None:
+    command = f"{BICAMERAL} --home {mcp_home.path} mcp --server good"
+    out = subprocess.run(
+        ["script", "-qec", command, "/dev/null"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=mcp_home.env,
+        check=False,
+    )
+    assert out.returncode == 2, out
+    assert "MCP stdio bridge that MCP clients launch" in out.stdout
+    assert mcp_home.descriptor() is None  # no daemon started for nobody
