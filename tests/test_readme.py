@@ -35,3 +35,14 @@ def test_readme_opens_with_the_install_and_test_commands() -> None:
     assert lines[1] == ".venv/bin/python -m pytest"
     ci = (README.parent / ".ci" / "run").read_text()
     assert "\n" + lines[1] + "\n" in ci
+
+
+def test_every_doc_link_resolves_inside_the_repository() -> None:
+    root = README.parent
+    for doc in [README, *sorted((root / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text()):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            resolved = (doc.parent / target).resolve()
+            assert resolved.exists(), f"{doc.name}: link to {target} does not resolve"
+            assert root in resolved.parents or resolved == root, f"{doc.name}: {target} leaves"
