@@ -75,7 +75,7 @@ def test_usage_errors_are_one_line_with_exit_2_everywhere() -> None:
         (["daemon", "stopp"], "Did you mean 'stop'?"),
         (["daemon", "status", "--timeout", "-1"], "Invalid value for '--timeout'"),
         (["--homer", "x", "daemon", "status"], "No such option: --homer"),
-        (["mcp", "add"], "Missing argument 'name'"),
+        (["mcp", "add"], "Missing argument 'NAME'"),
     ):
         run = subprocess.run(
             [sys.executable, "-m", "bicameral", *argv], capture_output=True, text=True, check=False

@@ -84,5 +84,10 @@ def test_an_object_that_is_not_a_plugin_is_refused() -> None:
 
 
 def test_no_plugins_means_no_adapters() -> None:
-    loaded = load_plugins({"anything": 1}, None, entry_points=[])
+    loaded = load_plugins({"daemon": {}}, None, entry_points=[])
     assert loaded.adapter_specs() == []
+
+
+def test_a_table_no_plugin_claims_is_an_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match=r"unknown table or key 'anything' at the top level"):
+        load_plugins({"anything": 1}, None, entry_points=[])
