@@ -23,6 +23,7 @@ thread, while the first instance's process is already booting.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import TYPE_CHECKING, Any, cast
 
@@ -65,6 +66,19 @@ FAILED_RETRY = 300.0
 INSTANCE_SHUTDOWN = 5.0
 
 
+def _backoff() -> Backoff:
+    """`BACKOFF`, or a faster one from ``BICAMERAL_MCP_BACKOFF`` (its first delay, in
+    seconds; for tests that drive a crash loop to its end without waiting 15 s)."""
+    raw = os.environ.get("BICAMERAL_MCP_BACKOFF")
+    try:
+        initial = float(raw) if raw else None
+    except ValueError:
+        initial = None
+    if initial is None or not 0 <= initial <= BACKOFF.initial:
+        return BACKOFF
+    return Backoff(initial=initial, maximum=initial * 16, factor=2.0, jitter=0.1)
+
+
 class ServerExited(Exception):
     """A server instance ended on its own; the message says why (its stderr, a signal...)."""
 
@@ -94,7 +108,7 @@ class ServerTree(Supervisor):
             ],
             max_restarts=MAX_RESTARTS,
             max_seconds=MAX_SECONDS,
-            backoff=BACKOFF,
+            backoff=_backoff(),
         )
 
     def __eq__(self, other: object) -> bool:
