@@ -46,6 +46,24 @@ class LogFormat(enum.StrEnum):
     json = "json"
 
 
+class LogLevel(enum.StrEnum):
+    """The least severe log records the daemon writes."""
+
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+LogLevelOpt = Annotated[
+    LogLevel | None,
+    typer.Option(
+        "--log-level",
+        help="debug, info (default), warning or error (also $BICAMERAL_LOG_LEVEL).",
+    ),
+]
+
+
 SocketOpt = Annotated[
     Path | None,
     typer.Option("--socket", help="Unix socket path (default: <home>/daemon.sock)."),
@@ -108,6 +126,7 @@ def start(
     config: ConfigOpt = None,
     wait: WaitOpt = 10.0,
     transport: TransportOpt = None,
+    log_level: LogLevelOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Start the daemon in the background; returns once it answers."""
@@ -117,6 +136,7 @@ def start(
         config=config,
         wait=wait,
         transport=transport,
+        log_level=log_level,
         json=json,
     )
     raise typer.Exit(_fast.run_start(root_home(ctx), options))
@@ -205,8 +225,13 @@ def serve(
             "For a detached daemon set BICAMERAL_LOG_FORMAT=json before `daemon start`.",
         ),
     ] = None,
+    log_level: LogLevelOpt = None,
 ) -> None:
     """Run the daemon in the foreground (for systemd, launchd, containers)."""
+    if log_level is not None:
+        import os
+
+        os.environ["BICAMERAL_LOG_LEVEL"] = log_level.value
     from bicameral.daemon._paths import resolve_paths
     from bicameral.daemon._platform import default_transport
     from bicameral.daemon._serve import ServeOptions
@@ -231,23 +256,37 @@ def logs(
     *,
     lines: Annotated[int, typer.Option("-n", "--lines", min=0, help="Lines to show.")] = 50,
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing new lines (Ctrl-C stops).")
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Keep printing new lines, waiting for the log if needed."
+        ),
     ] = False,
+    server: Annotated[
+        str | None,
+        typer.Option("--server", metavar="NAME", help="Only this MCP server's lines."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", metavar="WHEN", help="Only lines since: 10m, 2h, 1d or 2026-11-30 14:00."
+        ),
+    ] = None,
     descriptor: DescriptorOpt = None,
 ) -> None:
     """Show the end of the detached daemon's log (daemon.log); --follow keeps reading."""
     import sys
 
     from bicameral.daemon._errors import DaemonError
-    from bicameral.daemon._logs import follow_log, tail_log
+    from bicameral.daemon._logs import LogFilter, follow_log, parse_since, tail_log
     from bicameral.daemon._paths import resolve_paths
 
-    paths = resolve_paths(root_home(ctx), descriptor=str(descriptor) if descriptor else None)
     try:
+        paths = resolve_paths(root_home(ctx), descriptor=str(descriptor) if descriptor else None)
+        keep = LogFilter(server, parse_since(since) if since else None)
         if not follow:
-            sys.stdout.writelines(tail_log(paths.log, lines))
+            sys.stdout.writelines(tail_log(paths.log, lines, keep))
             return
-        for line in follow_log(paths.log, lines):
+        for line in follow_log(paths.log, lines, keep=keep):
             sys.stdout.write(line)
             sys.stdout.flush()
     except DaemonError as exc:

@@ -176,6 +176,11 @@ def run_start(home: str | None, options: dict[str, Any]) -> int:
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options)
+    level = options.get("log-level") or options.get("log_level")
+    if level:
+        import os
+
+        os.environ["BICAMERAL_LOG_LEVEL"] = str(level)  # the spawned daemon reads it
     try:
         result = start(
             paths, wait=float(options.get("wait", 10.0)), transport=options.get("transport")
@@ -345,6 +350,7 @@ _START_OPTIONS: dict[str, OptionKind] = {
     "--config": "path",
     "--wait": "float",
     "--transport": ("unix", "tcp"),
+    "--log-level": ("debug", "info", "warning", "error"),
     "--json": "flag",
 }
 

@@ -12,6 +12,7 @@ anywhere.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,9 +52,19 @@ def _quote_systemd(arg: str) -> str:
 
 
 def service_file(
-    argv: list[str], *, platform: str = sys.platform, log_path: Path | None = None
+    argv: list[str],
+    *,
+    platform: str = sys.platform,
+    log_path: Path | None = None,
+    path: str | None = None,
 ) -> str:
-    """The unit (systemd) or plist (launchd) running ``argv`` in the foreground."""
+    """The unit (systemd) or plist (launchd) running ``argv`` in the foreground.
+
+    `path` (default: this shell's ``$PATH``) is written into it: a service
+    manager starts the daemon with a minimal ``PATH`` of its own, where the
+    ``npx`` or ``uvx`` of MCP server commands is usually not found.
+    """
+    search = path if path is not None else os.environ.get("PATH", "/usr/bin:/bin")
     if platform == "darwin":
         args = "\n".join(f"    <string>{escape(a)}</string>" for a in argv)
         log = escape(str(log_path)) if log_path else "/dev/null"
@@ -67,6 +78,8 @@ def service_file(
   <array>
 {args}
   </array>
+  <key>EnvironmentVariables</key>
+  <dict><key>PATH</key><string>{escape(search)}</string></dict>
   <key>RunAtLoad</key>
   <true/>
   <key>KeepAlive</key>
@@ -83,6 +96,7 @@ Description=bicameral: supervised MCP servers for this user
 [Service]
 Type=notify
 NotifyAccess=main
+Environment={_quote_systemd("PATH=" + search)}
 ExecStart={command}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
@@ -115,6 +129,7 @@ def install_service(
     except NotImplementedError as exc:
         raise DaemonError(str(exc)) from None
     text = service_file(serve_argv(paths), platform=platform, log_path=paths.log)
+    _refuse_another_home(target, paths)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # 0644, as service managers and their tools expect of unit files.
@@ -126,6 +141,20 @@ def install_service(
     else:
         hint = "systemctl --user daemon-reload && systemctl --user enable --now bicameral"
     return target, hint
+
+
+def _refuse_another_home(target: Path, paths: DaemonPaths) -> None:
+    """An installed unit for another state dir is not silently replaced."""
+    try:
+        existing = target.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    if "--home" not in existing or str(paths.home) in existing:
+        return
+    raise DaemonError(
+        f"{target} already runs a daemon for another state dir; run "
+        "`bicameral daemon uninstall` first (one user unit per user)"
+    )
 
 
 def uninstall_service(

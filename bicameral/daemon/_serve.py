@@ -324,9 +324,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+LOG_LEVEL_ENV = "BICAMERAL_LOG_LEVEL"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 def _setup_logging(options: ServeOptions) -> None:
     root = logging.getLogger("bicameral")
-    root.setLevel(logging.INFO)
+    level = os.environ.get(LOG_LEVEL_ENV, "info").lower()
+    root.setLevel(getattr(logging, level.upper()) if level in LOG_LEVELS else logging.INFO)
     fmt: logging.Formatter
     if options.log_format == "json":
         fmt = JsonFormatter()

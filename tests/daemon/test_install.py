@@ -139,3 +139,82 @@ def test_install_writes_the_unit_atomically_and_uninstall_removes_it(home: Home)
     assert not unit.exists()
     again = home.cli("daemon", "uninstall")
     assert again.code == 0 and "nothing to remove" in again.stdout
+
+
+def test_the_unit_carries_the_installing_shells_path_and_never_replaces_another_home(
+    home: Home, tmp_path: Path
+) -> None:
+    home.env["HOME"] = str(home.path)
+    home.env["PATH"] = f"/opt/node/bin:{home.env.get('PATH', '/usr/bin')}"
+    unit = home.path / ".config" / "systemd" / "user" / "bicameral.service"
+    assert home.cli("daemon", "install").code == 0
+    assert "Environment=" in unit.read_text() and "/opt/node/bin" in unit.read_text()
+    other = tmp_path / "other-home"
+    run = home.cli("--home", str(other), "daemon", "install")
+    assert run.code == 1 and "already runs a daemon for another state dir" in run.stderr
+    assert f"--home {home.path}" in unit.read_text()  # untouched
+
+
+def test_logs_filter_by_server_and_since(home: Home) -> None:
+    log = home.path / "daemon.log"
+    log.write_text(
+        "2020-01-01 10:00:00,000 INFO bicameral.mcp[1]: MCP server 'files' ready\n"
+        "2026-01-01 10:00:00,000 WARNING bicameral.mcp[1]: MCP server 'git': exited\n"
+        "2026-01-01 10:00:01,000 ERROR bicameral.supervisor[1]: supervisor 'files': crashed\n"
+        "Traceback (most recent call last):\n"
+        "  File x\n"
+        "2026-01-01 10:00:02,000 INFO bicameral.mcp.server.files[1]: hello from stderr\n"
+    )
+    out = subprocess.run(
+        home.argv("daemon", "logs", "--server", "files"),
+        capture_output=True,
+        text=True,
+        env=home.env,
+    )
+    assert out.returncode == 0, out
+    assert "'git'" not in out.stdout
+    assert out.stdout.count("files") == 3 and "Traceback" in out.stdout
+    out = subprocess.run(
+        home.argv("daemon", "logs", "--since", "2025-06-01"),
+        capture_output=True,
+        text=True,
+        env=home.env,
+        check=False,
+    )
+    assert "2020-01-01" not in out.stdout and "2026-01-01 10:00:00" in out.stdout
+    bad = subprocess.run(
+        home.argv("daemon", "logs", "--since", "yesterday-ish"),
+        capture_output=True,
+        text=True,
+        env=home.env,
+        check=False,
+    )
+    assert bad.returncode == 1 and "give a duration" in bad.stderr
+
+
+def test_logs_follow_waits_for_a_log_that_does_not_exist_yet(home: Home) -> None:
+    log = home.path / "daemon.log"
+    assert not log.exists()
+    proc = subprocess.Popen(
+        home.argv("daemon", "logs", "--follow"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=home.env,
+    )
+    assert proc.stdout is not None
+    try:
+        log.write_text("first line\n")
+        assert proc.stdout.readline() == "first line\n"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        proc.stdout.close()
+        assert proc.stderr is not None
+        proc.stderr.close()
+
+
+def test_log_level_warning_keeps_info_out_of_the_daemon_log(home: Home) -> None:
+    assert home.cli("daemon", "start", "--log-level", "warning").code == 0
+    home.cli("daemon", "stop")
+    assert "INFO" not in (home.path / "daemon.log").read_text()
