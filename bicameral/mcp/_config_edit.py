@@ -488,6 +488,8 @@ def _entry(
             return None, '"cwd" is not a string'
         expanded = os.path.expanduser(cwd)
         table["cwd"] = cwd if os.path.isabs(expanded) else str(base / cwd)
+        if not os.path.isdir(os.path.expanduser(table["cwd"])):
+            return None, f'"cwd" {cwd!r} is not a directory ({table["cwd"]})'
     disabled = entry.get("disabled")
     if disabled is True:
         table["enabled"] = False

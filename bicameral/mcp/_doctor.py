@@ -104,14 +104,14 @@ def check_server(
     name = f"mcp-server:{server.name}"
     if not server.enabled:
         return Check(name, OK, f"server {server.name!r} is disabled (not started, not checked)")
-    edit = f"bicameral mcp add {server.name} --replace -- ..."
+    edit = f"bicameral mcp add {server.name} --replace --cwd DIR -- COMMAND [ARGS...]"
     base_dir = server.cwd or str(home)
     if server.cwd is not None and not os.path.isdir(server.cwd):
         return Check(
             name,
             PROBLEM,
             f"server {server.name!r}: its cwd {server.cwd} is not a directory",
-            f"create it, or change `cwd` in config.toml ({edit} --cwd DIR)",
+            f"create it, or change `cwd` in config.toml (`{edit}`)",
         )
     env = {**base_env, **server.env_dict()}
     search_path = env.get("PATH", os.defpath)

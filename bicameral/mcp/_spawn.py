@@ -23,6 +23,13 @@ class SpawnError(Exception):
     """The command could not be started; the message says why."""
 
 
+def _cwd_problem(config: ServerConfig) -> str | None:
+    """A missing ``cwd``, said as such: chdir's ENOENT reads as "cannot start 'echo'"."""
+    if config.cwd and not os.path.isdir(config.cwd):
+        return f"its cwd {config.cwd} is not a directory (`cwd` in config.toml)"
+    return None
+
+
 async def spawn_server(config: ServerConfig) -> Spawned:
     """Start `config`'s command with piped stdio; the entered context and its process.
 
@@ -30,6 +37,9 @@ async def spawn_server(config: ServerConfig) -> Spawned:
     caller must leave the returned context (``__aexit__``), which stops the
     whole process group.
     """
+    problem = _cwd_problem(config)
+    if problem is not None:
+        raise SpawnError(problem)
     manager = open_process_group(
         [config.command, *config.args],
         env={**os.environ, **config.env_dict()},

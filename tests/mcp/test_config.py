@@ -489,6 +489,7 @@ def test_import_cursor_url_entries_and_odd_names(tmp_path: Path) -> None:
         },
     )
     path = tmp_path / "config.toml"
+    (tmp_path / "srv").mkdir()  # a relative cwd is the JSON file's; it must exist
     result = import_servers(path, source)
     assert result.added == ["my-server", "odd", "off"]
     assert result.renamed == {"my.server": "my-server"}
@@ -501,6 +502,16 @@ def test_import_cursor_url_entries_and_odd_names(tmp_path: Path) -> None:
     assert servers["my-server"].cwd == str(tmp_path / "srv")  # relative to the JSON file
     assert servers["odd"].env_dict() == {"PORT": "8080"}
     assert servers["off"].enabled is False
+
+
+def test_import_refuses_a_cwd_that_does_not_exist(tmp_path: Path) -> None:
+    source = write_json(
+        tmp_path / "mcp.json",
+        {"mcpServers": {"srv": {"command": "node", "args": ["s.js"], "cwd": "nowhere"}}},
+    )
+    result = import_servers(tmp_path / "config.toml", source)
+    assert result.added == []
+    assert "is not a directory" in dict(result.skipped)["srv"]
 
 
 def test_import_existing_names_need_replace(tmp_path: Path) -> None:
