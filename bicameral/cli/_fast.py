@@ -103,17 +103,49 @@ def _duration(seconds: float | None) -> str:
 
 
 def render_tree(node: dict[str, Any], indent: str = "  ") -> list[str]:
-    """The supervisor snapshot as indented lines: name, kind, state, restarts."""
+    """The supervisor snapshot as indented lines: name, kind, state, restarts.
+
+    An entry that reports its own live status (an MCP server's subtree:
+    ``started_value`` with ``state`` and ``health``) is one line with that
+    status, its pid, tool count and uptime; its inner instance child is not
+    repeated. A last error shows only while it matters: for an entry that is
+    not running (or not healthy), not for one that has recovered.
+    """
+    import time
+
     lines: list[str] = []
+    now = time.time()
 
     def walk(entry: dict[str, Any], depth: int) -> None:
-        parts = [f"{indent * depth}{entry.get('name', '?')}", f"[{entry.get('kind', '?')}]"]
-        parts.append(str(entry.get("state", "?")))
+        own = entry.get("started_value")
+        parts = [f"{indent * depth}{entry.get('name', '?')}"]
+        if isinstance(own, dict) and "health" in own and "state" in own:
+            parts.append("[server]")
+            state = str(own["state"]) if entry.get("state") == "running" else entry.get("state")
+            parts.append(str(state))
+            if own.get("pid"):
+                parts.append(f"pid {own['pid']}")
+            if own.get("tools") is not None and state in ("ready", "degraded"):
+                parts.append(f"{own['tools']} tools")
+            started = entry.get("started_at")
+            if state in ("ready", "degraded", "starting") and isinstance(started, int | float):
+                parts.append(f"up {_duration(max(0.0, now - started))}")
+            if own.get("restarts"):
+                parts.append(f"restarts={own['restarts']}")
+            if own.get("health") != "ok" and own.get("last_error"):
+                parts.append(f"last error: {own['last_error']}")
+            lines.append(" ".join(parts))
+            return
+        parts += [f"[{entry.get('kind', '?')}]", str(entry.get("state", "?"))]
         restarts = entry.get("restarts") or 0
         if restarts:
             parts.append(f"restarts={restarts}")
         last = entry.get("last_exit")
-        if isinstance(last, dict) and last.get("reason") == "error":
+        if (
+            isinstance(last, dict)
+            and last.get("reason") == "error"
+            and entry.get("state") != "running"
+        ):
             parts.append(f"last error: {last.get('error')}")
         lines.append(" ".join(parts))
         children = entry.get("children")
@@ -256,6 +288,7 @@ def run_status(home: str | None, options: dict[str, Any]) -> int:
         if isinstance(result.get("tree"), dict):
             lines.append("  tree:")
             lines.extend("  " + line for line in render_tree(result["tree"], "  "))
+            lines.append("  (every configured MCP server, disabled ones too: bicameral mcp ps)")
         human = "\n".join(lines)
     elif state == "stopped":
         human = "bicameral daemon is not running"
