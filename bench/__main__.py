@@ -90,6 +90,16 @@ def _daemon(quick: bool) -> list[Row]:
             med["status"] <= 0.10,
         )
     )
+    last = counts[-1]
+    rows.append(
+        Row(
+            f"mcp ps ({last} servers)",
+            ms(med[f"mcp-ps {last}"]),
+            f"daemon status {ms(med[f'status {last}'])}",
+            "-",
+            None,
+        )
+    )
     return rows
 
 

@@ -99,7 +99,7 @@ def main() -> int:
     cli = _bicameral()
     samples: dict[str, list[float]] = {"import typer": [], "import trio": []}
     for n in counts:
-        for what in ("start", "status", "stop"):
+        for what in ("start", "status", "mcp-ps", "stop"):
             samples[f"{what} {n}"] = []
     for _ in range(args.rounds):
         for n in counts:
@@ -115,6 +115,9 @@ def main() -> int:
                 t, out = _timed([*cli, "--home", home, "daemon", "status"], env)
                 assert json.loads(out)["status"] == "running", out
                 samples[f"status {n}"].append(t)
+                t, out = _timed([*cli, "--home", home, "mcp", "ps"], env)
+                assert json.loads(out)["daemon"] == "running", out
+                samples[f"mcp-ps {n}"].append(t)
                 t, out = _timed([*cli, "--home", home, "daemon", "stop"], env)
                 assert json.loads(out)["status"] == "stopped", out
                 samples[f"stop {n}"].append(t)
@@ -133,7 +136,7 @@ def main() -> int:
     med = {name: statistics.median(values) for name, values in samples.items()}
     baseline = med["import typer"] + med["import trio"]
     # Back-compatible names: the figures with no servers configured.
-    for what in ("start", "status", "stop"):
+    for what in ("start", "status", "mcp-ps", "stop"):
         med[what] = med[f"{what} {counts[0]}"]
     checks: dict[str, bool] = {}
     for n in counts:
