@@ -825,14 +825,16 @@ def _status_line(tree: dict[str, Any]) -> str:
 def _all_running(entry: dict[str, Any]) -> bool:
     """Every node runs, and none reports itself degraded.
 
-    A child reports degradation through its started value (``{"health":
-    "degraded"}``, as an MCP adapter whose server came back with no tools
-    does): running, but not to be called healthy.
+    A child reports its own health through its started value (an MCP
+    server's subtree: ``degraded`` when it came back with no tools,
+    ``restarting`` between two instances, ``failed`` once given up on):
+    running, but not to be called healthy. ``starting`` (warming up) and
+    ``stopped`` (an operator's ``mcp stop``) are not degradation.
     """
     if entry.get("state") != "running":
         return False
     value = entry.get("started_value")
-    if isinstance(value, dict) and value.get("health") == "degraded":
+    if isinstance(value, dict) and value.get("health") in ("degraded", "restarting", "failed"):
         return False
     return all(_all_running(child) for child in entry.get("children") or ())
 
