@@ -411,17 +411,6 @@ def _paths(ctx: typer.Context, config: Path | None = None) -> Any:
         raise _fail(str(exc), 2) from None
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
 def _mib(value: int | None) -> str:
     return "-" if value is None else f"{value / 2**20:.0f}M"
 
@@ -452,7 +441,7 @@ def ps(
                 r["name"],
                 r["state"],
                 str(r["pid"] or "-"),
-                _duration(r["uptime_s"]),
+                _fast._duration(r["uptime_s"]) if r["uptime_s"] is not None else "-",
                 str(r["restarts"]),
                 "-" if r["tools"] is None else str(r["tools"]),
                 "-" if r["clients"] is None else str(r["clients"]),

@@ -819,13 +819,18 @@ def call_daemon(
         raise DaemonError(
             f"no daemon is running for {paths.home}; start it: bicameral daemon start"
         )
+    return _call_or_explain(found.descriptor, method, params, timeout)
+
+
+def _call_or_explain(descriptor: Descriptor, method: str, params: Any, timeout: float) -> Any:
+    """`call`, with its failures as one-line :class:`DaemonError`s."""
     try:
-        return call(found.descriptor, method, params, timeout=timeout)
+        return call(descriptor, method, params, timeout=timeout)
     except RPCError as exc:
         raise DaemonError(exc.message) from None
     except OSError as exc:
         raise DaemonError(
-            f"daemon pid {found.descriptor.pid} is not answering: {exc or type(exc).__name__}"
+            f"daemon pid {descriptor.pid} is not answering: {exc or type(exc).__name__}"
         ) from None
 
 
@@ -850,14 +855,7 @@ def reload(paths: DaemonPaths, *, timeout: float = 30.0) -> dict[str, Any]:
     if found.state != "alive" or found.descriptor is None:
         pid = found.descriptor.pid if found.descriptor is not None else None
         return {"status": "stale", "pid": pid}
-    try:
-        result = call(found.descriptor, "system.reload", timeout=timeout)
-    except RPCError as exc:
-        raise DaemonError(exc.message) from None
-    except OSError as exc:
-        raise DaemonError(
-            f"daemon pid {found.descriptor.pid} is not answering: {exc or type(exc).__name__}"
-        ) from None
+    result = _call_or_explain(found.descriptor, "system.reload", None, timeout)
     return {"status": "reloaded", "pid": found.descriptor.pid, **result}
 
 
