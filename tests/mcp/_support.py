@@ -192,3 +192,20 @@ class Rig:
 
 def kill(pid: int) -> None:
     os.kill(pid, 9)
+
+
+def wait_until(condition: Any, timeout: float = 30.0) -> Any:
+    """Poll a condition of another process (a daemon) until it holds; its value.
+
+    For what only a round trip can tell (a server's state in a daemon);
+    in-process tests wait on events instead.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {condition}")

@@ -23,6 +23,7 @@ import psutil
 import pytest
 
 from bicameral.protocol import BlockingClient
+from tests.mcp._support import wait_until
 from tests.mcp.conftest import BICAMERAL, McpHome
 
 HOSTILE = str(Path(__file__).parent / "servers" / "hostile.py")
@@ -57,16 +58,6 @@ def bystander_calls(home: McpHome, n: int = 50) -> float:
 
 def rss_mib(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
-
-
-def wait_until(condition: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {condition}")
 
 
 def server_state(home: McpHome, name: str) -> dict[str, Any]:

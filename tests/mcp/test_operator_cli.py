@@ -9,12 +9,12 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.mcp._support import wait_until
 from tests.mcp.conftest import BICAMERAL, McpHome
 
 HOSTILE = str(Path(__file__).parent / "servers" / "hostile.py")
@@ -40,16 +40,6 @@ def states(home: McpHome) -> dict[str, str]:
         else:
             result[entry["name"]] = shown.get(own.get("state"), own.get("state", "starting"))
     return result
-
-
-def wait_until(condition: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {condition}")
 
 
 def configure(home: McpHome) -> None:
