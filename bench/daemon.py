@@ -140,7 +140,6 @@ def main() -> int:
         med[what] = med[f"{what} {counts[0]}"]
     checks: dict[str, bool] = {}
     for n in counts:
-        checks[f"start ({n} servers) <= 0.30 s"] = med[f"start {n}"] <= 0.30
         checks[f"start ({n} servers) <= 1.4 x (typer + trio)"] = med[f"start {n}"] <= 1.4 * baseline
         limit = 0.5 if n >= 30 else 0.15
         checks[f"stop ({n} servers) <= {limit} s"] = med[f"stop {n}"] <= limit

@@ -335,6 +335,7 @@ class LeanDispatcher:
                 self._close()
                 return
             decoder.feed(chunk)
+            handled = False
             while True:
                 try:
                     line = decoder.next_frame()
@@ -352,6 +353,9 @@ class LeanDispatcher:
                 # One scheduling point per message: a server that writes
                 # without pause cannot keep anyone else from running.
                 await trio.lowlevel.checkpoint()
+                handled = True
+            if not handled:
+                await trio.lowlevel.checkpoint()  # a long line arriving chunk by chunk
 
     def _dispatch(
         self,

@@ -55,9 +55,10 @@ class FdReader(_Fd):
             except OSError:
                 return b""
             else:
-                # Data was there at once: still let others run, or a peer that
-                # writes without pause would have this task to itself.
-                await anyio.lowlevel.cancel_shielded_checkpoint()
+                # No scheduling point here when data was there at once: the
+                # readers pass one per message, and per chunk that completed
+                # none (a long line arriving), which is what fairness needs
+                # without a scheduler round on every read of the hot path.
                 return data
         return b""
 

@@ -432,10 +432,14 @@ class ClientConn:
         try:
             while True:
                 try:
+                    handled = False
                     while (line := decoder.next_frame()) is not None:
                         if line.strip():
                             await self._handle_line(line)
                         await trio.lowlevel.checkpoint()
+                        handled = True
+                    if not handled and decoder.has_partial():
+                        await trio.lowlevel.checkpoint()  # a long line, chunk by chunk
                 except FrameTooLarge:
                     await self._send_error(None, INVALID_REQUEST, "message too long")
                     return False
