@@ -254,6 +254,12 @@ class McpHost:
             from bicameral.protocol import RPCError
 
             configured = ", ".join(self.registry.configured) or "none"
+            if server in self.registry.disabled:
+                raise RPCError(
+                    INVALID_PARAMS,
+                    f"MCP server {server!r} is disabled in config.toml: set enabled = true "
+                    "and run `bicameral daemon reload`",
+                )
             raise RPCError(
                 INVALID_PARAMS,
                 f"no MCP server named {server!r} is configured (configured: {configured})",

@@ -55,6 +55,7 @@ class McpPlugin:
         servers: Mapping[str, ServerConfig] = loaded  # type: ignore[assignment]
         enabled = [s for s in servers.values() if s.enabled]
         self.registry.set_configured([s.name for s in enabled])
+        self.registry.disabled = [s.name for s in servers.values() if not s.enabled]
         if not enabled:
             return []
         from bicameral.mcp._adapter import ServerTree

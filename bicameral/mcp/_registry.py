@@ -18,6 +18,8 @@ class Registry:
     def __init__(self) -> None:
         self.upstreams: dict[str, Upstream] = {}
         self.configured: list[str] = []
+        #: Configured but `enabled = false`: named as such when a client asks for one.
+        self.disabled: list[str] = []
         self.on_change: list[Callable[[], None]] = []
         #: ``[mcp] ready_timeout``: how long a call waits for a (re)starting server.
         self.ready_timeout = 10.0

@@ -192,3 +192,19 @@ def test_the_bridge_run_by_hand_on_a_terminal_says_what_it_is_for(mcp_home: McpH
     assert out.returncode == 2, out
     assert "MCP stdio bridge that MCP clients launch" in out.stdout
     assert mcp_home.descriptor() is None  # no daemon started for nobody
+
+
+def test_the_bridge_to_a_disabled_server_says_it_is_disabled(mcp_home: McpHome) -> None:
+    configure(mcp_home)
+    out = subprocess.run(
+        [BICAMERAL, *mcp_home.bridge_argv("off")],
+        input=b"",
+        capture_output=True,
+        env=mcp_home.env,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 1
+    message = out.stderr.decode()
+    assert "'off' is disabled in config.toml" in message and "enabled = true" in message
+    assert message.count("\n") == 1
