@@ -338,6 +338,10 @@ def run_reload(home: str | None, options: dict[str, Any]) -> int:
     human = f"bicameral daemon reloaded (pid {result['pid']}): " + (
         "; ".join(changes) if changes else "no change"
     )
+    servers = result.get("servers")
+    if isinstance(servers, dict) and servers:
+        counts = ", ".join(f"{n} {state}" for state, n in sorted(servers.items()))
+        human += f"\n  MCP servers: {counts}"
     emit(result, as_json, human)
     return 1 if result.get("failed") else 0
 

@@ -540,13 +540,7 @@ class _Daemon:
         self.published = True
         where = self.address if self.options.transport == "tcp" else self.socket_path
         logger.info("daemon pid %d ready on %s", self.pid, where)
-        counts: dict[str, int] = {}
-        if self.adapters is not None:
-            for entry in self.adapters.snapshot().get("children", []):
-                own = entry.get("started_value")
-                state = own.get("state") if isinstance(own, dict) else None
-                key = str(state or entry.get("state") or "unknown")
-                counts[key] = counts.get(key, 0) + 1
+        counts = self.adapter_counts()
         self.notifier.ready(f"listening on {where}", json.dumps(counts) if counts else "")
         if self.host is not None:
             self.host.ready.set()
@@ -706,6 +700,17 @@ class _Daemon:
         """The held descriptor of the state dir (None before `hold_home`)."""
         return self._home_fd
 
+    def adapter_counts(self) -> dict[str, int]:
+        """The adapters by state: a server's own (``starting``, ``ready``...), else its tree's."""
+        counts: dict[str, int] = {}
+        if self.adapters is not None:
+            for entry in self.adapters.snapshot().get("children", []):
+                own = entry.get("started_value")
+                state = own.get("state") if isinstance(own, dict) else None
+                key = str(state or entry.get("state") or "unknown")
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
     def hold_home(self) -> None:
         """Hold a descriptor of the state dir, to tell later if its path was swapped."""
         self._home_fd = os.open(self.paths.home, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -793,6 +798,8 @@ class _Daemon:
                 self.adapter_specs = specs
                 if failed:
                     result["failed"] = failed
+                # A person sees what is still warming up after the reload.
+                result["servers"] = self.adapter_counts()  # type: ignore[assignment]
                 return result
             finally:
                 self.notifier.reloaded()

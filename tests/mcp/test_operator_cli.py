@@ -208,3 +208,19 @@ def test_the_bridge_to_a_disabled_server_says_it_is_disabled(mcp_home: McpHome) 
     message = out.stderr.decode()
     assert "'off' is disabled in config.toml" in message and "enabled = true" in message
     assert message.count("\n") == 1
+
+
+def test_a_rejected_reload_prints_json_and_a_missing_cwd_is_named(mcp_home: McpHome) -> None:
+    mcp_home.configure({"nowhere": {**mcp_home.test_server("nowhere"), "cwd": "/nonexistent/dir"}})
+    assert mcp_home.cli("daemon", "start").returncode == 0
+    entry = wait_until(
+        lambda: (
+            (e := {s["name"]: s for s in ps(mcp_home)["servers"]}["nowhere"])["last_error"] and e
+        )
+    )
+    assert "its cwd /nonexistent/dir is not a directory" in entry["last_error"]
+    (mcp_home.path / "config.toml").write_text("[mcp.servers.x]\ncomand = 'typo'\n")
+    out = mcp_home.cli("daemon", "reload")
+    assert out.returncode == 1
+    body = json.loads(out.stdout)
+    assert body["status"] == "failed" and "unknown key 'comand'" in body["error"]
