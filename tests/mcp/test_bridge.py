@@ -22,6 +22,7 @@ import trio
 from mcp import ClientSession, stdio_client
 from mcp.shared.exceptions import MCPError
 
+from tests.mcp._support import wait_until
 from tests.mcp.conftest import BICAMERAL, McpHome
 
 
@@ -108,7 +109,8 @@ async def test_two_then_four_concurrent_clients_share_one_warm_upstream(
 ) -> None:
     mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
     assert mcp_home.cli("daemon", "start").returncode == 0
-    warm = [p.pid for p in mcp_home.upstreams()]
+    # Servers start once the daemon is ready, in the background: wait for it.
+    warm = [p.pid for p in wait_until(mcp_home.upstreams)]
     assert len(warm) == 1
     for clients in (2, 4):
         pids: list[int] = []
