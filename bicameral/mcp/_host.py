@@ -755,6 +755,19 @@ class ClientConn:
             for item in result.get("contents") or []:
                 if isinstance(item, dict) and "uri" in item:
                     item["uri"] = f"{URI_PREFIX}{up.name}/{item['uri']}"
+        elif method == "tools/call" and self.server is None:
+            # Links and embedded resources a tool returns name the server's
+            # own URIs: rewrite them as the aggregated view names resources,
+            # so that a client can read back what a tool pointed it to.
+            for item in result.get("content") or []:
+                if not isinstance(item, dict):
+                    continue
+                if item.get("type") == "resource_link" and isinstance(item.get("uri"), str):
+                    item["uri"] = f"{URI_PREFIX}{up.name}/{item['uri']}"
+                elif item.get("type") == "resource" and isinstance(item.get("resource"), dict):
+                    inner = item["resource"]
+                    if isinstance(inner.get("uri"), str):
+                        inner["uri"] = f"{URI_PREFIX}{up.name}/{inner['uri']}"
 
     async def _own_tool(self, params: dict[str, Any]) -> dict[str, Any]:
         name = params.get("name")

@@ -312,3 +312,47 @@ def test_eight_servers_that_never_answer_do_not_delay_the_start(mcp_home: McpHom
     restarted = mcp_home.cli("daemon", "restart")
     assert restarted.returncode == 0, restarted
     assert json.loads(mcp_home.cli("daemon", "status", "--json").stdout)["status"] == "running"
+
+
+def test_a_resource_link_a_tool_returns_can_be_read_back_in_the_aggregated_view(
+    mcp_home: McpHome,
+) -> None:
+    start(mcp_home, {"docs": hostile(mcp_home, "link")})
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {}},
+    }
+    proc = subprocess.Popen(
+        [BICAMERAL, *mcp_home.bridge_argv()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=mcp_home.env,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+
+    def ask(message: dict[str, Any]) -> dict[str, Any]:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(message).encode() + b"\n")
+        proc.stdin.flush()
+        while True:
+            answer = json.loads(proc.stdout.readline())
+            if answer.get("id") == message["id"]:
+                return dict(answer)
+
+    try:
+        ask(init)
+        call = {"name": "docs__echo", "arguments": {}}
+        result = ask({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": call})
+        (link,) = result["result"]["content"]
+        assert link["uri"] == "bicameral://docs/file:///doc.txt", link
+        read = ask(
+            {"jsonrpc": "2.0", "id": 3, "method": "resources/read", "params": {"uri": link["uri"]}}
+        )
+        (content,) = read["result"]["contents"]
+        assert content == {"uri": link["uri"], "text": "the doc"}
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=10)
+        proc.stdout.close()

@@ -12,6 +12,8 @@ misbehaves as MODE says, once the client has sent
 - ``endless``: writes one line that never ends;
 - ``badid``: answers every ``tools/call`` twice, first with ``"id": [1]``
   (an id no request can have), then properly; otherwise well-behaved;
+- ``link``: its ``tools/call`` returns a ``resource_link`` to ``file:///doc.txt``,
+  which ``resources/read`` serves (a well-behaved server, for link rewriting);
 - ``progress``: answers a ``tools/call`` that carries a progress token with
   ten progress notifications and the response, all in one write, so they
   reach the daemon in one read.
@@ -80,7 +82,7 @@ def main() -> None:
                     "id": rid,
                     "result": {
                         "protocolVersion": msg["params"].get("protocolVersion", "2025-06-18"),
-                        "capabilities": {"tools": {}},
+                        "capabilities": {"tools": {}, "resources": {}},
                         "serverInfo": {"name": f"hostile-{MODE}", "version": "1"},
                     },
                 }
@@ -88,6 +90,15 @@ def main() -> None:
         elif method == "tools/list":
             tool = {"name": "echo", "inputSchema": {"type": "object"}}
             send({"jsonrpc": "2.0", "id": rid, "result": {"tools": [tool]}})
+        elif method == "resources/list":
+            send({"jsonrpc": "2.0", "id": rid, "result": {"resources": []}})
+        elif method == "resources/read":
+            uri = msg["params"].get("uri")
+            contents = [{"uri": uri, "text": "the doc"}] if uri == "file:///doc.txt" else []
+            send({"jsonrpc": "2.0", "id": rid, "result": {"contents": contents}})
+        elif method == "tools/call" and MODE == "link":
+            link = {"type": "resource_link", "uri": "file:///doc.txt", "name": "doc"}
+            send({"jsonrpc": "2.0", "id": rid, "result": {"content": [link]}})
         elif method == "tools/call":
             text = json.dumps(msg["params"].get("arguments", {}))
             token = (msg["params"].get("_meta") or {}).get("progressToken")
@@ -110,6 +121,9 @@ def main() -> None:
             send({"jsonrpc": "2.0", "id": rid, "result": {"content": content}})
         elif method == "ping":
             send({"jsonrpc": "2.0", "id": rid, "result": {}})
+        elif rid is not None and method is not None:
+            error = {"code": -32601, "message": f"method not found: {method}"}
+            send({"jsonrpc": "2.0", "id": rid, "error": error})
         if not started and method in ("notifications/initialized", "tools/list"):
             started = True
             if MODE in ("flood", "noise", "endless"):
