@@ -82,7 +82,11 @@ def main() -> None:
                     "id": rid,
                     "result": {
                         "protocolVersion": msg["params"].get("protocolVersion", "2025-06-18"),
-                        "capabilities": {"tools": {}, "resources": {}},
+                        # Resources only where they are the point: a flood
+                        # starts after tools/list, with nothing left to list.
+                        "capabilities": {"tools": {}, "resources": {}}
+                        if MODE == "link"
+                        else {"tools": {}},
                         "serverInfo": {"name": f"hostile-{MODE}", "version": "1"},
                     },
                 }
