@@ -834,15 +834,20 @@ def _all_running(entry: dict[str, Any]) -> bool:
 
     A child reports its own health through its started value (an MCP
     server's subtree: ``degraded`` when it came back with no tools,
-    ``restarting`` between two instances, ``failed`` once given up on):
-    running, but not to be called healthy. ``starting`` (warming up) and
-    ``stopped`` (an operator's ``mcp stop``) are not degradation.
+    ``restarting`` between two instances, ``failed`` once given up on, and
+    ``starting`` again after a crash): running, but not to be called
+    healthy. A first start (warming up) and ``stopped`` (an operator's ``mcp
+    stop``) are not degradation.
     """
     if entry.get("state") != "running":
         return False
     value = entry.get("started_value")
-    if isinstance(value, dict) and value.get("health") in ("degraded", "restarting", "failed"):
-        return False
+    if isinstance(value, dict):
+        health = value.get("health")
+        if health in ("degraded", "restarting", "failed"):
+            return False
+        if health == "starting" and value.get("restarts"):
+            return False  # flapping: back to starting after a crash
     return all(_all_running(child) for child in entry.get("children") or ())
 
 
