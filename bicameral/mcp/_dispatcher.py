@@ -52,7 +52,7 @@ from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
 from bicameral.mcp._fdio import FdReader, FdWriter
-from bicameral.protocol import FrameDecoder, FrameTooLarge
+from bicameral.protocol import BurstLog, FrameDecoder, FrameTooLarge
 
 __all__ = ["LeanDispatcher"]
 
@@ -69,27 +69,6 @@ MAX_NOTIFY_TASKS = 256
 MAX_INBOUND = 64
 #: Progress notifications kept for one request while its task catches up.
 MAX_PROGRESS = 64
-
-
-class _Burst:
-    """Logs an event that may repeat without end once, then once per quiet period with a count."""
-
-    __slots__ = ("count", "last", "what")
-
-    def __init__(self, what: str) -> None:
-        self.what = what
-        self.count = 0
-        self.last = -float("inf")
-
-    def note(self, name: str, detail: str = "") -> None:
-        now = trio.current_time()
-        if now - self.last >= 5.0:
-            more = f" ({self.count} more since the last report)" if self.count else ""
-            logger.warning("MCP server %r %s%s%s", name, self.what, detail, more)
-            self.count = 0
-            self.last = now
-        else:
-            self.count += 1
 
 
 class _Waiter:
@@ -162,9 +141,9 @@ class LeanDispatcher:
         self._on_fatal = on_fatal
         self._name = name
         self._notify_tasks = 0
-        self._dropped = _Burst("floods notifications: dropped some")
-        self._junk = _Burst("wrote a line that is not JSON-RPC: ")
-        self._odd_ids = _Burst("answered with an id no request has: ")
+        self._dropped = BurstLog(logger, logging.WARNING)
+        self._junk = BurstLog(logger, logging.WARNING)
+        self._odd_ids = BurstLog(logger, logging.WARNING)
         # The supervisor's pipe streams expose their fds: use them directly.
         read_fd = getattr(reader, "fileno", None)
         write_fd = getattr(writer, "fileno", None)
@@ -367,23 +346,31 @@ class LeanDispatcher:
         try:
             message = orjson.loads(line)
         except orjson.JSONDecodeError:
-            self._junk.note(self._name, repr(line[:200]))
+            self._junk.note(
+                f"MCP server {self._name!r} wrote a line that is not JSON-RPC: {line[:200]!r}"
+            )
             return
         if not isinstance(message, dict):
-            self._junk.note(self._name, repr(line[:200]))
+            self._junk.note(
+                f"MCP server {self._name!r} wrote a line that is not JSON-RPC: {line[:200]!r}"
+            )
             return
         method = message.get("method")
         if method is None:
             rid = message.get("id")
             waiter = self._pending.get(rid) if _valid_id(rid) else None
             if waiter is None:
-                self._odd_ids.note(self._name, repr(rid)[:100])
+                self._odd_ids.note(
+                    f"MCP server {self._name!r} answered with an id no request has: {rid!r:.100}"
+                )
             elif waiter.outcome is _PENDING:
                 waiter.outcome = message
                 waiter.event.set()
             return
         if not isinstance(method, str):
-            self._junk.note(self._name, repr(line[:200]))
+            self._junk.note(
+                f"MCP server {self._name!r} wrote a line that is not JSON-RPC: {line[:200]!r}"
+            )
             return
         params = message.get("params")
         if params is not None and not isinstance(params, dict):
@@ -392,7 +379,10 @@ class LeanDispatcher:
         if "id" in message:
             request_id = message["id"]
             if not _valid_id(request_id) or request_id in self._inbound:
-                self._odd_ids.note(self._name, repr(request_id)[:100])
+                self._odd_ids.note(
+                    f"MCP server {self._name!r} sent a request with an unusable id: "
+                    f"{request_id!r:.100}"
+                )
                 return
             if len(self._inbound) >= MAX_INBOUND:
                 refusal = {
@@ -437,7 +427,9 @@ class LeanDispatcher:
             except Exception:
                 logger.exception("notification intercept raised")
         if self._notify_tasks >= MAX_NOTIFY_TASKS:
-            self._dropped.note(self._name, f" ({method})")
+            self._dropped.note(
+                f"MCP server {self._name!r} floods notifications: dropped some ({method})"
+            )
             return
         self._notify_tasks += 1
         self._tg.start_soon(self._notify_task, on_notify, method, params)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bicameral.protocol._blocking import BlockingClient
+    from bicameral.protocol._burst import BurstLog
     from bicameral.protocol._client import AsyncClient
     from bicameral.protocol._connection import Connection, UpgradeHandler
     from bicameral.protocol._dispatcher import Dispatcher, Handler
@@ -37,6 +38,7 @@ __all__ = [
     "UNAUTHORIZED",
     "AsyncClient",
     "BlockingClient",
+    "BurstLog",
     "Connection",
     "Dispatcher",
     "FrameDecoder",
@@ -53,6 +55,7 @@ __all__ = [
 _MODULES = {
     "AsyncClient": "_client",
     "BlockingClient": "_blocking",
+    "BurstLog": "_burst",
     "Connection": "_connection",
     "UpgradeHandler": "_connection",
     "Dispatcher": "_dispatcher",

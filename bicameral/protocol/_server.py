@@ -23,6 +23,7 @@ from typing import Literal
 import trio
 
 from bicameral.protocol import _poller
+from bicameral.protocol._burst import BurstLog
 from bicameral.protocol._connection import Connection
 from bicameral.protocol._dispatcher import Dispatcher
 from bicameral.protocol._limits import InputBudget, Limits
@@ -69,35 +70,6 @@ def peer_allowed(uid: int | None, own_uid: int) -> bool:
     return uid is None or uid == own_uid
 
 
-class _Burst:
-    """Logs a repeated event once per burst, with how often it happened.
-
-    An overload (out of descriptors, a flood of refused connections) must
-    not also flood the log: the first occurrence is logged at once, the rest
-    of the burst as one line with a count when it has been quiet for
-    `quiet` seconds or when the next one comes after that.
-    """
-
-    def __init__(self, level: int, quiet: float = 5.0) -> None:
-        self.level = level
-        self.quiet = quiet
-        self.count = 0
-        self.last = -float("inf")
-        self.message = ""
-
-    def note(self, message: str) -> None:
-        now = trio.current_time()
-        if now - self.last >= self.quiet:
-            if self.count:
-                logger.log(self.level, "%s (%d more times)", self.message, self.count)
-            logger.log(self.level, "%s", message)
-            self.count = 0
-        else:
-            self.count += 1
-        self.message = message
-        self.last = now
-
-
 class _Server:
     """What the accept loop and the connection tasks share."""
 
@@ -118,8 +90,8 @@ class _Server:
         self.strangers: dict[int, trio.CancelScope] = {}
         self._next_stranger = 0
         self.trusted = 0  # TCP connections that showed the token
-        self.refused = _Burst(logging.WARNING)
-        self.overloaded = _Burst(logging.ERROR)
+        self.refused = BurstLog(logger, logging.WARNING)
+        self.overloaded = BurstLog(logger, logging.ERROR)
         self.own_uid = os.geteuid() if hasattr(os, "geteuid") else None
         self.poller: Poller | None = None
         self.budget = InputBudget(limits.max_buffered)
