@@ -173,11 +173,9 @@ async def run_server(
             prespawned = await spawn_server(config)
         except SpawnError as exc:
             prespawned = exc
+        imported = False
         try:
             imported = await _unless_stopping(child, _import_upstream)
-        except BaseException:
-            imported = False
-            raise
         finally:
             if not imported and isinstance(prespawned, tuple):
                 with anyio.CancelScope(shield=True):

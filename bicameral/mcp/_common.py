@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CALL_WAIT", "INIT_WAIT", "LIST_METHODS", "UpstreamError"]
+from bicameral.protocol import Limits
 
-#: How long a call waits for a server that is (re)starting, in seconds.
+__all__ = ["CALL_WAIT", "INIT_WAIT", "LIST_METHODS", "MAX_FRAME", "UpstreamError"]
+
+#: How long a call waits for a server that is (re)starting, in seconds
+#: (``[mcp] ready_timeout`` by default).
 CALL_WAIT = 10.0
+#: The longest line a peer may send unless the daemon says otherwise (its ``max_frame``).
+MAX_FRAME = Limits().max_frame
 #: How long a client's ``initialize`` waits for a server's very first start
 #: (its answer comes from the server's own initialize result).
 INIT_WAIT = 30.0

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from bicameral.daemon import ConfigError, read_regular
+from bicameral.mcp._common import CALL_WAIT
 
 __all__ = [
     "SERVER_KEYS",
@@ -46,8 +47,6 @@ SERVER_KEYS = ("command", "args", "env", "cwd", "enabled")
 #: The keys the ``[mcp]`` table may hold (a typo such as ``[mcp.server.x]`` is an error).
 MCP_KEYS = ("ready_timeout", "servers")
 
-#: How long a client's call waits for a server that is (re)starting, by default.
-DEFAULT_READY_TIMEOUT = 10.0
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
 _ENV_NAME = re.compile(r"[^=\x00]+")
@@ -160,7 +159,7 @@ def load_ready_timeout(config: Mapping[str, Any], path: Path | None) -> float:
     """``[mcp] ready_timeout``: seconds a call waits for a (re)starting server (default 10)."""
     mcp = config.get("mcp")
     if not isinstance(mcp, Mapping) or "ready_timeout" not in mcp:
-        return DEFAULT_READY_TIMEOUT
+        return CALL_WAIT
     value = mcp["ready_timeout"]
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
         raise ConfigError(

@@ -51,6 +51,7 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, REQUEST_TIMEOUT
 
+from bicameral.mcp._common import MAX_FRAME
 from bicameral.mcp._fdio import FdReader, FdWriter
 from bicameral.protocol import BurstLog, FrameDecoder, FrameTooLarge
 
@@ -61,8 +62,6 @@ logger = logging.getLogger("bicameral.mcp.dispatcher")
 _READ_SIZE = 65536
 _TRANSPORT = TransportContext(kind="stdio", can_send_request=True)
 _CLOSED = object()
-#: The longest line accepted from a server unless told otherwise (the daemon's max_frame).
-MAX_FRAME = 16 * 1024 * 1024
 #: Notifications from one server being handled at once; more are dropped.
 MAX_NOTIFY_TASKS = 256
 #: Requests from one server (sampling, roots...) running at once; more are refused.

@@ -42,7 +42,7 @@ import anyio.abc
 import orjson
 import trio
 
-from bicameral.mcp._common import INIT_WAIT, LIST_METHODS, UpstreamError
+from bicameral.mcp._common import INIT_WAIT, LIST_METHODS, MAX_FRAME, UpstreamError
 from bicameral.mcp._fdio import FdReader, FdWriter
 from bicameral.protocol import FrameDecoder, FrameTooLarge, InputBudget
 from bicameral.protocol._errors import (
@@ -65,7 +65,7 @@ SEPARATOR = "__"
 URI_PREFIX = "bicameral://"
 OWN_PREFIX = "bicameral"
 KNOWN_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
-MAX_LINE = 16 * 1024 * 1024
+MAX_LINE = MAX_FRAME
 #: Forwarded requests one client may have in flight (as the protocol's default).
 MAX_IN_FLIGHT = 64
 #: Server notifications (logging, resource updates) queued for one client at most.

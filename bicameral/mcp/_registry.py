@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from bicameral.mcp._common import CALL_WAIT, MAX_FRAME
+
 if TYPE_CHECKING:
     from bicameral.mcp._config import ServerConfig
     from bicameral.mcp._state import Upstream
@@ -22,13 +24,11 @@ class Registry:
         self.disabled: list[str] = []
         self.on_change: list[Callable[[], None]] = []
         #: ``[mcp] ready_timeout``: how long a call waits for a (re)starting server.
-        self.ready_timeout = 10.0
+        self.ready_timeout = CALL_WAIT
         #: The daemon's ``max_frame``: the longest line a server may write.
-        self.max_frame = 16 * 1024 * 1024
+        self.max_frame = MAX_FRAME
         #: Set when the daemon is ready; servers are not spawned before (SPEC §8.2).
         self.daemon_ready: Any = None
-        #: The daemon is stopping: instances that exit now are not restarted.
-        self.shutting_down = False
 
     def upstream(self, config: ServerConfig) -> Upstream:
         from bicameral.mcp._state import Upstream
@@ -55,7 +55,6 @@ class Registry:
 
     def terminate_all(self) -> None:
         """The daemon is stopping: SIGTERM every live server's process group now."""
-        self.shutting_down = True
         for up in self.upstreams.values():
             up.terminate()
 

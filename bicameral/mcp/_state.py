@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from bicameral.mcp._common import CALL_WAIT, LIST_METHODS, UpstreamError
+from bicameral.mcp._common import CALL_WAIT, LIST_METHODS, MAX_FRAME, UpstreamError
 
 if TYPE_CHECKING:
     from mcp.client.session import ClientSession
@@ -94,7 +94,7 @@ class Upstream:
         self.shutting_down = False
         self.ready_timeout = CALL_WAIT
         #: The longest line accepted from the server (the daemon's ``max_frame``).
-        self.max_frame = 16 * 1024 * 1024
+        self.max_frame = MAX_FRAME
 
     # -- state ----------------------------------------------------------------
 
