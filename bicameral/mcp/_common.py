@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from bicameral.protocol import Limits
+from bicameral.protocol import Limits, RPCError
 
 __all__ = ["CALL_WAIT", "INIT_WAIT", "LIST_METHODS", "MAX_FRAME", "UpstreamError"]
 
@@ -26,11 +24,5 @@ LIST_METHODS = {
 }
 
 
-class UpstreamError(Exception):
+class UpstreamError(RPCError):
     """A call could not be answered by the upstream; `code` and message go to the client."""
-
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data

@@ -30,27 +30,28 @@ dict lookup, the SDK dispatcher's send, and one ``orjson`` dump.
 from __future__ import annotations
 
 import array
+import contextlib
 import json
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.abc
-import orjson
-import trio
 
 from bicameral.mcp._common import INIT_WAIT, LIST_METHODS, MAX_FRAME, UpstreamError
 from bicameral.mcp._fdio import FdReader, FdWriter
-from bicameral.protocol import FrameDecoder, FrameTooLarge, InputBudget
-from bicameral.protocol._errors import (
+from bicameral.protocol import (
+    CONNECTION_CLOSED,
     INTERNAL_ERROR,
     INVALID_PARAMS,
-    INVALID_REQUEST,
     METHOD_NOT_FOUND,
-    PARSE_ERROR,
+    InputBudget,
+    Peer,
+    PeerClosed,
+    RPCError,
+    Wire,
 )
 
 if TYPE_CHECKING:
@@ -74,11 +75,9 @@ MAX_PENDING_NOTES = 256
 #: be answered before the session ends anyway.
 DRAIN_GRACE = 10.0
 
-#: The MCP SDK's code for a closed connection (``mcp_types.CONNECTION_CLOSED``),
-#: spelled here so the host does not import the SDK.
-CONNECTION_CLOSED = -32000
-
 _LIST_KINDS = {method: (kind, key) for kind, (method, key) in LIST_METHODS.items()}
+#: Requests a client gets answered in line, in order (see `ClientConn.in_line`).
+_IN_LINE = frozenset({"ping", "initialize", *_LIST_KINDS})
 _NOTIFY_FOR_KIND = {
     "tools": "notifications/tools/list_changed",
     "resources": "notifications/resources/list_changed",
@@ -102,14 +101,6 @@ _OWN_TOOLS: list[dict[str, Any]] = [
         },
     },
 ]
-
-
-class _Error(Exception):
-    def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.data = data
 
 
 _FD_PASSING = hasattr(socket, "SCM_RIGHTS") and hasattr(socket.socket, "recvmsg")
@@ -180,64 +171,6 @@ def _negotiate(requested: Any, upstream_version: str | None) -> str:
     return ceiling
 
 
-class _Wire:
-    """The client's byte stream(s) (trio or anyio flavoured), with a send lock.
-
-    One duplex stream (the attached socket), or, with passed stdio, the
-    client's stdin pipe to read and its stdout pipe to write.
-    """
-
-    def __init__(self, stream: Any, out: Any = None) -> None:
-        self._stream = stream
-        self._out = out
-        self._lock = anyio.Lock(fast_acquire=True)
-        writer = out if out is not None else stream
-        if hasattr(stream, "receive_some"):
-            self._recv: Callable[[int], Awaitable[bytes]] = stream.receive_some
-        else:
-            self._recv = stream.receive
-        if hasattr(writer, "send_all"):
-            self._send: Callable[[bytes], Awaitable[None]] = writer.send_all
-        else:
-            self._send = writer.send
-        self.closed = False
-
-    async def receive(self) -> bytes:
-        try:
-            return await self._recv(65536)
-        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
-            return b""
-        except Exception as exc:  # trio.BrokenResourceError / ClosedResourceError
-            if type(exc).__name__ in ("BrokenResourceError", "ClosedResourceError"):
-                return b""
-            raise
-
-    async def send(self, data: bytes) -> None:
-        if self.closed:
-            return
-        try:
-            async with self._lock:
-                await self._send(data)
-        except Exception as exc:
-            if type(exc).__name__ in ("BrokenResourceError", "ClosedResourceError") or isinstance(
-                exc, OSError
-            ):
-                self.closed = True
-                return
-            raise
-
-    async def aclose(self) -> None:
-        self.closed = True
-        for stream in (self._stream, self._out):
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await close()
-                    except Exception:  # already broken: nothing to close
-                        logger.debug("closing an MCP connection failed", exc_info=True)
-
-
 class McpHost:
     """Registers the ``mcp`` attach mode and serves the attached connections."""
 
@@ -293,7 +226,7 @@ class McpHost:
         max_line: int = MAX_LINE,
     ) -> None:
         """Serve one attached connection until the client or the daemon closes it."""
-        await ClientConn(self, _Wire(stream), server, budget, max_line).run(buffered)
+        await ClientConn(self, Wire(stream), server, budget, max_line).run(buffered)
 
     async def serve_passed(
         self,
@@ -315,7 +248,7 @@ class McpHost:
             for fd in fds:
                 os.close(fd)
             logger.warning("refusing an MCP session: its passed stdio is not a reader and a writer")
-            await _Wire(stream).aclose()
+            await Wire(stream).aclose()
             return
         try:
             client_in = FdReader(fds[0], owned=True)
@@ -329,52 +262,59 @@ class McpHost:
             await client_in.aclose()
             os.close(fds[1])
             raise
-        session = ClientConn(self, _Wire(client_in, client_out), server, budget, max_line)
+        session = ClientConn(self, Wire(client_in, client_out), server, budget, max_line)
         async with anyio.create_task_group() as tg:
 
             async def watch_bridge() -> None:
                 # Nothing more comes from the bridge; EOF means it is gone.
-                while await _Wire(stream).receive():
+                while await Wire(stream).receive():
                     pass
                 tg.cancel_scope.cancel()
 
             tg.start_soon(watch_bridge)
             await session.run(b"")
-            await _Wire(stream).send(b"bye\n")
+            with contextlib.suppress(BrokenPipeError):
+                await Wire(stream).send(b"bye\n")
             tg.cancel_scope.cancel()
-        await _Wire(stream).aclose()
+        await Wire(stream).aclose()
 
 
 class ClientConn:
-    """One MCP client attached to the daemon (an `Upstream`'s `Peer`)."""
+    """One MCP client attached to the daemon (an `Upstream`'s `Peer`, the `Peer`'s handler).
+
+    Its stream is a `bicameral.protocol.Peer`, like every MCP stream of the
+    daemon: ``ping``, ``initialize`` and the list methods are answered in
+    line, in order; every other request is forwarded in a task of its own
+    (at most `MAX_IN_FLIGHT`, then the client is not read until one ends).
+    """
 
     def __init__(
         self,
         host: McpHost,
-        wire: _Wire,
+        wire: Wire,
         server: str | None,
         budget: InputBudget | None = None,
         max_line: int = MAX_LINE,
     ) -> None:
         self.host = host
         self.registry = host.registry
-        self.wire = wire
         self.server = server
-        self._budget = budget
-        self._max_line = max_line
+        self.peer = Peer(
+            wire,
+            self,
+            name="an MCP client" if server is None else f"an MCP client of {server!r}",
+            max_frame=max_line,
+            budget=budget,
+            answers_malformed=True,
+            max_inbound=MAX_IN_FLIGHT,
+            max_notify_tasks=MAX_PENDING_NOTES,
+            drain=DRAIN_GRACE,
+        )
         self.client_capabilities: dict[str, Any] = {}
         self.initialized = False
-        self._tg: trio.Nursery | None = None
-        self._inflight: dict[Any, trio.CancelScope] = {}
-        self._slots = trio.Semaphore(MAX_IN_FLIGHT)
-        self._notes_pending = 0
-        self._pending: dict[str, tuple[anyio.Event, list[Any]]] = {}
-        self._next_id = 0
         self._attached: set[Upstream] = set()
         self._subscriptions: set[tuple[str, str]] = set()
         self._queued_notices: set[str] = set()
-        self._calls = 0  # forwarded requests in flight
-        self._idle: trio.Event | None = None  # set when _calls drops to 0
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -397,182 +337,60 @@ class ClientConn:
                 self._queue_notice(_NOTIFY_FOR_KIND[kind])
 
     async def run(self, buffered: bytes) -> None:
+        """Serve the client until it closes its input (its requests answered) or is cancelled."""
         self._attach_upstreams()
         self.registry.on_change.append(self._config_changed)
         try:
-            # Trio's own nursery and cancel scopes: on this path (a task and a
-            # scope per forwarded request) anyio's wrappers cost 2-3x as much.
-            async with trio.open_nursery() as tg:
-                self._tg = tg
-                if await self._read_loop(buffered):
-                    # The client closed its input after pipelining requests:
-                    # answer them (bounded) before the session ends.
-                    with trio.move_on_after(DRAIN_GRACE):
-                        while self._calls:
-                            self._idle = trio.Event()
-                            await self._idle.wait()
-                tg.cancel_scope.cancel()
+            await self.peer.run(buffered)
         finally:
-            self._tg = None
             self.registry.on_change.remove(self._config_changed)
             for up in self._attached:
                 up.peers.discard(self)
             self._attached = set()
-            for event, box in self._pending.values():
-                box.append(_Error(CONNECTION_CLOSED, "the MCP client disconnected"))
-                event.set()
-            await self.wire.aclose()
+            await self.peer.aclose()
 
-    async def _read_loop(self, buffered: bytes) -> bool:
-        """Read and handle the client's messages; True at its end of input.
+    # -- PeerHandler: what the client sends ----------------------------------------
 
-        One scheduling point per message, so a client that writes without
-        pause (``/dev/urandom``) cannot keep any other task from running.
-        """
-        # The protocol's decoder: a long message arriving in many chunks costs
-        # linear time (each byte copied once, searched for a newline once).
-        decoder = FrameDecoder(self._max_line)
-        decoder.feed(buffered)
-        budget = self._budget
-        held = 0
-        try:
-            while True:
-                try:
-                    handled = False
-                    while (line := decoder.next_frame()) is not None:
-                        if line.strip():
-                            await self._handle_line(line)
-                        await trio.lowlevel.checkpoint()
-                        handled = True
-                    if not handled and decoder.has_partial():
-                        await trio.lowlevel.checkpoint()  # a long line, chunk by chunk
-                except FrameTooLarge:
-                    await self._send_error(None, INVALID_REQUEST, "message too long")
-                    return False
-                if budget is not None:
-                    partial = decoder.buffered()
-                    now = partial if partial > budget.COUNT_FROM else 0
-                    ok = budget.claim(held, now)
-                    held = now
-                    if not ok:
-                        logger.warning(
-                            "closing an MCP session whose unfinished message took the input "
-                            "held across connections over %d bytes (max_buffered)",
-                            budget.limit,
-                        )
-                        await self._send_error(
-                            None, INVALID_REQUEST, "server busy: too much unfinished input"
-                        )
-                        return False
-                chunk = await self.wire.receive()
-                if not chunk:
-                    return True
-                decoder.feed(chunk)
-        finally:
-            if budget is not None:
-                budget.claim(held, 0)
+    def in_line(self, method: str) -> bool:
+        # Answered from the caches, in order, without a task: answers to what
+        # the client pipelined after an ``initialize`` must not overtake it
+        # (it may wait for a server's first start; only this client waits).
+        return method in _IN_LINE
 
-    # -- incoming -----------------------------------------------------------------
-
-    async def _handle_line(self, line: bytes) -> None:
-        try:
-            msg = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            await self._send_error(None, PARSE_ERROR, "parse error")
-            return
-        if isinstance(msg, list):
-            for item in msg:
-                await self._handle_message(item)
-        else:
-            await self._handle_message(msg)
-
-    async def _handle_message(self, msg: Any) -> None:
-        if not isinstance(msg, dict):
-            await self._send_error(None, INVALID_REQUEST, "invalid request")
-            return
-        method = msg.get("method")
-        if method is None:
-            if "id" in msg:
-                self._on_response(msg)
-            return
-        if not isinstance(method, str):
-            await self._send_error(msg.get("id"), INVALID_REQUEST, "invalid request")
-            return
-        params = msg.get("params")
-        if params is not None and not isinstance(params, dict):
-            if "id" in msg:
-                await self._send_error(msg["id"], INVALID_PARAMS, "params must be an object")
-            return
-        if "id" not in msg:
-            await self._on_notification(method, params)
-            return
-        rid = msg["id"]
-        if not _valid_id(rid):
-            await self._send_error(None, INVALID_REQUEST, "invalid request id")
-            return
-        await self._on_request(rid, method, params or {})
-
-    async def _on_request(self, rid: Any, method: str, params: dict[str, Any]) -> None:
-        # Answered from the caches, in order, without a task.
+    async def on_request(self, request_id: Any, method: str, params: dict[str, Any] | None) -> Any:
+        params = params or {}
         if method == "ping":
-            await self._send_result(rid, {})
-            return
+            return {}
         if method == "initialize":
-            # In line, like the lists below: answers to what the client
-            # pipelined after it must not overtake it (it may wait for a
-            # server's first start; only this client waits).
-            await self._initialize(rid, params)
-            return
+            return await self._initialize(params)
         if method in _LIST_KINDS:
             if any(_first_start(up) for up in self._attached):
-                await self._list_after_first_start(rid, method)
-            else:
-                await self._send_result(rid, self._list(method))
-            return
-        assert self._tg is not None
-        # At most MAX_IN_FLIGHT forwarded requests per client: past that, this
-        # loop stops reading until one finishes (backpressure, not a queue).
-        try:
-            self._slots.acquire_nowait()
-        except trio.WouldBlock:
-            await self._slots.acquire()
-        self._calls += 1
-        self._tg.start_soon(self._call, rid, method, params)
+                await self._wait_first_start()
+            return self._list(method)
+        if self.server is None and method == "logging/setLevel":
+            return {}
+        target = self._route(method, params)
+        if target is None:
+            return await self._own_tool(params)
+        up, fwd = target
+        result = await up.request(self, method, fwd, self._progress_fn(params))
+        self._after(up, method, fwd, result)
+        return result
 
-    async def _on_notification(self, method: str, params: dict[str, Any] | None) -> None:
-        if method == "notifications/cancelled":
-            target = (params or {}).get("requestId")
-            scope = self._inflight.get(target) if _valid_id(target) else None
-            if scope is not None:
-                scope.cancel()
-        elif method == "notifications/initialized":
+    def note(self, method: str, params: dict[str, Any] | None) -> bool:
+        if method == "notifications/initialized":
             self.initialized = True
-        elif method == "notifications/roots/list_changed":
-            for up in list(self._attached):
-                await up.notify(method, params)
+            return True
+        return method != "notifications/roots/list_changed"
 
-    def _on_response(self, msg: dict[str, Any]) -> None:
-        rid = msg.get("id")
-        entry = self._pending.pop(rid, None) if isinstance(rid, str) else None
-        if entry is None:
-            return
-        event, box = entry
-        if "error" in msg and isinstance(msg["error"], dict):
-            err = msg["error"]
-            box.append(
-                _Error(
-                    int(err.get("code", INTERNAL_ERROR)),
-                    str(err.get("message", "")),
-                    err.get("data"),
-                )
-            )
-        else:
-            box.append(msg.get("result") or {})
-        event.set()
+    async def on_notification(self, method: str, params: dict[str, Any] | None) -> None:
+        # notifications/roots/list_changed: the servers ask this client again.
+        for up in list(self._attached):
+            await up.notify(method, params)
 
     # -- answers --------------------------------------------------------------------
 
-    async def _initialize(self, rid: Any, params: dict[str, Any]) -> None:
+    async def _initialize(self, params: dict[str, Any]) -> dict[str, Any]:
         caps = params.get("capabilities")
         self.client_capabilities = caps if isinstance(caps, dict) else {}
         requested = params.get("protocolVersion")
@@ -594,8 +412,7 @@ class ClientConn:
                     f"{URI_PREFIX}<server>/<uri>."
                 ),
             }
-            await self._send_result(rid, result)
-            return
+            return result
         up = self.registry.get(self.server)
         if up is not None and up.init_result is None:
             # Its very first start: wait for it (a first `npx` run may take a
@@ -605,10 +422,9 @@ class ClientConn:
                 await up.wait_first_attempt()
             if up.init_result is None:
                 why = up.last_error or f"still starting after {INIT_WAIT:g} s"
-                await self._send_error(
-                    rid, INTERNAL_ERROR, f"MCP server {self.server!r} is not available: {why}"
+                raise RPCError(
+                    INTERNAL_ERROR, f"MCP server {self.server!r} is not available: {why}"
                 )
-                return
         init = (up.init_result if up is not None else None) or {}
         caps = dict(init.get("capabilities") or {"tools": {}})
         # We tell clients when lists change after a restart, so say we may.
@@ -622,10 +438,10 @@ class ClientConn:
         }
         if init.get("instructions"):
             result["instructions"] = init["instructions"]
-        await self._send_result(rid, result)
+        return result
 
-    async def _list_after_first_start(self, rid: Any, method: str) -> None:
-        """Answer a list once every attached server has started once (or failed), bounded.
+    async def _wait_first_start(self) -> None:
+        """Wait until every attached server has started once (or failed), bounded.
 
         Only right after the daemon started: a client that lists once and never
         again (many do) would otherwise miss the servers still starting.
@@ -633,7 +449,6 @@ class ClientConn:
         with anyio.move_on_after(INIT_WAIT):
             for up in list(self._attached):
                 await up.wait_first_attempt()
-        await self._send_result(rid, self._list(method))
 
     def _list(self, method: str) -> dict[str, Any]:
         kind, key = _LIST_KINDS[method]
@@ -661,24 +476,26 @@ class ClientConn:
         if self.server is not None:
             up = self.registry.get(self.server)
             if up is None:
-                raise _Error(INTERNAL_ERROR, f"MCP server {self.server!r} is no longer configured")
+                raise RPCError(
+                    INTERNAL_ERROR, f"MCP server {self.server!r} is no longer configured"
+                )
             return up, params
         names = self.registry.configured
         if method in ("tools/call", "prompts/get"):
             name = params.get("name")
             if not isinstance(name, str):
-                raise _Error(INVALID_PARAMS, f"{method} needs a name")
+                raise RPCError(INVALID_PARAMS, f"{method} needs a name")
             if method == "tools/call" and name in (t["name"] for t in _OWN_TOOLS):
                 return None
             split = aggregate_split(name, names)
             if split is None:
-                raise _Error(INVALID_PARAMS, f"unknown tool or prompt {name!r}")
+                raise RPCError(INVALID_PARAMS, f"unknown tool or prompt {name!r}")
             return self._upstream(split[0]), {**params, "name": split[1]}
         if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
             uri = params.get("uri")
             split = _split_uri(uri) if isinstance(uri, str) else None
             if split is None or split[0] not in names:
-                raise _Error(INVALID_PARAMS, f"unknown resource {uri!r}")
+                raise RPCError(INVALID_PARAMS, f"unknown resource {uri!r}")
             return self._upstream(split[0]), {**params, "uri": split[1]}
         if method == "completion/complete":
             ref = params.get("ref") or {}
@@ -690,43 +507,14 @@ class ClientConn:
                 split = _split_uri(ref["uri"])
                 if split is not None and split[0] in names:
                     return self._upstream(split[0]), {**params, "ref": {**ref, "uri": split[1]}}
-            raise _Error(INVALID_PARAMS, "unknown completion reference")
-        raise _Error(METHOD_NOT_FOUND, f"method not found: {method}")
+            raise RPCError(INVALID_PARAMS, "unknown completion reference")
+        raise RPCError(METHOD_NOT_FOUND, f"method not found: {method}")
 
     def _upstream(self, name: str) -> Upstream:
         up = self.registry.get(name)
         if up is None:
-            raise _Error(INVALID_PARAMS, f"no MCP server named {name!r}")
+            raise RPCError(INVALID_PARAMS, f"no MCP server named {name!r}")
         return up
-
-    async def _call(self, rid: Any, method: str, params: dict[str, Any]) -> None:
-        """Forward one request (in its own task, cancellable by the client)."""
-        scope = trio.CancelScope()
-        self._inflight[rid] = scope
-        try:
-            with scope:
-                try:
-                    if self.server is None and method == "logging/setLevel":
-                        result: dict[str, Any] = {}
-                    else:
-                        target = self._route(method, params)
-                        if target is None:
-                            result = await self._own_tool(params)
-                        else:
-                            up, fwd = target
-                            result = await up.request(self, method, fwd, self._progress_fn(params))
-                            self._after(up, method, fwd, result)
-                except (UpstreamError, _Error) as exc:
-                    await self._send_error(rid, exc.code, exc.message, exc.data)
-                    return
-                await self._send_result(rid, result)
-        finally:
-            self._slots.release()
-            if self._inflight.get(rid) is scope:
-                del self._inflight[rid]
-            self._calls -= 1
-            if not self._calls and self._idle is not None:
-                self._idle.set()
 
     def _progress_fn(self, params: dict[str, Any]) -> Any:
         meta = params.get("_meta")
@@ -740,7 +528,7 @@ class ClientConn:
                 note["total"] = total
             if message is not None:
                 note["message"] = message
-            await self._send_notification("notifications/progress", note)
+            await self.peer.notify("notifications/progress", note)
 
         return on_progress
 
@@ -796,33 +584,13 @@ class ClientConn:
     # -- Peer: what upstreams call ------------------------------------------------------
 
     async def client_request(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
-        if self.wire.closed or self._tg is None:
-            raise UpstreamError(CONNECTION_CLOSED, "the MCP client disconnected")
-        self._next_id += 1
-        rid = f"bicameral-{self._next_id}"
-        event = anyio.Event()
-        box: list[Any] = []
-        self._pending[rid] = (event, box)
-        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
-        if params is not None:
-            msg["params"] = dict(params)
         try:
-            await self.wire.send(orjson.dumps(msg) + b"\n")
-            await event.wait()
-        except anyio.get_cancelled_exc_class():
-            # The server gave up on its request: tell the client to stop too.
-            if self._pending.pop(rid, None) is not None:
-                with anyio.CancelScope(shield=True), anyio.move_on_after(1.0):
-                    await self._send_notification(
-                        "notifications/cancelled",
-                        {"requestId": rid, "reason": "the server cancelled"},
-                    )
-            raise
-        outcome = box[0]
-        if isinstance(outcome, _Error):
-            raise UpstreamError(outcome.code, outcome.message, outcome.data)
-        result: dict[str, Any] = outcome
-        return result
+            result = await self.peer.request(method, params)
+        except PeerClosed:
+            raise UpstreamError(CONNECTION_CLOSED, "the MCP client disconnected") from None
+        except RPCError as exc:
+            raise UpstreamError(exc.code, exc.message, exc.data) from None
+        return result if isinstance(result, dict) else {}
 
     def upstream_event(self, upstream: Upstream, method: str, params: dict[str, Any]) -> None:
         if method == "notifications/resources/updated":
@@ -837,20 +605,9 @@ class ClientConn:
                 **params,
                 "logger": f"{upstream.name}/{logger_name}" if logger_name else upstream.name,
             }
-        if self._tg is None:
-            return
-        if self._notes_pending >= MAX_PENDING_NOTES:
-            # A client that does not read its output: drop, do not pile up.
-            logger.debug("dropped %s for a client that is not reading", method)
-            return
-        self._notes_pending += 1
-        self._tg.start_soon(self._send_note, method, params)
-
-    async def _send_note(self, method: str, params: dict[str, Any]) -> None:
-        try:
-            await self._send_notification(method, params)
-        finally:
-            self._notes_pending -= 1
+        # In the background, bounded: a client that does not read loses
+        # notifications, and holds up nobody.
+        self.peer.notify_soon(method, params)
 
     def lists_changed(self, upstream: Upstream, kinds: frozenset[str]) -> None:
         if not self.initialized:
@@ -862,32 +619,15 @@ class ClientConn:
 
     def _queue_notice(self, method: str) -> None:
         # Coalesce: one list_changed per kind however many changes arrive at once.
-        if self._tg is None or method in self._queued_notices:
+        if method in self._queued_notices:
             return
-        self._queued_notices.add(method)
 
         async def send() -> None:
             self._queued_notices.discard(method)
-            await self._send_notification(method, None)
+            await self.peer.notify(method)
 
-        self._tg.start_soon(send)
-
-    # -- sending --------------------------------------------------------------------
-
-    async def _send_result(self, rid: Any, result: Any) -> None:
-        await self.wire.send(orjson.dumps({"jsonrpc": "2.0", "id": rid, "result": result}) + b"\n")
-
-    async def _send_error(self, rid: Any, code: int, message: str, data: Any = None) -> None:
-        error: dict[str, Any] = {"code": code, "message": message}
-        if data is not None:
-            error["data"] = data
-        await self.wire.send(orjson.dumps({"jsonrpc": "2.0", "id": rid, "error": error}) + b"\n")
-
-    async def _send_notification(self, method: str, params: Mapping[str, Any] | None) -> None:
-        msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            msg["params"] = params
-        await self.wire.send(orjson.dumps(msg) + b"\n")
+        if self.peer.start_soon(send):
+            self._queued_notices.add(method)
 
 
 def _tool_error(text: str) -> dict[str, Any]:

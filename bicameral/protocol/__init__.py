@@ -1,4 +1,4 @@
-"""Newline-delimited JSON-RPC 2.0: framing, dispatcher, Unix/TCP server, clients.
+"""Newline-delimited JSON-RPC 2.0: framing, dispatcher, Unix/TCP server, clients, peer.
 
 Names are loaded on first use, so ``from bicameral.protocol import
 BlockingClient`` imports only the standard library: the CLI's fast paths
@@ -27,14 +27,31 @@ if TYPE_CHECKING:
     )
     from bicameral.protocol._framing import FrameDecoder, FrameTooLarge
     from bicameral.protocol._limits import InputBudget, Limits
+    from bicameral.protocol._peer import (
+        CONNECTION_CLOSED,
+        EOF,
+        OVER_BUDGET,
+        REQUEST_TIMEOUT,
+        TOO_LARGE,
+        Peer,
+        PeerClosed,
+        PeerHandler,
+        ProgressFn,
+        Wire,
+    )
     from bicameral.protocol._server import serve_tcp, serve_unix
 
 __all__ = [
+    "CONNECTION_CLOSED",
+    "EOF",
     "INTERNAL_ERROR",
     "INVALID_PARAMS",
     "INVALID_REQUEST",
     "METHOD_NOT_FOUND",
+    "OVER_BUDGET",
     "PARSE_ERROR",
+    "REQUEST_TIMEOUT",
+    "TOO_LARGE",
     "UNAUTHORIZED",
     "AsyncClient",
     "BlockingClient",
@@ -46,8 +63,13 @@ __all__ = [
     "Handler",
     "InputBudget",
     "Limits",
+    "Peer",
+    "PeerClosed",
+    "PeerHandler",
+    "ProgressFn",
     "RPCError",
     "UpgradeHandler",
+    "Wire",
     "serve_tcp",
     "serve_unix",
 ]
@@ -71,6 +93,16 @@ _MODULES = {
     "FrameTooLarge": "_framing",
     "InputBudget": "_limits",
     "Limits": "_limits",
+    "CONNECTION_CLOSED": "_peer",
+    "EOF": "_peer",
+    "OVER_BUDGET": "_peer",
+    "REQUEST_TIMEOUT": "_peer",
+    "TOO_LARGE": "_peer",
+    "Peer": "_peer",
+    "PeerClosed": "_peer",
+    "PeerHandler": "_peer",
+    "ProgressFn": "_peer",
+    "Wire": "_peer",
     "serve_tcp": "_server",
     "serve_unix": "_server",
 }
