@@ -22,7 +22,6 @@ its notifications at most `MAX_NOTIFY_TASKS` (more are dropped and logged).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,8 +35,7 @@ from mcp.shared.transport_context import TransportContext
 from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from bicameral.mcp._common import MAX_FRAME
-from bicameral.mcp._fdio import FdReader, FdWriter
-from bicameral.protocol import TOO_LARGE, Peer, PeerClosed, RPCError, Wire
+from bicameral.protocol import TOO_LARGE, FdReader, FdWriter, Peer, PeerClosed, RPCError, Wire
 
 __all__ = ["LeanDispatcher"]
 
@@ -159,16 +157,20 @@ class LeanDispatcher:
         peer = self._require_peer()
         opts = opts or {}
         timeout = opts.get("timeout")
+        on_progress = opts.get("on_progress")
+        abandon = opts.get("cancel_on_abandon", True)
         try:
-            with trio.move_on_after(timeout if timeout is not None else math.inf) as scope:
+            if timeout is None:  # the common case: no cancel scope on the hot path
                 result = await peer.request(
-                    method,
-                    params,
-                    on_progress=opts.get("on_progress"),
-                    cancel_on_abandon=opts.get("cancel_on_abandon", True),
+                    method, params, on_progress=on_progress, cancel_on_abandon=abandon
                 )
-            if scope.cancelled_caught:
-                raise MCPError(code=REQUEST_TIMEOUT, message=f"Request {method!r} timed out")
+            else:
+                with trio.move_on_after(timeout) as scope:
+                    result = await peer.request(
+                        method, params, on_progress=on_progress, cancel_on_abandon=abandon
+                    )
+                if scope.cancelled_caught:
+                    raise MCPError(code=REQUEST_TIMEOUT, message=f"Request {method!r} timed out")
         except PeerClosed:
             raise MCPError(code=CONNECTION_CLOSED, message="Connection closed") from None
         except RPCError as exc:

@@ -41,12 +41,13 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from bicameral.mcp._common import INIT_WAIT, LIST_METHODS, MAX_FRAME, UpstreamError
-from bicameral.mcp._fdio import FdReader, FdWriter
 from bicameral.protocol import (
     CONNECTION_CLOSED,
     INTERNAL_ERROR,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
+    FdReader,
+    FdWriter,
     InputBudget,
     Peer,
     PeerClosed,

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         UNAUTHORIZED,
         RPCError,
     )
+    from bicameral.protocol._fdio import FdReader, FdWriter
     from bicameral.protocol._framing import FrameDecoder, FrameTooLarge
     from bicameral.protocol._limits import InputBudget, Limits
     from bicameral.protocol._peer import (
@@ -58,6 +59,8 @@ __all__ = [
     "BurstLog",
     "Connection",
     "Dispatcher",
+    "FdReader",
+    "FdWriter",
     "FrameDecoder",
     "FrameTooLarge",
     "Handler",
@@ -89,6 +92,8 @@ _MODULES = {
     "PARSE_ERROR": "_errors",
     "UNAUTHORIZED": "_errors",
     "RPCError": "_errors",
+    "FdReader": "_fdio",
+    "FdWriter": "_fdio",
     "FrameDecoder": "_framing",
     "FrameTooLarge": "_framing",
     "InputBudget": "_limits",

@@ -149,7 +149,23 @@ class Wire:
         self._send: Callable[[bytes], Awaitable[None]] = (
             getattr(writer, "send_all", None) or writer.send
         )
+        self._try_send: Callable[[bytes], int] | None = getattr(writer, "try_send", None)
         self.closed = False
+
+    def try_send(self, data: bytes) -> int:
+        """Write what the stream takes now, without waiting (0 where it cannot tell).
+
+        Raises `BrokenPipeError` once the other side is gone.
+        """
+        if self._try_send is None:
+            return 0
+        try:
+            return self._try_send(data)
+        except Exception as exc:
+            if _is_stream_end(exc) or isinstance(exc, OSError):
+                self.closed = True
+                raise BrokenPipeError("the stream is closed") from exc
+            raise
 
     async def receive(self) -> bytes:
         try:
@@ -174,6 +190,10 @@ class Wire:
                 self.closed = True
                 raise BrokenPipeError("the stream is closed") from exc
             raise
+
+    async def wait_closed(self) -> None:
+        """Wait until the stream has ended (or been closed)."""
+        await self._closed_event.wait()
 
     async def aclose(self) -> None:
         self.closed = True
@@ -275,6 +295,7 @@ class Peer:
         self._nursery: trio.Nursery | None = None
         self._idle: trio.Event | None = None
         self.closed = False
+        self._closed_event = trio.Event()
         self.end: str | None = None  # why input ended (EOF, TOO_LARGE, ...)
         self._junk = BurstLog(logger, logging.WARNING)
         self._odd_ids = BurstLog(logger, logging.WARNING)
@@ -313,12 +334,17 @@ class Peer:
         if self.closed:
             return
         self.closed = True
+        self._closed_event.set()
         if self._on_close is not None:
             self._on_close()
         for waiter in self._pending.values():
             if waiter.outcome is _PENDING:
                 waiter.outcome = _CLOSED
             waiter.event.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the stream has ended (or been closed)."""
+        await self._closed_event.wait()
 
     async def aclose(self) -> None:
         """Close the stream (after `run` returned, or to end it from outside)."""
@@ -676,10 +702,15 @@ class Peer:
         async with self._writing:
             if wire.closed:
                 raise BrokenPipeError("the stream is closed")
+            # Most lines fit in the pipe or socket buffer at once: no cancel
+            # scope (and its deadline) for those, only for a write that waits.
+            sent = wire.try_send(data)
+            if sent == len(data):
+                return
             done = False
             try:
                 with trio.move_on_after(self._send_timeout):
-                    await wire.send(data)
+                    await wire.send(data[sent:] if sent else data)
                     done = True
             finally:
                 if not done:

@@ -66,6 +66,21 @@ class FdReader(_Fd):
 class FdWriter(_Fd):
     """Writes all of each buffer to a non-blocking fd, waiting only on a full pipe."""
 
+    def try_send(self, data: bytes) -> int:
+        """Write what the fd takes now, without waiting; how many bytes that was.
+
+        Raises `anyio.BrokenResourceError` once the reader is gone (or the
+        writer was closed).
+        """
+        if self._closed:
+            raise anyio.ClosedResourceError
+        try:
+            return os.write(self.fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:  # BrokenPipeError: the reader is gone
+            raise anyio.BrokenResourceError from exc
+
     async def send(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
