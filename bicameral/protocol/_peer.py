@@ -191,10 +191,6 @@ class Wire:
                 raise BrokenPipeError("the stream is closed") from exc
             raise
 
-    async def wait_closed(self) -> None:
-        """Wait until the stream has ended (or been closed)."""
-        await self._closed_event.wait()
-
     async def aclose(self) -> None:
         self.closed = True
         for stream in (self._stream, self._out):
@@ -341,6 +337,10 @@ class Peer:
             if waiter.outcome is _PENDING:
                 waiter.outcome = _CLOSED
             waiter.event.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until the stream has ended (or been closed)."""
+        await self._closed_event.wait()
 
     async def wait_closed(self) -> None:
         """Wait until the stream has ended (or been closed)."""
