@@ -342,10 +342,6 @@ class Peer:
         """Wait until the stream has ended (or been closed)."""
         await self._closed_event.wait()
 
-    async def wait_closed(self) -> None:
-        """Wait until the stream has ended (or been closed)."""
-        await self._closed_event.wait()
-
     async def aclose(self) -> None:
         """Close the stream (after `run` returned, or to end it from outside)."""
         self._close()
