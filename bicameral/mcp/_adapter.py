@@ -44,6 +44,7 @@ from bicameral.supervisor import (
 if TYPE_CHECKING:
     from bicameral.mcp._config import ServerConfig
     from bicameral.mcp._registry import Registry
+    from bicameral.mcp._state import Instance, Upstream
     from bicameral.supervisor import ChildHandle
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "MAX_SECONDS",
     "ServerExited",
     "ServerTree",
+    "instance_spec",
     "run_server",
 ]
 
@@ -123,6 +125,8 @@ class ServerTree(Supervisor):
         self, *, task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         upstream = self.registry.upstream(self.config)
+        upstream.tree = self
+        upstream.start_soon = self.registry.start_soon
         try:
             upstream.entry = current_child()
         except RuntimeError:  # run on its own (tests): nobody to show the status to
@@ -158,13 +162,50 @@ async def run_server(
     """
     upstream = registry.upstream(config)
     child: ChildHandle = current_child()
-    upstream.instance_started(child.restarts)
+    upstream.instance_started(upstream.primary, child.restarts)
     task_status.started()
     # Servers start after the daemon is ready, all at once: spawning thirty
     # processes (and importing the SDK) must not delay readiness.
     ready = registry.daemon_ready
     if ready is not None and not await _unless_stopping(child, ready.wait):
         return
+    await _run(upstream, upstream.primary, child)
+
+
+def instance_spec(upstream: Upstream, instance: Instance) -> ChildSpec:
+    """The child spec of a keyed instance or spare (``i1``, ``i2``...) in `upstream`'s tree.
+
+    TRANSIENT: restarted (with the subtree's backoff and intensity) when its
+    process ends on its own, not when it is retired.
+    """
+    return ChildSpec(
+        instance.name,
+        run_extra_instance,
+        args=(upstream, instance),
+        restart=Restart.TRANSIENT,
+        shutdown=INSTANCE_SHUTDOWN,
+    )
+
+
+async def run_extra_instance(
+    upstream: Upstream,
+    instance: Instance,
+    *,
+    task_status: anyio.abc.TaskStatus[Any] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """A keyed instance's child: like ``server``, for the clients of one key."""
+    child: ChildHandle = current_child()
+    upstream.instance_started(instance, child.restarts)
+    task_status.started()
+    try:
+        await _run(upstream, instance, child)
+    finally:
+        if child.stopping.is_set():
+            upstream.forget_instance(instance)
+
+
+async def _run(upstream: Upstream, instance: Instance, child: ChildHandle) -> None:
+    config = upstream.config
     prespawned: Any = None
     if "bicameral.mcp._upstream" not in sys.modules:
         # Spawn first, import the SDK meanwhile (in a thread: the event loop
@@ -181,11 +222,11 @@ async def run_server(
                 with anyio.CancelScope(shield=True):
                     await prespawned[0].__aexit__(None, None, None)
         if not imported:
-            upstream._go_down("stopped", "stopped while starting")
+            upstream._go_down(instance, "stopped", "stopped while starting")
             return
     from bicameral.mcp import _upstream
 
-    await _upstream.run_instance(upstream, prespawned)
+    await _upstream.run_instance(upstream, prespawned, instance)
 
 
 async def _import_upstream() -> None:

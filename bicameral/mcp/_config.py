@@ -33,6 +33,7 @@ from bicameral.mcp._common import CALL_WAIT
 
 __all__ = [
     "SERVER_KEYS",
+    "SHARE_MODES",
     "ServerConfig",
     "check_server_name",
     "load_ready_timeout",
@@ -42,7 +43,10 @@ __all__ = [
 ]
 
 #: The keys a ``[mcp.servers.NAME]`` table may hold.
-SERVER_KEYS = ("command", "args", "env", "cwd", "enabled")
+SERVER_KEYS = ("command", "args", "env", "cwd", "enabled", "share")
+
+#: How a server's instances are shared among clients (docs/mcp.md, "Sharing").
+SHARE_MODES = ("auto", "shared", "per-client")
 
 #: The keys the ``[mcp]`` table may hold (a typo such as ``[mcp.server.x]`` is an error).
 MCP_KEYS = ("ready_timeout", "servers")
@@ -68,6 +72,7 @@ class ServerConfig:
     env: tuple[tuple[str, str], ...] = ()
     cwd: str | None = None
     enabled: bool = True
+    share: str = "auto"
 
     def env_dict(self) -> dict[str, str]:
         """``env`` as a dict."""
@@ -269,6 +274,13 @@ def _server(where: str, name: str, table: object) -> ServerConfig:
     if not isinstance(enabled, bool):
         raise ConfigError(f'{head} "enabled" must be true or false, not {_type_name(enabled)}')
 
+    share = table.get("share", "auto")
+    if share not in SHARE_MODES:
+        raise ConfigError(
+            f'{head} "share" must be one of {", ".join(repr(m) for m in SHARE_MODES)}, '
+            f"not {share!r}"
+        )
+
     return ServerConfig(
         name=name,
         command=command,
@@ -276,4 +288,5 @@ def _server(where: str, name: str, table: object) -> ServerConfig:
         env=tuple(sorted(env.items())),
         cwd=cwd,
         enabled=enabled,
+        share=share,
     )

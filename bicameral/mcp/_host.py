@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from bicameral.mcp._common import INIT_WAIT, LIST_METHODS, MAX_FRAME, UpstreamError
+from bicameral.mcp._state import LEVELS
 from bicameral.protocol import (
     CONNECTION_CLOSED,
     INTERNAL_ERROR,
@@ -75,6 +76,8 @@ MAX_PENDING_NOTES = 256
 #: After a client closes its input: how long its requests in flight may take to
 #: be answered before the session ends anyway.
 DRAIN_GRACE = 10.0
+#: How long a client may take to answer ``roots/list`` (then it has none).
+ROOTS_WAIT = 5.0
 
 _LIST_KINDS = {method: (kind, key) for kind, (method, key) in LIST_METHODS.items()}
 #: Requests a client gets answered in line, in order (see `ClientConn.in_line`).
@@ -146,11 +149,6 @@ def aggregate_split(name: str, names: list[str]) -> tuple[str, str] | None:
     return best, name[len(best) + len(SEPARATOR) :]
 
 
-def _first_start(up: Upstream) -> bool:
-    """`up` has never been initialized and is still trying."""
-    return up.init_result is None and up.state == "starting"
-
-
 def _valid_id(value: Any) -> bool:
     """A JSON-RPC id we can key by: a string or a number (not a bool)."""
     return isinstance(value, str | int | float) and not isinstance(value, bool)
@@ -178,6 +176,7 @@ class McpHost:
     def __init__(self, registry: Registry, daemon: Any = None) -> None:
         self.registry = registry
         self.daemon = daemon  # the DaemonHost, for the aggregated mode's own tools
+        self.clients = 0  # sessions so far: names each one (client-N)
 
     async def attach(self, conn: Any, params: Mapping[str, Any]) -> dict[str, Any]:
         """``system.attach`` with ``mode: mcp``: check ``server``, then take the connection over."""
@@ -311,11 +310,15 @@ class ClientConn:
             max_notify_tasks=MAX_PENDING_NOTES,
             drain=DRAIN_GRACE,
         )
+        host.clients += 1
+        self.client_id = f"client-{host.clients}"
         self.client_capabilities: dict[str, Any] = {}
+        self.log_level: str | None = None
         self.initialized = False
         self._attached: set[Upstream] = set()
-        self._subscriptions: set[tuple[str, str]] = set()
         self._queued_notices: set[str] = set()
+        self._roots: list[dict[str, Any]] | None = None
+        self._roots_fetch: anyio.Event | None = None
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -326,9 +329,9 @@ class ClientConn:
         else:
             wanted = set(self.registry.active())
         for up in self._attached - wanted:
-            up.peers.discard(self)
+            up.detach(self)
         for up in wanted - self._attached:
-            up.peers.add(self)
+            up.attach(self)
         self._attached = wanted
 
     def _config_changed(self) -> None:
@@ -346,7 +349,7 @@ class ClientConn:
         finally:
             self.registry.on_change.remove(self._config_changed)
             for up in self._attached:
-                up.peers.discard(self)
+                up.detach(self)
             self._attached = set()
             await self.peer.aclose()
 
@@ -356,6 +359,11 @@ class ClientConn:
         # Answered from the caches, in order, without a task: answers to what
         # the client pipelined after an ``initialize`` must not overtake it
         # (it may wait for a server's first start; only this client waits).
+        # Not the lists of a client that has roots, though, until they are
+        # known: its instance depends on them, and asking the client for them
+        # needs this reader free to read the answer.
+        if method in _LIST_KINDS and "roots" in self.client_capabilities:
+            return self._roots is not None
         return method in _IN_LINE
 
     async def on_request(self, request_id: Any, method: str, params: dict[str, Any] | None) -> Any:
@@ -365,29 +373,89 @@ class ClientConn:
         if method == "initialize":
             return await self._initialize(params)
         if method in _LIST_KINDS:
-            if any(_first_start(up) for up in self._attached):
-                await self._wait_first_start()
+            await self._settle()
             return self._list(method)
-        if self.server is None and method == "logging/setLevel":
-            return {}
+        if method == "logging/setLevel":
+            return await self._set_level(params)
         target = self._route(method, params)
         if target is None:
             return await self._own_tool(params)
         up, fwd = target
+        if method in ("resources/subscribe", "resources/unsubscribe"):
+            return await up.subscribe(self, str(fwd.get("uri")), method == "resources/subscribe")
         result = await up.request(self, method, fwd, self._progress_fn(params))
-        self._after(up, method, fwd, result)
+        self._after(up, method, result)
         return result
 
     def note(self, method: str, params: dict[str, Any] | None) -> bool:
         if method == "notifications/initialized":
             self.initialized = True
+            if "roots" in self.client_capabilities:
+                self.peer.start_soon(self.client_roots)  # ask now: its instances depend on them
             return True
         return method != "notifications/roots/list_changed"
 
     async def on_notification(self, method: str, params: dict[str, Any] | None) -> None:
-        # notifications/roots/list_changed: the servers ask this client again.
+        # notifications/roots/list_changed: ask the client again, then give it
+        # the instances of its new roots (an instance only it used follows it,
+        # and its server is told the roots changed).
+        self._roots = None
+        await self.client_roots()
         for up in list(self._attached):
-            await up.notify(method, params)
+            with contextlib.suppress(RPCError):
+                await up.instance_for(self)
+
+    # -- what upstreams ask of a client ------------------------------------------
+
+    async def client_roots(self) -> list[dict[str, Any]]:
+        """The client's roots: asked once (again after its ``roots/list_changed``).
+
+        A client that does not answer within `ROOTS_WAIT`, or answers with an
+        error, has no roots.
+        """
+        while self._roots is None:
+            if self._roots_fetch is not None:
+                await self._roots_fetch.wait()
+                continue
+            fetch = self._roots_fetch = anyio.Event()
+            roots: list[dict[str, Any]] = []
+            try:
+                with anyio.move_on_after(ROOTS_WAIT):
+                    result = await self.client_request("roots/list", None)
+                    listed = result.get("roots")
+                    if isinstance(listed, list):
+                        roots = [r for r in listed if isinstance(r, dict)]
+            except UpstreamError as exc:
+                logger.info("%s answered roots/list with an error: %s", self.client_id, exc)
+            finally:
+                self._roots = roots
+                self._roots_fetch = None
+                fetch.set()
+        return self._roots
+
+    async def _settle(self) -> None:
+        """Give this client its instance of every attached server, started once (bounded)."""
+        ups = list(self._attached)
+        with anyio.move_on_after(INIT_WAIT):
+            if len(ups) == 1:
+                await ups[0].settle(self)
+                return
+            async with anyio.create_task_group() as tg:
+                for up in ups:
+                    tg.start_soon(up.settle, self)
+
+    async def _set_level(self, params: dict[str, Any]) -> dict[str, Any]:
+        level = params.get("level")
+        if level not in LEVELS:
+            raise RPCError(INVALID_PARAMS, f"unknown log level {level!r}")
+        self.log_level = level
+        for up in list(self._attached):
+            if self.server is None:
+                with contextlib.suppress(RPCError):  # one server down: the others still get it
+                    await up.set_level(self)
+            else:
+                await up.set_level(self)
+        return {}
 
     # -- answers --------------------------------------------------------------------
 
@@ -441,27 +509,17 @@ class ClientConn:
             result["instructions"] = init["instructions"]
         return result
 
-    async def _wait_first_start(self) -> None:
-        """Wait until every attached server has started once (or failed), bounded.
-
-        Only right after the daemon started: a client that lists once and never
-        again (many do) would otherwise miss the servers still starting.
-        """
-        with anyio.move_on_after(INIT_WAIT):
-            for up in list(self._attached):
-                await up.wait_first_attempt()
-
     def _list(self, method: str) -> dict[str, Any]:
         kind, key = _LIST_KINDS[method]
         if self.server is not None:
             up = self.registry.get(self.server)
-            return {key: up.lists[kind] if up is not None else []}
+            return {key: up.lists_for(self)[kind] if up is not None else []}
         items: list[dict[str, Any]] = []
         if kind == "tools":
             items.extend(_OWN_TOOLS)
         for up in self.registry.active():
             prefix = up.name + SEPARATOR
-            for original in up.lists[kind]:
+            for original in up.lists_for(self)[kind]:
                 item = dict(original)
                 if kind == "resources":
                     item["uri"] = f"{URI_PREFIX}{up.name}/{item.get('uri', '')}"
@@ -533,14 +591,8 @@ class ClientConn:
 
         return on_progress
 
-    def _after(
-        self, up: Upstream, method: str, params: dict[str, Any], result: dict[str, Any]
-    ) -> None:
-        if method == "resources/subscribe":
-            self._subscriptions.add((up.name, str(params.get("uri"))))
-        elif method == "resources/unsubscribe":
-            self._subscriptions.discard((up.name, str(params.get("uri"))))
-        elif method == "resources/read" and self.server is None:
+    def _after(self, up: Upstream, method: str, result: dict[str, Any]) -> None:
+        if method == "resources/read" and self.server is None:
             for item in result.get("contents") or []:
                 if isinstance(item, dict) and "uri" in item:
                     item["uri"] = f"{URI_PREFIX}{up.name}/{item['uri']}"
@@ -595,10 +647,8 @@ class ClientConn:
 
     def upstream_event(self, upstream: Upstream, method: str, params: dict[str, Any]) -> None:
         if method == "notifications/resources/updated":
-            uri = str(params.get("uri"))
-            if (upstream.name, uri) not in self._subscriptions:
-                return
             if self.server is None:
+                uri = str(params.get("uri"))
                 params = {**params, "uri": f"{URI_PREFIX}{upstream.name}/{uri}"}
         elif method == "notifications/message" and self.server is None:
             logger_name = params.get("logger")

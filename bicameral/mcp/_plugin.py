@@ -72,6 +72,7 @@ class McpPlugin:
         self.host = McpHost(self.registry, host)
         self.registry.max_frame = host.limits.max_frame
         self.registry.daemon_ready = host.ready
+        self.registry.start_soon = host.start_soon
         host.add_attach_mode("mcp", self.host.attach)
         registry = self.registry
 

@@ -29,6 +29,8 @@ class Registry:
         self.max_frame = MAX_FRAME
         #: Set when the daemon is ready; servers are not spawned before (SPEC §8.2).
         self.daemon_ready: Any = None
+        #: Runs a background task for the daemon's life (retiring idle instances).
+        self.start_soon: Callable[..., None] | None = None
 
     def upstream(self, config: ServerConfig) -> Upstream:
         from bicameral.mcp._state import Upstream
@@ -41,6 +43,7 @@ class Registry:
             up.config = config
         up.ready_timeout = self.ready_timeout
         up.max_frame = self.max_frame
+        up.start_soon = self.start_soon
         return up
 
     def _changed(self) -> None:

@@ -38,7 +38,7 @@ from bicameral.mcp._adapter import ServerExited
 from bicameral.mcp._common import LIST_METHODS
 from bicameral.mcp._dispatcher import LeanDispatcher
 from bicameral.mcp._spawn import SpawnError, spawn_server
-from bicameral.mcp._state import Live, Upstream
+from bicameral.mcp._state import Instance, Live, Upstream
 from bicameral.supervisor import current_child
 
 if TYPE_CHECKING:
@@ -117,17 +117,36 @@ async def _list_everything(
 
 
 class _Callbacks:
-    """The SDK session's callbacks, routed to the attached clients."""
+    """The SDK session's callbacks, routed to the instance's clients."""
 
-    def __init__(self, upstream: Upstream, refresh: Callable[[str], None]) -> None:
+    def __init__(
+        self, upstream: Upstream, instance: Instance, refresh: Callable[[str], None]
+    ) -> None:
         self.upstream = upstream
+        self.instance = instance
         self.refresh = refresh
+
+    def session_kwargs(self) -> dict[str, Any]:
+        """The callbacks for the capabilities the instance's clients have, and no others.
+
+        The SDK declares a client capability for each callback it is given:
+        the server sees exactly what its clients can do (docs/mcp.md).
+        """
+        caps = self.instance.key.caps
+        kwargs: dict[str, Any] = {"message_handler": self.message}
+        if "sampling" in caps:
+            kwargs["sampling_callback"] = self.sampling
+        if "elicitation" in caps:
+            kwargs["elicitation_callback"] = self.elicitation
+        if "roots" in caps:
+            kwargs["list_roots_callback"] = self.list_roots
+        return kwargs
 
     async def sampling(
         self, context: ClientRequestContext, params: types.CreateMessageRequestParams
     ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
         raw = await self.upstream.client_request(
-            "sampling/createMessage", "sampling", _dump(params)
+            self.instance, "sampling/createMessage", "sampling", _dump(params)
         )
         if isinstance(raw, types.ErrorData):
             return raw
@@ -138,7 +157,9 @@ class _Callbacks:
     async def elicitation(
         self, context: ClientRequestContext, params: types.ElicitRequestParams
     ) -> types.ElicitResult | types.ErrorData:
-        raw = await self.upstream.client_request("elicitation/create", "elicitation", _dump(params))
+        raw = await self.upstream.client_request(
+            self.instance, "elicitation/create", "elicitation", _dump(params)
+        )
         if isinstance(raw, types.ErrorData):
             return raw
         return types.ElicitResult.model_validate(raw)
@@ -146,7 +167,7 @@ class _Callbacks:
     async def list_roots(
         self, context: ClientRequestContext
     ) -> types.ListRootsResult | types.ErrorData:
-        raw = await self.upstream.client_request("roots/list", "roots", {})
+        raw = await self.upstream.client_request(self.instance, "roots/list", "roots", {})
         if isinstance(raw, types.ErrorData):
             return raw
         return types.ListRootsResult.model_validate(raw)
@@ -168,8 +189,7 @@ class _Callbacks:
             message, types.LoggingMessageNotification | types.ResourceUpdatedNotification
         ):
             dumped = _dump(message)
-            for peer in list(self.upstream.peers):
-                peer.upstream_event(self.upstream, dumped["method"], dumped.get("params") or {})
+            self.upstream.server_event(self.instance, dumped["method"], dumped.get("params") or {})
 
 
 class _Exit(Exception):
@@ -222,9 +242,7 @@ def _exit_reason(returncode: int | None, tail: collections.deque[str]) -> str:
     return what
 
 
-async def _session(
-    upstream: Upstream, on_ready: Callable[[], None], prespawned: Any = None
-) -> None:
+async def _session(upstream: Upstream, instance: Instance, prespawned: Any = None) -> None:
     """Run the server once: spawn, initialize, list, serve, watch.
 
     Returns normally only when the adapter is asked to stop; raises `_Exit`
@@ -242,7 +260,7 @@ async def _session(
     process_cm, proc = prespawned
     # Shown (and reachable by a stop of the whole daemon) from its spawn on,
     # not only once it has answered `initialize`.
-    upstream.pid = proc.pid
+    instance.pid = proc.pid
     upstream.publish()
     outcome: list[str | None] = []
     live: Live | None = None
@@ -257,7 +275,7 @@ async def _session(
 
         def lost() -> None:
             if live is not None:
-                upstream._detach(live)
+                upstream._detach(instance, live)
 
         finisher: list[Callable[[str | None], None]] = []
 
@@ -272,14 +290,11 @@ async def _session(
             on_eof=lost,
             max_frame=upstream.max_frame,
             on_fatal=fatal,
-            name=upstream.name,
+            name=upstream.name if instance.primary else f"{upstream.name}/{instance.name}",
         )
-        callbacks = _Callbacks(upstream, refresh)
+        callbacks = _Callbacks(upstream, instance, refresh)
         session = ClientSession(
-            sampling_callback=callbacks.sampling,
-            elicitation_callback=callbacks.elicitation,
-            list_roots_callback=callbacks.list_roots,
-            message_handler=callbacks.message,
+            **callbacks.session_kwargs(),
             client_info=types.Implementation(name="bicameral", version=_version()),
             dispatcher=dispatcher,
         )
@@ -333,7 +348,7 @@ async def _session(
                                 "MCP server %r: re-listing %s failed: %s", upstream.name, kind, exc
                             )
                             continue
-                        upstream._update_list(kind, items)
+                        upstream._update_list(instance, kind, items)
 
             stderr_done = anyio.Event()
             tg.start_soon(_read_stderr, proc.stderr, upstream.name, tail, stderr_done)
@@ -364,11 +379,17 @@ async def _session(
                     # `return` here would skip that and end as a normal return.)
                     await anyio.sleep_forever()
                 assert init_raw is not None
-                upstream._go_live(live, init_raw, lists)
-                on_ready()
+                # What its clients had asked of the process before this one.
+                for method, params in upstream.restored(instance):
+                    with contextlib.suppress(MCPError):
+                        await dispatcher.send_raw_request(method, params)
+                upstream._go_live(instance, live, init_raw, lists)
+                if instance.generations > 1:
+                    upstream.tell_restored(instance, instance.exit_reason)
                 logger.info(
-                    "MCP server %r ready: pid %d, %d tools",
+                    "MCP server %r%s ready: pid %d, %d tools",
                     upstream.name,
+                    "" if instance.primary else f" (instance {instance.name})",
                     proc.pid,
                     len(lists["tools"]),
                 )
@@ -378,7 +399,7 @@ async def _session(
     finally:
         reason = outcome[0] if outcome else None
         if live is not None:
-            upstream._detach(live)
+            upstream._detach(instance, live)
             live.cause = reason or "the server was stopped"
             live.closed.set()
         with anyio.CancelScope(shield=True):
@@ -396,31 +417,36 @@ def _version() -> str:
         return "0"
 
 
-async def run_instance(upstream: Upstream, prespawned: Any = None) -> None:
-    """Run one instance of `upstream`'s server, as its tree's ``server`` child.
+async def run_instance(
+    upstream: Upstream, prespawned: Any = None, instance: Instance | None = None
+) -> None:
+    """Run one process of `instance` (the primary: the tree's ``server`` child).
 
     `prespawned`: the process `run_server` already started (or the
     `SpawnError` that failed it). Returns when asked to stop; raises
     `ServerExited` with the reason when the instance ends on its own.
     """
+    inst = instance if instance is not None else upstream.primary
     try:
-        await _session(upstream, lambda: None, prespawned)
+        await _session(upstream, inst, prespawned)
     except _Exit as exc:
         reason = str(exc)
+        inst.exit_reason = reason
         child = current_child()
         if child.stopping.is_set():
-            upstream._go_down("stopped", reason)
+            upstream._go_down(inst, "stopped", reason)
             return
         if upstream.shutting_down:
             # Terminated with every other server as the daemon stops: not a
             # crash. Wait for this child's own stop, which is coming.
-            upstream._go_down("stopped", "the daemon is stopping")
+            upstream._go_down(inst, "stopped", "the daemon is stopping")
             await child.stopping.wait()
             return
-        logger.warning("MCP server %r: %s", upstream.name, reason)
-        upstream._go_down("restarting", reason)
+        where = "" if inst.primary else f" (instance {inst.name})"
+        logger.warning("MCP server %r%s: %s", upstream.name, where, reason)
+        upstream._go_down(inst, "restarting", reason)
         raise ServerExited(reason) from None
     except BaseException:
-        upstream._go_down("stopped", upstream.last_error or "stopped")
+        upstream._go_down(inst, "stopped", upstream.last_error or "stopped")
         raise
-    upstream._go_down("stopped", upstream.last_error or "stopped")
+    upstream._go_down(inst, "stopped", upstream.last_error or "stopped")

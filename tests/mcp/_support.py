@@ -144,6 +144,7 @@ class Rig:
     def __init__(self, nursery: trio.Nursery, configs: list[Any]) -> None:
         self.nursery = nursery
         self.registry = Registry()
+        self.registry.start_soon = nursery.start_soon
         self.registry.set_configured([c.name for c in configs])
         from bicameral.mcp._adapter import ServerTree
         from bicameral.supervisor import Restart
