@@ -9,6 +9,11 @@ for sampling and returns the text), ``roots`` (asks the client for its roots),
 ``add_tool`` (registers a tool and sends ``tools/list_changed``), ``ask``
 (elicits a name from the client), ``log`` (sends a logging notification),
 ``touch`` (sends ``resources/updated`` for a URI).
+What it observed of its client(s), for the sharing tests: ``observed``
+(JSON: the client capabilities, the last ``logging/setLevel``, the notes
+remembered, the subscriptions), ``remember`` (session state: keeps a note
+and offers it as the resource ``note://N``), ``log_at`` (a log message at a
+given level).
 Resource ``test://greeting`` (subscribable); prompt ``greet``.
 
 Environment: ``TESTSERVER_NO_TOOLS_IF`` names a file; when it exists at
@@ -30,7 +35,14 @@ import warnings
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp_types import EmptyResult, SamplingMessage, SubscribeRequestParams, TextContent
+from mcp.server.mcpserver.resources import TextResource
+from mcp_types import (
+    EmptyResult,
+    SamplingMessage,
+    SetLevelRequestParams,
+    SubscribeRequestParams,
+    TextContent,
+)
 from pydantic import BaseModel
 
 name = "testserver"
@@ -129,16 +141,59 @@ async def touch(uri: str, ctx: Context) -> str:
     return "touched"
 
 
+seen: dict[str, object] = {"level": None, "notes": [], "subscriptions": []}
+
+
+async def observed(ctx: Context) -> str:
+    """What this process observed of its client(s), as JSON."""
+    import json
+
+    caps = ctx.session.client_capabilities
+    dumped = caps.model_dump(exclude_none=True) if caps is not None else {}
+    return json.dumps({**seen, "capabilities": sorted(dumped), "pid": os.getpid()})
+
+
+async def remember(note: str, ctx: Context) -> str:
+    """Keep `note` (session state), offered as the resource note://N."""
+    notes = seen["notes"]
+    assert isinstance(notes, list)
+    notes.append(note)
+    server.add_resource(
+        TextResource(uri=f"note://{len(notes)}", name=f"note{len(notes)}", text=note)
+    )
+    await ctx.session.send_resource_list_changed()
+    return f"note://{len(notes)}"
+
+
+async def log_at(level: str, message: str, ctx: Context) -> str:
+    """Send `message` as a log notification at `level`."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        await ctx.log(level, message, logger_name="testlog")  # type: ignore[arg-type]
+    return "logged"
+
+
 async def _subscribe(ctx: object, params: SubscribeRequestParams) -> EmptyResult:
+    subscriptions = seen["subscriptions"]
+    assert isinstance(subscriptions, list)
+    subscriptions.append(str(params.uri))
+    return EmptyResult()
+
+
+async def _set_level(ctx: object, params: SetLevelRequestParams) -> EmptyResult:
+    seen["level"] = params.level
     return EmptyResult()
 
 
 server._lowlevel_server.add_request_handler(
     "resources/subscribe", SubscribeRequestParams, _subscribe
 )
+server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_level)
 
 if not os.path.exists(os.environ.get("TESTSERVER_NO_TOOLS_IF", "/nonexistent")):
     for fn in (echo, add, pid, slow, crash, hang, sample, roots, add_tool, ask, log, touch):
+        server.add_tool(fn)
+    for fn in (observed, remember, log_at):
         server.add_tool(fn)
 
 

@@ -1,0 +1,232 @@
+"""Sharing without leaks: what a server keeps per session stays the client's own.
+
+Two or more official SDK clients, through `bicameral mcp --server`, against
+the test server's observer tools (``observed``, ``roots``, ``remember``,
+``log_at``): each test pins one way a shared server used to leak one
+client's session into another's (docs/mcp.md, "Sharing").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import mcp_types as types
+import pytest
+import trio
+from mcp import ClientSession, stdio_client
+from mcp.shared.exceptions import MCPError
+
+from tests.mcp.conftest import McpHome
+
+
+@asynccontextmanager
+async def session(
+    home: McpHome, server: str | None = "alpha", **callbacks: Any
+) -> AsyncIterator[ClientSession]:
+    async with (
+        stdio_client(home.params(server)) as (read, write),
+        ClientSession(read, write, **callbacks) as client,
+    ):
+        await client.initialize()
+        yield client
+
+
+def text(result: types.CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, types.TextContent), block
+    return block.text
+
+
+async def observed(client: ClientSession) -> dict[str, Any]:
+    seen: dict[str, Any] = json.loads(text(await client.call_tool("observed", {})))
+    return seen
+
+
+def roots_of(*uris: str) -> Any:
+    async def list_roots(context: Any) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri=uri) for uri in uris])  # type: ignore[arg-type]
+
+    return list_roots
+
+
+async def test_each_client_gets_exactly_its_own_roots(mcp_home: McpHome) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    mine = ["file:///tmp/x/sub"]
+    theirs = ["file:///tmp/other"]
+    async with (
+        session(mcp_home, list_roots_callback=roots_of(*mine)) as a,
+        session(mcp_home, list_roots_callback=roots_of(*theirs)) as b,
+    ):
+        assert text(await a.call_tool("roots", {})) == "file:///tmp/x/sub"
+        assert text(await b.call_tool("roots", {})) == "file:///tmp/other"
+        assert text(await a.call_tool("roots", {})) == "file:///tmp/x/sub"
+
+
+async def test_a_clients_roots_change_reaches_its_server_and_no_other_client(
+    mcp_home: McpHome,
+) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    current = ["file:///tmp/first"]
+
+    async def changing(context: Any) -> types.ListRootsResult:
+        return types.ListRootsResult(roots=[types.Root(uri=u) for u in current])  # type: ignore[arg-type]
+
+    async with (
+        session(mcp_home, list_roots_callback=changing) as a,
+        session(mcp_home, list_roots_callback=roots_of("file:///tmp/first")) as b,
+    ):
+        assert text(await a.call_tool("roots", {})) == "file:///tmp/first"
+        assert text(await b.call_tool("roots", {})) == "file:///tmp/first"
+        current[:] = ["file:///tmp/second"]
+        await a.send_roots_list_changed()
+        with trio.fail_after(10):
+            # The daemon asks the client again, then tells its server: each
+            # call is a round trip, so this waits on the change, not a clock.
+            seen = ""
+            while seen != "file:///tmp/second":
+                seen = text(await a.call_tool("roots", {}))
+        assert text(await b.call_tool("roots", {})) == "file:///tmp/first"
+
+
+async def test_the_server_sees_only_the_capabilities_of_its_clients(mcp_home: McpHome) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+
+    async def sampling(context: Any, params: Any) -> types.CreateMessageResult:
+        return types.CreateMessageResult(
+            role="assistant", model="m", content=types.TextContent(type="text", text="x")
+        )
+
+    async with (
+        session(mcp_home) as plain,
+        session(mcp_home, sampling_callback=sampling) as sampler,
+    ):
+        assert (await observed(plain))["capabilities"] == []
+        assert (await observed(sampler))["capabilities"] == ["sampling"]
+        # A tool that needs a capability the client lacks fails as it would
+        # against the server itself, not with a proxy's own error.
+        with pytest.raises(MCPError, match=r"(?i)sampling not supported"):
+            await plain.call_tool("sample", {"prompt": "x"})
+
+
+async def test_sampling_is_never_refused_when_two_clients_have_calls_in_flight(
+    mcp_home: McpHome,
+) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    asked: dict[str, list[str]] = {"a": [], "b": []}
+
+    def sampler(who: str) -> Any:
+        async def sampling(
+            context: Any, params: types.CreateMessageRequestParams
+        ) -> types.CreateMessageResult:
+            content = params.messages[0].content
+            assert isinstance(content, types.TextContent)
+            asked[who].append(content.text)
+            return types.CreateMessageResult(
+                role="assistant", model="m", content=types.TextContent(type="text", text=who)
+            )
+
+        return sampling
+
+    async with (
+        session(mcp_home, sampling_callback=sampler("a")) as a,
+        session(mcp_home, sampling_callback=sampler("b")) as b,
+    ):
+        in_flight = trio.Event()
+
+        async def progress(value: float, total: float | None, message: str | None) -> None:
+            in_flight.set()
+
+        results: dict[str, str] = {}
+        async with trio.open_nursery() as nursery:
+
+            async def a_slow() -> None:
+                await a.call_tool("slow", {"steps": 3, "delay": 0.5}, progress_callback=progress)
+
+            async def both_sample(client: ClientSession, who: str) -> None:
+                results[who] = text(await client.call_tool("sample", {"prompt": f"for {who}"}))
+
+            nursery.start_soon(a_slow)
+            await in_flight.wait()  # a has a call in flight; now both ask at once
+            nursery.start_soon(both_sample, a, "a")
+            nursery.start_soon(both_sample, b, "b")
+    assert results == {"a": "a", "b": "b"}
+    assert asked == {"a": ["for a"], "b": ["for b"]}
+
+
+async def test_log_level_is_per_client(mcp_home: McpHome) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    got: dict[str, list[str]] = {"a": [], "b": []}
+    arrived = {"a": trio.Event(), "b": trio.Event()}
+
+    def collector(who: str) -> Any:
+        async def logging_callback(params: types.LoggingMessageNotificationParams) -> None:
+            got[who].append(f"{params.level}:{params.data}")
+            arrived[who].set()
+
+        return logging_callback
+
+    async with (
+        session(mcp_home, logging_callback=collector("a")) as a,
+        session(mcp_home, logging_callback=collector("b")) as b,
+    ):
+        await a.set_logging_level("debug")
+        await b.set_logging_level("emergency")  # b must not silence a
+        assert (await observed(a))["level"] == "debug"
+        await a.call_tool("log_at", {"level": "info", "message": "from a"})
+        await b.call_tool("log_at", {"level": "emergency", "message": "from b"})
+        with trio.fail_after(5):
+            await arrived["a"].wait()
+            await arrived["b"].wait()
+        # The same instance serves both; each gets only what it asked for.
+        assert (await observed(a))["pid"] == (await observed(b))["pid"]
+    assert got["a"] == ["info:from a", "emergency:from b"]
+    assert got["b"] == ["emergency:from b"]
+
+
+async def test_per_client_instances_keep_session_state_apart(mcp_home: McpHome) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha", share="per-client")})
+    async with session(mcp_home) as a, session(mcp_home) as b:
+        assert text(await a.call_tool("remember", {"note": "secret of a"})) == "note://1"
+        uris_a = {str(r.uri) for r in (await a.list_resources()).resources}
+        uris_b = {str(r.uri) for r in (await b.list_resources()).resources}
+        assert "note://1" in uris_a
+        assert "note://1" not in uris_b
+        assert (await observed(b))["notes"] == []
+        assert (await observed(a))["pid"] != (await observed(b))["pid"]
+
+
+async def test_a_restarted_server_gets_back_its_clients_log_level_and_subscriptions(
+    mcp_home: McpHome,
+) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    told = trio.Event()
+    notes: list[str] = []
+
+    async def logging_callback(params: types.LoggingMessageNotificationParams) -> None:
+        notes.append(str(params.data))
+        if "restarted" in str(params.data):
+            told.set()
+
+    async with session(mcp_home, logging_callback=logging_callback) as a:
+        await a.set_logging_level("info")
+        await a.subscribe_resource("test://greeting")  # type: ignore[arg-type]
+        before = await observed(a)
+        assert before["level"] == "info" and before["subscriptions"] == ["test://greeting"]
+        os.kill(before["pid"], signal.SIGKILL)
+        with trio.fail_after(20):
+            while True:
+                try:
+                    after = await observed(a)
+                except Exception:
+                    continue  # the call that met the dead process fails; the next waits
+                if after["pid"] != before["pid"]:
+                    break
+            await told.wait()
+        assert after["level"] == "info"
+        assert after["subscriptions"] == ["test://greeting"]
+    assert any("restored log level info and 1 subscription" in n for n in notes), notes
