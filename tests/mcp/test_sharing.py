@@ -67,6 +67,28 @@ async def test_each_client_gets_exactly_its_own_roots(mcp_home: McpHome) -> None
         assert text(await a.call_tool("roots", {})) == "file:///tmp/x/sub"
 
 
+async def known_roots(client: ClientSession, expected: list[str]) -> Any:
+    """What the server learnt of its roots on its own, once it is `expected` (bounded)."""
+    with trio.move_on_after(10):
+        while (seen := (await observed(client)).get("known_roots")) != expected:
+            pass  # each call is a round trip: this waits on the server, not a clock
+    return seen
+
+
+async def test_a_server_asking_for_roots_on_its_own_gets_its_clients_from_the_start(
+    mcp_home: McpHome,
+) -> None:
+    # As server-filesystem does: it asks when the client is ready, outside
+    # any call. It must get its own client's roots, never an error.
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    async with (
+        session(mcp_home, list_roots_callback=roots_of("file:///tmp/x/sub")) as a,
+        session(mcp_home, list_roots_callback=roots_of("file:///tmp/other")) as b,
+    ):
+        assert await known_roots(a, ["file:///tmp/x/sub"]) == ["file:///tmp/x/sub"]
+        assert await known_roots(b, ["file:///tmp/other"]) == ["file:///tmp/other"]
+
+
 async def test_a_clients_roots_change_reaches_its_server_and_no_other_client(
     mcp_home: McpHome,
 ) -> None:
@@ -90,7 +112,9 @@ async def test_a_clients_roots_change_reaches_its_server_and_no_other_client(
             seen = ""
             while seen != "file:///tmp/second":
                 seen = text(await a.call_tool("roots", {}))
+        assert await known_roots(a, ["file:///tmp/second"]) == ["file:///tmp/second"]
         assert text(await b.call_tool("roots", {})) == "file:///tmp/first"
+        assert (await observed(b))["known_roots"] == ["file:///tmp/first"]
 
 
 async def test_the_server_sees_only_the_capabilities_of_its_clients(mcp_home: McpHome) -> None:

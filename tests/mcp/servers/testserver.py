@@ -32,12 +32,14 @@ if os.path.exists(os.environ.get("TESTSERVER_FAIL_IF", "/nonexistent")):
     sys.exit(3)
 
 import warnings
+from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.resources import TextResource
 from mcp_types import (
     EmptyResult,
+    NotificationParams,
     SamplingMessage,
     SetLevelRequestParams,
     SubscribeRequestParams,
@@ -189,6 +191,23 @@ server._lowlevel_server.add_request_handler(
     "resources/subscribe", SubscribeRequestParams, _subscribe
 )
 server._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, _set_level)
+
+
+async def _learn_roots(ctx: Any, params: object) -> None:
+    # As server-filesystem does: ask for the roots when the client is ready
+    # and when they change, outside any call, and keep them.
+    try:
+        with warnings.catch_warnings():  # roots are deprecated in the 2026 era, not in ours
+            warnings.simplefilter("ignore")
+            result = await ctx.session.list_roots()
+    except Exception as exc:
+        seen["known_roots"] = f"error: {exc}"
+        return
+    seen["known_roots"] = [str(root.uri) for root in result.roots]
+
+
+for _method in ("notifications/initialized", "notifications/roots/list_changed"):
+    server._lowlevel_server.add_notification_handler(_method, NotificationParams, _learn_roots)
 
 if not os.path.exists(os.environ.get("TESTSERVER_NO_TOOLS_IF", "/nonexistent")):
     for fn in (echo, add, pid, slow, crash, hang, sample, roots, add_tool, ask, log, touch):
