@@ -230,6 +230,14 @@ def add(
     disabled: Annotated[
         bool, typer.Option("--disabled", help="Configure it, but do not start it.")
     ] = False,
+    share: Annotated[
+        str,
+        typer.Option(
+            "--share",
+            metavar="auto|shared|per-client",
+            help="How clients share its processes (docs/mcp.md, Sharing).",
+        ),
+    ] = "auto",
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite a server of the same name.")
     ] = False,
@@ -239,7 +247,7 @@ def add(
 ) -> None:
     """Add an MCP server: bicameral mcp add NAME [--env K=V ...] -- COMMAND [ARGS...]."""
     from bicameral.daemon import ConfigError
-    from bicameral.mcp._config import ServerConfig, check_server_name
+    from bicameral.mcp._config import SHARE_MODES, ServerConfig, check_server_name
 
     after = ctx.meta.get(_COMMAND_KEY)
     if after is not None and command:
@@ -252,6 +260,8 @@ def add(
     problem = check_server_name(name)
     if problem is not None:
         raise _fail(problem, 2)
+    if share not in SHARE_MODES:
+        raise _fail(f"--share must be one of {', '.join(SHARE_MODES)}, not {share!r}", 2)
     env_pairs = _parse_env(env or [])
     cwd_text: str | None = None
     if cwd is not None:
@@ -265,6 +275,7 @@ def add(
         env=env_pairs,
         cwd=cwd_text,
         enabled=not disabled,
+        share=share,
     )
     path = _config_path(ctx, config)
     from bicameral.mcp._config_edit import add_server
@@ -449,6 +460,27 @@ def ps(
                 error or "-",
             ]
         )
+        for inst in r.get("instances", [])[1:]:
+            # A keyed instance (or a warm spare): who it serves, and what
+            # its server was told of them.
+            what = ", ".join(inst["clients"]) or ("warm spare" if inst["spare"] else "idle")
+            caps = "+".join(inst["capabilities"]) or "no capabilities"
+            roots = inst["roots"]
+            if roots:
+                caps += f"; roots {', '.join(str(u) for u in roots)}"
+            rows.append(
+                [
+                    f"  {inst['name']}",
+                    inst["state"],
+                    str(inst["pid"] or "-"),
+                    "",
+                    "",
+                    "",
+                    str(len(inst["clients"])),
+                    "",
+                    f"{what} ({caps})",
+                ]
+            )
     if not result["servers"]:
         human = f"no MCP servers in {result['config_path']}; add one with `{_ADD_USAGE}`"
     else:

@@ -158,6 +158,8 @@ def _plain(config: ServerConfig) -> dict[str, Any]:
         table["cwd"] = config.cwd
     if not config.enabled:
         table["enabled"] = False
+    if config.share != "auto":
+        table["share"] = config.share
     return table
 
 
@@ -609,6 +611,7 @@ def import_servers(path: Path, source: Path, *, replace: bool = False) -> Import
                 env=config.env,
                 cwd=table.get("cwd"),
                 enabled=config.enabled,
+                share=config.share,
             )
             if name != original:
                 result.renamed[original] = name

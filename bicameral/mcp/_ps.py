@@ -58,7 +58,10 @@ def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
     Returns ``{"daemon": "running" | "stopped", "config_path", "servers": [...]}``
     where each server has ``name``, ``state`` (``starting | ready | backoff
     | failed | stopped | disabled``), ``enabled``, ``pid``, ``uptime_s``,
-    ``restarts``, ``tools``, ``clients``, ``memory_bytes``, ``last_error``.
+    ``restarts``, ``tools``, ``clients``, ``memory_bytes`` (all its
+    instances), ``last_error``, ``share`` and ``instances`` (each with
+    ``name``, ``state``, ``pid``, ``clients``, ``capabilities``, ``roots``,
+    ``spare``; the primary, ``server``, first).
 
     Raises:
       ConfigError: the configuration cannot be read, or `name` is not in it.
@@ -98,6 +101,12 @@ def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
         started = instance.get("started_at")
         up = state in ("ready", "starting") and isinstance(started, int | float)
         pid = status.get("pid") if state not in ("stopped", "disabled", "failed") else None
+        instances = _instances(status) if state not in ("stopped", "disabled") else []
+        memory = _memory(pid if isinstance(pid, int) else None)
+        for inst in instances[1:]:  # the keyed ones: their processes count too
+            extra = _memory(inst["pid"])
+            if extra is not None:
+                memory = (memory or 0) + extra
         rows.append(
             {
                 "name": server.name,
@@ -108,8 +117,10 @@ def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
                 "restarts": int(status.get("restarts") or 0),
                 "tools": status.get("tools"),
                 "clients": status.get("clients"),
-                "memory_bytes": _memory(pid if isinstance(pid, int) else None),
+                "memory_bytes": memory,
                 "last_error": status.get("last_error") or None,
+                "share": status.get("share") or server.share,
+                "instances": instances,
             }
         )
     return {
@@ -117,6 +128,27 @@ def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
         "config_path": str(paths.config),
         "servers": rows,
     }
+
+
+def _instances(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """A server's instances as `mcp ps` shows them: the primary first, then the keyed ones."""
+    shown = []
+    for inst in status.get("instances") or []:
+        if not isinstance(inst, dict):
+            continue
+        key = inst.get("key") or {}
+        shown.append(
+            {
+                "name": inst.get("name"),
+                "state": _SHOWN.get(str(inst.get("state")), str(inst.get("state"))),
+                "pid": inst.get("pid") if isinstance(inst.get("pid"), int) else None,
+                "clients": list(inst.get("clients") or []),
+                "capabilities": list(key.get("capabilities") or []),
+                "roots": key.get("roots"),
+                "spare": bool(key.get("spare")),
+            }
+        )
+    return shown
 
 
 def control_server(paths: DaemonPaths, action: str, name: str) -> dict[str, Any]:
