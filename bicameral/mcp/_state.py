@@ -194,7 +194,7 @@ class Instance:
             "name": self.name,
             "state": self.state,
             "pid": self.pid,
-            "clients": sorted(peer.client_id for peer in self.clients),
+            "clients": sorted(peer.client_id for peer in self.upstream.clients_of(self)),
             "key": self.key.describe(),
         }
 

@@ -254,3 +254,26 @@ async def test_a_restarted_server_gets_back_its_clients_log_level_and_subscripti
         assert after["level"] == "info"
         assert after["subscriptions"] == ["test://greeting"]
     assert any("restored log level info and 1 subscription" in n for n in notes), notes
+
+
+async def test_mcp_ps_shows_each_instance_and_the_clients_it_serves(mcp_home: McpHome) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    async with (
+        session(mcp_home) as plain,
+        session(mcp_home, list_roots_callback=roots_of("file:///tmp/proj")) as rooted,
+    ):
+        plain_pid = (await observed(plain))["pid"]
+        rooted_pid = (await observed(rooted))["pid"]
+        run = mcp_home.cli("mcp", "ps", "--json")
+        assert run.returncode == 0, run.stderr
+        (row,) = json.loads(run.stdout)["servers"]
+        assert row["share"] == "auto" and row["clients"] == 2
+        by_pid = {inst["pid"]: inst for inst in row["instances"]}
+        primary = by_pid[plain_pid]
+        assert primary["name"] == "server" and primary["capabilities"] == []
+        assert len(primary["clients"]) == 1
+        keyed = by_pid[rooted_pid]
+        assert keyed["capabilities"] == ["roots"] and keyed["roots"] == ["file:///tmp/proj"]
+        assert len(keyed["clients"]) == 1
+        table = mcp_home.cli("mcp", "ps").stdout
+        assert "file:///tmp/proj" in table
