@@ -103,6 +103,7 @@ def _connect(home: str | None) -> tuple[socket.socket, str | None]:
             # once instead of leaving a zombie until this bridge exits; the
             # bridge starts no other child.
             signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+            _daemon["parent"] = True
     except StartError as exc:
         raise _BridgeError(
             f"the daemon failed to start: {exc.reason} (log: {exc.log_path})"
@@ -188,6 +189,7 @@ def _pass_stdio(sock: socket.socket, stdin_fd: int, stdout_fd: int) -> int:
     os.dup2(devnull, stdin_fd)
     os.dup2(devnull, stdout_fd)
     os.close(devnull)
+    _wait_in_shell(sock)  # returns only where there is no shell to wait in
     received = b""
     while True:
         try:
@@ -199,6 +201,62 @@ def _pass_stdio(sock: socket.socket, stdin_fd: int, stdout_fd: int) -> int:
         received += chunk
     if received.startswith(b"bye"):
         return 0
+    _say(_closed())
+    return 1
+
+
+#: What the bridge becomes once the daemon holds the client's pipes: a shell
+#: that waits for the daemon's one line (``$1`` python, ``$2`` home, ``$3`` the
+#: daemon's pid).
+_WAIT_SCRIPT = (
+    'IFS= read -r line <&3; [ "$line" = bye ] && exit 0; '
+    'exec "$1" -c "import sys; from bicameral.mcp._bridge import explain_closed; '
+    'sys.exit(explain_closed(*sys.argv[1:3]))" "$2" "$3"'
+)
+_SHELL = "/bin/sh"
+
+
+def _wait_in_shell(sock: socket.socket) -> None:
+    """Become a small shell that waits for the end of the session (exec; no return).
+
+    Once the daemon holds the client's pipes, all a bridge does is wait for
+    one line, but a Python interpreter waiting costs ~6 MiB per session: one
+    bridge per client and server is most of what N clients of M servers cost
+    beyond the servers themselves. A shell waits for ``bye`` in well under
+    1 MiB, exits 0 on it, and only on the rare bad end runs Python again to
+    say why (`explain_closed`). The exit codes and the message are the same.
+    Returns (and the bridge waits itself) where there is no shell to exec,
+    and in the bridge that spawned the daemon: it must stay the parent that
+    lets the kernel reap the daemon (a shell may not keep SIGCHLD ignored).
+    """
+    if _daemon.get("parent") or not os.access(_SHELL, os.X_OK):
+        return
+    try:
+        if sock.fileno() == 3:
+            os.set_inheritable(3, True)  # dup2 onto itself would leave it close-on-exec
+        else:
+            os.dup2(sock.fileno(), 3, inheritable=True)
+        paths = _daemon.get("paths")
+        home = str(getattr(paths, "home", "") or "")
+        pid = str(_daemon.get("pid") or "")
+        argv = ["bicameral-mcp", "-c", _WAIT_SCRIPT, "bicameral-mcp", sys.executable, home, pid]
+        os.execv(_SHELL, argv)
+    except OSError:
+        return
+
+
+def explain_closed(home: str, pid: str) -> int:
+    """The bad end of a session whose bridge waited in a shell: say why, exit 1.
+
+    `pid`: the daemon the bridge attached to (a new one may be running now).
+    """
+    from bicameral.daemon import resolve_paths
+
+    try:
+        paths = resolve_paths(home or None)
+        _daemon.update(pid=int(pid), log=paths.log, paths=paths)
+    except Exception:  # unreadable: the plain message
+        _daemon.clear()
     _say(_closed())
     return 1
 

@@ -68,6 +68,17 @@ def server_state(home: McpHome, name: str) -> dict[str, Any]:
     return dict(entry.get("started_value") or {})
 
 
+def _holds_urandom(pid: int) -> bool:
+    fds = f"/proc/{pid}/fd"
+    for fd in os.listdir(fds):
+        try:
+            if os.readlink(f"{fds}/{fd}") == "/dev/urandom":
+                return True
+        except FileNotFoundError:  # closed meanwhile
+            continue
+    return False
+
+
 def test_a_bridge_fed_dev_urandom_stalls_nobody(mcp_home: McpHome) -> None:
     pid = start(mcp_home, {"good": mcp_home.test_server("good")})
     with open("/dev/urandom", "rb") as noise:
@@ -79,9 +90,9 @@ def test_a_bridge_fed_dev_urandom_stalls_nobody(mcp_home: McpHome) -> None:
             env=mcp_home.env,
         )
     try:
-        # The bridge hands its stdin to the daemon, then holds /dev/null: from
+        # The bridge hands its stdin to the daemon and lets go of it: from
         # then on the daemon itself reads the noise.
-        wait_until(lambda: os.readlink(f"/proc/{bridge.pid}/fd/0") == "/dev/null")
+        wait_until(lambda: not _holds_urandom(bridge.pid))
         for _ in range(5):
             bystander_calls(mcp_home, 100)  # a frozen daemon times out here
         assert rss_mib(pid) < 400
