@@ -171,8 +171,8 @@ def _mcp(quick: bool) -> list[Row]:
             f"memory, {mem['clients']} clients x {mem['servers']} servers",
             f"{mem['daemon_processes']} processes, {mem['daemon_pss_mib']} MiB PSS",
             f"direct: {mem['direct_processes']} processes, {mem['direct_pss_mib']} MiB PSS",
-            "-",
-            None,
+            "<= 1/3 of direct",
+            mem["daemon_pss_mib"] * 3 <= mem["direct_pss_mib"],
         ),
     ]
 

@@ -211,8 +211,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=10, help="session-ready rounds per side")
     parser.add_argument("--calls", type=int, default=1000, help="tools/call samples per side")
-    parser.add_argument("--clients", type=int, default=4, help="N clients (memory)")
-    parser.add_argument("--servers", type=int, default=2, help="M servers (memory)")
+    parser.add_argument("--clients", type=int, default=5, help="N clients (memory)")
+    parser.add_argument("--servers", type=int, default=3, help="M servers (memory)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     home = start_daemon(max(1, args.servers))
@@ -238,7 +238,9 @@ def main() -> None:
     print(
         f"memory, {memory['clients']} clients x {memory['servers']} servers: direct "
         f"{memory['direct_processes']} processes {memory['direct_pss_mib']} MiB PSS; via daemon "
-        f"{memory['daemon_processes']} processes {memory['daemon_pss_mib']} MiB PSS"
+        f"{memory['daemon_processes']} processes {memory['daemon_pss_mib']} MiB PSS = "
+        f"{memory['daemon_pss_mib'] / memory['direct_pss_mib']:.2f}x (budget <= 0.33x) "
+        f"{verdict[memory['daemon_pss_mib'] * 3 <= memory['direct_pss_mib']]}"
     )
 
 
