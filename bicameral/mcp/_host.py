@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import array
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
     from bicameral.mcp._registry import Registry
     from bicameral.mcp._state import Upstream
 
-__all__ = ["ClientConn", "McpHost", "aggregate_split"]
+__all__ = ["ClientConn", "McpHost", "aggregate_name", "aggregate_split"]
 
 logger = logging.getLogger("bicameral.mcp.host")
 
@@ -78,6 +79,12 @@ MAX_PENDING_NOTES = 256
 DRAIN_GRACE = 10.0
 #: How long a client may take to answer ``roots/list`` (then it has none).
 ROOTS_WAIT = 5.0
+#: The longest tool or prompt name clients accept (aggregated names are cut to it).
+MAX_NAME = 64
+#: Requests about one task, routed in the aggregated view by its ``taskId``.
+_TASK_METHODS = ("tasks/get", "tasks/result", "tasks/cancel")
+_RELATED_TASK = "io.modelcontextprotocol/related-task"
+_CURSOR_PREFIX = "bicameral-page-"
 
 _LIST_KINDS = {method: (kind, key) for kind, (method, key) in LIST_METHODS.items()}
 #: Requests a client gets answered in line, in order (see `ClientConn.in_line`).
@@ -374,7 +381,9 @@ class ClientConn:
             return await self._initialize(params)
         if method in _LIST_KINDS:
             await self._settle()
-            return self._list(method)
+            return self._list(method, params.get("cursor"))
+        if method == "tasks/list" and self.server is None:
+            return await self._all_tasks()
         if method == "logging/setLevel":
             return await self._set_level(params)
         target = self._route(method, params)
@@ -509,26 +518,44 @@ class ClientConn:
             result["instructions"] = init["instructions"]
         return result
 
-    def _list(self, method: str) -> dict[str, Any]:
+    def _list(self, method: str, cursor: Any = None) -> dict[str, Any]:
+        """One page of a list, from the caches.
+
+        A server that pages its lists is passed through page by page (its own
+        page sizes, bicameral's cursors); in the aggregated view the first page
+        holds the daemon's own tools and every server that does not page, then
+        come the pages of each server that does.
+        """
         kind, key = _LIST_KINDS[method]
+        pages = self._pages(kind)
+        index: int | None = 0
+        if cursor is not None:
+            index = _page_index(cursor)
+        if index is None or not 0 <= index < len(pages):
+            raise RPCError(INVALID_PARAMS, f"invalid cursor {cursor!r}")
+        result: dict[str, Any] = {key: pages[index]}
+        if index + 1 < len(pages):
+            result["nextCursor"] = f"{_CURSOR_PREFIX}{index + 1}"
+        return result
+
+    def _pages(self, kind: str) -> list[list[dict[str, Any]]]:
         if self.server is not None:
             up = self.registry.get(self.server)
-            return {key: up.lists_for(self)[kind] if up is not None else []}
-        items: list[dict[str, Any]] = []
-        if kind == "tools":
-            items.extend(_OWN_TOOLS)
+            if up is None:
+                return [[]]
+            inst = up.instance_seen_by(self)
+            return _split_pages(inst.lists[kind], inst.pages[kind])
+        first: list[dict[str, Any]] = list(_OWN_TOOLS) if kind == "tools" else []
+        more: list[list[dict[str, Any]]] = []
         for up in self.registry.active():
-            prefix = up.name + SEPARATOR
-            for original in up.lists_for(self)[kind]:
-                item = dict(original)
-                if kind == "resources":
-                    item["uri"] = f"{URI_PREFIX}{up.name}/{item.get('uri', '')}"
-                elif kind == "resource_templates":
-                    item["uriTemplate"] = f"{URI_PREFIX}{up.name}/{item.get('uriTemplate', '')}"
-                if "name" in item:
-                    item["name"] = prefix + str(item["name"])
-                items.append(item)
-        return {key: items}
+            inst = up.instance_seen_by(self)
+            own_pages = _split_pages(inst.lists[kind], inst.pages[kind])
+            own_pages = [[_aggregated(up.name, kind, item) for item in page] for page in own_pages]
+            if len(own_pages) == 1:
+                first.extend(own_pages[0])
+            else:
+                more.extend(own_pages)
+        return [first, *more]
 
     def _route(self, method: str, params: dict[str, Any]) -> tuple[Upstream, dict[str, Any]] | None:
         """(upstream, params for it) for a request, or None for the daemon's own tools."""
@@ -546,10 +573,17 @@ class ClientConn:
                 raise RPCError(INVALID_PARAMS, f"{method} needs a name")
             if method == "tools/call" and name in (t["name"] for t in _OWN_TOOLS):
                 return None
-            split = aggregate_split(name, names)
+            split = self._shortened(name, "tools" if method == "tools/call" else "prompts")
+            split = split or aggregate_split(name, names)
             if split is None:
                 raise RPCError(INVALID_PARAMS, f"unknown tool or prompt {name!r}")
             return self._upstream(split[0]), {**params, "name": split[1]}
+        if method in _TASK_METHODS:
+            task = params.get("taskId")
+            split = aggregate_split(task, names) if isinstance(task, str) else None
+            if split is None:
+                raise RPCError(INVALID_PARAMS, f"unknown task {task!r}")
+            return self._upstream(split[0]), {**params, "taskId": split[1]}
         if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
             uri = params.get("uri")
             split = _split_uri(uri) if isinstance(uri, str) else None
@@ -568,6 +602,17 @@ class ClientConn:
                     return self._upstream(split[0]), {**params, "ref": {**ref, "uri": split[1]}}
             raise RPCError(INVALID_PARAMS, "unknown completion reference")
         raise RPCError(METHOD_NOT_FOUND, f"method not found: {method}")
+
+    def _shortened(self, name: str, kind: str) -> tuple[str, str] | None:
+        """(server, name) for an aggregated name that was shortened to 64 characters."""
+        if len(name) != MAX_NAME:
+            return None
+        for up in self.registry.active():
+            for item in up.lists_for(self)[kind]:
+                original = item.get("name")
+                if isinstance(original, str) and aggregate_name(up.name, original) == name:
+                    return up.name, original
+        return None
 
     def _upstream(self, name: str) -> Upstream:
         up = self.registry.get(name)
@@ -591,7 +636,22 @@ class ClientConn:
 
         return on_progress
 
+    async def _all_tasks(self) -> dict[str, Any]:
+        """``tasks/list`` in the aggregated view: every server's tasks, named as routed."""
+        tasks: list[dict[str, Any]] = []
+        for up in self.registry.active():
+            try:
+                result = await up.request(self, "tasks/list", {})
+            except RPCError:
+                continue  # no tasks there (or it is down): the others still count
+            for task in result.get("tasks") or []:
+                if isinstance(task, dict) and isinstance(task.get("taskId"), str):
+                    tasks.append({**task, "taskId": f"{up.name}{SEPARATOR}{task['taskId']}"})
+        return {"tasks": tasks}
+
     def _after(self, up: Upstream, method: str, result: dict[str, Any]) -> None:
+        if self.server is None:
+            _name_tasks(up.name, method, result)
         if method == "resources/read" and self.server is None:
             for item in result.get("contents") or []:
                 if isinstance(item, dict) and "uri" in item:
@@ -650,6 +710,10 @@ class ClientConn:
             if self.server is None:
                 uri = str(params.get("uri"))
                 params = {**params, "uri": f"{URI_PREFIX}{upstream.name}/{uri}"}
+        elif method == "notifications/tasks/status" and self.server is None:
+            task = params.get("taskId")
+            if isinstance(task, str):
+                params = {**params, "taskId": f"{upstream.name}{SEPARATOR}{task}"}
         elif method == "notifications/message" and self.server is None:
             logger_name = params.get("logger")
             params = {
@@ -679,6 +743,63 @@ class ClientConn:
 
         if self.peer.start_soon(send):
             self._queued_notices.add(method)
+
+
+def aggregate_name(server: str, name: str) -> str:
+    """``<server>__<name>``, shortened to `MAX_NAME` characters with a hash where longer.
+
+    MCP clients refuse tool names over 64 characters; the hash of the whole
+    name keeps shortened names unique and stable across restarts.
+    """
+    full = f"{server}{SEPARATOR}{name}"
+    if len(full) <= MAX_NAME:
+        return full
+    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+    return f"{full[: MAX_NAME - 9]}_{digest}"
+
+
+def _aggregated(server: str, kind: str, original: dict[str, Any]) -> dict[str, Any]:
+    """One server's list item as the aggregated view names it."""
+    item = dict(original)
+    if kind == "resources":
+        item["uri"] = f"{URI_PREFIX}{server}/{item.get('uri', '')}"
+    elif kind == "resource_templates":
+        item["uriTemplate"] = f"{URI_PREFIX}{server}/{item.get('uriTemplate', '')}"
+    if "name" in item:
+        item["name"] = aggregate_name(server, str(item["name"]))
+    return item
+
+
+def _split_pages(items: list[dict[str, Any]], sizes: list[int]) -> list[list[dict[str, Any]]]:
+    """`items` cut as the server paged them (one page if it did not, or no longer matches)."""
+    if len(sizes) <= 1 or sum(sizes) != len(items):
+        return [items]
+    pages, start = [], 0
+    for size in sizes:
+        pages.append(items[start : start + size])
+        start += size
+    return pages
+
+
+def _page_index(cursor: Any) -> int | None:
+    if not isinstance(cursor, str) or not cursor.startswith(_CURSOR_PREFIX):
+        return None
+    digits = cursor[len(_CURSOR_PREFIX) :]
+    return int(digits) if digits.isdigit() else None
+
+
+def _name_tasks(server: str, method: str, result: dict[str, Any]) -> None:
+    """Task ids in a result, named ``<server>__<id>`` (the aggregated view routes by them)."""
+    task = result.get("task")
+    if isinstance(task, dict) and isinstance(task.get("taskId"), str):
+        result["task"] = {**task, "taskId": f"{server}{SEPARATOR}{task['taskId']}"}
+    if method in _TASK_METHODS and isinstance(result.get("taskId"), str):
+        result["taskId"] = f"{server}{SEPARATOR}{result['taskId']}"
+    meta = result.get("_meta")
+    related = meta.get(_RELATED_TASK) if isinstance(meta, dict) else None
+    if isinstance(related, dict) and isinstance(related.get("taskId"), str):
+        related_task = {**related, "taskId": f"{server}{SEPARATOR}{related['taskId']}"}
+        result["_meta"] = {**meta, _RELATED_TASK: related_task}  # type: ignore[dict-item]
 
 
 def _tool_error(text: str) -> dict[str, Any]:

@@ -153,6 +153,8 @@ class Instance:
         self.live: Live | None = None
         self.init_result: dict[str, Any] | None = None
         self.lists: dict[str, list[dict[str, Any]]] = {k: [] for k in LIST_METHODS}
+        #: The server's own page sizes for each list (clients get the same pages).
+        self.pages: dict[str, list[int]] = {k: [] for k in LIST_METHODS}
         self.clients: set[Peer] = set()
         self.inflight: dict[Peer, int] = {}
         self.last_caller: Peer | None = None
@@ -660,10 +662,14 @@ class Upstream:
 
     def lists_for(self, peer: Peer) -> dict[str, list[dict[str, Any]]]:
         """The lists `peer` sees: its instance's (once it has answered), else the primary's."""
+        return self.instance_seen_by(peer).lists
+
+    def instance_seen_by(self, peer: Peer) -> Instance:
+        """The instance whose lists `peer` sees: its own once it has answered, else the primary."""
         inst = self._assigned.get(peer)
         if inst is not None and inst.init_result is not None:
-            return inst.lists
-        return self.primary.lists
+            return inst
+        return self.primary
 
     async def settle(self, peer: Peer) -> None:
         """Give `peer` its instance now and wait (bounded) for it to have started once."""

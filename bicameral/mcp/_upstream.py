@@ -85,35 +85,40 @@ def _dump(model: Any) -> dict[str, Any]:
     return result
 
 
-async def _list_all(dispatcher: LeanDispatcher, kind: str) -> list[dict[str, Any]]:
+async def _list_all(
+    dispatcher: LeanDispatcher, kind: str
+) -> tuple[list[dict[str, Any]], list[int]]:
+    """Every item of one list, and the server's page sizes (clients get the same pages)."""
     method, key = LIST_METHODS[kind]
     items: list[dict[str, Any]] = []
+    sizes: list[int] = []
     cursor: str | None = None
     for _ in range(1000):  # a server that pages forever is not our problem
         params = {"cursor": cursor} if cursor else None
         page = await dispatcher.send_raw_request(method, params)
-        items.extend(page.get(key) or [])
+        got = page.get(key) or []
+        items.extend(got)
+        sizes.append(len(got))
         cursor = page.get("nextCursor")
         if not cursor:
             break
-    return items
+    return items, sizes
 
 
 async def _list_everything(
     dispatcher: LeanDispatcher, capabilities: Mapping[str, Any]
-) -> dict[str, list[dict[str, Any]]]:
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[int]]]:
     lists: dict[str, list[dict[str, Any]]] = {}
+    pages: dict[str, list[int]] = {}
     for kind in LIST_METHODS:
+        lists[kind], pages[kind] = [], []
         if _CAPABILITY_FOR[kind] in capabilities:
             try:
-                lists[kind] = await _list_all(dispatcher, kind)
+                lists[kind], pages[kind] = await _list_all(dispatcher, kind)
             except MCPError as exc:
                 if exc.code != types.METHOD_NOT_FOUND:
                     raise
-                lists[kind] = []
-        else:
-            lists[kind] = []
-    return lists
+    return lists, pages
 
 
 class _Callbacks:
@@ -186,7 +191,10 @@ class _Callbacks:
         elif isinstance(message, types.PromptListChangedNotification):
             self.refresh("prompts")
         elif isinstance(
-            message, types.LoggingMessageNotification | types.ResourceUpdatedNotification
+            message,
+            types.LoggingMessageNotification
+            | types.ResourceUpdatedNotification
+            | types.TaskStatusNotification,
         ):
             dumped = _dump(message)
             self.upstream.server_event(self.instance, dumped["method"], dumped.get("params") or {})
@@ -342,12 +350,13 @@ async def _session(upstream: Upstream, instance: Instance, prespawned: Any = Non
                     pending.clear()
                     for kind in kinds:
                         try:
-                            items = await _list_all(dispatcher, kind)
+                            items, sizes = await _list_all(dispatcher, kind)
                         except MCPError as exc:
                             logger.warning(
                                 "MCP server %r: re-listing %s failed: %s", upstream.name, kind, exc
                             )
                             continue
+                        instance.pages[kind] = sizes
                         upstream._update_list(instance, kind, items)
 
             stderr_done = anyio.Event()
@@ -359,7 +368,9 @@ async def _session(upstream: Upstream, instance: Instance, prespawned: Any = Non
                 try:
                     with anyio.fail_after(STARTUP_TIMEOUT):
                         init = _dump(await session.initialize())
-                        lists = await _list_everything(dispatcher, init.get("capabilities") or {})
+                        lists, pages = await _list_everything(
+                            dispatcher, init.get("capabilities") or {}
+                        )
                         init_raw = init
                 except TimeoutError:
                     finish(f"did not initialize within {STARTUP_TIMEOUT:g} s")
@@ -383,6 +394,7 @@ async def _session(upstream: Upstream, instance: Instance, prespawned: Any = Non
                 for method, params in upstream.restored(instance):
                     with contextlib.suppress(MCPError):
                         await dispatcher.send_raw_request(method, params)
+                instance.pages = pages
                 upstream._go_live(instance, live, init_raw, lists)
                 if instance.generations > 1:
                     upstream.tell_restored(instance, instance.exit_reason)

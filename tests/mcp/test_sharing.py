@@ -277,3 +277,74 @@ async def test_mcp_ps_shows_each_instance_and_the_clients_it_serves(mcp_home: Mc
         assert len(keyed["clients"]) == 1
         table = mcp_home.cli("mcp", "ps").stdout
         assert "file:///tmp/proj" in table
+
+
+async def test_aggregated_tasks_are_routed_by_their_server(mcp_home: McpHome) -> None:
+    mcp_home.configure(
+        {"alpha": mcp_home.test_server("alpha"), "beta": mcp_home.test_server("beta")}
+    )
+    async with session(mcp_home, None) as client:
+        got = await client.send_request(
+            types.GetTaskRequest(params=types.GetTaskRequestParams(task_id="beta__t-7")),
+            types.GetTaskResult,
+        )
+        assert got.task_id == "beta__t-7" and got.status == "working"
+        cancelled = await client.send_request(
+            types.CancelTaskRequest(params=types.CancelTaskRequestParams(task_id="alpha__t-1")),
+            types.CancelTaskResult,
+        )
+        assert cancelled.task_id == "alpha__t-1" and cancelled.status == "cancelled"
+        listed = await client.send_request(types.ListTasksRequest(), types.ListTasksResult)
+        assert sorted(t.task_id for t in listed.tasks) == [
+            "alpha__t-1",
+            "alpha__t-2",
+            "beta__t-1",
+            "beta__t-2",
+        ]
+
+
+async def test_a_server_that_pages_its_lists_is_passed_through_page_by_page(
+    mcp_home: McpHome,
+) -> None:
+    paged = mcp_home.test_server("alpha", env={"TESTSERVER_PAGE_SIZE": "4"})
+    mcp_home.configure({"alpha": paged, "beta": mcp_home.test_server("beta")})
+    for server in ("alpha", None):
+        async with session(mcp_home, server) as client:
+            pages: list[list[str]] = []
+            cursor: str | None = None
+            while True:
+                params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
+                page = await client.list_tools(params=params)
+                pages.append([t.name for t in page.tools])
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+            names = [n for page in pages for n in page]
+            if server == "alpha":
+                assert len(pages) > 2 and all(len(p) == 4 for p in pages[:-1]), pages
+                assert "echo" in names
+            else:
+                # The first page: bicameral's own tools and beta (which does not
+                # page); then alpha's pages as alpha made them.
+                assert "beta__echo" in pages[0] and "alpha__echo" not in pages[0]
+                assert all(len(p) == 4 for p in pages[1:-1]) and "alpha__echo" in names
+            assert len(names) == len(set(names))
+
+
+async def test_aggregated_names_stay_within_64_characters_and_unique(mcp_home: McpHome) -> None:
+    long_a = "a" * 60
+    long_b = "a" * 59 + "b"
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    async with session(mcp_home, None) as client:
+        for name in (long_a, long_b):
+            assert text(await client.call_tool("alpha__add_tool", {"tool_name": name})) == "added"
+        with trio.fail_after(10):
+            while True:
+                tools = {t.name for t in (await client.list_tools()).tools}
+                long = sorted(n for n in tools if n.startswith("alpha__aaaa"))
+                if len(long) == 2:
+                    break
+        assert all(len(n) <= 64 for n in tools)
+        assert long[0] != long[1] and len(long[0]) == len(long[1]) == 64
+        results = {text(await client.call_tool(n, {"text": "x"})) for n in long}
+        assert results == {f"{long_a}:x", f"{long_b}:x"}

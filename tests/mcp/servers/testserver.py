@@ -15,6 +15,9 @@ remembered, the subscriptions), ``remember`` (session state: keeps a note
 and offers it as the resource ``note://N``), ``log_at`` (a log message at a
 given level).
 Resource ``test://greeting`` (subscribable); prompt ``greet``.
+``TESTSERVER_PAGE_SIZE``: ``tools/list`` answers in pages of that many.
+Tasks (2025-11-25): ``tasks/get`` and ``tasks/cancel`` answer for any task
+id, ``tasks/list`` lists ``t-1`` and ``t-2``.
 
 Environment: ``TESTSERVER_NO_TOOLS_IF`` names a file; when it exists at
 start-up the server registers no tools (a server that comes back empty).
@@ -227,6 +230,62 @@ def greet(who: str) -> str:
     """Greet someone."""
     return f"Please greet {who} warmly."
 
+
+_PAGE = int(os.environ.get("TESTSERVER_PAGE_SIZE") or 0)
+if _PAGE:
+    from mcp_types import ListToolsResult, PaginatedRequestParams
+
+    async def _paged_tools(ctx: object, params: PaginatedRequestParams) -> ListToolsResult:
+        tools = await server.list_tools()
+        start = int(params.cursor or 0)
+        rest = start + _PAGE < len(tools)
+        return ListToolsResult(
+            tools=tools[start : start + _PAGE], next_cursor=str(start + _PAGE) if rest else None
+        )
+
+    server._lowlevel_server.add_request_handler("tools/list", PaginatedRequestParams, _paged_tools)
+
+
+def _task(task_id: str, status: str = "working") -> Any:
+    from mcp_types import Task
+
+    return Task(
+        task_id=task_id,
+        status=status,  # type: ignore[arg-type]
+        created_at="2026-11-30T00:00:00Z",
+        last_updated_at="2026-11-30T00:00:00Z",
+        ttl=60000,
+    )
+
+
+async def _get_task(ctx: object, params: Any) -> Any:
+    from mcp_types import GetTaskResult
+
+    return GetTaskResult(**_task(params.task_id).model_dump())
+
+
+async def _cancel_task(ctx: object, params: Any) -> Any:
+    from mcp_types import CancelTaskResult
+
+    return CancelTaskResult(**_task(params.task_id, "cancelled").model_dump())
+
+
+async def _list_tasks(ctx: object, params: Any) -> Any:
+    from mcp_types import ListTasksResult
+
+    return ListTasksResult(tasks=[_task("t-1"), _task("t-2", "completed")])
+
+
+def _register_tasks() -> None:
+    from mcp_types import CancelTaskRequestParams, GetTaskRequestParams, PaginatedRequestParams
+
+    low = server._lowlevel_server
+    low.add_request_handler("tasks/get", GetTaskRequestParams, _get_task)
+    low.add_request_handler("tasks/cancel", CancelTaskRequestParams, _cancel_task)
+    low.add_request_handler("tasks/list", PaginatedRequestParams, _list_tasks)
+
+
+_register_tasks()
 
 if __name__ == "__main__":
     server.run()
