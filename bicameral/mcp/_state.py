@@ -496,7 +496,9 @@ class Upstream:
             while True:
                 inst = self._pick(peer, key, current, exclusive)
                 if inst is None and len(self.instances) < MAX_INSTANCES and self.tree is not None:
-                    inst = await self._take_spare(key) or await self._start_instance(key)
+                    if self.config.share == "per-client":
+                        inst = await self._take_spare(key)
+                    inst = inst or await self._start_instance(key)
                 if inst is not None:
                     if inst is not current:
                         if current is not None:
@@ -736,15 +738,19 @@ class Upstream:
         inst = instance
         if inst is None:
             inst = self.primary if peer is None else await self.instance_for(peer, exclusive=True)
-        live = inst.live or await self._wait_ready(
-            inst, self.ready_timeout if wait is None else wait
-        )
         if peer is not None:
+            # Counted from the moment it is chosen, before any wait: another
+            # client's call must see this instance as busy at once.
             inst.inflight[peer] = inst.inflight.get(peer, 0) + 1
             inst.last_caller = peer
         try:
+            live = inst.live or await self._wait_ready(
+                inst, self.ready_timeout if wait is None else wait
+            )
             opts: Any = {"on_progress": on_progress} if on_progress is not None else None
             return await live.dispatcher.send_raw_request(method, params, opts)
+        except UpstreamError:
+            raise  # not available (before any instance was live: the SDK may not be loaded)
         except Exception as exc:
             from mcp.shared.exceptions import MCPError  # loaded: a live instance exists
 

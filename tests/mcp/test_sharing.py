@@ -23,6 +23,10 @@ from mcp.shared.exceptions import MCPError
 
 from tests.mcp.conftest import McpHome
 
+# The SDK warns that roots and logging are deprecated in the 2026 era; these
+# tests speak the handshake era, where they are current.
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 
 @asynccontextmanager
 async def session(
