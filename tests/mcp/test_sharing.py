@@ -25,7 +25,7 @@ from tests.mcp.conftest import McpHome
 
 # The SDK warns that roots and logging are deprecated in the 2026 era; these
 # tests speak the handshake era, where they are current.
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
 
 
 @asynccontextmanager
