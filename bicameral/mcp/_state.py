@@ -377,6 +377,10 @@ class Upstream:
         instance.init_result = init
         instance.lists = lists
         instance.generations += 1
+        if instance.primary and self.config.share == "per-client" and self.start_soon:
+            # Every session has an instance of its own: keep one warm before
+            # the first client comes (then one of the last client's kind).
+            self.start_soon(self._start_spare, frozenset())
         if instance.primary:
             offers_tools = "tools" in (init.get("capabilities") or {})
             if had and offers_tools and not lists["tools"] and old["tools"]:
