@@ -266,6 +266,22 @@ AREAS = {
 }
 
 
+def _compile_bytecode() -> None:
+    """Bring bicameral's bytecode up to date, as an installed package's is.
+
+    ``pip install`` compiles a package's modules; a source checkout with
+    ``PYTHONDONTWRITEBYTECODE`` set (some sandboxes set it) would otherwise
+    recompile every edited module in every process the benches start, and
+    the start-up rows would time the compiler.
+    """
+    import compileall
+    from pathlib import Path
+
+    import bicameral
+
+    compileall.compile_dir(str(Path(bicameral.__file__).parent), quiet=1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
@@ -274,6 +290,7 @@ def main() -> int:
         "--only", action="append", choices=[*AREAS, "memory", "lifecycle"], help="areas to run"
     )
     args = parser.parse_args()
+    _compile_bytecode()
     chosen = args.only or [*AREAS, "memory", "lifecycle"]
     rows: list[Row] = []
     for area in chosen:

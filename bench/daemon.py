@@ -92,6 +92,12 @@ def main() -> int:
     parser.add_argument("--servers", default="0,10,30", help="server counts, comma-separated")
     parser.add_argument("--json", action="store_true", help="print the medians as JSON")
     args = parser.parse_args()
+    import compileall
+
+    import bicameral
+
+    # Up-to-date bytecode, as an installed package has (see bench/__main__.py).
+    compileall.compile_dir(str(Path(bicameral.__file__).parent), quiet=1)
     counts = [int(n) for n in args.servers.split(",")]
 
     env = dict(os.environ)
