@@ -32,10 +32,14 @@ from bicameral.daemon import ConfigError, read_regular
 from bicameral.mcp._common import CALL_WAIT
 
 __all__ = [
+    "AUTH_MODES",
     "SERVER_KEYS",
     "SHARE_MODES",
+    "TRANSPORTS",
     "ServerConfig",
     "check_server_name",
+    "check_url",
+    "expand_env",
     "load_ready_timeout",
     "load_servers",
     "read_config",
@@ -43,7 +47,24 @@ __all__ = [
 ]
 
 #: The keys a ``[mcp.servers.NAME]`` table may hold.
-SERVER_KEYS = ("command", "args", "env", "cwd", "enabled", "share")
+SERVER_KEYS = (
+    "command",
+    "args",
+    "env",
+    "cwd",
+    "url",
+    "transport",
+    "headers",
+    "auth",
+    "token",
+    "enabled",
+    "share",
+)
+
+#: How a remote server is spoken to: streamable HTTP (either era) or legacy SSE.
+TRANSPORTS = ("http", "sse")
+#: How a remote server is authenticated.
+AUTH_MODES = ("none", "bearer")
 
 #: How a server's instances are shared among clients (docs/mcp.md, "Sharing").
 SHARE_MODES = ("auto", "shared", "per-client")
@@ -67,20 +88,33 @@ class ServerConfig:
     """
 
     name: str
-    command: str
+    command: str = ""
     args: tuple[str, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
     cwd: str | None = None
     enabled: bool = True
     share: str = "auto"
+    #: A remote server's endpoint (then there is no command).
+    url: str | None = None
+    transport: str = "http"
+    #: Sent with every request; values may hold ``${env:NAME}``.
+    headers: tuple[tuple[str, str], ...] = ()
+    auth: str = "none"
+    #: The bearer token (``auth = "bearer"``); may hold ``${env:NAME}``.
+    token: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        """Whether this is a remote server (``url``), not a local command."""
+        return self.url is not None
 
     def env_dict(self) -> dict[str, str]:
         """``env`` as a dict."""
         return dict(self.env)
 
     def argv(self) -> list[str]:
-        """The command line: ``[command, *args]``."""
-        return [self.command, *self.args]
+        """The command line: ``[command, *args]`` (a remote server: its URL)."""
+        return [self.command, *self.args] if not self.remote else [str(self.url)]
 
 
 def check_server_name(name: object) -> str | None:
@@ -227,8 +261,13 @@ def _server(where: str, name: str, table: object) -> ServerConfig:
                 f"{head} unknown key {key!r} (expected one of: {', '.join(SERVER_KEYS)})"
             )
 
+    if "url" in table:
+        return _remote_server(head, name, table)
     if "command" not in table:
-        raise ConfigError(f'{head} "command" is required (the program to run)')
+        raise ConfigError(f'{head} "command" is required (the program to run), or "url"')
+    for key in ("transport", "headers", "auth", "token"):
+        if key in table:
+            raise ConfigError(f'{head} "{key}" is for a remote server (one with a "url")')
     command = table["command"]
     if not isinstance(command, str):
         raise ConfigError(f'{head} "command" must be a string, not {_type_name(command)}')
@@ -270,17 +309,7 @@ def _server(where: str, name: str, table: object) -> ServerConfig:
             )
         cwd = expanded
 
-    enabled = table.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise ConfigError(f'{head} "enabled" must be true or false, not {_type_name(enabled)}')
-
-    share = table.get("share", "auto")
-    if share not in SHARE_MODES:
-        raise ConfigError(
-            f'{head} "share" must be one of {", ".join(repr(m) for m in SHARE_MODES)}, '
-            f"not {share!r}"
-        )
-
+    enabled, share = _common(head, table)
     return ServerConfig(
         name=name,
         command=command,
@@ -290,3 +319,119 @@ def _server(where: str, name: str, table: object) -> ServerConfig:
         enabled=enabled,
         share=share,
     )
+
+
+def _common(head: str, table: Mapping[str, Any]) -> tuple[bool, str]:
+    """``enabled`` and ``share``, checked (local and remote servers alike)."""
+    enabled = table.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f'{head} "enabled" must be true or false, not {_type_name(enabled)}')
+    share = table.get("share", "auto")
+    if share not in SHARE_MODES:
+        raise ConfigError(
+            f'{head} "share" must be one of {", ".join(repr(m) for m in SHARE_MODES)}, '
+            f"not {share!r}"
+        )
+    return enabled, share
+
+
+_ENV_REF = re.compile(r"\$\{env:([^}]*)\}")
+
+
+def _remote_server(head: str, name: str, table: Mapping[str, Any]) -> ServerConfig:
+    for key in ("command", "args", "env", "cwd"):
+        if key in table:
+            raise ConfigError(f'{head} has both "url" and "{key}": a server is one or the other')
+    url = table["url"]
+    if not isinstance(url, str) or not url:
+        raise ConfigError(f'{head} "url" must be a non-empty string')
+    problem = check_url(url)
+    if problem is not None:
+        raise ConfigError(f'{head} "url" {problem}')
+    transport = table.get("transport", "http")
+    if transport not in TRANSPORTS:
+        raise ConfigError(
+            f'{head} "transport" must be "http" (streamable HTTP) or "sse", not {transport!r}'
+        )
+    headers = table.get("headers", {})
+    if not isinstance(headers, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+    ):
+        raise ConfigError(f'{head} "headers" must be a table of strings ({{ Name = "value" }})')
+    for key, value in headers.items():
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", key):
+            raise ConfigError(f'{head} "headers" has an invalid header name {key!r}')
+        if any(c in value for c in "\r\n\x00"):
+            raise ConfigError(f'{head} "headers" value of {key} must be one line')
+        _check_env_refs(head, f"headers.{key}", value)
+    auth = table.get("auth", "none")
+    if auth == "oauth":
+        raise ConfigError(
+            f'{head} auth = "oauth" is not supported by this version of bicameral: use '
+            'auth = "bearer" with token = "${env:NAME}", or a header'
+        )
+    if auth not in AUTH_MODES:
+        raise ConfigError(f'{head} "auth" must be "none" or "bearer", not {auth!r}')
+    token = table.get("token")
+    if auth == "bearer":
+        if not isinstance(token, str) or not token:
+            raise ConfigError(f'{head} auth = "bearer" needs token = "..." (or "${{env:NAME}}")')
+        if any(c in token for c in "\r\n\x00"):
+            raise ConfigError(f'{head} "token" must be one line')
+        _check_env_refs(head, "token", token)
+    elif token is not None:
+        raise ConfigError(f'{head} "token" is only used with auth = "bearer"')
+    enabled, share = _common(head, table)
+    return ServerConfig(
+        name=name,
+        url=url,
+        transport=transport,
+        headers=tuple(sorted(headers.items())),
+        auth=auth,
+        token=token,
+        enabled=enabled,
+        share=share,
+    )
+
+
+def check_url(url: str) -> str | None:
+    """Why `url` cannot be a remote server's endpoint, or ``None`` when it can.
+
+    Only ``https://``, and ``http://`` to this machine (a loopback address):
+    bearer tokens and session ids must not cross a network in clear text.
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 (validates the port)
+    except ValueError as exc:
+        return f"is not a valid URL: {exc}"
+    if parts.scheme not in ("http", "https") or not host:
+        return f"must be an http(s):// URL, not {url!r}"
+    if parts.scheme == "http" and host not in ("localhost", "127.0.0.1", "::1"):
+        return f"must use https:// for a server that is not on this machine ({host})"
+    return None
+
+
+def _check_env_refs(head: str, where: str, value: str) -> None:
+    for ref in _ENV_REF.findall(value):
+        if not ref or not _ENV_NAME.fullmatch(ref):
+            raise ConfigError(f'{head} "{where}" has an invalid ${{env:...}} reference {ref!r}')
+
+
+def expand_env(value: str, environ: Mapping[str, str]) -> str:
+    """``value`` with each ``${env:NAME}`` replaced by that variable.
+
+    Raises:
+      KeyError: a variable it names is not set (the message names it).
+    """
+
+    def one(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in environ:
+            raise KeyError(f"environment variable {name} is not set")
+        return environ[name]
+
+    return _ENV_REF.sub(one, value)

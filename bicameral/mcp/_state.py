@@ -127,7 +127,7 @@ class Live:
 
     __slots__ = ("cause", "closed", "dispatcher", "pid", "session")
 
-    def __init__(self, dispatcher: LeanDispatcher, session: ClientSession, pid: int) -> None:
+    def __init__(self, dispatcher: LeanDispatcher, session: ClientSession, pid: int | None) -> None:
         self.dispatcher = dispatcher
         self.session = session
         self.pid = pid

@@ -250,63 +250,197 @@ def _exit_reason(returncode: int | None, tail: collections.deque[str]) -> str:
     return what
 
 
+class _Local:
+    """A local server's process: its pipes, its stderr, its exit."""
+
+    def __init__(self, process_cm: Any, proc: Any, name: str) -> None:
+        self._cm = process_cm
+        self.proc = proc
+        self.pid: int | None = proc.pid
+        self.reader, self.writer = proc.stdout, proc.stdin
+        self._name = name
+        self._tail: collections.deque[str] = collections.deque(maxlen=20)
+        self._stderr_done = anyio.Event()
+
+    def start(self, tg: anyio.abc.TaskGroup, finish: Callable[[str | None], None]) -> None:
+        tg.start_soon(_read_stderr, self.proc.stderr, self._name, self._tail, self._stderr_done)
+
+        async def watch_exit() -> None:
+            returncode = await self.proc.wait()
+            finish(await self._reason(returncode))
+
+        tg.start_soon(watch_exit)
+
+    async def _reason(self, returncode: int | None) -> str:
+        with anyio.move_on_after(_STDERR_DRAIN):
+            await self._stderr_done.wait()
+        return _exit_reason(returncode, self._tail)
+
+    async def closed_reason(self) -> str:
+        """Why the connection closed under us: the exit status (waited for, briefly)."""
+        with anyio.move_on_after(1.0):
+            await self.proc.wait()
+        return await self._reason(self.proc.returncode)
+
+    async def aclose(self) -> None:
+        await self._cm.__aexit__(None, None, None)
+
+
+class _MessagesAsBytes:
+    """The SDK transport's incoming messages as JSON lines, for the daemon's `Peer`."""
+
+    def __init__(self, read_stream: Any, errors: list[str]) -> None:
+        self._read = read_stream
+        self._errors = errors
+
+    async def receive(self, max_bytes: int = 65536) -> bytes:
+        while True:
+            item = await self._read.receive()  # EndOfStream at the end
+            if isinstance(item, Exception):
+                # The transport's own failure (a refused POST, an expired
+                # session): kept for the exit reason, the session goes on
+                # until the connection itself ends.
+                self._errors.append(_http_error(item))
+                logger.warning("MCP server transport: %s", self._errors[-1])
+                continue
+            data: bytes = item.message.model_dump_json(by_alias=True, exclude_unset=True).encode()
+            return data + b"\n"
+
+
+class _BytesAsMessages:
+    """JSON lines from the daemon's `Peer`, as the SDK transport's outgoing messages."""
+
+    def __init__(self, write_stream: Any) -> None:
+        self._write = write_stream
+
+    async def send(self, data: bytes) -> None:
+        from mcp.shared.message import SessionMessage
+
+        for line in data.splitlines():
+            if line.strip():
+                message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                await self._write.send(SessionMessage(message))
+
+
+def _http_error(exc: BaseException) -> str:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status == 401:
+        return "the server refused the credentials (HTTP 401): check token / headers"
+    if status == 403:
+        return "the server refused access (HTTP 403)"
+    if status == 404:
+        return "the server no longer knows the session (HTTP 404)"
+    text = str(exc) or type(exc).__name__
+    return f"HTTP {status}: {text}" if status else text
+
+
+class _Remote:
+    """A remote server's connection: streamable HTTP or SSE, through the SDK's transports."""
+
+    pid = None
+
+    def __init__(self, config: Any, name: str) -> None:
+        self._config = config
+        self._name = name
+        self.errors: list[str] = []
+        self.reader: Any = None
+        self.writer: Any = None
+        self._ended: str | None = None
+
+    def _headers(self) -> dict[str, str]:
+        from bicameral.mcp._config import expand_env
+
+        config = self._config
+        try:
+            headers = {k: expand_env(v, os.environ) for k, v in config.headers}
+            if config.auth == "bearer":
+                headers["Authorization"] = f"Bearer {expand_env(config.token, os.environ)}"
+        except KeyError as exc:
+            raise _Exit(f"cannot connect to {config.url}: {exc.args[0]}") from None
+        return headers
+
+    async def open(self, tg: anyio.abc.TaskGroup, finish: Callable[[str | None], None]) -> None:
+        """Connect (in a task of `tg`, which owns the transport); `finish` when it ends."""
+        headers = self._headers()
+        ready = anyio.Event()
+        config = self._config
+
+        async def run() -> None:
+            reason = "the connection closed"
+            try:
+                async with contextlib.AsyncExitStack() as stack:
+                    if config.transport == "sse":
+                        from mcp.client.sse import sse_client
+
+                        streams = await stack.enter_async_context(
+                            sse_client(config.url, headers=headers)
+                        )
+                    else:
+                        from mcp.client.streamable_http import streamable_http_client
+                        from mcp.shared._httpx_utils import create_mcp_http_client
+
+                        client = await stack.enter_async_context(
+                            create_mcp_http_client(headers=headers)
+                        )
+                        streams = await stack.enter_async_context(
+                            streamable_http_client(config.url, http_client=client)
+                        )
+                    self.reader = _MessagesAsBytes(streams[0], self.errors)
+                    self.writer = _BytesAsMessages(streams[1])
+                    ready.set()
+                    await anyio.sleep_forever()
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:
+                reason = f"cannot reach {config.url}: {_http_error(_unwrap(exc))}"
+            finish(reason if not self.errors else f"{reason}; {self.errors[-1]}")
+
+        tg.start_soon(run)
+        await ready.wait()
+
+    def start(self, tg: anyio.abc.TaskGroup, finish: Callable[[str | None], None]) -> None:
+        return None  # `open` already watches the connection
+
+    async def closed_reason(self) -> str:
+        last = self.errors[-1] if self.errors else "the connection closed"
+        return f"{self._config.url}: {last}"
+
+    async def aclose(self) -> None:
+        return None  # the transport is closed by its own task, with the task group
+
+
+def _unwrap(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
 async def _session(upstream: Upstream, instance: Instance, prespawned: Any = None) -> None:
-    """Run the server once: spawn, initialize, list, serve, watch.
+    """Run the server once: spawn (or connect), initialize, list, serve, watch.
 
     Returns normally only when the adapter is asked to stop; raises `_Exit`
     (its message says why) when the server exits, hangs or fails to start.
     """
-    stopping = current_child().stopping
-    tail: collections.deque[str] = collections.deque(maxlen=20)
-    try:
-        if prespawned is None:
-            prespawned = await spawn_server(upstream.config)
-        elif isinstance(prespawned, SpawnError):
-            raise prespawned
-    except SpawnError as exc:
-        raise _Exit(str(exc)) from None
-    process_cm, proc = prespawned
-    # Shown (and reachable by a stop of the whole daemon) from its spawn on,
-    # not only once it has answered `initialize`.
-    instance.pid = proc.pid
-    upstream.publish()
+    config = upstream.config
+    name = upstream.name if instance.primary else f"{upstream.name}/{instance.name}"
+    conn: _Local | _Remote
+    if config.remote:
+        conn = _Remote(config, name)
+    else:
+        try:
+            if prespawned is None:
+                prespawned = await spawn_server(config)
+            elif isinstance(prespawned, SpawnError):
+                raise prespawned
+        except SpawnError as exc:
+            raise _Exit(str(exc)) from None
+        conn = _Local(prespawned[0], prespawned[1], upstream.name)
+        # Shown (and reachable by a stop of the whole daemon) from its spawn
+        # on, not only once it has answered `initialize`.
+        instance.pid = conn.pid
+        upstream.publish()
     outcome: list[str | None] = []
-    live: Live | None = None
     try:
-        assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-        pending: set[str] = set()
-        wake = anyio.Event()
-
-        def refresh(kind: str) -> None:
-            pending.add(kind)
-            wake.set()
-
-        def lost() -> None:
-            if live is not None:
-                upstream._detach(instance, live)
-
-        finisher: list[Callable[[str | None], None]] = []
-
-        def fatal(reason: str) -> None:
-            # The server broke the protocol past repair: end this instance.
-            if finisher:
-                finisher[0](reason)
-
-        dispatcher = LeanDispatcher(
-            proc.stdout,
-            proc.stdin,
-            on_eof=lost,
-            max_frame=upstream.max_frame,
-            on_fatal=fatal,
-            name=upstream.name if instance.primary else f"{upstream.name}/{instance.name}",
-        )
-        callbacks = _Callbacks(upstream, instance, refresh)
-        session = ClientSession(
-            **callbacks.session_kwargs(),
-            client_info=types.Implementation(name="bicameral", version=_version()),
-            dispatcher=dispatcher,
-        )
-        live = Live(dispatcher, session, proc.pid)
         async with anyio.create_task_group() as tg:
 
             def finish(reason: str | None) -> None:
@@ -314,110 +448,149 @@ async def _session(upstream: Upstream, instance: Instance, prespawned: Any = Non
                     outcome.append(reason)
                 tg.cancel_scope.cancel()
 
-            finisher.append(finish)
-
-            async def drain_stderr() -> None:
-                with anyio.move_on_after(_STDERR_DRAIN):
-                    await stderr_done.wait()
-
-            async def watch_exit() -> None:
-                returncode = await proc.wait()
-                await drain_stderr()
-                finish(_exit_reason(returncode, tail))
-
-            async def watch_stop() -> None:
-                await stopping.wait()
-                finish(None)
-
-            async def watch_pings() -> None:
-                misses = 0
-                while True:
-                    await anyio.sleep(ping_interval())
-                    with anyio.move_on_after(ping_timeout()) as scope:
-                        with contextlib.suppress(MCPError):
-                            await session.send_ping()
-                    misses = misses + 1 if scope.cancelled_caught else 0
-                    if misses >= 2:
-                        finish(f"stopped answering pings ({misses} missed)")
-                        return
-
-            async def follow_lists() -> None:
-                nonlocal wake
-                while True:
-                    await wake.wait()
-                    wake = anyio.Event()
-                    kinds = list(pending)
-                    pending.clear()
-                    for kind in kinds:
-                        try:
-                            items, sizes = await _list_all(dispatcher, kind)
-                        except MCPError as exc:
-                            logger.warning(
-                                "MCP server %r: re-listing %s failed: %s", upstream.name, kind, exc
-                            )
-                            continue
-                        instance.pages[kind] = sizes
-                        upstream._update_list(instance, kind, items)
-
-            stderr_done = anyio.Event()
-            tg.start_soon(_read_stderr, proc.stderr, upstream.name, tail, stderr_done)
-            tg.start_soon(watch_exit)
-            tg.start_soon(watch_stop)
-            async with session:
-                init_raw: dict[str, Any] | None = None
-                try:
-                    with anyio.fail_after(STARTUP_TIMEOUT):
-                        init = _dump(await session.initialize())
-                        lists, pages = await _list_everything(
-                            dispatcher, init.get("capabilities") or {}
-                        )
-                        init_raw = init
-                except TimeoutError:
-                    finish(f"did not initialize within {STARTUP_TIMEOUT:g} s")
-                    init_raw = None
-                except MCPError as exc:
-                    if exc.code == CONNECTION_CLOSED:
-                        with anyio.move_on_after(1.0):
-                            await proc.wait()
-                        await drain_stderr()
-                        finish(_exit_reason(proc.returncode, tail))
-                    else:
-                        finish(f"initialize failed: {exc.message}")
-                    init_raw = None
-                if init_raw is None:
-                    # finish() cancelled the task group: this raises, and the
-                    # `finally` below turns the outcome into `_Exit`. (A bare
-                    # `return` here would skip that and end as a normal return.)
-                    await anyio.sleep_forever()
-                assert init_raw is not None
-                # What its clients had asked of the process before this one.
-                for method, params in upstream.restored(instance):
-                    with contextlib.suppress(MCPError):
-                        await dispatcher.send_raw_request(method, params)
-                instance.pages = pages
-                upstream._go_live(instance, live, init_raw, lists)
-                if instance.generations > 1:
-                    upstream.tell_restored(instance, instance.exit_reason)
-                logger.info(
-                    "MCP server %r%s ready: pid %d, %d tools",
-                    upstream.name,
-                    "" if instance.primary else f" (instance {instance.name})",
-                    proc.pid,
-                    len(lists["tools"]),
-                )
-                tg.start_soon(watch_pings)
-                tg.start_soon(follow_lists)
-                await anyio.sleep_forever()
+            if isinstance(conn, _Remote):
+                with anyio.fail_after(STARTUP_TIMEOUT):
+                    await conn.open(tg, finish)
+            await _speak(upstream, instance, conn, name=name, tg=tg, finish=finish)
+    except TimeoutError:
+        outcome.append(f"could not connect within {STARTUP_TIMEOUT:g} s")
     finally:
-        reason = outcome[0] if outcome else None
-        if live is not None:
-            upstream._detach(instance, live)
-            live.cause = reason or "the server was stopped"
-            live.closed.set()
         with anyio.CancelScope(shield=True):
-            await process_cm.__aexit__(None, None, None)
+            await conn.aclose()
+    reason = outcome[0] if outcome else None
     if reason is not None:
         raise _Exit(reason)
+
+
+async def _speak(
+    upstream: Upstream,
+    instance: Instance,
+    conn: _Local | _Remote,
+    *,
+    name: str,
+    tg: anyio.abc.TaskGroup,
+    finish: Callable[[str | None], None],
+) -> None:
+    """Initialize, list, serve and watch one connection (local or remote) until it ends."""
+    stopping = current_child().stopping
+    live: Live | None = None
+    pending: set[str] = set()
+    wake = anyio.Event()
+
+    def refresh(kind: str) -> None:
+        pending.add(kind)
+        wake.set()
+
+    def lost() -> None:
+        if live is not None:
+            upstream._detach(instance, live)
+
+    def fatal(reason: str) -> None:
+        finish(reason)  # the server broke the protocol past repair: end this instance
+
+    dispatcher = LeanDispatcher(
+        conn.reader,
+        conn.writer,
+        on_eof=lost,
+        max_frame=upstream.max_frame,
+        on_fatal=fatal,
+        name=name,
+    )
+    callbacks = _Callbacks(upstream, instance, refresh)
+    session = ClientSession(
+        **callbacks.session_kwargs(),
+        client_info=types.Implementation(name="bicameral", version=_version()),
+        dispatcher=dispatcher,
+    )
+    live = Live(dispatcher, session, conn.pid)
+    reason_box: list[str | None] = []
+
+    def finish_once(reason: str | None) -> None:
+        reason_box.append(reason)
+        finish(reason)
+
+    async def watch_stop() -> None:
+        await stopping.wait()
+        finish_once(None)
+
+    async def watch_pings() -> None:
+        misses = 0
+        while True:
+            await anyio.sleep(ping_interval())
+            with anyio.move_on_after(ping_timeout()) as scope:
+                with contextlib.suppress(MCPError):
+                    await session.send_ping()
+            misses = misses + 1 if scope.cancelled_caught else 0
+            if misses >= 2:
+                finish_once(f"stopped answering pings ({misses} missed)")
+                return
+
+    async def follow_lists() -> None:
+        nonlocal wake
+        while True:
+            await wake.wait()
+            wake = anyio.Event()
+            kinds = list(pending)
+            pending.clear()
+            for kind in kinds:
+                try:
+                    items, sizes = await _list_all(dispatcher, kind)
+                except MCPError as exc:
+                    logger.warning(
+                        "MCP server %r: re-listing %s failed: %s", upstream.name, kind, exc
+                    )
+                    continue
+                instance.pages[kind] = sizes
+                upstream._update_list(instance, kind, items)
+
+    try:
+        conn.start(tg, finish_once)
+        tg.start_soon(watch_stop)
+        async with session:
+            init_raw: dict[str, Any] | None = None
+            try:
+                with anyio.fail_after(STARTUP_TIMEOUT):
+                    init = _dump(await session.initialize())
+                    lists, pages = await _list_everything(
+                        dispatcher, init.get("capabilities") or {}
+                    )
+                    init_raw = init
+            except TimeoutError:
+                finish_once(f"did not initialize within {STARTUP_TIMEOUT:g} s")
+            except MCPError as exc:
+                if exc.code == CONNECTION_CLOSED:
+                    finish_once(await conn.closed_reason())
+                else:
+                    finish_once(f"initialize failed: {exc.message}")
+            if init_raw is None:
+                # finish() cancelled the task group: this raises, and the
+                # caller turns the outcome into `_Exit`. (A bare `return`
+                # here would end as a normal return.)
+                await anyio.sleep_forever()
+            assert init_raw is not None
+            # What its clients had asked of the process before this one.
+            for method, params in upstream.restored(instance):
+                with contextlib.suppress(MCPError):
+                    await dispatcher.send_raw_request(method, params)
+            instance.pages = pages
+            upstream._go_live(instance, live, init_raw, lists)
+            if instance.generations > 1:
+                upstream.tell_restored(instance, instance.exit_reason)
+            logger.info(
+                "MCP server %r%s ready: %s, %d tools",
+                upstream.name,
+                "" if instance.primary else f" (instance {instance.name})",
+                f"pid {conn.pid}" if conn.pid is not None else upstream.config.url,
+                len(lists["tools"]),
+            )
+            tg.start_soon(watch_pings)
+            tg.start_soon(follow_lists)
+            await anyio.sleep_forever()
+    finally:
+        upstream._detach(instance, live)
+        reason = reason_box[0] if reason_box else None
+        live.cause = reason or "the server was stopped"
+        live.closed.set()
 
 
 def _version() -> str:
