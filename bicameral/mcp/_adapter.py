@@ -209,11 +209,13 @@ async def _run(upstream: Upstream, instance: Instance, child: ChildHandle) -> No
     prespawned: Any = None
     if "bicameral.mcp._upstream" not in sys.modules:
         # Spawn first, import the SDK meanwhile (in a thread: the event loop
-        # keeps answering clients), so the two overlap.
-        try:
-            prespawned = await spawn_server(config)
-        except SpawnError as exc:
-            prespawned = exc
+        # keeps answering clients), so the two overlap. (A remote server has
+        # nothing to spawn: it is connected to once the SDK is there.)
+        if not config.remote:
+            try:
+                prespawned = await spawn_server(config)
+            except SpawnError as exc:
+                prespawned = exc
         imported = False
         try:
             imported = await _unless_stopping(child, _import_upstream)

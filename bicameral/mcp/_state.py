@@ -125,7 +125,7 @@ class Peer(Protocol):
 class Live:
     """One running server process and its MCP session (one "generation")."""
 
-    __slots__ = ("cause", "closed", "dispatcher", "pid", "session")
+    __slots__ = ("cause", "closed", "dispatcher", "pid", "retry_safe", "session")
 
     def __init__(self, dispatcher: LeanDispatcher, session: ClientSession, pid: int | None) -> None:
         self.dispatcher = dispatcher
@@ -133,6 +133,9 @@ class Live:
         self.pid = pid
         self.closed = anyio.Event()
         self.cause = "the connection closed"
+        #: It ended without the server having seen the calls in flight (a
+        #: remote server that lost our session): they may be sent again.
+        self.retry_safe = False
 
 
 class Instance:
@@ -725,6 +728,7 @@ class Upstream:
         wait: float | None = None,
         *,
         instance: Instance | None = None,
+        retry: bool = True,
     ) -> dict[str, Any]:
         """Forward one client request to the server and return its raw result.
 
@@ -766,6 +770,12 @@ class Upstream:
             # to learn why (the exit status), then name it.
             with anyio.move_on_after(1.0):
                 await live.closed.wait()
+            if live.retry_safe and retry:
+                # A remote server forgot our session before doing anything with
+                # the call: send it again once, on the new session.
+                return await self.request(
+                    peer, method, params, on_progress, wait, instance=instance, retry=False
+                )
             raise UpstreamError(
                 INTERNAL_ERROR,
                 f"MCP server {self.name!r} failed during {method}: {live.cause}; "

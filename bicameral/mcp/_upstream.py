@@ -295,14 +295,16 @@ class _MessagesAsBytes:
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
         while True:
-            item = await self._read.receive()  # EndOfStream at the end
+            try:
+                item = await self._read.receive()
+            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+                return b""
             if isinstance(item, Exception):
-                # The transport's own failure (a refused POST, an expired
-                # session): kept for the exit reason, the session goes on
-                # until the connection itself ends.
-                self._errors.append(_http_error(item))
-                logger.warning("MCP server transport: %s", self._errors[-1])
-                continue
+                # The transport failed (the server went away, refused us, or
+                # forgot our session): this connection is over. The instance
+                # ends with the reason, and the supervisor connects again.
+                self._errors.append(_http_error(_unwrap(item)))
+                return b""
             data: bytes = item.message.model_dump_json(by_alias=True, exclude_unset=True).encode()
             return data + b"\n"
 
@@ -322,16 +324,21 @@ class _BytesAsMessages:
                 await self._write.send(SessionMessage(message))
 
 
-def _http_error(exc: BaseException) -> str:
-    status = getattr(getattr(exc, "response", None), "status_code", None)
+def _http_error_status(status: int) -> str:
     if status == 401:
-        return "the server refused the credentials (HTTP 401): check token / headers"
+        return "the server refused the credentials (HTTP 401): check auth, token and headers"
     if status == 403:
         return "the server refused access (HTTP 403)"
     if status == 404:
-        return "the server no longer knows the session (HTTP 404)"
-    text = str(exc) or type(exc).__name__
-    return f"HTTP {status}: {text}" if status else text
+        return "nothing at that URL (HTTP 404)"
+    return f"the server answered HTTP {status}"
+
+
+def _http_error(exc: BaseException) -> str:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(status, int):
+        return _http_error_status(status)
+    return str(exc) or type(exc).__name__
 
 
 class _Remote:
@@ -343,6 +350,8 @@ class _Remote:
         self._config = config
         self._name = name
         self.errors: list[str] = []
+        self.session_lost = False
+        self._finish: Callable[[str | None], None] | None = None
         self.reader: Any = None
         self.writer: Any = None
         self._ended: str | None = None
@@ -359,11 +368,37 @@ class _Remote:
             raise _Exit(f"cannot connect to {config.url}: {exc.args[0]}") from None
         return headers
 
+    def _client(
+        self, headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None
+    ) -> Any:
+        """The SDK's HTTP client, watching every response's status for us."""
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
+        client = create_mcp_http_client(headers=headers, timeout=timeout, auth=auth)
+        client.event_hooks["response"].append(self._on_response)
+        return client
+
+    async def _on_response(self, response: Any) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        if status == 404 and "mcp-session-id" in response.request.headers:
+            # The server no longer knows our session (it restarted, or expired
+            # it): nothing was done with this request. Connect again; the
+            # calls caught in this are retried once on the new session.
+            self.session_lost = True
+            self.errors.append("the server no longer knows the session (HTTP 404)")
+            if self._finish is not None:
+                self._finish(self.end_reason())
+            return
+        self.errors.append(_http_error_status(status))
+
     async def open(self, tg: anyio.abc.TaskGroup, finish: Callable[[str | None], None]) -> None:
         """Connect (in a task of `tg`, which owns the transport); `finish` when it ends."""
         headers = self._headers()
         ready = anyio.Event()
         config = self._config
+        self._finish = finish
 
         async def run() -> None:
             reason = "the connection closed"
@@ -373,15 +408,14 @@ class _Remote:
                         from mcp.client.sse import sse_client
 
                         streams = await stack.enter_async_context(
-                            sse_client(config.url, headers=headers)
+                            sse_client(
+                                config.url, headers=headers, httpx_client_factory=self._client
+                            )
                         )
                     else:
                         from mcp.client.streamable_http import streamable_http_client
-                        from mcp.shared._httpx_utils import create_mcp_http_client
 
-                        client = await stack.enter_async_context(
-                            create_mcp_http_client(headers=headers)
-                        )
+                        client = await stack.enter_async_context(self._client(headers=headers))
                         streams = await stack.enter_async_context(
                             streamable_http_client(config.url, http_client=client)
                         )
@@ -393,7 +427,9 @@ class _Remote:
                 raise
             except Exception as exc:
                 reason = f"cannot reach {config.url}: {_http_error(_unwrap(exc))}"
-            finish(reason if not self.errors else f"{reason}; {self.errors[-1]}")
+                finish(reason)
+                return
+            finish(self.end_reason())
 
         tg.start_soon(run)
         await ready.wait()
@@ -401,9 +437,12 @@ class _Remote:
     def start(self, tg: anyio.abc.TaskGroup, finish: Callable[[str | None], None]) -> None:
         return None  # `open` already watches the connection
 
-    async def closed_reason(self) -> str:
+    def end_reason(self) -> str:
         last = self.errors[-1] if self.errors else "the connection closed"
         return f"{self._config.url}: {last}"
+
+    async def closed_reason(self) -> str:
+        return self.end_reason()
 
     async def aclose(self) -> None:
         return None  # the transport is closed by its own task, with the task group
@@ -484,6 +523,11 @@ async def _speak(
     def lost() -> None:
         if live is not None:
             upstream._detach(instance, live)
+        if isinstance(conn, _Remote):
+            # No process to watch: the connection's end is the instance's end
+            # (a dropped connection, an expired session), and the supervisor
+            # connects again, with its backoff.
+            finish_once(conn.end_reason())
 
     def fatal(reason: str) -> None:
         finish(reason)  # the server broke the protocol past repair: end this instance
@@ -560,6 +604,8 @@ async def _speak(
             except MCPError as exc:
                 if exc.code == CONNECTION_CLOSED:
                     finish_once(await conn.closed_reason())
+                elif isinstance(conn, _Remote) and conn.errors:
+                    finish_once(f"initialize failed: {conn.errors[-1]}")
                 else:
                     finish_once(f"initialize failed: {exc.message}")
             if init_raw is None:
@@ -590,6 +636,7 @@ async def _speak(
         upstream._detach(instance, live)
         reason = reason_box[0] if reason_box else None
         live.cause = reason or "the server was stopped"
+        live.retry_safe = isinstance(conn, _Remote) and conn.session_lost
         live.closed.set()
 
 

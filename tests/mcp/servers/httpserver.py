@@ -1,0 +1,80 @@
+"""A remote MCP server for bicameral's tests: the official SDK's server on uvicorn.
+
+``python httpserver.py PORT [--sse] [--token TOKEN] [--name NAME]`` serves
+MCP on ``http://127.0.0.1:PORT/mcp`` (streamable HTTP) or ``/sse`` (legacy
+SSE). With ``--token``, every request without ``Authorization: Bearer TOKEN``
+is refused with 401. Tools: ``echo``, ``pid`` (this process's pid),
+``headers`` (the headers it was sent, as JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import anyio
+import uvicorn
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+
+port = int(sys.argv[1])
+sse = "--sse" in sys.argv
+token = sys.argv[sys.argv.index("--token") + 1] if "--token" in sys.argv else None
+name = sys.argv[sys.argv.index("--name") + 1] if "--name" in sys.argv else "remote"
+
+server: MCPServer = MCPServer(name, version="2.0.0", log_level="WARNING")
+seen_headers: dict[str, str] = {}
+
+
+def echo(text: str) -> str:
+    """Return the text unchanged."""
+    return text
+
+
+def pid() -> int:
+    """This server process's pid."""
+    return os.getpid()
+
+
+async def headers(ctx: Context) -> str:
+    """The headers of the last request, as JSON."""
+    return json.dumps(seen_headers)
+
+
+for fn in (echo, pid, headers):
+    server.add_tool(fn)
+
+security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
+if sse:
+    app: Any = server.sse_app(transport_security=security)
+else:
+    app = server.streamable_http_app(transport_security=security)
+
+
+async def guarded(scope: Any, receive: Any, send: Any) -> None:
+    if scope["type"] == "http":
+        got = {k.decode(): v.decode() for k, v in scope.get("headers", [])}
+        seen_headers.clear()
+        seen_headers.update(got)
+        if token is not None and got.get("authorization") != f"Bearer {token}":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [(b"content-type", b"text/plain")],
+                }
+            )
+            await send({"type": "http.response.body", "body": b"unauthorized"})
+            return
+    await app(scope, receive, send)
+
+
+async def main() -> None:
+    config = uvicorn.Config(guarded, host="127.0.0.1", port=port, log_level="warning")
+    await uvicorn.Server(config).serve()
+
+
+if __name__ == "__main__":
+    anyio.run(main)
