@@ -34,7 +34,10 @@ if TYPE_CHECKING:
 __all__ = ["mcp_app"]
 
 _COMMAND_KEY = "bicameral.mcp.add.command"
-_ADD_USAGE = "bicameral mcp add NAME [--env K=V ...] [--cwd DIR] -- COMMAND [ARGS...]"
+_ADD_USAGE = (
+    "bicameral mcp add NAME [--env K=V ...] [--cwd DIR] -- COMMAND [ARGS...]"
+    " (or: bicameral mcp add NAME --url URL [--header K=V ...] [--bearer TOKEN])"
+)
 
 
 class _AddCommand(TyperCommand):
@@ -133,17 +136,27 @@ def _reload_hint(ctx: typer.Context, reload: bool = False) -> None:
         )
 
 
-def _parse_env(values: list[str]) -> tuple[tuple[str, str], ...]:
+def _parse_env(values: list[str], what: str = "--env") -> tuple[tuple[str, str], ...]:
     env: dict[str, str] = {}
     for value in values:
         key, eq, val = value.partition("=")
         if not eq or not key or "\x00" in value:
-            raise _fail(f"--env expects NAME=VALUE, got {value!r}", 2)
+            raise _fail(f"{what} expects NAME=VALUE, got {value!r}", 2)
         env[key] = val
     return tuple(sorted(env.items()))
 
 
 def _server_dict(server: ServerConfig) -> dict[str, Any]:
+    if server.remote:
+        return {
+            "name": server.name,
+            "url": server.url,
+            "transport": server.transport,
+            "headers": sorted(k for k, _ in server.headers),  # names only: values may be secret
+            "auth": server.auth,
+            "enabled": server.enabled,
+            "share": server.share,
+        }
     return {
         "name": server.name,
         "command": server.command,
@@ -151,6 +164,7 @@ def _server_dict(server: ServerConfig) -> dict[str, Any]:
         "env": server.env_dict(),
         "cwd": server.cwd,
         "enabled": server.enabled,
+        "share": server.share,
     }
 
 
@@ -238,6 +252,26 @@ def add(
             help="How clients share its processes (docs/mcp.md, Sharing).",
         ),
     ] = "auto",
+    url: Annotated[
+        str | None,
+        typer.Option("--url", help="A remote server's endpoint (instead of a command)."),
+    ] = None,
+    transport: Annotated[
+        str,
+        typer.Option("--transport", metavar="http|sse", help="A remote server's transport."),
+    ] = "http",
+    header: Annotated[
+        list[str] | None,
+        typer.Option("--header", metavar="K=V", help="A header for a remote server (repeatable)."),
+    ] = None,
+    bearer: Annotated[
+        str | None,
+        typer.Option(
+            "--bearer",
+            metavar="TOKEN",
+            help="A remote server's bearer token; \"${env:NAME}\" reads it from the daemon's env.",
+        ),
+    ] = None,
     replace: Annotated[
         bool, typer.Option("--replace", help="Overwrite a server of the same name.")
     ] = False,
@@ -246,7 +280,6 @@ def add(
     reload: ReloadOpt = False,
 ) -> None:
     """Add an MCP server: bicameral mcp add NAME [--env K=V ...] -- COMMAND [ARGS...]."""
-    from bicameral.daemon import ConfigError
     from bicameral.mcp._config import SHARE_MODES, ServerConfig, check_server_name
 
     after = ctx.meta.get(_COMMAND_KEY)
@@ -255,13 +288,32 @@ def add(
             f"unexpected argument(s) before `--`: {' '.join(command)}; usage: {_ADD_USAGE}", 2
         )
     argv = list(after if after is not None else command or [])
-    if not argv or not argv[0].strip():
+    if url is not None and argv:
+        raise _fail("give a command (after `--`) or --url, not both", 2)
+    if url is None and (not argv or not argv[0].strip()):
         raise _fail(f"missing the server's command; usage: {_ADD_USAGE}", 2)
     problem = check_server_name(name)
     if problem is not None:
         raise _fail(problem, 2)
     if share not in SHARE_MODES:
         raise _fail(f"--share must be one of {', '.join(SHARE_MODES)}, not {share!r}", 2)
+    if url is None and (header or bearer is not None or transport != "http"):
+        raise _fail("--transport, --header and --bearer are for a remote server (--url)", 2)
+    if url is not None:
+        if env or cwd is not None:
+            raise _fail("--env and --cwd are for a local server (a command)", 2)
+        remote = ServerConfig(
+            name=name,
+            url=url,
+            transport=transport,
+            headers=tuple(sorted(_parse_env(header or [], what="--header"))),
+            auth="bearer" if bearer is not None else "none",
+            token=bearer,
+            enabled=not disabled,
+            share=share,
+        )
+        _add(ctx, remote, replace=replace, config=config, json=json, reload=reload)
+        return
     env_pairs = _parse_env(env or [])
     cwd_text: str | None = None
     if cwd is not None:
@@ -277,16 +329,30 @@ def add(
         enabled=not disabled,
         share=share,
     )
-    path = _config_path(ctx, config)
+    _add(ctx, server, replace=replace, config=config, json=json, reload=reload)
+
+
+def _add(
+    ctx: typer.Context,
+    server: ServerConfig,
+    *,
+    replace: bool,
+    config: Path | None,
+    json: bool,
+    reload: bool,
+) -> None:
+    from bicameral.daemon import ConfigError
     from bicameral.mcp._config_edit import add_server
 
+    name = server.name
+    path = _config_path(ctx, config)
     try:
         replaced = add_server(path, server, replace=replace)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     import shutil
 
-    if os.sep not in server.command and shutil.which(server.command) is None:
+    if not server.remote and os.sep not in server.command and shutil.which(server.command) is None:
         sys.stderr.write(
             f"bicameral: note: {server.command!r} is not on this shell's PATH; "
             "the daemon looks it up on its own PATH when it starts the server\n"
@@ -353,7 +419,7 @@ def list_(
                     s.name,
                     "yes" if s.enabled else "no",
                     ",".join(k for k, _ in s.env) or "-",
-                    shlex.join(s.argv()) + where,
+                    (f"{s.url} ({s.transport})" if s.remote else shlex.join(s.argv())) + where,
                 ]
             )
         human = _table(rows)
@@ -451,7 +517,7 @@ def ps(
             [
                 r["name"],
                 r["state"],
-                str(r["pid"] or "-"),
+                str(r["pid"] or "-") if not r.get("url") else "remote",
                 _fast._duration(r["uptime_s"]) if r["uptime_s"] is not None else "-",
                 str(r["restarts"]),
                 "-" if r["tools"] is None else str(r["tools"]),

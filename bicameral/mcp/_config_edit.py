@@ -26,6 +26,7 @@ are skipped with the reason.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -149,6 +150,21 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def _plain(config: ServerConfig) -> dict[str, Any]:
     """The table written for ``config``: only the keys that differ from the defaults."""
+    if config.remote:
+        remote: dict[str, Any] = {"url": config.url}
+        if config.transport != "http":
+            remote["transport"] = config.transport
+        if config.headers:
+            remote["headers"] = dict(config.headers)
+        if config.auth != "none":
+            remote["auth"] = config.auth
+        if config.token is not None:
+            remote["token"] = config.token
+        if not config.enabled:
+            remote["enabled"] = False
+        if config.share != "auto":
+            remote["share"] = config.share
+        return remote
     table: dict[str, Any] = {"command": config.command}
     if config.args:
         table["args"] = list(config.args)
@@ -455,12 +471,11 @@ def _entry(
         return None, "not a JSON object"
     kind = entry.get("type")
     url = entry.get("url") or entry.get("serverUrl")
+    if kind in ("http", "streamable-http", "sse") or (kind is None and url is not None):
+        return _remote_entry(entry, url, kind, notes)
     if kind is not None and kind != "stdio":
-        where = f" at {url}" if isinstance(url, str) else ""
-        return None, f"{kind} server{where}: only stdio servers (a command) are supported for now"
+        return None, f"unknown server type {kind!r} (expected stdio, http or sse)"
     command = entry.get("command")
-    if command is None and url is not None:
-        return None, f"remote server at {url}: only stdio servers (a command) are supported for now"
     if not isinstance(command, str) or not command.strip():
         return None, 'no "command" (a non-empty string)'
     table: dict[str, Any] = {"command": command}
@@ -505,6 +520,48 @@ def _entry(
             "uses ${...} placeholders, which bicameral passes on literally; "
             "put the real values in config.toml"
         )
+    return table, ""
+
+
+_CLIENT_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def _remote_entry(
+    entry: dict[str, Any], url: Any, kind: Any, notes: list[str]
+) -> tuple[dict[str, Any] | None, str]:
+    """A client's remote (``http`` / ``sse`` / ``url``) entry as a bicameral table."""
+    if not isinstance(url, str) or not url:
+        return None, f'a {kind or "remote"} server needs a "url"'
+    table: dict[str, Any] = {"url": url}
+    if kind == "sse":
+        table["transport"] = "sse"
+    elif kind is None and url.rstrip("/").endswith("/sse"):
+        # Cursor's bare "url" entries may be either transport: its endpoint
+        # name says which.
+        table["transport"] = "sse"
+        notes.append(
+            'taken as a legacy SSE server (its URL ends in /sse); else set transport = "http"'
+        )
+    headers = entry.get("headers")
+    if headers is not None:
+        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+            return None, '"headers" is not an object of strings'
+        # Claude Code and Cursor spell environment references ${NAME};
+        # bicameral spells them ${env:NAME} (expanded by the daemon).
+        converted = {k: _CLIENT_VAR.sub(r"${env:\1}", v) for k, v in headers.items()}
+        if converted:
+            table["headers"] = converted
+    if entry.get("disabled") is True:
+        table["enabled"] = False
+    ignored = sorted(
+        k
+        for k in entry
+        if k not in _CLIENT_ONLY_KEYS and k not in ("url", "serverUrl", "headers", "oauth")
+    )
+    if ignored:
+        notes.append(f"ignored keys: {', '.join(ignored)}")
+    if "oauth" in entry:
+        notes.append("its OAuth settings were not imported: bicameral does not do OAuth yet")
     return table, ""
 
 
@@ -603,16 +660,9 @@ def import_servers(path: Path, source: Path, *, replace: bool = False) -> Import
             except ConfigError as exc:
                 result.skipped.append((original, str(exc).split("] ", 1)[-1]))
                 continue
-            # keep the file's own spelling (e.g. "~/x"), not the expanded cwd
-            config = ServerConfig(
-                name=name,
-                command=config.command,
-                args=config.args,
-                env=config.env,
-                cwd=table.get("cwd"),
-                enabled=config.enabled,
-                share=config.share,
-            )
+            if not config.remote:
+                # keep the file's own spelling (e.g. "~/x"), not the expanded cwd
+                config = dataclasses.replace(config, cwd=table.get("cwd"))
             if name != original:
                 result.renamed[original] = name
             result.notes.extend((original, note) for note in notes)

@@ -61,7 +61,8 @@ def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
     ``restarts``, ``tools``, ``clients``, ``memory_bytes`` (all its
     instances), ``last_error``, ``share`` and ``instances`` (each with
     ``name``, ``state``, ``pid``, ``clients``, ``capabilities``, ``roots``,
-    ``spare``; the primary, ``server``, first).
+    ``spare``; the primary, ``server``, first), ``url`` and ``auth`` (a
+    remote server's endpoint and ``none | bearer``; None for a local one).
 
     Raises:
       ConfigError: the configuration cannot be read, or `name` is not in it.
@@ -121,6 +122,8 @@ def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
                 "last_error": status.get("last_error") or None,
                 "share": status.get("share") or server.share,
                 "instances": instances,
+                "url": server.url,
+                "auth": server.auth if server.remote else None,
             }
         )
     return {

@@ -416,7 +416,11 @@ CLAUDE_CODE = {
             "env": {},
         },
         "sentry": {"type": "http", "url": "https://mcp.sentry.dev/mcp"},
-        "linear": {"type": "sse", "url": "https://mcp.linear.app/sse"},
+        "linear": {
+            "type": "sse",
+            "url": "https://mcp.linear.app/sse",
+            "headers": {"Authorization": "Bearer ${LINEAR_TOKEN}"},
+        },
         "api": {
             "type": "stdio",
             "command": "${HOME}/bin/api-server",
@@ -454,24 +458,25 @@ def test_import_claude_desktop(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def test_import_claude_code_skips_http_and_sse(tmp_path: Path) -> None:
+def test_import_claude_code_adds_stdio_http_and_sse_servers(tmp_path: Path) -> None:
     source = write_json(tmp_path / ".mcp.json", CLAUDE_CODE)
     path = tmp_path / "config.toml"
     result = import_servers(path, source)
-    assert result.added == ["memory", "api"]
-    skipped = dict(result.skipped)
-    assert set(skipped) == {"sentry", "linear"}
-    assert "http" in skipped["sentry"]
-    assert "https://mcp.sentry.dev/mcp" in skipped["sentry"]
-    assert "only stdio" in skipped["sentry"]
-    assert "sse" in skipped["linear"]
+    assert result.added == ["memory", "sentry", "linear", "api"]
+    assert result.skipped == []
     notes = dict(result.notes)
     assert "${...}" in notes["api"]
-    memory = list_servers(path)[0]
-    assert memory == ServerConfig("memory", "npx", ("-y", "@modelcontextprotocol/server-memory"))
-    data = result.to_dict()
-    assert data["added"] == ["memory", "api"]
-    assert {"name": "sentry", "reason": skipped["sentry"]} in data["skipped"]
+    servers = {s.name: s for s in list_servers(path)}
+    assert servers["memory"] == ServerConfig(
+        "memory", "npx", ("-y", "@modelcontextprotocol/server-memory")
+    )
+    sentry, linear = servers["sentry"], servers["linear"]
+    assert (sentry.url, sentry.transport) == ("https://mcp.sentry.dev/mcp", "http")
+    assert (linear.url, linear.transport) == ("https://mcp.linear.app/sse", "sse")
+    # The client's ${NAME} becomes bicameral's ${env:NAME}, expanded by the daemon.
+    assert linear.headers == (("Authorization", "Bearer ${env:LINEAR_TOKEN}"),)
+    text = path.read_text()
+    assert 'url = "https://mcp.sentry.dev/mcp"' in text and 'transport = "sse"' in text
 
 
 def test_import_cursor_url_entries_and_odd_names(tmp_path: Path) -> None:
@@ -491,10 +496,10 @@ def test_import_cursor_url_entries_and_odd_names(tmp_path: Path) -> None:
     path = tmp_path / "config.toml"
     (tmp_path / "srv").mkdir()  # a relative cwd is the JSON file's; it must exist
     result = import_servers(path, source)
-    assert result.added == ["my-server", "odd", "off"]
+    assert result.added == ["remote", "my-server", "odd", "off"]
     assert result.renamed == {"my.server": "my-server"}
     skipped = dict(result.skipped)
-    assert "remote server at http://localhost:3000/sse" in skipped["remote"]
+    assert "sse" in dict(result.notes)["remote"]
     assert '"args"' in skipped["bad"]
     assert "command" in skipped["nocmd"]
     assert "envFile" in dict(result.notes)["odd"]
@@ -502,6 +507,7 @@ def test_import_cursor_url_entries_and_odd_names(tmp_path: Path) -> None:
     assert servers["my-server"].cwd == str(tmp_path / "srv")  # relative to the JSON file
     assert servers["odd"].env_dict() == {"PORT": "8080"}
     assert servers["off"].enabled is False
+    assert servers["remote"].transport == "sse"
 
 
 def test_import_refuses_a_cwd_that_does_not_exist(tmp_path: Path) -> None:

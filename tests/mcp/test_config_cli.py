@@ -219,16 +219,15 @@ def test_import_claude_desktop_and_claude_code(home: Path, tmp_path: Path) -> No
         )
     )
     out = ok(bc(home, "import", str(code)))
-    assert out["added"] == ["memory"]
+    assert out["added"] == ["memory", "sentry"]
     skipped = {s["name"]: s["reason"] for s in out["skipped"]}
-    assert "only stdio" in skipped["sentry"]
     assert "--replace" in skipped["github"]
     out = ok(bc(home, "import", "--replace", str(code)))
-    assert out["replaced"] == ["memory", "github"]
+    assert out["replaced"] == ["memory", "sentry", "github"]
     servers = {s["name"]: s for s in ok(bc(home, "list"))["servers"]}
     assert servers["github"]["command"] == "gh-mcp"
     assert servers["github"]["env"] == {}
-    assert set(servers) == {"filesystem", "github", "memory"}
+    assert set(servers) == {"filesystem", "github", "memory", "sentry"}
 
 
 def test_import_bad_files(home: Path, tmp_path: Path) -> None:

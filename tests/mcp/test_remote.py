@@ -139,3 +139,19 @@ async def test_a_bearer_token_from_the_environment_is_sent_and_required(
 
         row = wait_until(bad_row)
         assert "401" in row["last_error"] and row["state"] != "ready", row
+
+
+async def test_mcp_add_url_and_ps_show_a_remote_server(mcp_home: McpHome) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/mcp"
+    added = mcp_home.cli("mcp", "add", "far", "--url", url, "--header", "X-Team=blue", "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["server"]["url"] == url
+    refused = mcp_home.cli("mcp", "add", "plain", "--url", "http://example.com/mcp")
+    assert refused.returncode == 1 and "https://" in refused.stderr
+    with remote(port):
+        async with session(mcp_home, "far") as client:
+            seen = json.loads(text(await client.call_tool("headers", {})))
+            assert seen["x-team"] == "blue"
+            (row,) = json.loads(mcp_home.cli("mcp", "ps", "--json").stdout)["servers"]
+            assert row["url"] == url and row["auth"] == "none" and row["state"] == "ready"
