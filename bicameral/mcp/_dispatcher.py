@@ -86,6 +86,7 @@ class _Handler:
         intercept: OnNotifyIntercept | None,
     ) -> None:
         self._dispatcher = dispatcher
+        self._seen = dispatcher.on_notification_seen
         self._on_request = on_request
         self._on_notify = on_notify
         self._intercept = intercept
@@ -104,6 +105,8 @@ class _Handler:
             raise
 
     def note(self, method: str, params: dict[str, Any] | None) -> bool:
+        if self._seen is not None:
+            self._seen(method)
         # The SDK's receive-order intercept; a raise is contained by the peer.
         return self._intercept is not None and bool(self._intercept(method, params))
 
@@ -118,6 +121,8 @@ class LeanDispatcher:
     the waiters are woken, so the owner can stop sending new work its way.
     `on_fatal` is told why when the server broke the protocol past repair
     (a line over `max_frame`); the connection is closed after it.
+    `on_notification_seen` is told each notification's method as it is read,
+    in order with the responses (the session's handlers run later, in tasks).
     """
 
     def __init__(
@@ -129,7 +134,9 @@ class LeanDispatcher:
         max_frame: int = MAX_FRAME,
         on_fatal: Callable[[str], None] | None = None,
         name: str = "?",
+        on_notification_seen: Callable[[str], None] | None = None,
     ) -> None:
+        self.on_notification_seen = on_notification_seen
         # The supervisor's pipe streams expose their fds: use them directly.
         read_fd = getattr(reader, "fileno", None)
         write_fd = getattr(writer, "fileno", None)

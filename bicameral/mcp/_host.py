@@ -381,6 +381,9 @@ class ClientConn:
             return await self._initialize(params)
         if method in _LIST_KINDS:
             await self._settle()
+            kind = _LIST_KINDS[method][0]
+            for up in list(self._attached):
+                await up.fresh(self, kind)
             return self._list(method, params.get("cursor"))
         if method == "tasks/list" and self.server is None:
             return await self._all_tasks()

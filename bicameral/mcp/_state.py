@@ -62,6 +62,8 @@ OBSERVABLE = ("elicitation", "roots", "sampling")
 ROUTED = frozenset({"sampling", "elicitation"})
 #: Seconds an instance nobody uses is kept before it is retired.
 LINGER = 30.0
+#: How long a list request waits for a list being listed again.
+FRESH_WAIT = 5.0
 #: Instances of one server at most (the primary and spares included).
 MAX_INSTANCES = 16
 #: MCP log levels, least to most severe.
@@ -156,6 +158,8 @@ class Instance:
         self.live: Live | None = None
         self.init_result: dict[str, Any] | None = None
         self.lists: dict[str, list[dict[str, Any]]] = {k: [] for k in LIST_METHODS}
+        #: Lists the server said changed and that are being listed again.
+        self.stale: set[str] = set()
         #: The server's own page sizes for each list (clients get the same pages).
         self.pages: dict[str, list[int]] = {k: [] for k in LIST_METHODS}
         self.clients: set[Peer] = set()
@@ -679,6 +683,17 @@ class Upstream:
         if inst is not None and inst.init_result is not None:
             return inst
         return self.primary
+
+    async def fresh(self, peer: Peer, kind: str) -> None:
+        """Wait (bounded) while the list `kind` that `peer` sees is being listed again.
+
+        A client that lists right after a call that changed the list (a tool
+        that adds a resource) gets the new list, as from the server itself.
+        """
+        inst = self.instance_seen_by(peer)
+        with anyio.move_on_after(FRESH_WAIT):
+            while kind in inst.stale and inst.live is not None:
+                await inst.wait_change()
 
     async def settle(self, peer: Peer) -> None:
         """Give `peer` its instance now and wait (bounded) for it to have started once."""

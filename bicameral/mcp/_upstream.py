@@ -72,6 +72,13 @@ def ping_timeout() -> float:
     return _env_float("BICAMERAL_MCP_PING_TIMEOUT", 10.0)
 
 
+#: The lists a ``list_changed`` notification makes stale.
+_KINDS_CHANGED = {
+    "notifications/tools/list_changed": ("tools",),
+    "notifications/resources/list_changed": ("resources", "resource_templates"),
+    "notifications/prompts/list_changed": ("prompts",),
+}
+
 _CAPABILITY_FOR = {
     "tools": "tools",
     "resources": "resources",
@@ -532,6 +539,13 @@ async def _speak(
     def fatal(reason: str) -> None:
         finish(reason)  # the server broke the protocol past repair: end this instance
 
+    def seen(method: str) -> None:
+        # A list changed: from now on, a client asking for it waits for the
+        # new one (the re-listing itself runs later, in its own task).
+        for kind in _KINDS_CHANGED.get(method, ()):
+            instance.stale.add(kind)
+            refresh(kind)
+
     dispatcher = LeanDispatcher(
         conn.reader,
         conn.writer,
@@ -539,6 +553,7 @@ async def _speak(
         max_frame=upstream.max_frame,
         on_fatal=fatal,
         name=name,
+        on_notification_seen=seen,
     )
     callbacks = _Callbacks(upstream, instance, refresh)
     session = ClientSession(
@@ -584,8 +599,11 @@ async def _speak(
                         "MCP server %r: re-listing %s failed: %s", upstream.name, kind, exc
                     )
                     continue
+                finally:
+                    instance.stale.discard(kind)
                 instance.pages[kind] = sizes
                 upstream._update_list(instance, kind, items)
+            instance.touch()
 
     try:
         conn.start(tg, finish_once)

@@ -104,6 +104,7 @@ def test_add_list_remove(home: Path) -> None:
             "env": {"EMPTY": "", "LOG_LEVEL": "info"},
             "cwd": str(home),
             "enabled": True,
+            "share": "auto",
         },
         {
             "name": "plain",
@@ -112,6 +113,7 @@ def test_add_list_remove(home: Path) -> None:
             "env": {},
             "cwd": None,
             "enabled": True,
+            "share": "auto",
         },
     ]
     assert (home / "config.toml").stat().st_mode & 0o777 == 0o600
@@ -131,6 +133,7 @@ def test_add_existing_needs_replace(home: Path) -> None:
         "env": {},
         "cwd": None,
         "enabled": False,
+        "share": "auto",
     }
 
 
