@@ -574,6 +574,55 @@ def _control(ctx: typer.Context, action: str, name: str, json: bool) -> None:
     _fast.emit(result, _fast.wants_json(json), f"{done} MCP server {name!r} (now {state})")
 
 
+@mcp_app.command("login")
+def login(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The OAuth server to log in to.")],
+    json: JsonOpt = False,
+) -> None:
+    """Log in to a remote server that uses OAuth (browser; the URL is printed too)."""
+    from bicameral.daemon import ConfigError
+    from bicameral.mcp import login_server
+
+    paths = _paths(ctx)
+    try:
+        result = login_server(paths, name)
+    except (ConfigError, ValueError, TimeoutError) as exc:
+        why = str(exc) or "nobody completed the login in time"
+        if _fast.wants_json(json):
+            _fast.emit({"status": "failed", "name": name, "error": why}, True, "")
+        raise _fail(f"login to {name!r} failed: {why}") from None
+    except Exception as exc:  # the SDK's OAuth errors: one line, no traceback
+        if _fast.wants_json(json):
+            _fast.emit({"status": "failed", "name": name, "error": str(exc)}, True, "")
+        raise _fail(f"login to {name!r} failed: {type(exc).__name__}: {exc}") from None
+    _fast.emit(
+        result,
+        _fast.wants_json(json),
+        f"logged in to {name!r}; tokens in {result['tokens']} (daemon: {result['daemon']})",
+    )
+
+
+@mcp_app.command("logout")
+def logout(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The OAuth server to log out of.")],
+    json: JsonOpt = False,
+) -> None:
+    """Forget a remote server's OAuth tokens (it shows needs-login until the next login)."""
+    from bicameral.daemon import ConfigError
+    from bicameral.mcp import logout_server
+
+    try:
+        result = logout_server(_paths(ctx), name)
+    except ConfigError as exc:
+        if _fast.wants_json(json):
+            _fast.emit({"status": "failed", "name": name, "error": str(exc)}, True, "")
+        raise _fail(str(exc)) from None
+    what = "logged out of" if result["status"] == "logged-out" else "no tokens stored for"
+    _fast.emit(result, _fast.wants_json(json), f"{what} {name!r} (daemon: {result['daemon']})")
+
+
 @mcp_app.command("restart")
 def restart(
     ctx: typer.Context,

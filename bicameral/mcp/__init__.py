@@ -14,6 +14,7 @@ from bicameral.mcp._bridge import run_bridge
 
 if TYPE_CHECKING:
     from bicameral.mcp._config import ServerConfig, load_servers
+    from bicameral.mcp._login import login_server, logout_server
     from bicameral.mcp._plugin import McpPlugin, plugin
     from bicameral.mcp._ps import control_server, server_rows
 
@@ -22,6 +23,8 @@ __all__ = [
     "ServerConfig",
     "control_server",
     "load_servers",
+    "login_server",
+    "logout_server",
     "plugin",
     "run_bridge",
     "server_rows",
@@ -34,6 +37,8 @@ _LAZY = {
     "load_servers": "bicameral.mcp._config",
     "control_server": "bicameral.mcp._ps",
     "server_rows": "bicameral.mcp._ps",
+    "login_server": "bicameral.mcp._login",
+    "logout_server": "bicameral.mcp._login",
 }
 
 

@@ -44,6 +44,7 @@ __all__ = [
     "load_servers",
     "read_config",
     "read_text",
+    "token_path",
 ]
 
 #: The keys a ``[mcp.servers.NAME]`` table may hold.
@@ -57,6 +58,9 @@ SERVER_KEYS = (
     "headers",
     "auth",
     "token",
+    "scope",
+    "client_id",
+    "client_metadata_url",
     "enabled",
     "share",
 )
@@ -64,7 +68,7 @@ SERVER_KEYS = (
 #: How a remote server is spoken to: streamable HTTP (either era) or legacy SSE.
 TRANSPORTS = ("http", "sse")
 #: How a remote server is authenticated.
-AUTH_MODES = ("none", "bearer")
+AUTH_MODES = ("none", "bearer", "oauth")
 
 #: How a server's instances are shared among clients (docs/mcp.md, "Sharing").
 SHARE_MODES = ("auto", "shared", "per-client")
@@ -102,6 +106,11 @@ class ServerConfig:
     auth: str = "none"
     #: The bearer token (``auth = "bearer"``); may hold ``${env:NAME}``.
     token: str | None = None
+    #: OAuth (``auth = "oauth"``): the scope to ask for, a pre-registered
+    #: client id, a Client ID Metadata Document URL.
+    scope: str | None = None
+    client_id: str | None = None
+    client_metadata_url: str | None = None
 
     @property
     def remote(self) -> bool:
@@ -365,13 +374,19 @@ def _remote_server(head: str, name: str, table: Mapping[str, Any]) -> ServerConf
             raise ConfigError(f'{head} "headers" value of {key} must be one line')
         _check_env_refs(head, f"headers.{key}", value)
     auth = table.get("auth", "none")
-    if auth == "oauth":
-        raise ConfigError(
-            f'{head} auth = "oauth" is not supported by this version of bicameral: use '
-            'auth = "bearer" with token = "${env:NAME}", or a header'
-        )
     if auth not in AUTH_MODES:
-        raise ConfigError(f'{head} "auth" must be "none" or "bearer", not {auth!r}')
+        raise ConfigError(f'{head} "auth" must be "none", "bearer" or "oauth", not {auth!r}')
+    oauth: dict[str, str | None] = {}
+    for key in ("scope", "client_id", "client_metadata_url"):
+        value = table.get(key)
+        if value is not None and auth != "oauth":
+            raise ConfigError(f'{head} "{key}" is only used with auth = "oauth"')
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise ConfigError(f'{head} "{key}" must be a non-empty string')
+        oauth[key] = value
+    cimd = oauth["client_metadata_url"]
+    if cimd is not None and not cimd.startswith("https://"):
+        raise ConfigError(f'{head} "client_metadata_url" must be an https:// URL')
     token = table.get("token")
     if auth == "bearer":
         if not isinstance(token, str) or not token:
@@ -389,6 +404,9 @@ def _remote_server(head: str, name: str, table: Mapping[str, Any]) -> ServerConf
         headers=tuple(sorted(headers.items())),
         auth=auth,
         token=token,
+        scope=oauth["scope"],
+        client_id=oauth["client_id"],
+        client_metadata_url=cimd,
         enabled=enabled,
         share=share,
     )
@@ -413,6 +431,11 @@ def check_url(url: str) -> str | None:
     if parts.scheme == "http" and host not in ("localhost", "127.0.0.1", "::1"):
         return f"must use https:// for a server that is not on this machine ({host})"
     return None
+
+
+def token_path(home: Path, name: str) -> Path:
+    """Where a server's OAuth tokens and client registration live (0600)."""
+    return home / "tokens" / f"{name}.json"
 
 
 def _check_env_refs(head: str, where: str, value: str) -> None:

@@ -160,6 +160,9 @@ def _plain(config: ServerConfig) -> dict[str, Any]:
             remote["auth"] = config.auth
         if config.token is not None:
             remote["token"] = config.token
+        for key in ("scope", "client_id", "client_metadata_url"):
+            if getattr(config, key) is not None:
+                remote[key] = getattr(config, key)
         if not config.enabled:
             remote["enabled"] = False
         if config.share != "auto":
@@ -472,7 +475,7 @@ def _entry(
     kind = entry.get("type")
     url = entry.get("url") or entry.get("serverUrl")
     if kind in ("http", "streamable-http", "sse") or (kind is None and url is not None):
-        return _remote_entry(entry, url, kind, notes)
+        return _remote_entry(name, entry, url, kind, notes)
     if kind is not None and kind != "stdio":
         return None, f"unknown server type {kind!r} (expected stdio, http or sse)"
     command = entry.get("command")
@@ -527,7 +530,7 @@ _CLIENT_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def _remote_entry(
-    entry: dict[str, Any], url: Any, kind: Any, notes: list[str]
+    name: str, entry: dict[str, Any], url: Any, kind: Any, notes: list[str]
 ) -> tuple[dict[str, Any] | None, str]:
     """A client's remote (``http`` / ``sse`` / ``url``) entry as a bicameral table."""
     if not isinstance(url, str) or not url:
@@ -561,7 +564,13 @@ def _remote_entry(
     if ignored:
         notes.append(f"ignored keys: {', '.join(ignored)}")
     if "oauth" in entry:
-        notes.append("its OAuth settings were not imported: bicameral does not do OAuth yet")
+        table["auth"] = "oauth"
+        oauth = entry["oauth"] if isinstance(entry["oauth"], dict) else {}
+        if isinstance(oauth.get("clientId"), str):
+            table["client_id"] = oauth["clientId"]
+        if isinstance(oauth.get("scope"), str):
+            table["scope"] = oauth["scope"]
+        notes.append(f"OAuth: log in once with `bicameral mcp login {name}`")
     return table, ""
 
 

@@ -30,6 +30,7 @@ _SHOWN = {
     "restarting": "backoff",
     "failed": "failed",
     "stopped": "stopped",
+    "needs-login": "needs-login",
 }
 
 
@@ -123,7 +124,7 @@ def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
                 "share": status.get("share") or server.share,
                 "instances": instances,
                 "url": server.url,
-                "auth": server.auth if server.remote else None,
+                "auth": _auth_state(paths, server) if server.remote else None,
             }
         )
     return {
@@ -131,6 +132,16 @@ def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
         "config_path": str(paths.config),
         "servers": rows,
     }
+
+
+def _auth_state(paths: DaemonPaths, server: Any) -> str:
+    """``none``, ``bearer``, or for OAuth whether tokens are stored (``oauth (logged in)``)."""
+    if server.auth != "oauth":
+        return str(server.auth)
+    from bicameral.mcp._config import token_path
+
+    stored = token_path(paths.home, server.name).exists()
+    return "oauth (logged in)" if stored else "oauth (needs login)"
 
 
 def _instances(status: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bicameral.mcp._common import CALL_WAIT, MAX_FRAME
@@ -31,6 +32,8 @@ class Registry:
         self.daemon_ready: Any = None
         #: Runs a background task for the daemon's life (retiring idle instances).
         self.start_soon: Callable[..., None] | None = None
+        #: The daemon's state directory (OAuth tokens live under it).
+        self.home: Path | None = None
 
     def upstream(self, config: ServerConfig) -> Upstream:
         from bicameral.mcp._state import Upstream
@@ -44,6 +47,7 @@ class Registry:
         up.ready_timeout = self.ready_timeout
         up.max_frame = self.max_frame
         up.start_soon = self.start_soon
+        up.home = self.home
         return up
 
     def _changed(self) -> None:

@@ -34,6 +34,7 @@ import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -277,6 +278,10 @@ class Upstream:
         self.tree: Supervisor | None = None
         #: Runs a background task for the daemon's life (the plugin's host).
         self.start_soon: Callable[..., None] | None = None
+        #: The daemon's state directory (its OAuth tokens live under it).
+        self.home: Path | None = None
+        #: The OAuth provider all instances share (made by `_upstream`, SDK-side).
+        self.auth: Any = None
         self.shutting_down = False
         self.ready_timeout = CALL_WAIT
         #: The longest line accepted from the server (the daemon's ``max_frame``).
@@ -713,6 +718,8 @@ class Upstream:
         live = inst.live
         if live is not None:
             return live
+        if self.state == "needs-login":
+            raise UpstreamError(INTERNAL_ERROR, str(self.last_error))
         if self.state == "failed":
             raise UpstreamError(
                 INTERNAL_ERROR,

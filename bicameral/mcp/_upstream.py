@@ -26,6 +26,7 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -211,6 +212,10 @@ class _Exit(Exception):
     """The server's session ended; the message says why."""
 
 
+class _NeedsLoginExit(_Exit):
+    """A remote server needs a person to log in: not a crash, nothing to retry."""
+
+
 async def _read_stderr(
     stream: anyio.abc.ByteReceiveStream,
     name: str,
@@ -353,11 +358,13 @@ class _Remote:
 
     pid = None
 
-    def __init__(self, config: Any, name: str) -> None:
+    def __init__(self, config: Any, name: str, upstream: Upstream) -> None:
         self._config = config
         self._name = name
+        self._upstream = upstream
         self.errors: list[str] = []
         self.session_lost = False
+        self.needs_login: str | None = None
         self._finish: Callable[[str | None], None] | None = None
         self.reader: Any = None
         self.writer: Any = None
@@ -381,6 +388,8 @@ class _Remote:
         """The SDK's HTTP client, watching every response's status for us."""
         from mcp.shared._httpx_utils import create_mcp_http_client
 
+        if self._config.auth == "oauth":
+            auth = _shared_auth(self._upstream).provider
         client = create_mcp_http_client(headers=headers, timeout=timeout, auth=auth)
         client.event_hooks["response"].append(self._on_response)
         return client
@@ -406,6 +415,8 @@ class _Remote:
         ready = anyio.Event()
         config = self._config
         self._finish = finish
+        if config.auth == "oauth":
+            _shared_auth(self._upstream).listeners.add(self._on_needs_login)
 
         async def run() -> None:
             reason = "the connection closed"
@@ -451,8 +462,39 @@ class _Remote:
     async def closed_reason(self) -> str:
         return self.end_reason()
 
+    def _on_needs_login(self, message: str) -> None:
+        self.needs_login = message
+        if self._finish is not None:
+            self._finish(message)
+
     async def aclose(self) -> None:
-        return None  # the transport is closed by its own task, with the task group
+        # The transport is closed by its own task, with the task group.
+        shared = self._upstream.auth
+        if shared is not None:
+            shared.listeners.discard(self._on_needs_login)
+
+
+class _SharedAuth:
+    """One OAuth provider per server, shared by its instances: one refresh at a time."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        from bicameral.mcp._oauth import daemon_provider
+
+        self.config = upstream.config
+        self.listeners: set[Callable[[str], None]] = set()
+        home = upstream.home if upstream.home is not None else Path.home() / ".bicameral"
+        self.provider = daemon_provider(upstream.config, home, self._needs_login)
+
+    def _needs_login(self, message: str) -> None:
+        for listener in list(self.listeners):
+            listener(message)
+
+
+def _shared_auth(upstream: Upstream) -> _SharedAuth:
+    shared = upstream.auth
+    if not isinstance(shared, _SharedAuth) or shared.config != upstream.config:
+        shared = upstream.auth = _SharedAuth(upstream)
+    return shared
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -471,7 +513,7 @@ async def _session(upstream: Upstream, instance: Instance, prespawned: Any = Non
     name = upstream.name if instance.primary else f"{upstream.name}/{instance.name}"
     conn: _Local | _Remote
     if config.remote:
-        conn = _Remote(config, name)
+        conn = _Remote(config, name, upstream)
     else:
         try:
             if prespawned is None:
@@ -504,6 +546,8 @@ async def _session(upstream: Upstream, instance: Instance, prespawned: Any = Non
         with anyio.CancelScope(shield=True):
             await conn.aclose()
     reason = outcome[0] if outcome else None
+    if isinstance(conn, _Remote) and conn.needs_login is not None:
+        raise _NeedsLoginExit(conn.needs_login)
     if reason is not None:
         raise _Exit(reason)
 
@@ -679,6 +723,13 @@ async def run_instance(
     inst = instance if instance is not None else upstream.primary
     try:
         await _session(upstream, inst, prespawned)
+    except _NeedsLoginExit as exc:
+        # Waits for `mcp login` (which restarts the server) or a stop:
+        # restarting it would only ask again for what nobody can give.
+        logger.warning("%s", exc)
+        upstream._go_down(inst, "needs-login", str(exc))
+        await current_child().stopping.wait()
+        return
     except _Exit as exc:
         reason = str(exc)
         inst.exit_reason = reason

@@ -1,0 +1,94 @@
+"""``bicameral mcp login | logout NAME``: the operator's side of OAuth (see `_oauth`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from bicameral.daemon import ConfigError, DaemonError
+
+if TYPE_CHECKING:
+    from bicameral.daemon import DaemonPaths
+    from bicameral.mcp._config import ServerConfig
+
+__all__ = ["login_server", "logout_server"]
+
+
+def _oauth_server(paths: DaemonPaths, name: str) -> ServerConfig:
+    from bicameral.mcp._config_edit import list_servers
+
+    configured = {s.name: s for s in list_servers(paths.config)}
+    server = configured.get(name)
+    if server is None:
+        known = ", ".join(configured) or "none"
+        raise ConfigError(f"no MCP server named {name!r} in {paths.config} (configured: {known})")
+    if server.auth != "oauth":
+        raise ConfigError(
+            f"MCP server {name!r} does not use OAuth (it has auth = {server.auth!r}); "
+            'set auth = "oauth" to log in to it'
+        )
+    return server
+
+
+def _restart(paths: DaemonPaths, name: str) -> bool:
+    """Have a running daemon connect again with the new tokens; whether one did."""
+    from bicameral.mcp._ps import control_server
+
+    try:
+        control_server(paths, "restart", name)
+    except DaemonError:
+        return False
+    return True
+
+
+def login_server(
+    paths: DaemonPaths, name: str, show: Callable[[str, str], Awaitable[None]] | None = None
+) -> dict[str, Any]:
+    """Log in to `name` (browser flow, loopback redirect); store its tokens for the daemon.
+
+    Raises:
+      ConfigError: no such server, or it does not use OAuth.
+      ValueError: the authorization server advertised an endpoint that is
+        refused, or it refused the login (the message says which).
+      TimeoutError: nobody completed the login in the browser in time.
+    """
+    import anyio
+
+    from bicameral.mcp import _oauth
+
+    server = _oauth_server(paths, name)
+    shown = show or _oauth.show_url
+
+    async def run() -> None:
+        async def show_it(url: str) -> None:
+            await shown(name, url)
+
+        await _oauth.login(server, paths.home, show_it)
+
+    anyio.run(run)
+    restarted = _restart(paths, name)
+    return {
+        "status": "logged-in",
+        "name": name,
+        "tokens": str(_oauth.token_path(paths.home, name)),
+        "daemon": "reconnected" if restarted else "not running",
+    }
+
+
+def logout_server(paths: DaemonPaths, name: str) -> dict[str, Any]:
+    """Forget `name`'s tokens (the daemon's connection to it ends: it needs a login again)."""
+    from bicameral.mcp._config import token_path
+
+    _oauth_server(paths, name)
+    path = token_path(paths.home, name)
+    try:
+        path.unlink()
+        had = True
+    except FileNotFoundError:
+        had = False
+    restarted = _restart(paths, name)
+    return {
+        "status": "logged-out" if had else "unchanged",
+        "name": name,
+        "daemon": "disconnected" if restarted else "not running",
+    }

@@ -1,0 +1,284 @@
+"""OAuth for remote MCP servers: the daemon holds the tokens and alone refreshes them.
+
+The flow itself is the official SDK's (`mcp.client.auth.OAuthClientProvider`):
+RFC 9728 protected resource metadata (from ``WWW-Authenticate`` or the well-
+known URL), authorization server metadata, client registration (a
+pre-registered ``client_id``, else a Client ID Metadata Document where the
+server supports one and one is configured, else dynamic registration),
+authorization code with PKCE, RFC 8707 resource indicators, the RFC 9207
+issuer check, and refresh. What bicameral adds:
+
+* **One owner of the tokens.** ``bicameral mcp login NAME`` runs the browser
+  flow once, in the CLI, with a loopback redirect; the tokens (and the
+  client registration) go to ``tokens/NAME.json`` in the state directory
+  (0600, written atomically). From then on only the daemon uses them: one
+  `OAuthClientProvider` per server, shared by all its instances, whose lock
+  makes one refresh at a time; concurrent clients never race a refresh.
+* **No login in the daemon.** When the daemon would need a person (no
+  tokens, or a refresh the server refused), the server shows
+  ``needs-login`` and its calls fail with the command to run.
+* **Every endpoint checked before use** (`check_endpoint`): ``https://``, or
+  ``http://`` to a loopback address, and nothing that could be run: the
+  authorization URL is printed, and handed to a browser only through
+  Python's `webbrowser`, never a shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+from mcp.client.auth import OAuthClientProvider
+from mcp.client.auth.oauth2 import TokenStorage
+from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+
+from bicameral.daemon import write_atomic
+from bicameral.mcp._config import ServerConfig, check_url, token_path
+
+__all__ = [
+    "NeedsLogin",
+    "TokenFile",
+    "check_endpoint",
+    "daemon_provider",
+    "login",
+    "show_url",
+    "token_path",
+]
+
+#: The redirect URI registered for a login (its port is chosen at login time).
+CALLBACK_PATH = "/callback"
+#: How long `login` waits for the browser to come back.
+LOGIN_WAIT = 300.0
+
+
+class NeedsLogin(Exception):
+    """The server needs a person to log in (``bicameral mcp login NAME``)."""
+
+
+def check_endpoint(url: str) -> None:
+    """Refuse an OAuth endpoint URL that is not ``https://`` (or loopback ``http://``).
+
+    Raises `ValueError` naming the URL. Also refuses whitespace and control
+    characters: the URL is only ever printed or handed to `webbrowser`.
+    """
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise ValueError(f"refusing an OAuth endpoint with spaces or control characters: {url!r}")
+    problem = check_url(url)
+    if problem is not None:
+        raise ValueError(f"refusing the OAuth endpoint {url!r}: it {problem}")
+
+
+class TokenFile(TokenStorage):
+    """A server's tokens and client registration in one owner-only JSON file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _write(self, data: dict[str, Any]) -> None:
+        os.makedirs(self.path.parent, mode=0o700, exist_ok=True)
+        write_atomic(self.path, json.dumps(data, indent=2).encode())
+
+    async def get_tokens(self) -> OAuthToken | None:
+        raw = self._read().get("tokens")
+        return OAuthToken.model_validate(raw) if isinstance(raw, dict) else None
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        data = self._read()
+        data["tokens"] = tokens.model_dump(mode="json", exclude_none=True)
+        self._write(data)
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        raw = self._read().get("client")
+        return OAuthClientInformationFull.model_validate(raw) if isinstance(raw, dict) else None
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        data = self._read()
+        data["client"] = client_info.model_dump(mode="json", exclude_none=True)
+        self._write(data)
+
+
+def _metadata(config: ServerConfig, redirect_uri: str) -> OAuthClientMetadata:
+    return OAuthClientMetadata(
+        client_name="bicameral",
+        redirect_uris=[redirect_uri],  # type: ignore[list-item]
+        grant_types=["authorization_code", "refresh_token"],
+        response_types=["code"],
+        token_endpoint_auth_method="none",
+        scope=config.scope,
+    )
+
+
+async def _preregistered(config: ServerConfig, storage: TokenFile, redirect_uri: str) -> None:
+    """A configured ``client_id``: registered already, the flow must not register again."""
+    if config.client_id is None:
+        return
+    known = await storage.get_client_info()
+    if known is None or known.client_id != config.client_id:
+        await storage.set_client_info(
+            OAuthClientInformationFull(
+                client_id=config.client_id,
+                **_metadata(config, redirect_uri).model_dump(exclude_none=True),
+            )
+        )
+
+
+def daemon_provider(
+    config: ServerConfig, home: Path, on_needs_login: Callable[[str], None]
+) -> OAuthClientProvider:
+    """The daemon's provider for `config`: refreshes, never asks a person.
+
+    Where the flow would need one, `on_needs_login` is told what to run.
+    """
+
+    async def needs_person(url: str) -> None:
+        message = (
+            f"MCP server {config.name!r} needs a login: run `bicameral mcp login {config.name}`"
+        )
+        on_needs_login(message)
+        raise NeedsLogin(message)
+
+    async def no_callback() -> Any:  # never reached: needs_person raises first
+        raise NeedsLogin(f"run `bicameral mcp login {config.name}`")
+
+    return OAuthClientProvider(
+        server_url=str(config.url),
+        client_metadata=_metadata(config, f"http://127.0.0.1{CALLBACK_PATH}"),
+        storage=TokenFile(token_path(home, config.name)),
+        redirect_handler=needs_person,
+        callback_handler=no_callback,
+        client_metadata_url=config.client_metadata_url,
+    )
+
+
+async def _callback_server(
+    listener: anyio.abc.Listener[anyio.abc.SocketStream], got: dict[str, str], done: anyio.Event
+) -> None:
+    """Serve the loopback redirect: one GET with ``code`` and ``state``, then stop."""
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            data = b""
+            with anyio.move_on_after(10):
+                while b"\r\n\r\n" not in data and len(data) < 65536:
+                    chunk = await stream.receive(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            line = data.split(b"\r\n", 1)[0].decode("latin-1")
+            parts = line.split(" ")
+            target = parts[1] if len(parts) >= 2 else ""
+            query = parse_qs(urlsplit(target).query)
+            ok = urlsplit(target).path == CALLBACK_PATH and ("code" in query or "error" in query)
+            body = (
+                b"bicameral: logged in. You can close this window.\n"
+                if ok and "code" in query
+                else b"bicameral: this is not the login callback.\n"
+            )
+            status = b"200 OK" if ok else b"404 Not Found"
+            await stream.send(
+                b"HTTP/1.1 " + status + b"\r\ncontent-type: text/plain\r\n"
+                b"content-length: "
+                + str(len(body)).encode()
+                + b"\r\nconnection: close\r\n\r\n"
+                + body
+            )
+            if ok and not done.is_set():
+                got.update({k: v[0] for k, v in query.items()})
+                done.set()
+
+    async with anyio.create_task_group() as tg:
+
+        async def stop() -> None:
+            await done.wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(stop)
+        await listener.serve(handle, task_group=tg)
+
+
+async def login(
+    config: ServerConfig,
+    home: Path,
+    show: Callable[[str], Awaitable[None]],
+) -> None:
+    """Run the browser flow for `config` and store its tokens (the CLI's `mcp login`).
+
+    `show` is given the authorization URL (checked with `check_endpoint`)
+    to print and, where possible, open. Raises `ValueError` for a refused
+    endpoint, `TimeoutError` when nobody came back in `LOGIN_WAIT` seconds,
+    and the SDK's errors for a failed exchange.
+    """
+    from mcp import ClientSession
+    from mcp.client.auth import AuthorizationCodeResult
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    redirect_uri = f"http://127.0.0.1:{port}{CALLBACK_PATH}"
+    storage = TokenFile(token_path(home, config.name))
+    await _preregistered(config, storage, redirect_uri)
+    got: dict[str, str] = {}
+    done = anyio.Event()
+
+    async def redirect(url: str) -> None:
+        check_endpoint(url)
+        await show(url)
+
+    async def callback() -> AuthorizationCodeResult:
+        with anyio.fail_after(LOGIN_WAIT):
+            await done.wait()
+        if "error" in got:
+            raise ValueError(f"the authorization server said: {got['error']}")
+        return AuthorizationCodeResult(
+            code=got.get("code", ""), state=got.get("state"), iss=got.get("iss")
+        )
+
+    provider = OAuthClientProvider(
+        server_url=str(config.url),
+        client_metadata=_metadata(config, redirect_uri),
+        storage=storage,
+        redirect_handler=redirect,
+        callback_handler=callback,
+        client_metadata_url=config.client_metadata_url,
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_callback_server, listener, got, done)
+        try:
+            async with (
+                create_mcp_http_client(auth=provider) as client,
+                streamable_http_client(str(config.url), http_client=client) as streams,
+                ClientSession(streams[0], streams[1]) as session,
+            ):
+                await session.initialize()
+        finally:
+            done.set()
+            tg.cancel_scope.cancel()
+    if await storage.get_tokens() is None:
+        raise ValueError(f"no tokens came back from {config.url}")
+
+
+async def show_url(name: str, url: str) -> None:
+    """Print the authorization URL, and open it in a browser where there is one."""
+    sys.stderr.write(f"bicameral: to log in to {name!r}, open this URL:\n{url}\n")
+    sys.stderr.flush()
+    graphical = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if (sys.platform == "darwin" or graphical) and not os.environ.get("BICAMERAL_NO_BROWSER"):
+        import webbrowser
+
+        with contextlib.suppress(Exception):
+            await anyio.to_thread.run_sync(webbrowser.open, url)
