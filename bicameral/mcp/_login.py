@@ -58,6 +58,12 @@ def login_server(
 
     server = _oauth_server(paths, name)
     shown = show or _oauth.show_url
+    # The SDK logs a failed flow with its traceback; the caller reports it in
+    # one line (the exception), so its logs stay out of the terminal.
+    import logging
+
+    logging.getLogger("mcp").addHandler(logging.NullHandler())
+    logging.getLogger("mcp").propagate = False
 
     async def run() -> None:
         async def show_it(url: str) -> None:
@@ -65,7 +71,10 @@ def login_server(
 
         await _oauth.login(server, paths.home, show_it)
 
-    anyio.run(run)
+    try:
+        anyio.run(run)
+    except BaseExceptionGroup as group:
+        raise _leaf(group) from None
     restarted = _restart(paths, name)
     return {
         "status": "logged-in",
@@ -73,6 +82,13 @@ def login_server(
         "tokens": str(_oauth.token_path(paths.home, name)),
         "daemon": "reconnected" if restarted else "not running",
     }
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    """The one error inside nested task-group wrappers (what to tell the user)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
 
 
 def logout_server(paths: DaemonPaths, name: str) -> dict[str, Any]:

@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,23 @@ class TokenFile(TokenStorage):
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        #: The file as this object last saw or wrote it (`changed_elsewhere`).
+        self.seen = self._stamp()
+
+    def _stamp(self) -> int | None:
+        try:
+            return self.path.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def changed_elsewhere(self) -> bool:
+        """Whether someone else (``mcp login`` or ``logout``) rewrote the file since."""
+        return self._stamp() != self.seen
+
+    def expires_at(self) -> float | None:
+        """When the stored access token expires (epoch seconds), if known."""
+        value = self._read().get("expires_at")
+        return float(value) if isinstance(value, int | float) else None
 
     def _read(self) -> dict[str, Any]:
         try:
@@ -91,6 +109,7 @@ class TokenFile(TokenStorage):
     def _write(self, data: dict[str, Any]) -> None:
         os.makedirs(self.path.parent, mode=0o700, exist_ok=True)
         write_atomic(self.path, json.dumps(data, indent=2).encode())
+        self.seen = self._stamp()
 
     async def get_tokens(self) -> OAuthToken | None:
         raw = self._read().get("tokens")
@@ -99,6 +118,11 @@ class TokenFile(TokenStorage):
     async def set_tokens(self, tokens: OAuthToken) -> None:
         data = self._read()
         data["tokens"] = tokens.model_dump(mode="json", exclude_none=True)
+        # Absolute, so that whoever loads them later knows when to refresh.
+        if tokens.expires_in is not None:
+            data["expires_at"] = time.time() + tokens.expires_in
+        else:
+            data.pop("expires_at", None)
         self._write(data)
 
     async def get_client_info(self) -> OAuthClientInformationFull | None:
@@ -109,6 +133,11 @@ class TokenFile(TokenStorage):
         data = self._read()
         data["client"] = client_info.model_dump(mode="json", exclude_none=True)
         self._write(data)
+
+    def forget_client(self) -> None:
+        data = self._read()
+        if data.pop("client", None) is not None:
+            self._write(data)
 
 
 def _metadata(config: ServerConfig, redirect_uri: str) -> OAuthClientMetadata:
@@ -154,14 +183,19 @@ def daemon_provider(
     async def no_callback() -> Any:  # never reached: needs_person raises first
         raise NeedsLogin(f"run `bicameral mcp login {config.name}`")
 
-    return OAuthClientProvider(
+    storage = TokenFile(token_path(home, config.name))
+    provider = OAuthClientProvider(
         server_url=str(config.url),
         client_metadata=_metadata(config, f"http://127.0.0.1{CALLBACK_PATH}"),
-        storage=TokenFile(token_path(home, config.name)),
+        storage=storage,
         redirect_handler=needs_person,
         callback_handler=no_callback,
         client_metadata_url=config.client_metadata_url,
     )
+    # The SDK learns an access token's expiry only when it receives one; for
+    # stored tokens, tell it, so that it refreshes before the server refuses.
+    provider.context.token_expiry_time = storage.expires_at()
+    return provider
 
 
 async def _callback_server(
@@ -231,6 +265,12 @@ async def login(
     port = listener.extra(anyio.abc.SocketAttribute.local_port)
     redirect_uri = f"http://127.0.0.1:{port}{CALLBACK_PATH}"
     storage = TokenFile(token_path(home, config.name))
+    known = await storage.get_client_info()
+    registered = [str(u) for u in known.redirect_uris or []] if known is not None else []
+    if known is not None and config.client_id is None and redirect_uri not in registered:
+        # Registered (dynamically) for another loopback port: register again
+        # for this one rather than be refused.
+        storage.forget_client()
     await _preregistered(config, storage, redirect_uri)
     got: dict[str, str] = {}
     done = anyio.Event()

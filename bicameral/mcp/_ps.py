@@ -138,9 +138,15 @@ def _auth_state(paths: DaemonPaths, server: Any) -> str:
     """``none``, ``bearer``, or for OAuth whether tokens are stored (``oauth (logged in)``)."""
     if server.auth != "oauth":
         return str(server.auth)
+    import json
+
     from bicameral.mcp._config import token_path
 
-    stored = token_path(paths.home, server.name).exists()
+    try:
+        data = json.loads(token_path(paths.home, server.name).read_text())
+    except (OSError, ValueError):
+        data = None
+    stored = isinstance(data, dict) and isinstance(data.get("tokens"), dict)
     return "oauth (logged in)" if stored else "oauth (needs login)"
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -417,6 +418,14 @@ class _Remote:
         self._finish = finish
         if config.auth == "oauth":
             _shared_auth(self._upstream).listeners.add(self._on_needs_login)
+            if not _has_tokens(self._upstream):
+                # Nothing to refresh: only a person can log in. (Letting the
+                # SDK's flow run here would register a client for nothing.)
+                self._on_needs_login(
+                    f"MCP server {config.name!r} needs a login: "
+                    f"run `bicameral mcp login {config.name}`"
+                )
+                await anyio.sleep_forever()  # finish() cancelled us
 
         async def run() -> None:
             reason = "the connection closed"
@@ -484,17 +493,41 @@ class _SharedAuth:
         self.listeners: set[Callable[[str], None]] = set()
         home = upstream.home if upstream.home is not None else Path.home() / ".bicameral"
         self.provider = daemon_provider(upstream.config, home, self._needs_login)
+        self.storage: Any = self.provider.context.storage  # our TokenFile
 
     def _needs_login(self, message: str) -> None:
         for listener in list(self.listeners):
             listener(message)
 
 
+def _has_tokens(upstream: Upstream) -> bool:
+    from bicameral.mcp._config import token_path
+
+    home = upstream.home if upstream.home is not None else Path.home() / ".bicameral"
+    try:
+        data = json.loads(token_path(home, upstream.name).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("tokens"), dict)
+
+
 def _shared_auth(upstream: Upstream) -> _SharedAuth:
+    """The server's one provider; a new one after a login or logout rewrote its tokens."""
     shared = upstream.auth
-    if not isinstance(shared, _SharedAuth) or shared.config != upstream.config:
+    if (
+        not isinstance(shared, _SharedAuth)
+        or shared.config != upstream.config
+        or shared.storage.changed_elsewhere()
+    ):
+        listeners = shared.listeners if isinstance(shared, _SharedAuth) else set()
         shared = upstream.auth = _SharedAuth(upstream)
+        shared.listeners |= listeners
     return shared
+
+
+def _describe(exc: BaseException) -> str:
+    text = _http_error(exc)
+    return text if text and text != type(exc).__name__ else f"{type(exc).__name__}: {exc}"
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -542,6 +575,10 @@ async def _session(upstream: Upstream, instance: Instance, prespawned: Any = Non
             await _speak(upstream, instance, conn, name=name, tg=tg, finish=finish)
     except TimeoutError:
         outcome.append(f"could not connect within {STARTUP_TIMEOUT:g} s")
+    except Exception as exc:
+        # A failure inside the SDK's transport (an OAuth flow that cannot go
+        # on, a connection refused mid-way): this instance's end, with why.
+        outcome.append(f"the connection failed: {_describe(_unwrap(exc))}")
     finally:
         with anyio.CancelScope(shield=True):
             await conn.aclose()

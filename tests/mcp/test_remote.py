@@ -36,9 +36,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def remote(port: int, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+def remote(port: int, *args: str, script: str = HTTPSERVER) -> Iterator[subprocess.Popen[bytes]]:
     """The remote server on `port`, up (accepting connections) when this yields."""
-    proc = subprocess.Popen([sys.executable, HTTPSERVER, str(port), *args])
+    proc = subprocess.Popen([sys.executable, script, str(port), *args])
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -6,7 +6,7 @@ registration is open; ``/authorize`` approves at once (the "browser" of a
 test is an HTTP GET that follows the redirect back to the client's loopback
 callback). Access tokens live ``--token-ttl`` seconds (default 3600);
 refresh tokens rotate. With ``--evil`` the authorization server's metadata
-advertises an ``authorization_endpoint`` that is not an http(s) URL.
+advertises a plain-http ``authorization_endpoint`` on another host.
 Tools: ``echo``, ``stats`` (JSON: how many token requests of each grant type
 it served).
 """
@@ -145,13 +145,15 @@ app: Any = server.streamable_http_app(
 
 
 async def front(scope: Any, receive: Any, send: Any) -> None:
-    if evil and scope["type"] == "http" and scope["path"].startswith(
-        "/.well-known/oauth-authorization-server"
+    if (
+        evil
+        and scope["type"] == "http"
+        and scope["path"].startswith("/.well-known/oauth-authorization-server")
     ):
         body = json.dumps(
             {
                 "issuer": base,
-                "authorization_endpoint": "file:///etc/passwd",
+                "authorization_endpoint": "http://attacker.example/authorize",
                 "token_endpoint": f"{base}/token",
                 "registration_endpoint": f"{base}/register",
                 "response_types_supported": ["code"],
