@@ -40,6 +40,7 @@ __all__ = [
     "check_server_name",
     "check_url",
     "expand_env",
+    "has_stored_tokens",
     "load_ready_timeout",
     "load_servers",
     "read_config",
@@ -436,6 +437,19 @@ def check_url(url: str) -> str | None:
 def token_path(home: Path, name: str) -> Path:
     """Where a server's OAuth tokens and client registration live (0600)."""
     return home / "tokens" / f"{name}.json"
+
+
+def has_stored_tokens(home: Path, name: str) -> bool:
+    """Whether ``mcp login`` stored OAuth tokens for `name` (in the file or the keyring)."""
+    import json
+
+    try:
+        data = json.loads(token_path(home, name).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and (
+        isinstance(data.get("tokens"), dict) or data.get("keyring") is True
+    )
 
 
 def _check_env_refs(head: str, where: str, value: str) -> None:

@@ -79,7 +79,7 @@ def login_server(
     return {
         "status": "logged-in",
         "name": name,
-        "tokens": str(_oauth.token_path(paths.home, name)),
+        "tokens": _oauth.TokenFile(_oauth.token_path(paths.home, name)).where(),
         "daemon": "reconnected" if restarted else "not running",
     }
 
@@ -94,14 +94,10 @@ def _leaf(exc: BaseException) -> BaseException:
 def logout_server(paths: DaemonPaths, name: str) -> dict[str, Any]:
     """Forget `name`'s tokens (the daemon's connection to it ends: it needs a login again)."""
     from bicameral.mcp._config import token_path
+    from bicameral.mcp._oauth import TokenFile
 
     _oauth_server(paths, name)
-    path = token_path(paths.home, name)
-    try:
-        path.unlink()
-        had = True
-    except FileNotFoundError:
-        had = False
+    had = TokenFile(token_path(paths.home, name)).forget()
     restarted = _restart(paths, name)
     return {
         "status": "logged-out" if had else "unchanged",

@@ -76,11 +76,37 @@ def check_endpoint(url: str) -> None:
         raise ValueError(f"refusing the OAuth endpoint {url!r}: it {problem}")
 
 
+def _keyring() -> Any:
+    """The OS keyring (`keyring`), or None where there is none to use.
+
+    A headless Linux box usually has no Secret Service: then `keyring`'s
+    chosen backend is its "fail" one, and the tokens go to the file.
+    """
+    try:
+        import keyring
+        from keyring.backends import fail
+    except ImportError:
+        return None
+    backend = keyring.get_keyring()
+    if isinstance(backend, fail.Keyring) or getattr(backend, "priority", 0) <= 0:
+        return None
+    return keyring
+
+
 class TokenFile(TokenStorage):
-    """A server's tokens and client registration in one owner-only JSON file."""
+    """A server's tokens and client registration, owner-only.
+
+    The tokens go to the OS keyring where there is one (service
+    ``bicameral``, user ``<state dir>/<server>``); the file then holds the
+    client registration, the expiry and ``"keyring": true``. Without a
+    keyring the tokens are in the file too (0600, in a 0700 directory).
+    Either way the file is rewritten on every change: its modification time
+    tells the daemon that ``mcp login`` or ``logout`` happened.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._account = str(path.parent.parent / path.stem)
         #: The file as this object last saw or wrote it (`changed_elsewhere`).
         self.seen = self._stamp()
 
@@ -99,6 +125,10 @@ class TokenFile(TokenStorage):
         value = self._read().get("expires_at")
         return float(value) if isinstance(value, int | float) else None
 
+    def where(self) -> str:
+        """Where the tokens are kept, for people."""
+        return "the OS keyring" if self._read().get("keyring") else str(self.path)
+
     def _read(self) -> dict[str, Any]:
         try:
             data = json.loads(self.path.read_text())
@@ -112,12 +142,25 @@ class TokenFile(TokenStorage):
         self.seen = self._stamp()
 
     async def get_tokens(self) -> OAuthToken | None:
-        raw = self._read().get("tokens")
+        data = self._read()
+        raw: Any = data.get("tokens")
+        if data.get("keyring"):
+            ring = _keyring()
+            secret = ring.get_password("bicameral", self._account) if ring else None
+            raw = json.loads(secret) if secret else None
         return OAuthToken.model_validate(raw) if isinstance(raw, dict) else None
 
     async def set_tokens(self, tokens: OAuthToken) -> None:
         data = self._read()
-        data["tokens"] = tokens.model_dump(mode="json", exclude_none=True)
+        dumped = tokens.model_dump(mode="json", exclude_none=True)
+        ring = _keyring()
+        if ring is not None:
+            ring.set_password("bicameral", self._account, json.dumps(dumped))
+            data.pop("tokens", None)
+            data["keyring"] = True
+        else:
+            data["tokens"] = dumped
+            data.pop("keyring", None)
         # Absolute, so that whoever loads them later knows when to refresh.
         if tokens.expires_in is not None:
             data["expires_at"] = time.time() + tokens.expires_in
@@ -138,6 +181,20 @@ class TokenFile(TokenStorage):
         data = self._read()
         if data.pop("client", None) is not None:
             self._write(data)
+
+    def forget(self) -> bool:
+        """Delete the tokens (keyring and file); whether there were any."""
+        data = self._read()
+        if data.get("keyring"):
+            ring = _keyring()
+            if ring is not None:
+                with contextlib.suppress(Exception):
+                    ring.delete_password("bicameral", self._account)
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
 
 def _metadata(config: ServerConfig, redirect_uri: str) -> OAuthClientMetadata:

@@ -138,15 +138,9 @@ def _auth_state(paths: DaemonPaths, server: Any) -> str:
     """``none``, ``bearer``, or for OAuth whether tokens are stored (``oauth (logged in)``)."""
     if server.auth != "oauth":
         return str(server.auth)
-    import json
+    from bicameral.mcp._config import has_stored_tokens
 
-    from bicameral.mcp._config import token_path
-
-    try:
-        data = json.loads(token_path(paths.home, server.name).read_text())
-    except (OSError, ValueError):
-        data = None
-    stored = isinstance(data, dict) and isinstance(data.get("tokens"), dict)
+    stored = has_stored_tokens(paths.home, server.name)
     return "oauth (logged in)" if stored else "oauth (needs login)"
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -501,14 +500,10 @@ class _SharedAuth:
 
 
 def _has_tokens(upstream: Upstream) -> bool:
-    from bicameral.mcp._config import token_path
+    from bicameral.mcp._config import has_stored_tokens
 
     home = upstream.home if upstream.home is not None else Path.home() / ".bicameral"
-    try:
-        data = json.loads(token_path(home, upstream.name).read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and isinstance(data.get("tokens"), dict)
+    return has_stored_tokens(home, upstream.name)
 
 
 def _shared_auth(upstream: Upstream) -> _SharedAuth:

@@ -78,7 +78,16 @@ def remote_oauth(port: int, *args: str) -> Any:
     return remote(port, *args, script=OAUTHSERVER)
 
 
-async def test_login_calls_one_refresh_for_two_clients_and_logout(mcp_home: McpHome) -> None:
+@pytest.mark.parametrize("store", ["file", "keyring"])
+async def test_login_calls_one_refresh_for_two_clients_and_logout(
+    mcp_home: McpHome, store: str
+) -> None:
+    ring = mcp_home.path / "keyring.json"
+    if store == "keyring":
+        # An OS keyring stand-in, seen by the CLI and the daemon alike.
+        mcp_home.env["PYTHON_KEYRING_BACKEND"] = "tests.mcp.keyring_backend.FileKeyring"
+        mcp_home.env["BICAMERAL_TEST_KEYRING"] = str(ring)
+        mcp_home.env["PYTHONPATH"] = str(Path(__file__).parents[2])
     port = free_port()
     mcp_home.configure({"g": {"url": f"http://127.0.0.1:{port}/mcp", "auth": "oauth"}})
     with remote_oauth(port, "--token-ttl", "2"):
@@ -98,6 +107,12 @@ async def test_login_calls_one_refresh_for_two_clients_and_logout(mcp_home: McpH
         assert json.loads(done.stdout)["daemon"] == "reconnected"
         tokens = mcp_home.path / "tokens" / "g.json"
         assert tokens.stat().st_mode & 0o777 == 0o600
+        stored = json.loads(tokens.read_text())
+        if store == "keyring":
+            assert "tokens" not in stored and stored["keyring"] is True
+            assert "access_token" in next(iter(json.loads(ring.read_text()).values()))
+        else:
+            assert "access_token" in stored["tokens"]
         async with session(mcp_home, "g") as a, session(mcp_home, "g") as b:
             assert await call_until_ready(a) == "hello"
             before = await stats(a)
@@ -116,6 +131,8 @@ async def test_login_calls_one_refresh_for_two_clients_and_logout(mcp_home: McpH
         out = mcp_home.cli("mcp", "logout", "g", "--json")
         assert out.returncode == 0 and json.loads(out.stdout)["status"] == "logged-out"
         assert not tokens.exists()
+        if store == "keyring":
+            assert json.loads(ring.read_text()) == {}
         wait_until(lambda: row(mcp_home, "g")["state"] == "needs-login")
 
 
