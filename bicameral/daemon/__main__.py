@@ -89,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     from bicameral.daemon._paths import resolve_paths
     from bicameral.daemon._platform import default_transport
     from bicameral.daemon._serve import ServeOptions, serve
-    from bicameral.daemon._signals import remember_early_reloads
+    from bicameral.daemon._signals import remember_early_reloads, remember_early_stops
 
     remember_early_reloads(_EARLY_HUPS)
+    remember_early_stops(_EARLY_STOPS)  # serve acts on them first thing
 
     paths = resolve_paths(
         text("home"), descriptor=text("descriptor"), socket=text("socket"), config=text("config")
@@ -105,16 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     return serve(options)
 
 
-class _EarlyStop(BaseException):
-    pass
-
-
 #: SIGHUPs that arrived before ``serve`` took over: applied as a reload once ready.
 _EARLY_HUPS: list[int] = []
+#: Stop signals that arrived before ``serve`` took over: it exits 0 at once.
+_EARLY_STOPS: list[int] = []
 
 
 def _stop_early(signum: int, frame: object) -> None:
-    raise _EarlyStop(signum)
+    # Only noted: an exception raised from a signal handler lands wherever
+    # the interpreter is, and in the middle of a C extension's module
+    # initialisation (orjson, seen under test) that can crash the process.
+    _EARLY_STOPS.append(signum)
 
 
 def _hup_early(signum: int, frame: object) -> None:
@@ -124,7 +126,8 @@ def _hup_early(signum: int, frame: object) -> None:
 def _run() -> int:
     """``main()``, with signals during the imports handled from the first line.
 
-    SIGTERM/SIGINT before ``serve`` runs mean "exit 0, quietly"; a SIGHUP is
+    SIGTERM/SIGINT before ``serve`` runs mean "exit 0, quietly" (noted here,
+    acted on by ``serve`` before it creates anything); a SIGHUP is
     remembered and becomes a reload once the daemon is ready (SPEC §6).
 
     ``serve`` installs its own handlers as soon as it runs; until then (the
@@ -149,7 +152,7 @@ def _run() -> int:
                 wanted.add(_signal.SIGHUP)
             _signal.pthread_sigmask(_signal.SIG_UNBLOCK, wanted)
         return main()
-    except (_EarlyStop, KeyboardInterrupt):  # (KeyboardInterrupt: before ours was in)
+    except KeyboardInterrupt:  # Python's own handler, before ours was in
         return 0
 
 

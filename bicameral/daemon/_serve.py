@@ -65,6 +65,7 @@ from bicameral.daemon._signals import (
     signal_child,
     signal_name,
     take_early_reload,
+    take_early_stop,
 )
 from bicameral.protocol import Connection, Dispatcher, Limits, RPCError, serve_tcp, serve_unix
 from bicameral.supervisor import ChildSpec, ChildStartError, Supervisor, current_child
@@ -179,6 +180,9 @@ def serve(options: ServeOptions) -> int:
     lock: LockFile | None = None
     try:
         try:
+            early = take_early_stop()  # during the imports, before our handlers
+            if early is not None:
+                raise StopRequested(early)
             for directory in paths.private_dirs():
                 check_private_dir(directory)
             lock = _take_lock(paths, inherited_lock)

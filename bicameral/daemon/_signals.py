@@ -42,8 +42,10 @@ __all__ = [
     "quiet_process_handlers",
     "reload_signals",
     "remember_early_reloads",
+    "remember_early_stops",
     "signal_child",
     "take_early_reload",
+    "take_early_stop",
 ]
 
 logger = logging.getLogger("bicameral.daemon")
@@ -79,6 +81,22 @@ def reload_signals() -> list[int]:
 
 _state = {"quiet": False, "reload_pending": False}
 _early_reloads: list[list[int]] = []
+_early_stops: list[list[int]] = []
+
+
+def remember_early_stops(stops: list[int]) -> None:
+    """Stop signals recorded (in `stops`) before `install_process_handlers` ran count too."""
+    _early_stops.append(stops)
+
+
+def take_early_stop() -> int | None:
+    """The first stop signal that arrived before ``serve`` took over, if any; clears it."""
+    for stops in _early_stops:
+        if stops:
+            signum = stops[0]
+            stops.clear()
+            return signum
+    return None
 
 
 def remember_early_reloads(hups: list[int]) -> None:

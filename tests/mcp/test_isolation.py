@@ -108,8 +108,18 @@ def test_a_server_flooding_notifications_or_junk_lines_stalls_nobody(
     mcp_home: McpHome, mode: str
 ) -> None:
     pid = start(mcp_home, {"bad": hostile(mcp_home, mode), "good": mcp_home.test_server("good")})
-    wait_until(lambda: server_state(mcp_home, "good").get("state") == "ready")
-    wait_until(lambda: server_state(mcp_home, "bad").get("state") == "ready")
+    seen: list[Any] = []
+
+    def ready(name: str) -> bool:
+        state = server_state(mcp_home, name)
+        seen.append((name, state.get("state"), state.get("last_error")))
+        return state.get("state") == "ready"
+
+    try:
+        wait_until(lambda: ready("good"))
+        wait_until(lambda: ready("bad"))
+    except AssertionError:
+        raise AssertionError(f"states seen: {seen[-6:]}") from None
     # A session attached to the bad server: its flood is what it receives.
     bridge = subprocess.Popen(
         [BICAMERAL, *mcp_home.bridge_argv("bad")],

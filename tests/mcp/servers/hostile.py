@@ -128,7 +128,9 @@ def main() -> None:
         elif rid is not None and method is not None:
             error = {"code": -32601, "message": f"method not found: {method}"}
             send({"jsonrpc": "2.0", "id": rid, "error": error})
-        if not started and method in ("notifications/initialized", "tools/list"):
+        # After its tools/list answer is written: the daemon has all it needs
+        # to call the server ready, and the flood cannot hold that answer up.
+        if not started and method == "tools/list":
             started = True
             if MODE in ("flood", "noise", "endless"):
                 threading.Thread(target=misbehave, daemon=True).start()
