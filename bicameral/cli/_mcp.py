@@ -101,6 +101,13 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _failed(json: bool, error: str, message: str | None = None, **fields: Any) -> typer.Exit:
+    """A command's failure: its JSON object where JSON is wanted, and the one-line error."""
+    if _fast.wants_json(json):
+        _fast.emit({"status": "failed", **fields, "error": error}, True, "")
+    return _fail(message or error)
+
+
 def _reload_hint(ctx: typer.Context, reload: bool = False) -> None:
     """Apply the edit to a running daemon (`reload`), or say how to (stderr, one line)."""
     if reload:
@@ -507,9 +514,7 @@ def ps(
     try:
         result = server_rows(paths, name)
     except (ConfigError, DaemonError) as exc:
-        if _fast.wants_json(json):
-            _fast.emit({"status": "failed", "error": str(exc)}, True, "")
-        raise _fail(str(exc)) from None
+        raise _failed(json, str(exc)) from None
     rows = [["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "TOOLS", "CLIENTS", "MEM", "LAST ERROR"]]
     for r in result["servers"]:
         error = r["last_error"] if r["state"] not in ("ready",) or r["restarts"] else None
@@ -564,9 +569,7 @@ def _control(ctx: typer.Context, action: str, name: str, json: bool) -> None:
     try:
         entry = control_server(paths, action, name)
     except (ConfigError, DaemonError) as exc:
-        if _fast.wants_json(json):
-            _fast.emit({"status": "failed", "name": name, "error": str(exc)}, True, "")
-        raise _fail(str(exc)) from None
+        raise _failed(json, str(exc), name=name) from None
     done = {"restart": "restarted", "start": "started", "stop": "stopped"}[action]
     own = entry.get("started_value") if isinstance(entry.get("started_value"), dict) else {}
     state = (own or {}).get("state") or entry.get("state")
@@ -589,13 +592,10 @@ def login(
         result = login_server(paths, name)
     except (ConfigError, ValueError, TimeoutError) as exc:
         why = str(exc) or "nobody completed the login in time"
-        if _fast.wants_json(json):
-            _fast.emit({"status": "failed", "name": name, "error": why}, True, "")
-        raise _fail(f"login to {name!r} failed: {why}") from None
+        raise _failed(json, why, f"login to {name!r} failed: {why}", name=name) from None
     except Exception as exc:  # the SDK's OAuth errors: one line, no traceback
-        if _fast.wants_json(json):
-            _fast.emit({"status": "failed", "name": name, "error": str(exc)}, True, "")
-        raise _fail(f"login to {name!r} failed: {type(exc).__name__}: {exc}") from None
+        why = f"{type(exc).__name__}: {exc}"
+        raise _failed(json, why, f"login to {name!r} failed: {why}", name=name) from None
     _fast.emit(
         result,
         _fast.wants_json(json),
@@ -616,9 +616,7 @@ def logout(
     try:
         result = logout_server(_paths(ctx), name)
     except ConfigError as exc:
-        if _fast.wants_json(json):
-            _fast.emit({"status": "failed", "name": name, "error": str(exc)}, True, "")
-        raise _fail(str(exc)) from None
+        raise _failed(json, str(exc), name=name) from None
     what = "logged out of" if result["status"] == "logged-out" else "no tokens stored for"
     _fast.emit(result, _fast.wants_json(json), f"{what} {name!r} (daemon: {result['daemon']})")
 

@@ -6,11 +6,15 @@ import itertools
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import mcp_types as types
 import trio
 import trio.testing
+from mcp import ClientSession, stdio_client
 
 from bicameral.mcp._config import ServerConfig
 from bicameral.mcp._host import McpHost
@@ -210,3 +214,23 @@ def wait_until(condition: Any, timeout: float = 30.0) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError(f"timed out after {timeout} s waiting for {condition}")
+
+
+@asynccontextmanager
+async def session(
+    home: Any, server: str | None = None, **callbacks: Any
+) -> AsyncIterator[ClientSession]:
+    """An initialized official-SDK client session through `bicameral mcp [--server]`."""
+    async with (
+        stdio_client(home.params(server)) as (read, write),
+        ClientSession(read, write, **callbacks) as client,
+    ):
+        await client.initialize()
+        yield client
+
+
+def text(result: types.CallToolResult) -> str:
+    """The text of a tool result's first content block."""
+    block = result.content[0]
+    assert isinstance(block, types.TextContent), block
+    return block.text

@@ -11,38 +11,17 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import mcp_types as types
 import psutil
 import pytest
 import trio
-from mcp import ClientSession, stdio_client
+from mcp import ClientSession
 from mcp.shared.exceptions import MCPError
 
-from tests.mcp._support import wait_until
+from tests.mcp._support import session, text, wait_until
 from tests.mcp.conftest import BICAMERAL, McpHome
-
-
-@asynccontextmanager
-async def session(
-    home: McpHome, server: str | None = None, **callbacks: Any
-) -> AsyncIterator[ClientSession]:
-    """An initialized SDK client session through `bicameral mcp [--server]`."""
-    async with (
-        stdio_client(home.params(server)) as (read, write),
-        ClientSession(read, write, **callbacks) as client,
-    ):
-        await client.initialize()
-        yield client
-
-
-def text(result: types.CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, types.TextContent), block
-    return block.text
 
 
 async def test_the_bridge_starts_the_daemon_and_stands_in_for_one_server(

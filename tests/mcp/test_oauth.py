@@ -21,9 +21,9 @@ import pytest
 import trio
 from mcp.shared.exceptions import MCPError
 
-from tests.mcp._support import wait_until
+from tests.mcp._support import session, text, wait_until
 from tests.mcp.conftest import BICAMERAL, McpHome
-from tests.mcp.test_remote import free_port, remote, session, text
+from tests.mcp.test_remote import free_port, remote
 
 OAUTHSERVER = str(Path(__file__).parent / "servers" / "oauthserver.py")
 

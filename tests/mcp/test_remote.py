@@ -12,17 +12,16 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import mcp_types as types
 import trio
-from mcp import ClientSession, stdio_client
+from mcp import ClientSession
 from mcp.shared.exceptions import MCPError
 
-from tests.mcp._support import wait_until
+from tests.mcp._support import session, text, wait_until
 from tests.mcp.conftest import McpHome
 
 HTTPSERVER = str(Path(__file__).parent / "servers" / "httpserver.py")
@@ -53,22 +52,6 @@ def remote(port: int, *args: str, script: str = HTTPSERVER) -> Iterator[subproce
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-
-
-@asynccontextmanager
-async def session(home: McpHome, server: str) -> AsyncIterator[ClientSession]:
-    async with (
-        stdio_client(home.params(server)) as (read, write),
-        ClientSession(read, write) as client,
-    ):
-        await client.initialize()
-        yield client
-
-
-def text(result: types.CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, types.TextContent), block
-    return block.text
 
 
 async def call_until_it_answers(client: ClientSession, tool: str, **arguments: Any) -> str:

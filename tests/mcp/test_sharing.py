@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import mcp_types as types
 import pytest
 import trio
-from mcp import ClientSession, stdio_client
+from mcp import ClientSession
 from mcp.shared.exceptions import MCPError
 
+from tests.mcp._support import session as sdk_session
+from tests.mcp._support import text
 from tests.mcp.conftest import McpHome
 
 # The SDK warns that roots and logging are deprecated in the 2026 era; these
@@ -28,22 +28,8 @@ from tests.mcp.conftest import McpHome
 pytestmark = pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")
 
 
-@asynccontextmanager
-async def session(
-    home: McpHome, server: str | None = "alpha", **callbacks: Any
-) -> AsyncIterator[ClientSession]:
-    async with (
-        stdio_client(home.params(server)) as (read, write),
-        ClientSession(read, write, **callbacks) as client,
-    ):
-        await client.initialize()
-        yield client
-
-
-def text(result: types.CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, types.TextContent), block
-    return block.text
+def session(home: McpHome, server: str | None = "alpha", **callbacks: Any) -> Any:
+    return sdk_session(home, server, **callbacks)
 
 
 async def observed(client: ClientSession) -> dict[str, Any]:
