@@ -838,9 +838,10 @@ def _all_running(entry: dict[str, Any]) -> bool:
 
     A child reports its own health through its started value (an MCP
     server's subtree: ``degraded`` when it came back with no tools,
-    ``restarting`` between two instances, ``failed`` once given up on, and
-    ``starting`` again after a crash): running, but not to be called
-    healthy. A first start (warming up) and ``stopped`` (an operator's ``mcp
+    ``restarting`` between two instances, ``failed`` once given up on,
+    ``needs-login`` for a remote server whose OAuth login is missing or
+    expired, and ``starting`` again after a crash): running, but not to be
+    called healthy. A first start (warming up) and ``stopped`` (an operator's ``mcp
     stop``) are not degradation.
     """
     if entry.get("state") != "running":
@@ -848,7 +849,7 @@ def _all_running(entry: dict[str, Any]) -> bool:
     value = entry.get("started_value")
     if isinstance(value, dict):
         health = value.get("health")
-        if health in ("degraded", "restarting", "failed"):
+        if health in ("degraded", "restarting", "failed", "needs-login"):
             return False
         if health == "starting" and value.get("restarts"):
             return False  # flapping: back to starting after a crash
