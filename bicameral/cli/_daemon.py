@@ -232,10 +232,8 @@ def serve(
         import os
 
         os.environ["BICAMERAL_LOG_LEVEL"] = log_level.value
-    from bicameral.daemon._paths import resolve_paths
-    from bicameral.daemon._platform import default_transport
-    from bicameral.daemon._serve import ServeOptions
-    from bicameral.daemon._serve import serve as serve_daemon
+    from bicameral.daemon import ServeOptions, default_transport, resolve_paths
+    from bicameral.daemon import serve as serve_daemon
 
     paths = resolve_paths(
         root_home(ctx),
@@ -276,9 +274,14 @@ def logs(
     """Show the end of the detached daemon's log (daemon.log); --follow keeps reading."""
     import sys
 
-    from bicameral.daemon._errors import DaemonError
-    from bicameral.daemon._logs import LogFilter, follow_log, parse_since, tail_log
-    from bicameral.daemon._paths import resolve_paths
+    from bicameral.daemon import (
+        DaemonError,
+        LogFilter,
+        follow_log,
+        parse_since,
+        resolve_paths,
+        tail_log,
+    )
 
     try:
         paths = resolve_paths(root_home(ctx), descriptor=str(descriptor) if descriptor else None)
@@ -307,9 +310,13 @@ def install(
     """Write a per-user systemd unit (Linux) or launchd agent (macOS) for the daemon."""
     import sys
 
-    from bicameral.daemon._errors import DaemonError
-    from bicameral.daemon._install import install_service, serve_argv, service_file
-    from bicameral.daemon._paths import resolve_paths
+    from bicameral.daemon import (
+        DaemonError,
+        install_service,
+        resolve_paths,
+        serve_argv,
+        service_file,
+    )
 
     paths = resolve_paths(root_home(ctx))
     try:
@@ -326,8 +333,7 @@ def install(
 @daemon_app.command()
 def uninstall(ctx: typer.Context) -> None:
     """Remove the service file that `install` wrote (stop and disable it first)."""
-    from bicameral.daemon._errors import DaemonError
-    from bicameral.daemon._install import uninstall_service
+    from bicameral.daemon import DaemonError, uninstall_service
 
     try:
         removed = uninstall_service()

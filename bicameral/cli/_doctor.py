@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from bicameral.daemon._doctor import Check
+    from bicameral.daemon import Check
 
 __all__ = ["doctor"]
 
@@ -63,9 +63,8 @@ def doctor(
     """
     from bicameral.cli._context import root_home
     from bicameral.cli._fast import emit, wants_json
-    from bicameral.daemon._doctor import PROBLEM, daemon_checks
-    from bicameral.daemon._paths import resolve_paths
-    from bicameral.mcp._doctor import mcp_checks
+    from bicameral.daemon import PROBLEM, daemon_checks, resolve_paths
+    from bicameral.mcp import mcp_checks
 
     paths = resolve_paths(root_home(ctx), descriptor=descriptor, socket=socket, config=config)
     checks = daemon_checks(paths) + mcp_checks(paths)

@@ -33,8 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from bicameral.daemon._errors import DaemonError
-    from bicameral.daemon._paths import DaemonPaths
+    from bicameral.daemon import DaemonError, DaemonPaths
 
     OptionKind = str | tuple[str, ...]
     Runner = Callable[[str | None, dict[str, Any]], int]
@@ -169,8 +168,7 @@ def _where(result: dict[str, Any]) -> str:
 
 def _paths(home: str | None, options: dict[str, Any], *, unusable: int = 2) -> DaemonPaths:
     """The daemon's paths; an unusable one ends the command with exit `unusable`."""
-    from bicameral.daemon._errors import DaemonError
-    from bicameral.daemon._paths import resolve_paths
+    from bicameral.daemon import DaemonError, resolve_paths
 
     try:
         return resolve_paths(
@@ -188,7 +186,7 @@ def _paths(home: str | None, options: dict[str, Any], *, unusable: int = 2) -> D
 
 def _start_failed(exc: DaemonError, paths: DaemonPaths, as_json: bool) -> int:
     """Report a failed ``start``/``restart`` (stderr, and the JSON result); exit 1."""
-    from bicameral.daemon._control import StartError
+    from bicameral.daemon import StartError
 
     if isinstance(exc, StartError):
         error(f"daemon failed to start: {exc.reason} (log: {exc.log_path})")
@@ -203,8 +201,7 @@ def _start_failed(exc: DaemonError, paths: DaemonPaths, as_json: bool) -> int:
 
 def run_start(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral daemon start``: exit 0 started or already running, 1 failed."""
-    from bicameral.daemon._control import start
-    from bicameral.daemon._errors import DaemonError
+    from bicameral.daemon import DaemonError, start
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options)
@@ -231,8 +228,7 @@ def run_start(home: str | None, options: dict[str, Any]) -> int:
 
 def run_stop(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral daemon stop``: exit 0 stopped, already stopped or stale; 1 failed."""
-    from bicameral.daemon._control import stop
-    from bicameral.daemon._errors import DaemonError
+    from bicameral.daemon import DaemonError, stop
 
     as_json = wants_json(bool(options.get("json")))
     try:
@@ -261,8 +257,7 @@ def run_stop(home: str | None, options: dict[str, Any]) -> int:
 
 def run_status(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral daemon status``: LSB exit codes 0 running, 1 stale, 3 stopped, 4 unknown."""
-    from bicameral.daemon._control import STATUS_EXIT_CODES, status
-    from bicameral.daemon._errors import DaemonError
+    from bicameral.daemon import STATUS_EXIT_CODES, DaemonError, status
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options, unusable=4)
@@ -314,8 +309,7 @@ def run_reload(home: str | None, options: dict[str, Any]) -> int:
     start reads the file anyway), 1 when the daemon rejected the file (it
     keeps running as it was) or did not answer.
     """
-    from bicameral.daemon._control import reload
-    from bicameral.daemon._errors import DaemonError
+    from bicameral.daemon import DaemonError, reload
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options)
@@ -348,8 +342,7 @@ def run_reload(home: str | None, options: dict[str, Any]) -> int:
 
 def run_restart(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral daemon restart``: stop if running, then start; prints ``previous_pid``."""
-    from bicameral.daemon._control import restart
-    from bicameral.daemon._errors import DaemonError
+    from bicameral.daemon import DaemonError, restart
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options)

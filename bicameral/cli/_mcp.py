@@ -29,7 +29,7 @@ from bicameral.cli._context import root_home
 from bicameral.cli._usage import OneLineGroup, UsageError
 
 if TYPE_CHECKING:
-    from bicameral.mcp._config import ServerConfig
+    from bicameral.mcp import ServerConfig
 
 __all__ = ["mcp_app"]
 
@@ -91,7 +91,7 @@ ReloadOpt = Annotated[
 
 
 def _config_path(ctx: typer.Context, config: Path | None) -> Path:
-    from bicameral.daemon._paths import resolve_paths
+    from bicameral.daemon import resolve_paths
 
     return resolve_paths(root_home(ctx), config=config).config
 
@@ -111,9 +111,8 @@ def _failed(json: bool, error: str, message: str | None = None, **fields: Any) -
 def _reload_hint(ctx: typer.Context, reload: bool = False) -> None:
     """Apply the edit to a running daemon (`reload`), or say how to (stderr, one line)."""
     if reload:
-        from bicameral.daemon import DaemonError
+        from bicameral.daemon import DaemonError, resolve_paths
         from bicameral.daemon import reload as reload_daemon
-        from bicameral.daemon._paths import resolve_paths
 
         try:
             outcome = reload_daemon(resolve_paths(root_home(ctx)))
@@ -130,8 +129,7 @@ def _reload_hint(ctx: typer.Context, reload: bool = False) -> None:
             sys.stderr.write("bicameral: no daemon is running; the change applies when it starts\n")
         return
     try:
-        from bicameral.daemon._control import inspect
-        from bicameral.daemon._paths import resolve_paths
+        from bicameral.daemon import inspect, resolve_paths
 
         inspection = inspect(resolve_paths(root_home(ctx)))
     except Exception:  # a hint only: never fail the edit that already succeeded
@@ -287,7 +285,7 @@ def add(
     reload: ReloadOpt = False,
 ) -> None:
     """Add an MCP server: bicameral mcp add NAME [--env K=V ...] -- COMMAND [ARGS...]."""
-    from bicameral.mcp._config import SHARE_MODES, ServerConfig, check_server_name
+    from bicameral.mcp import SHARE_MODES, ServerConfig, check_server_name
 
     after = ctx.meta.get(_COMMAND_KEY)
     if after is not None and command:
@@ -349,7 +347,7 @@ def _add(
     reload: bool,
 ) -> None:
     from bicameral.daemon import ConfigError
-    from bicameral.mcp._config_edit import add_server
+    from bicameral.mcp import add_server
 
     name = server.name
     path = _config_path(ctx, config)
@@ -385,7 +383,7 @@ def remove(
 ) -> None:
     """Remove an MCP server from config.toml."""
     from bicameral.daemon import ConfigError
-    from bicameral.mcp._config_edit import remove_server
+    from bicameral.mcp import remove_server
 
     path = _config_path(ctx, config)
     try:
@@ -407,7 +405,7 @@ def list_(
     import shlex
 
     from bicameral.daemon import ConfigError
-    from bicameral.mcp._config_edit import list_servers
+    from bicameral.mcp import list_servers
 
     path = _config_path(ctx, config)
     try:
@@ -453,7 +451,7 @@ def import_(
 ) -> None:
     """Import the stdio servers of a Claude Desktop, Claude Code or Cursor config."""
     from bicameral.daemon import ConfigError
-    from bicameral.mcp._config_edit import import_servers
+    from bicameral.mcp import import_servers
 
     path = _config_path(ctx, config)
     try:

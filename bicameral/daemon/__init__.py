@@ -21,8 +21,10 @@ if TYPE_CHECKING:
     from typing import Any
 
     from bicameral.daemon._control import (
+        STATUS_EXIT_CODES,
         StartError,
         call_daemon,
+        inspect,
         is_alive,
         reload,
         restart,
@@ -31,39 +33,79 @@ if TYPE_CHECKING:
         stop,
     )
     from bicameral.daemon._descriptor import Descriptor, MalformedDescriptor, read_descriptor
+    from bicameral.daemon._doctor import (
+        OK,
+        PROBLEM,
+        WARNING,
+        Check,
+        daemon_checks,
+        daemon_environ,
+        lock_file_held,
+        run_checks,
+    )
     from bicameral.daemon._files import read_regular, write_atomic
+    from bicameral.daemon._identity import identity_matches, probe
+    from bicameral.daemon._install import (
+        install_service,
+        serve_argv,
+        service_file,
+        uninstall_service,
+    )
+    from bicameral.daemon._logs import LogFilter, follow_log, parse_since, tail_log
     from bicameral.daemon._paths import (
         DaemonPaths,
         check_private_dir,
         check_trusted_path,
         resolve_paths,
     )
+    from bicameral.daemon._platform import default_transport
     from bicameral.daemon._plugin import DaemonHost, DaemonPlugin
     from bicameral.daemon._serve import ServeOptions, serve
 
 __all__ = [
+    "OK",
+    "PROBLEM",
+    "STATUS_EXIT_CODES",
+    "WARNING",
+    "Check",
     "ConfigError",
     "DaemonError",
     "DaemonHost",
     "DaemonPaths",
     "DaemonPlugin",
     "Descriptor",
+    "LogFilter",
     "MalformedDescriptor",
     "ServeOptions",
     "StartError",
     "call_daemon",
     "check_private_dir",
     "check_trusted_path",
+    "daemon_checks",
+    "daemon_environ",
+    "default_transport",
+    "follow_log",
+    "identity_matches",
+    "inspect",
+    "install_service",
     "is_alive",
+    "lock_file_held",
+    "parse_since",
+    "probe",
     "read_descriptor",
     "read_regular",
     "reload",
     "resolve_paths",
     "restart",
+    "run_checks",
     "serve",
+    "serve_argv",
+    "service_file",
     "start",
     "status",
     "stop",
+    "tail_log",
+    "uninstall_service",
     "write_atomic",
 ]
 
@@ -89,6 +131,27 @@ _LAZY = {
     "DaemonPlugin": "_plugin",
     "ServeOptions": "_serve",
     "serve": "_serve",
+    "Check": "_doctor",
+    "LogFilter": "_logs",
+    "OK": "_doctor",
+    "PROBLEM": "_doctor",
+    "STATUS_EXIT_CODES": "_control",
+    "WARNING": "_doctor",
+    "daemon_checks": "_doctor",
+    "daemon_environ": "_doctor",
+    "default_transport": "_platform",
+    "follow_log": "_logs",
+    "identity_matches": "_identity",
+    "inspect": "_control",
+    "install_service": "_install",
+    "lock_file_held": "_doctor",
+    "parse_since": "_logs",
+    "probe": "_identity",
+    "run_checks": "_doctor",
+    "serve_argv": "_install",
+    "service_file": "_install",
+    "tail_log": "_logs",
+    "uninstall_service": "_install",
 }
 
 

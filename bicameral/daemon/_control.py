@@ -49,7 +49,7 @@ from bicameral.daemon._identity import (
 from bicameral.daemon._lock import LockFile, lock_held, read_holder
 from bicameral.daemon._platform import default_transport, detach_popen_kwargs, stop_uses_rpc
 from bicameral.daemon._readiness import READY_FD_ENV, read_readiness
-from bicameral.protocol._errors import RPCError
+from bicameral.protocol import RPCError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -264,7 +264,7 @@ def check_descriptor(paths: DaemonPaths, found: Inspection | None = None) -> lis
     return [Check("descriptor", OK, f"{paths.descriptor} names daemon pid {descriptor.pid}")]
 
 
-def _lock_held(path: Path) -> bool | None:
+def lock_file_held(path: Path) -> bool | None:
     """Whether some process holds ``path``'s lock; ``None`` if there is no lock file.
 
     Probed with a shared, non-blocking ``flock`` released at once: it fails
@@ -294,7 +294,7 @@ def check_lock(paths: DaemonPaths, found: Inspection | None = None) -> list[Chec
     from bicameral.daemon._lock import read_holder
 
     try:
-        held = _lock_held(paths.lock)
+        held = lock_file_held(paths.lock)
     except OSError as exc:
         return [
             Check(
@@ -386,7 +386,7 @@ def check_daemon(
     """Whether a daemon runs, answers ``system.health``, and how its tree is."""
     import bicameral
     from bicameral.daemon._control import call
-    from bicameral.protocol._errors import RPCError
+    from bicameral.protocol import RPCError
 
     found = _inspected(paths, found)
     if found.state != "alive" or found.descriptor is None:

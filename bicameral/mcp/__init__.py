@@ -13,19 +13,28 @@ from typing import TYPE_CHECKING, Any
 from bicameral.mcp._bridge import run_bridge
 
 if TYPE_CHECKING:
-    from bicameral.mcp._config import ServerConfig, load_servers
+    from bicameral.mcp._config import SHARE_MODES, ServerConfig, check_server_name, load_servers
+    from bicameral.mcp._config_edit import add_server, import_servers, list_servers, remove_server
+    from bicameral.mcp._doctor import mcp_checks
     from bicameral.mcp._login import login_server, logout_server
     from bicameral.mcp._plugin import McpPlugin, plugin
     from bicameral.mcp._ps import control_server, server_rows
 
 __all__ = [
+    "SHARE_MODES",
     "McpPlugin",
     "ServerConfig",
+    "add_server",
+    "check_server_name",
     "control_server",
+    "import_servers",
+    "list_servers",
     "load_servers",
     "login_server",
     "logout_server",
+    "mcp_checks",
     "plugin",
+    "remove_server",
     "run_bridge",
     "server_rows",
 ]
@@ -39,6 +48,13 @@ _LAZY = {
     "server_rows": "bicameral.mcp._ps",
     "login_server": "bicameral.mcp._login",
     "logout_server": "bicameral.mcp._login",
+    "SHARE_MODES": "bicameral.mcp._config",
+    "add_server": "bicameral.mcp._config_edit",
+    "check_server_name": "bicameral.mcp._config",
+    "import_servers": "bicameral.mcp._config_edit",
+    "list_servers": "bicameral.mcp._config_edit",
+    "mcp_checks": "bicameral.mcp._doctor",
+    "remove_server": "bicameral.mcp._config_edit",
 }
 
 

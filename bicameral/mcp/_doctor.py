@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bicameral.daemon._doctor import OK, PROBLEM, WARNING, Check, daemon_environ, run_checks
+from bicameral.daemon import OK, PROBLEM, WARNING, Check, daemon_environ, run_checks
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -114,7 +114,7 @@ class BicameralDaemon:
         if servers is not None:
             import tomllib
 
-            from bicameral.mcp._config import load_servers
+            from bicameral.mcp import load_servers
 
             load_servers(tomllib.loads(content), self.config_path)
         from bicameral.daemon import write_atomic
@@ -251,8 +251,7 @@ class BicameralDaemon:
         try:
             if self._descriptor is None:
                 # Started by someone else (`bicameral mcp` in a test)? Stop that too.
-                from bicameral.daemon import read_descriptor
-                from bicameral.daemon._descriptor import MalformedDescriptor
+                from bicameral.daemon import MalformedDescriptor, read_descriptor
 
                 try:
                     self._descriptor = read_descriptor(self.paths.descriptor)
@@ -279,8 +278,7 @@ def _left_behind(paths: DaemonPaths, descriptor: Descriptor, processes: list[Any
     """What survived a stop; each is removed (killed, unlinked) as it is found."""
     import psutil
 
-    from bicameral.daemon._doctor import _lock_held
-    from bicameral.daemon._identity import identity_matches, probe
+    from bicameral.daemon import identity_matches, lock_file_held, probe
 
     problems: list[str] = []
     if identity_matches(
@@ -299,7 +297,7 @@ def _left_behind(paths: DaemonPaths, descriptor: Descriptor, processes: list[Any
         if path and os.path.lexists(path):
             problems.append(f"its {what} {path}")
             os.unlink(path)
-    if _lock_held(paths.lock):
+    if lock_file_held(paths.lock):
         problems.append(f"a held lock {paths.lock}")
     return problems
 
