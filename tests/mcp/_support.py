@@ -234,3 +234,18 @@ def text(result: types.CallToolResult) -> str:
     block = result.content[0]
     assert isinstance(block, types.TextContent), block
     return block.text
+
+
+def sampler(who: str, asked: dict[str, list[str]], answer: str | None = None) -> Any:
+    """A sampling callback: records each prompt under `who`; answers `answer` (or `who`)."""
+
+    async def sampling(
+        context: Any, params: types.CreateMessageRequestParams
+    ) -> types.CreateMessageResult:
+        content = params.messages[0].content
+        assert isinstance(content, types.TextContent)
+        asked[who].append(content.text)
+        reply = types.TextContent(type="text", text=answer if answer is not None else who)
+        return types.CreateMessageResult(role="assistant", model="m", content=reply)
+
+    return sampling

@@ -20,7 +20,7 @@ import trio
 from mcp import ClientSession
 from mcp.shared.exceptions import MCPError
 
-from tests.mcp._support import session, text, wait_until
+from tests.mcp._support import sampler, session, text, wait_until
 from tests.mcp.conftest import BICAMERAL, McpHome
 
 
@@ -165,22 +165,9 @@ async def test_sampling_reaches_the_client_whose_call_asked_for_it(mcp_home: Mcp
     mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
     asked: dict[str, list[str]] = {"a": [], "b": []}
 
-    def sampler(who: str) -> Any:
-        async def sampling(
-            context: Any, params: types.CreateMessageRequestParams
-        ) -> types.CreateMessageResult:
-            content = params.messages[0].content
-            assert isinstance(content, types.TextContent)
-            asked[who].append(content.text)
-            return types.CreateMessageResult(
-                role="assistant", model="m", content=types.TextContent(type="text", text=f"{who}!")
-            )
-
-        return sampling
-
     async with (
-        session(mcp_home, "alpha", sampling_callback=sampler("a")) as a,
-        session(mcp_home, "alpha", sampling_callback=sampler("b")) as b,
+        session(mcp_home, "alpha", sampling_callback=sampler("a", asked, "a!")) as a,
+        session(mcp_home, "alpha", sampling_callback=sampler("b", asked, "b!")) as b,
     ):
         assert text(await b.call_tool("sample", {"prompt": "for b"})) == "b!"
         assert text(await a.call_tool("sample", {"prompt": "for a"})) == "a!"

@@ -19,8 +19,8 @@ import trio
 from mcp import ClientSession
 from mcp.shared.exceptions import MCPError
 
+from tests.mcp._support import sampler, text
 from tests.mcp._support import session as sdk_session
-from tests.mcp._support import text
 from tests.mcp.conftest import McpHome
 
 # The SDK warns that roots and logging are deprecated in the 2026 era; these
@@ -133,22 +133,9 @@ async def test_sampling_is_never_refused_when_two_clients_have_calls_in_flight(
     mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
     asked: dict[str, list[str]] = {"a": [], "b": []}
 
-    def sampler(who: str) -> Any:
-        async def sampling(
-            context: Any, params: types.CreateMessageRequestParams
-        ) -> types.CreateMessageResult:
-            content = params.messages[0].content
-            assert isinstance(content, types.TextContent)
-            asked[who].append(content.text)
-            return types.CreateMessageResult(
-                role="assistant", model="m", content=types.TextContent(type="text", text=who)
-            )
-
-        return sampling
-
     async with (
-        session(mcp_home, sampling_callback=sampler("a")) as a,
-        session(mcp_home, sampling_callback=sampler("b")) as b,
+        session(mcp_home, sampling_callback=sampler("a", asked)) as a,
+        session(mcp_home, sampling_callback=sampler("b", asked)) as b,
     ):
         in_flight = trio.Event()
 
