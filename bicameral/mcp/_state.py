@@ -86,6 +86,11 @@ class InstanceKey:
     owner: str | None = None
     spare: bool = False
 
+    @property
+    def routed(self) -> bool:
+        """Its clients can be asked for sampling or elicitation (calls go one client at a time)."""
+        return bool(self.caps & ROUTED)
+
     def describe(self) -> dict[str, Any]:
         roots = json.loads(self.roots) if self.roots is not None else None
         return {
@@ -507,7 +512,7 @@ class Upstream:
                 self._assigned.pop(peer)
                 self._leave(current, peer)
             return self.primary
-        exclusive = exclusive and bool(key.caps & ROUTED)
+        exclusive = exclusive and key.routed
         with anyio.move_on_after(self.ready_timeout):
             while True:
                 inst = self._pick(peer, key, current, exclusive)
@@ -637,12 +642,19 @@ class Upstream:
 
         self.start_soon(send)
 
-    def _apply_level(self, inst: Instance) -> None:
+    @staticmethod
+    def _new_level(inst: Instance) -> str | None:
+        """`inst`'s level, brought to what its clients want; the new one if it changed."""
         wanted = inst.wanted_level()
-        if wanted is not None and wanted != inst.level:
-            inst.level = wanted
-            if "logging" in ((inst.init_result or {}).get("capabilities") or {}):
-                self._tell(inst, "logging/setLevel", {"level": wanted})
+        if wanted is None or wanted == inst.level:
+            return None
+        inst.level = wanted
+        return wanted
+
+    def _apply_level(self, inst: Instance) -> None:
+        wanted = self._new_level(inst)
+        if wanted is not None and "logging" in ((inst.init_result or {}).get("capabilities") or {}):
+            self._tell(inst, "logging/setLevel", {"level": wanted})
 
     async def set_level(self, peer: Peer) -> None:
         """`peer` asked for a log level: the server gets the most verbose any client asked for.
@@ -650,11 +662,9 @@ class Upstream:
         Each client then receives only the messages at or above its own level.
         """
         inst = await self.instance_for(peer)
-        wanted = inst.wanted_level()
-        if wanted is not None and wanted != inst.level:
-            inst.level = wanted
-            if inst.live is not None:
-                await self.request(None, "logging/setLevel", {"level": wanted}, instance=inst)
+        wanted = self._new_level(inst)
+        if wanted is not None and inst.live is not None:
+            await self.request(None, "logging/setLevel", {"level": wanted}, instance=inst)
 
     async def subscribe(self, peer: Peer, uri: str, subscribe: bool) -> dict[str, Any]:
         """``resources/(un)subscribe`` for `peer`: the server is asked once per uri."""
@@ -810,8 +820,8 @@ class Upstream:
                     inst.inflight[peer] = n
                 else:
                     del inst.inflight[peer]
-                    if exclusive_waiters(inst):
-                        self.touch()
+                    if inst.key.routed:
+                        self.touch()  # a client may wait for this instance to be free
 
     async def notify(self, peer: Peer, method: str, params: Mapping[str, Any] | None) -> None:
         """Send a client's notification on to its instance (dropped while it is down)."""
@@ -866,8 +876,3 @@ class Upstream:
         for peer in self.clients_of(instance):
             if level_passes("warning", peer.log_level):
                 peer.upstream_event(self, "notifications/message", params)
-
-
-def exclusive_waiters(inst: Instance) -> bool:
-    """Whether a client may be waiting for `inst` to have no other client's call in flight."""
-    return bool(inst.key.caps & ROUTED)

@@ -490,8 +490,7 @@ class _SharedAuth:
 
         self.config = upstream.config
         self.listeners: set[Callable[[str], None]] = set()
-        home = upstream.home if upstream.home is not None else Path.home() / ".bicameral"
-        self.provider = daemon_provider(upstream.config, home, self._needs_login)
+        self.provider = daemon_provider(upstream.config, _home(upstream), self._needs_login)
         self.storage: Any = self.provider.context.storage  # our TokenFile
 
     def _needs_login(self, message: str) -> None:
@@ -499,11 +498,19 @@ class _SharedAuth:
             listener(message)
 
 
+def _home(upstream: Upstream) -> Path:
+    """The state directory the server's tokens live under (the daemon's; else the default)."""
+    if upstream.home is not None:
+        return upstream.home
+    from bicameral.daemon import resolve_paths
+
+    return resolve_paths(None).home
+
+
 def _has_tokens(upstream: Upstream) -> bool:
     from bicameral.mcp._config import has_stored_tokens
 
-    home = upstream.home if upstream.home is not None else Path.home() / ".bicameral"
-    return has_stored_tokens(home, upstream.name)
+    return has_stored_tokens(_home(upstream), upstream.name)
 
 
 def _shared_auth(upstream: Upstream) -> _SharedAuth:

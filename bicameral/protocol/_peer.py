@@ -98,7 +98,6 @@ _CLOSED = object()
 EOF = "eof"
 TOO_LARGE = "too-large"
 OVER_BUDGET = "over-budget"
-STALLED = "stalled"
 
 
 class PeerClosed(RPCError):
@@ -673,9 +672,6 @@ class Peer:
             await self.notify(method, params)
         finally:
             self._notify_out -= 1
-
-    async def send_result(self, rid: Any, result: Any) -> None:
-        await self._send_quietly({"jsonrpc": "2.0", "id": rid, "result": result})
 
     async def _send_quietly(self, message: dict[str, Any]) -> None:
         try:
