@@ -100,6 +100,15 @@ TransportOpt = Annotated[
         help="unix (default; tcp on Windows) or tcp: loopback TCP with a token.",
     ),
 ]
+HttpOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--http",
+        metavar="HOST:PORT",
+        help="Also serve MCP clients over streamable HTTP on HOST:PORT "
+        "(overrides [daemon.http] listen).",
+    ),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object even on a terminal.")]
 
 
@@ -126,6 +135,7 @@ def start(
     config: ConfigOpt = None,
     wait: WaitOpt = 10.0,
     transport: TransportOpt = None,
+    http: HttpOpt = None,
     log_level: LogLevelOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -136,6 +146,7 @@ def start(
         config=config,
         wait=wait,
         transport=transport,
+        http=http,
         log_level=log_level,
         json=json,
     )
@@ -217,6 +228,7 @@ def serve(
     descriptor: DescriptorOpt = None,
     config: ConfigOpt = None,
     transport: TransportOpt = None,
+    http: HttpOpt = None,
     log_format: Annotated[
         LogFormat | None,
         typer.Option(
@@ -243,7 +255,7 @@ def serve(
     )
     chosen = transport.value if transport is not None else default_transport()
     options = ServeOptions(
-        paths, transport=chosen, log_format=log_format.value if log_format else None
+        paths, transport=chosen, log_format=log_format.value if log_format else None, http=http
     )
     raise typer.Exit(serve_daemon(options))
 

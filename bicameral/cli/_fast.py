@@ -210,6 +210,10 @@ def run_start(home: str | None, options: dict[str, Any]) -> int:
         import os
 
         os.environ["BICAMERAL_LOG_LEVEL"] = str(level)  # the spawned daemon reads it
+    if options.get("http"):
+        import os
+
+        os.environ["BICAMERAL_HTTP"] = str(options["http"])  # likewise
     try:
         result = start(
             paths, wait=float(options.get("wait", 10.0)), transport=options.get("transport")
@@ -218,6 +222,8 @@ def run_start(home: str | None, options: dict[str, Any]) -> int:
         return _start_failed(exc, paths, as_json)
     verb = "started" if result["status"] == "started" else "already running"
     human = f"bicameral daemon {verb} (pid {result['pid']}, {_where(result)})"
+    if result.get("http_url"):
+        human += f"\n  HTTP: {result['http_url']}/mcp (`bicameral mcp http` prints the header)"
     servers = result.get("servers")
     if servers:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(servers.items()))

@@ -28,6 +28,7 @@ _VALUE_OPTIONS = (
     "--config",
     "--transport",
     "--log-format",
+    "--http",
 )
 
 
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="config file (default: <home>/config.toml)")
     serve.add_argument("--transport", choices=("unix", "tcp"), default=None)
     serve.add_argument("--log-format", choices=("text", "json"), default=None)
+    serve.add_argument("--http", metavar="HOST:PORT", help="serve MCP clients over HTTP here")
     serve.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -102,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         transport=text("transport") or default_transport(),
         detached=bool(quick.get("detached")),
         log_format=text("log-format") or text("log_format"),
+        http=text("http"),
     )
     return serve(options)
 

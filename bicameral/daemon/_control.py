@@ -258,6 +258,8 @@ def _started(status: str, descriptor: Descriptor, paths: DaemonPaths) -> dict[st
     if descriptor.transport == "tcp":
         result["transport"] = "tcp"
         result["address"] = descriptor.address
+    if descriptor.http_url is not None:
+        result["http_url"] = descriptor.http_url
     if status == "started":
         result["servers"] = _server_counts(_ready_details.pop(id(descriptor), ""))
     return result

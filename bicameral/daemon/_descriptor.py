@@ -56,6 +56,7 @@ class Descriptor:
     __slots__ = (
         "address",
         "daemon_version",
+        "http_url",
         "log_path",
         "pid",
         "process_start_time",
@@ -79,6 +80,7 @@ class Descriptor:
         socket_path: str | None = None,
         address: str | None = None,
         token: str | None = None,
+        http_url: str | None = None,
     ) -> None:
         self.pid = pid
         self.process_start_time = process_start_time
@@ -90,6 +92,8 @@ class Descriptor:
         self.socket_path = socket_path
         self.address = address
         self.token = token
+        #: The HTTP listener's base URL (``http://HOST:PORT``) when it is on.
+        self.http_url = http_url
 
     def __repr__(self) -> str:
         return f"Descriptor({self.to_dict()!r})"
@@ -117,6 +121,8 @@ class Descriptor:
         if self.transport == "tcp":
             data["address"] = self.address
             data["token"] = self.token
+        if self.http_url is not None:
+            data["http_url"] = self.http_url
         return data
 
     @classmethod
@@ -154,6 +160,7 @@ class Descriptor:
             socket_path=field("socket_path", (str,), optional=transport == "tcp"),
             address=field("address", (str,)) if transport == "tcp" else None,
             token=field("token", (str,)) if transport == "tcp" else None,
+            http_url=field("http_url", (str,), optional=True),
         )
 
 

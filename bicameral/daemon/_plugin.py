@@ -35,6 +35,7 @@ from bicameral.daemon._files import read_regular
 if TYPE_CHECKING:
     import trio
 
+    from bicameral.daemon._http import HttpListener
     from bicameral.daemon._paths import DaemonPaths
     from bicameral.protocol import Connection, Dispatcher, Limits
     from bicameral.supervisor import ChildSpec, Supervisor
@@ -104,6 +105,7 @@ class DaemonHost:
         started_at: float,
         nursery: trio.Nursery | None = None,
         limits: Limits | None = None,
+        http: HttpListener | None = None,
     ) -> None:
         from bicameral.protocol import Limits as _Limits
 
@@ -126,6 +128,27 @@ class DaemonHost:
         self.started_at = started_at
         self._root = root
         self.attach_modes: dict[str, AttachHandler] = {}
+        #: The HTTP listener, when one is configured (``[daemon.http]``).
+        self.http = http
+
+    def add_http_app(self, prefix: str, app: Callable[..., Awaitable[None]]) -> None:
+        """Serve the ASGI `app` under `prefix` on the HTTP listener (when there is one).
+
+        The listener has already checked ``Host``, ``Origin`` and the token;
+        the app sees ``root_path`` set to `prefix`.
+        """
+        if self.http is not None:
+            self.http.mounts[prefix] = app
+
+    def add_metrics(self, collector: Any) -> None:
+        """Add a ``prometheus_client`` collector to ``/metrics`` (when there is a listener)."""
+        if self.http is not None:
+            self.http.collectors.append(collector)
+
+    def on_http_drain(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the listener begins to drain (to end long-lived streams)."""
+        if self.http is not None:
+            self.http.on_drain.append(callback)
 
     def snapshot(self) -> dict[str, Any]:
         """The whole supervisor tree's snapshot (SPEC §3 shape)."""

@@ -50,6 +50,7 @@ from bicameral.daemon._descriptor import (
     write_descriptor,
 )
 from bicameral.daemon._errors import ConfigError, DaemonError
+from bicameral.daemon._http import HTTP_ENV, HTTP_GRACE, HttpListener, http_from_config
 from bicameral.daemon._identity import process_start_time
 from bicameral.daemon._lock import LockFile, read_holder
 from bicameral.daemon._paths import check_private_dir, check_trusted_path, effective_socket_path
@@ -101,6 +102,7 @@ class ServeOptions:
         detached: bool = False,
         limits: Limits | None = None,
         log_format: str | None = None,
+        http: str | None = None,
     ) -> None:
         self.paths = paths
         self.transport = transport
@@ -110,6 +112,9 @@ class ServeOptions:
         # spawn without another option on the hot path.
         # Checked by `serve`, which can report it through the readiness pipe.
         self.log_format = log_format or os.environ.get(LOG_FORMAT_ENV) or "text"
+        #: ``HOST:PORT`` for the HTTP listener over config.toml's (``--http``;
+        #: ``daemon start --http`` passes it as ``$BICAMERAL_HTTP``).
+        self.http = http or os.environ.get(HTTP_ENV) or None
 
 
 LIMIT_KEYS = {
@@ -135,8 +140,8 @@ def limits_from_config(config: Mapping[str, Any], path: Path | None, default: Li
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: [daemon] must be a table")
     for key in section:
-        if key != "limits":
-            raise ConfigError(f"{where}: unknown key {key!r} in [daemon] (known: limits)")
+        if key not in ("limits", "http"):
+            raise ConfigError(f"{where}: unknown key {key!r} in [daemon] (known: limits, http)")
     table = section.get("limits", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: [daemon.limits] must be a table")
@@ -200,6 +205,7 @@ def serve(options: ServeOptions) -> int:
             start_reaper(paths.home)
             config, config_path = load_config_file(paths, daemon.home_fd)
             options.limits = limits_from_config(config, config_path, options.limits)
+            daemon.open_http(http_from_config(config, config_path, options.http))
             daemon.plugins = load_plugins(config, config_path)
             daemon.adapter_specs = daemon.plugins.adapter_specs()
             if options.transport == "unix":
@@ -383,6 +389,8 @@ class _Daemon:
         self.adapters: Supervisor | None = None
         self.host: DaemonHost | None = None
         self.dispatcher = Dispatcher()
+        self.http: HttpListener | None = None
+        self._http_socket: Any = None
 
     # The Control protocol of the signal child.
 
@@ -457,6 +465,11 @@ class _Daemon:
                 ChildSpec("signals", signal_child, args=(receiver, self), shutdown=0),
                 ChildSpec("server", self._server_child, shutdown=SERVER_GRACE),
                 ChildSpec("adapters", self.adapters),
+                *(
+                    [ChildSpec("http", self._http_child, shutdown=HTTP_GRACE + 1.0)]
+                    if self.http is not None
+                    else []
+                ),
             ],
         )
         self.host = DaemonHost(
@@ -468,6 +481,7 @@ class _Daemon:
             started_at=self.started_at,
             nursery=nursery,
             limits=self.options.limits,
+            http=self.http,
         )
         self._install_methods()
         for plugin in self.plugins.plugins:
@@ -539,6 +553,7 @@ class _Daemon:
             socket_path=self.socket_path,
             address=self.address,
             token=self.token,
+            http_url=self.http.url if self.http is not None else None,
         )
         write_descriptor(self.paths.descriptor, descriptor)
         self.published = True
@@ -551,6 +566,9 @@ class _Daemon:
 
     def cleanup(self) -> None:
         """Remove what this run published; safe to call on every exit path."""
+        if self._http_socket is not None:
+            self._http_socket.close()
+            self._http_socket = None
         if self.published:
             try:
                 remove_descriptor_if(
@@ -597,6 +615,37 @@ class _Daemon:
                 task_status.started({"socket_path": self.socket_path})
             await stopping.wait()
             nursery.cancel_scope.cancel()
+
+    # The HTTP listener.
+
+    def open_http(self, settings: Any) -> None:
+        """Bind the HTTP listener now (a port in use fails the start), serve it later."""
+        if settings is None:
+            return
+        from bicameral.daemon._http import read_http_token
+
+        token = read_http_token(self.paths.home, create=True)
+        listener = HttpListener(
+            settings,
+            token,
+            ready=lambda: self.published,
+            stopping=lambda: self.stopping,
+        )
+        self._http_socket = listener.bind()
+        self.http = listener
+        logger.info("HTTP listener on %s", listener.url)
+
+    async def _http_child(self, *, task_status: trio.TaskStatus[Any]) -> None:
+        """Serve HTTP on the socket bound at start; drain when the child is stopped."""
+        assert self.http is not None
+        sock = self._http_socket
+        if sock is None or sock.fileno() < 0:  # a restart: bind again
+            sock = self._http_socket = self.http.bind()
+        self._http_socket = None
+        try:
+            await self.http.run(sock, current_child().stopping, task_status)
+        finally:
+            sock.close()
 
     # RPC methods.
 

@@ -69,6 +69,19 @@ SEPARATOR = "__"
 URI_PREFIX = "bicameral://"
 OWN_PREFIX = "bicameral"
 KNOWN_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+#: The stateless era's revisions (``server/discover``, a ``_meta`` envelope per request).
+MODERN_VERSIONS = ("2026-07-28",)
+#: The envelope's keys in a request's ``_meta`` (2026-07-28), taken off before forwarding.
+_PROTOCOL_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
+_CLIENT_INFO_KEY = "io.modelcontextprotocol/clientInfo"
+_CLIENT_CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities"
+_LOG_LEVEL_KEY = "io.modelcontextprotocol/logLevel"
+_SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
+_CACHEABLE = frozenset(
+    {"server/discover", "resources/read", *(method for method, _ in LIST_METHODS.values())}
+)
+_ENVELOPE_KEYS = (_PROTOCOL_VERSION_KEY, _CLIENT_INFO_KEY, _CLIENT_CAPABILITIES_KEY, _LOG_LEVEL_KEY)
+UNSUPPORTED_PROTOCOL_VERSION = -32022
 MAX_LINE = MAX_FRAME
 #: Forwarded requests one client may have in flight (as the protocol's default).
 MAX_IN_FLIGHT = 64
@@ -88,7 +101,7 @@ _CURSOR_PREFIX = "bicameral-page-"
 
 _LIST_KINDS = {method: (kind, key) for kind, (method, key) in LIST_METHODS.items()}
 #: Requests a client gets answered in line, in order (see `ClientConn.in_line`).
-_IN_LINE = frozenset({"ping", "initialize", *_LIST_KINDS})
+_IN_LINE = frozenset({"ping", "initialize", "server/discover", *_LIST_KINDS})
 _NOTIFY_FOR_KIND = {
     "tools": "notifications/tools/list_changed",
     "resources": "notifications/resources/list_changed",
@@ -322,6 +335,10 @@ class ClientConn:
         self.client_capabilities: dict[str, Any] = {}
         self.log_level: str | None = None
         self.initialized = False
+        #: The client speaks the stateless era (2026-07-28): it sent
+        #: ``server/discover`` or an enveloped request, and gets no
+        #: server-to-client requests.
+        self.modern = False
         self._attached: set[Upstream] = set()
         self._queued_notices: set[str] = set()
         self._roots: list[dict[str, Any]] | None = None
@@ -351,9 +368,11 @@ class ClientConn:
         """Serve the client until it closes its input (its requests answered) or is cancelled."""
         self._attach_upstreams()
         self.registry.on_change.append(self._config_changed)
+        self.registry.clients += 1
         try:
             await self.peer.run(buffered)
         finally:
+            self.registry.clients -= 1
             self.registry.on_change.remove(self._config_changed)
             for up in self._attached:
                 up.detach(self)
@@ -375,10 +394,26 @@ class ClientConn:
 
     async def on_request(self, request_id: Any, method: str, params: dict[str, Any] | None) -> Any:
         params = params or {}
+        meta = params.get("_meta")
+        if isinstance(meta, dict) and _PROTOCOL_VERSION_KEY in meta:
+            params = self._unwrap_envelope(params, meta)
+        result = await self._answer(method, params)
+        if self.modern and isinstance(result, dict):
+            # The 2026-07-28 result shapes: every result says it is complete,
+            # cacheable ones say for how long (never: lists change on restarts).
+            result.setdefault("resultType", "complete")
+            if method in _CACHEABLE:
+                result.setdefault("ttlMs", 0)
+                result.setdefault("cacheScope", "private")
+        return result
+
+    async def _answer(self, method: str, params: dict[str, Any]) -> Any:
         if method == "ping":
             return {}
         if method == "initialize":
             return await self._initialize(params)
+        if method == "server/discover":
+            return await self._discover()
         if method in _LIST_KINDS:
             await self._settle()
             kind = _LIST_KINDS[method][0]
@@ -471,9 +506,48 @@ class ClientConn:
 
     # -- answers --------------------------------------------------------------------
 
-    async def _initialize(self, params: dict[str, Any]) -> dict[str, Any]:
-        caps = params.get("capabilities")
-        self.client_capabilities = caps if isinstance(caps, dict) else {}
+    def _unwrap_envelope(self, params: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any]:
+        """A 2026-07-28 request: adopt its envelope, return its params without it.
+
+        The envelope says who the client is on every request; servers behind
+        bicameral hear only the request itself (they are spoken to in the era
+        they chose when their session began).
+        """
+        version = meta.get(_PROTOCOL_VERSION_KEY)
+        if version not in MODERN_VERSIONS:
+            raise RPCError(
+                UNSUPPORTED_PROTOCOL_VERSION,
+                f"unsupported protocol version {version!r}",
+                {"supported": [*MODERN_VERSIONS], "requested": version},
+            )
+        caps = meta.get(_CLIENT_CAPABILITIES_KEY)
+        if not self.modern:
+            self.modern = True
+            self.client_capabilities = caps if isinstance(caps, dict) else {}
+        rest = {k: v for k, v in meta.items() if k not in _ENVELOPE_KEYS}
+        params = {k: v for k, v in params.items() if k != "_meta"}
+        if rest:
+            params["_meta"] = rest
+        return params
+
+    async def _discover(self) -> dict[str, Any]:
+        """``server/discover`` (2026-07-28): who we are, in the stateless era's words."""
+        self.modern = True
+        identity = await self._initialize({"protocolVersion": KNOWN_VERSIONS[-1]}, adopt=False)
+        result: dict[str, Any] = {
+            "supportedVersions": [*MODERN_VERSIONS],
+            "capabilities": identity["capabilities"],
+            "resultType": "complete",
+            "_meta": {_SERVER_INFO_KEY: identity["serverInfo"]},
+        }
+        if identity.get("instructions"):
+            result["instructions"] = identity["instructions"]
+        return result
+
+    async def _initialize(self, params: dict[str, Any], *, adopt: bool = True) -> dict[str, Any]:
+        if adopt:
+            caps = params.get("capabilities")
+            self.client_capabilities = caps if isinstance(caps, dict) else {}
         requested = params.get("protocolVersion")
         if self.server is None:
             names = ", ".join(self.registry.configured) or "none configured yet"
@@ -700,6 +774,13 @@ class ClientConn:
     # -- Peer: what upstreams call ------------------------------------------------------
 
     async def client_request(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
+        if self.modern:
+            # The stateless era has no server-to-client requests (docs/mcp.md,
+            # "Protocol eras"): the server hears a clear error, not silence.
+            raise UpstreamError(
+                INVALID_PARAMS,
+                f"the MCP client speaks the 2026-07-28 protocol, which cannot be asked {method}",
+            )
         try:
             result = await self.peer.request(method, params)
         except PeerClosed:

@@ -81,6 +81,18 @@ class McpPlugin:
             return [{"name": up.name, **up.status()} for up in registry.active()]
 
         host.dispatcher.add("mcp.servers", servers)
+        if host.http is not None:
+            # Clients over streamable HTTP (``/mcp``, ``/mcp/NAME``): the
+            # listener is the daemon's; the sessions, and what /metrics says
+            # about servers, are ours. Nothing here imports the SDK yet.
+            from bicameral.mcp._http import HttpSessions
+            from bicameral.mcp._metrics import McpCollector
+
+            sessions = HttpSessions(self.host, host.limits.max_frame)
+            host.add_http_app("/mcp", sessions)
+            host.add_metrics(McpCollector(self.registry, sessions))
+            host.on_http_drain(sessions.drain)
+            host.start_soon(sessions.run)
         host.start_soon(retry_failed, host)
         host.start_soon(terminate_on_stop, host, self.registry)
 

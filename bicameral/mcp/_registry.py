@@ -26,6 +26,8 @@ class Registry:
         self.on_change: list[Callable[[], None]] = []
         #: ``[mcp] ready_timeout``: how long a call waits for a (re)starting server.
         self.ready_timeout = CALL_WAIT
+        #: MCP client sessions attached now (every transport).
+        self.clients = 0
         #: The daemon's ``max_frame``: the longest line a server may write.
         self.max_frame = MAX_FRAME
         #: Set when the daemon is ready; servers are not spawned before (SPEC §8.2).

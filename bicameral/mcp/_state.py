@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import anyio
 
 from bicameral.mcp._common import CALL_WAIT, LIST_METHODS, MAX_FRAME, UpstreamError
+from bicameral.mcp._metrics import CallStats
 
 if TYPE_CHECKING:
     from mcp.client.session import ClientSession
@@ -269,6 +270,7 @@ class Upstream:
         self.name = config.name
         self.state = "starting"
         self.restarts = 0
+        self.calls = CallStats()  # for /metrics
         self.last_error: str | None = None
         self.last_exit_at: float | None = None
         self.peers: set[Peer] = set()
@@ -783,12 +785,16 @@ class Upstream:
             # client's call must see this instance as busy at once.
             inst.inflight[peer] = inst.inflight.get(peer, 0) + 1
             inst.last_caller = peer
+        started = time.perf_counter()
+        failed = True
         try:
             live = inst.live or await self._wait_ready(
                 inst, self.ready_timeout if wait is None else wait
             )
             opts: Any = {"on_progress": on_progress} if on_progress is not None else None
-            return await live.dispatcher.send_raw_request(method, params, opts)
+            result: dict[str, Any] = await live.dispatcher.send_raw_request(method, params, opts)
+            failed = False
+            return result
         except UpstreamError:
             raise  # not available (before any instance was live: the SDK may not be loaded)
         except Exception as exc:
@@ -805,6 +811,7 @@ class Upstream:
             if live.retry_safe and retry:
                 # A remote server forgot our session before doing anything with
                 # the call: send it again once, on the new session.
+                failed = False  # the retry counts for itself
                 return await self.request(
                     peer, method, params, on_progress, wait, instance=instance, retry=False
                 )
@@ -814,6 +821,7 @@ class Upstream:
                 "it is being restarted, retry the call",
             ) from None
         finally:
+            self.calls.record(method, time.perf_counter() - started, failed)
             if peer is not None:
                 n = inst.inflight[peer] - 1
                 if n:

@@ -1,0 +1,415 @@
+"""The daemon's HTTP listener: health, readiness, metrics, and what plugins mount.
+
+Off by default; on with ``[daemon.http] listen = "127.0.0.1:8765"`` in
+config.toml, ``--http HOST:PORT`` on ``daemon serve``, or ``$BICAMERAL_HTTP``
+(which ``daemon start --http`` sets for the daemon it spawns).
+
+The daemon owns the listener and its guards; the layers above mount ASGI
+apps under a path prefix (the MCP layer mounts ``/mcp``) and add metrics
+collectors. What every request passes, in order:
+
+1. ``/healthz`` and ``/readyz`` answer anyone: a platform's probes carry
+   no token and name the pod by address.
+2. ``Host`` and ``Origin`` must be the listener's own (or configured as
+   allowed), else 403: a web page the user visits cannot reach the daemon
+   through the browser by rebinding a name of its own to 127.0.0.1.
+3. ``Authorization: Bearer <token>`` (the token in ``http.token``, 0600,
+   made once) on everything but the probes, else 401; ``/metrics`` too,
+   unless ``metrics_public = true``.
+
+The listener is hypercorn on the daemon's own Trio loop. The socket is bound
+before the daemon reports ready (a port in use is a start failure with a
+one-line reason); hypercorn is imported after, so the listener costs the
+path to readiness only the bind. On a graceful stop it is the first child to
+stop: it stops accepting, gives in-flight requests `HTTP_GRACE` seconds,
+then closes what is still open (long-lived event streams).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bicameral.daemon._errors import ConfigError, DaemonError
+
+__all__ = [
+    "HTTP_ENV",
+    "HTTP_KEYS",
+    "HttpListener",
+    "HttpSettings",
+    "http_from_config",
+    "parse_listen",
+    "read_http_token",
+]
+
+logger = logging.getLogger("bicameral.daemon")
+
+HTTP_ENV = "BICAMERAL_HTTP"
+TOKEN_FILE = "http.token"
+HTTP_GRACE = 5.0
+"""Seconds in-flight HTTP requests get to finish when the daemon stops."""
+
+ASGIApp = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
+
+HTTP_KEYS: dict[str, type] = {
+    "listen": str,
+    "allow_remote": bool,
+    "require_token": bool,
+    "metrics_public": bool,
+    "allowed_hosts": list,
+    "allowed_origins": list,
+}
+"""The keys of ``[daemon.http]``."""
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """Where and how the HTTP listener serves (docs/configuration.md, ``[daemon.http]``)."""
+
+    host: str
+    port: int
+    allow_remote: bool = False
+    require_token: bool = True
+    metrics_public: bool = False
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` (``[::1]:PORT`` for IPv6) as ``(host, port)``; ValueError otherwise."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"listen address must be HOST:PORT, not {text!r}")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is out of range")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"listen address must be HOST:PORT, not {text!r}")
+    return host, port
+
+
+def http_from_config(
+    config: Mapping[str, Any], path: Path | None, override: str | None = None
+) -> HttpSettings | None:
+    """``[daemon.http]`` of config.toml, with ``--http`` / ``$BICAMERAL_HTTP`` as `override`.
+
+    ``None`` when no listener is configured. Raises :class:`ConfigError`
+    naming the file and the key for anything unknown or invalid, and for a
+    non-loopback address without ``allow_remote = true``.
+    """
+    where = str(path) if path is not None else "config.toml"
+    section = config.get("daemon", {})
+    table = section.get("http", {}) if isinstance(section, dict) else {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: [daemon.http] must be a table")
+    for key, value in table.items():
+        kind = HTTP_KEYS.get(key)
+        if kind is None:
+            raise ConfigError(
+                f"{where}: unknown key {key!r} in [daemon.http] (known: {', '.join(HTTP_KEYS)})"
+            )
+        if not isinstance(value, kind) or (
+            isinstance(value, list) and not all(isinstance(v, str) for v in value)
+        ):
+            what = {str: "a string", bool: "true or false", list: "a list of strings"}[kind]
+            raise ConfigError(f"{where}: [daemon.http] {key} must be {what}, not {value!r}")
+    listen = override or table.get("listen")
+    if not listen:
+        return None
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        source = "--http" if override else f"{where}: [daemon.http] listen"
+        raise ConfigError(f"{source}: {exc}") from None
+    settings = HttpSettings(
+        host=host,
+        port=port,
+        allow_remote=bool(table.get("allow_remote", False)),
+        require_token=bool(table.get("require_token", True)),
+        metrics_public=bool(table.get("metrics_public", False)),
+        allowed_hosts=tuple(str(h) for h in table.get("allowed_hosts", ())),
+        allowed_origins=tuple(str(o) for o in table.get("allowed_origins", ())),
+    )
+    if not settings.loopback and not settings.allow_remote:
+        raise ConfigError(
+            f"the HTTP listener would bind {host}, which is not a loopback address: "
+            f"set allow_remote = true in [daemon.http] of {where} to serve other machines"
+        )
+    if not settings.require_token and not settings.loopback:
+        raise ConfigError(
+            f"{where}: [daemon.http] require_token = false is only allowed on a loopback address"
+        )
+    return settings
+
+
+def read_http_token(home: Path, *, create: bool = False) -> str | None:
+    """The listener's bearer token from ``<home>/http.token`` (made, 0600, when `create`).
+
+    A token file another user could have written, or that others can read,
+    is refused: a token we did not make would let its maker in.
+    """
+    path = home / TOKEN_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        if not create:
+            return None
+        from bicameral.daemon._files import write_atomic
+
+        token = os.urandom(32).hex()
+        try:
+            write_atomic(path, (token + "\n").encode(), mode=0o600)
+        except OSError as exc:
+            raise DaemonError(f"cannot write the HTTP token: {exc.strerror}") from None
+        return token
+    except OSError as exc:
+        raise DaemonError(f"cannot read the HTTP token {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise DaemonError(f"{path} is not a regular file")
+        if hasattr(os, "getuid") and st.st_uid != os.getuid():
+            raise DaemonError(f"{path} belongs to another user; remove it")
+        if st.st_mode & 0o077:
+            raise DaemonError(
+                f"{path} is readable by others (mode {st.st_mode & 0o777:o}); remove it"
+            )
+        token = f.read(256).decode("ascii", "replace").strip()
+    if len(token) < 32:
+        raise DaemonError(f"{path} does not hold a token; remove it and restart the daemon")
+    return token
+
+
+@dataclass
+class HttpListener:
+    """The listener: the guards, the probes, ``/metrics`` and the mounted apps.
+
+    `ready` and `stopping` are callables the daemon provides (``/readyz``);
+    `mounts` maps a path prefix to an ASGI app; `collectors` are
+    ``prometheus_client`` collectors, registered on first scrape.
+    """
+
+    settings: HttpSettings
+    token: str | None
+    ready: Callable[[], bool]
+    stopping: Callable[[], bool]
+    mounts: dict[str, ASGIApp] = field(default_factory=dict)
+    collectors: list[Any] = field(default_factory=list)
+    #: Called when the graceful stop begins, to end long-lived streams.
+    on_drain: list[Callable[[], None]] = field(default_factory=list)
+    port: int = 0
+    _registry: Any = None
+
+    # -- the socket -------------------------------------------------------------
+
+    def bind(self) -> socket.socket:
+        """Bind the configured address; a one-line `DaemonError` when it cannot."""
+        host = self.settings.host
+        try:
+            infos = socket.getaddrinfo(
+                host, self.settings.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except OSError as exc:
+            raise DaemonError(f"HTTP listener: cannot resolve {host!r}: {exc}") from None
+        family, kind, proto, _, address = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.set_inheritable(False)
+            sock.bind(address)
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            raise DaemonError(
+                f"HTTP listener: cannot listen on {self.url_host()}:{self.settings.port}: "
+                f"{exc.strerror}"
+            ) from None
+        self.port = sock.getsockname()[1]
+        return sock
+
+    def url_host(self) -> str:
+        host = self.settings.host
+        return f"[{host}]" if ":" in host else host
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.url_host()}:{self.port}"
+
+    # -- the child ----------------------------------------------------------------
+
+    async def run(self, sock: socket.socket, stopping: Any, task_status: Any) -> None:
+        """Serve on `sock` until `stopping` is set, then drain (`HTTP_GRACE`)."""
+        from hypercorn.config import Config, Sockets
+        from hypercorn.trio.run import worker_serve
+        from hypercorn.utils import wrap_app
+
+        config = Config()
+        config.graceful_timeout = HTTP_GRACE
+        config.keep_alive_timeout = 75.0
+        config.accesslog = None
+        config.errorlog = logging.getLogger("bicameral.http")
+        config.h2_max_inbound_frame_size = 2**16
+        sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+
+        async def shutdown_trigger() -> None:
+            await stopping.wait()
+            logger.info("HTTP listener: draining (up to %g s)", HTTP_GRACE)
+            for drain in self.on_drain:
+                drain()
+
+        app = wrap_app(self, None, "asgi")  # type: ignore[arg-type]
+        task_status.started()
+        await worker_serve(app, config, sockets=sockets, shutdown_trigger=shutdown_trigger)
+
+    # -- ASGI ---------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if kind != "http":
+            return
+        path: str = scope.get("path", "")
+        if path == "/healthz":
+            await _text(send, 200, "ok\n")
+            return
+        if path == "/readyz":
+            if self.stopping():
+                await _text(send, 503, "stopping\n")
+            elif not self.ready():
+                await _text(send, 503, "starting\n")
+            else:
+                await _text(send, 200, "ready\n")
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        if path == "/metrics":
+            if not self.settings.metrics_public and not self._authorized(headers):
+                await _unauthorized(send)
+                return
+            await self._metrics(send)
+            return
+        app, prefix = self._mounted(path)
+        if app is None:
+            await _text(send, 404, f"not found: {path}\n")
+            return
+        refusal = self._foreign(headers)
+        if refusal is not None:
+            logger.warning("HTTP listener: refused %s %s: %s", scope.get("method"), path, refusal)
+            await _text(send, 403, f"forbidden: {refusal}\n")
+            return
+        if self.settings.require_token and not self._authorized(headers):
+            await _unauthorized(send)
+            return
+        await app({**scope, "root_path": prefix}, receive, send)
+
+    def _mounted(self, path: str) -> tuple[ASGIApp | None, str]:
+        for prefix, app in self.mounts.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return app, prefix
+        return None, ""
+
+    def _authorized(self, headers: Mapping[str, str]) -> bool:
+        import hmac
+
+        if self.token is None:
+            return False
+        scheme, _, value = headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode(), self.token.encode()
+        )
+
+    def _own_hosts(self) -> set[str]:
+        port = self.port
+        names = {self.url_host()}
+        if self.settings.loopback:
+            names |= {"localhost", "127.0.0.1", "[::1]"}
+        return {f"{n}:{port}" for n in names} | set(self.settings.allowed_hosts)
+
+    def _foreign(self, headers: Mapping[str, str]) -> str | None:
+        """Why `headers` name a host or origin that is not ours (None: they do not)."""
+        own = self._own_hosts()
+        host = headers.get("host")
+        check_host = self.settings.loopback or bool(self.settings.allowed_hosts)
+        if check_host and (host is None or host.lower() not in own):
+            return f"Host {host!r} is not this listener"
+        origin = headers.get("origin")
+        if origin is not None and origin not in self.settings.allowed_origins:
+            scheme, _, rest = origin.partition("://")
+            if scheme not in ("http", "https") or (check_host and rest.lower() not in own):
+                return f"Origin {origin!r} is not allowed"
+            if not check_host and host is not None and rest.lower() != host.lower():
+                return f"Origin {origin!r} does not match Host {host!r}"
+        return None
+
+    async def _metrics(self, send: Any) -> None:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        body = generate_latest(self._prometheus())
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    def _prometheus(self) -> Any:
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry, ProcessCollector
+
+            registry = CollectorRegistry(auto_describe=False)
+            ProcessCollector(namespace="bicameral", registry=registry)
+            for collector in self.collectors:
+                registry.register(collector)
+            self._registry = registry
+        return self._registry
+
+
+async def _text(send: Any, status: int, text: str, headers: list[Any] | None = None) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"text/plain; charset=utf-8"), *(headers or [])],
+        }
+    )
+    await send({"type": "http.response.body", "body": text.encode()})
+
+
+async def _unauthorized(send: Any) -> None:
+    await _text(
+        send,
+        401,
+        "unauthorized: send Authorization: Bearer <token> (`bicameral mcp http` prints it)\n",
+        [(b"www-authenticate", b'Bearer realm="bicameral"')],
+    )
