@@ -601,6 +601,30 @@ def login(
     )
 
 
+@mcp_app.command("http")
+def http(
+    ctx: typer.Context,
+    server: Annotated[
+        str | None,
+        typer.Option("--server", metavar="NAME", help="One server's endpoint (/mcp/NAME)."),
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Print the URL and header an MCP client needs for the daemon's HTTP listener."""
+    from bicameral.daemon import ConfigError, DaemonError
+    from bicameral.mcp import http_endpoint
+
+    try:
+        result = http_endpoint(_paths(ctx), server)
+    except (ConfigError, DaemonError) as exc:
+        raise _failed(json, str(exc)) from None
+    lines = [f"URL:    {result['url']}"]
+    if "header" in result:
+        lines.append(f"Header: {result['header']}")
+    lines.append(f"Claude Code: {result['claude']}")
+    _fast.emit(result, _fast.wants_json(json), "\n".join(lines))
+
+
 @mcp_app.command("logout")
 def logout(
     ctx: typer.Context,

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         run_checks,
     )
     from bicameral.daemon._files import read_regular, write_atomic
+    from bicameral.daemon._http import read_http_token
     from bicameral.daemon._identity import identity_matches, probe
     from bicameral.daemon._install import (
         install_service,
@@ -93,6 +94,7 @@ __all__ = [
     "parse_since",
     "probe",
     "read_descriptor",
+    "read_http_token",
     "read_regular",
     "reload",
     "resolve_paths",
@@ -121,6 +123,7 @@ _LAZY = {
     "Descriptor": "_descriptor",
     "MalformedDescriptor": "_descriptor",
     "read_descriptor": "_descriptor",
+    "read_http_token": "_http",
     "read_regular": "_files",
     "write_atomic": "_files",
     "DaemonPaths": "_paths",

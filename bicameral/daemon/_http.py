@@ -220,6 +220,9 @@ class HttpListener:
     #: Called when the graceful stop begins, to end long-lived streams.
     on_drain: list[Callable[[], None]] = field(default_factory=list)
     port: int = 0
+    #: Set once the listener has drained (or never started): what stops
+    #: after it (the servers its requests were calling) waits for it.
+    drained: Any = None
     _registry: Any = None
 
     # -- the socket -------------------------------------------------------------
@@ -262,10 +265,13 @@ class HttpListener:
 
     async def run(self, sock: socket.socket, stopping: Any, task_status: Any) -> None:
         """Serve on `sock` until `stopping` is set, then drain (`HTTP_GRACE`)."""
+        import trio
         from hypercorn.config import Config, Sockets
         from hypercorn.trio.run import worker_serve
         from hypercorn.utils import wrap_app
 
+        if self.drained is None or self.drained.is_set():
+            self.drained = trio.Event()
         config = Config()
         config.graceful_timeout = HTTP_GRACE
         config.keep_alive_timeout = 75.0
@@ -282,7 +288,15 @@ class HttpListener:
 
         app = wrap_app(self, None, "asgi")  # type: ignore[arg-type]
         task_status.started()
-        await worker_serve(app, config, sockets=sockets, shutdown_trigger=shutdown_trigger)
+        try:
+            await worker_serve(app, config, sockets=sockets, shutdown_trigger=shutdown_trigger)
+        finally:
+            self.drained.set()
+
+    async def wait_drained(self) -> None:
+        """Until the listener has finished its requests after a stop (at most `HTTP_GRACE`)."""
+        if self.drained is not None:
+            await self.drained.wait()
 
     # -- ASGI ---------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from bicameral.mcp._config import SHARE_MODES, ServerConfig, check_server_name, load_servers
     from bicameral.mcp._config_edit import add_server, import_servers, list_servers, remove_server
     from bicameral.mcp._doctor import mcp_checks
+    from bicameral.mcp._endpoint import http_endpoint
     from bicameral.mcp._login import login_server, logout_server
     from bicameral.mcp._plugin import McpPlugin, plugin
     from bicameral.mcp._ps import control_server, server_rows
@@ -27,6 +28,7 @@ __all__ = [
     "add_server",
     "check_server_name",
     "control_server",
+    "http_endpoint",
     "import_servers",
     "list_servers",
     "load_servers",
@@ -46,6 +48,7 @@ _LAZY = {
     "load_servers": "bicameral.mcp._config",
     "control_server": "bicameral.mcp._ps",
     "server_rows": "bicameral.mcp._ps",
+    "http_endpoint": "bicameral.mcp._endpoint",
     "login_server": "bicameral.mcp._login",
     "logout_server": "bicameral.mcp._login",
     "SHARE_MODES": "bicameral.mcp._config",

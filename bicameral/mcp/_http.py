@@ -132,6 +132,8 @@ class HttpSessions:
         self.max_frame = max_frame
         self.sessions: dict[str, tuple[Any, str | None]] = {}
         self.draining = False
+        self.posts = 0  # POSTs being answered (a drain waits for them)
+        self._posts_done = anyio.Event()
         self._group: anyio.abc.TaskGroup | None = None
         self._started = anyio.Event()
 
@@ -156,8 +158,19 @@ class HttpSessions:
             await anyio.sleep_forever()
 
     def drain(self) -> None:
-        """The daemon is stopping: no new sessions; GET streams end (POSTs finish)."""
+        """The daemon is stopping: no new sessions; requests in flight finish, then streams end.
+
+        The listener has stopped accepting connections and gives what is in
+        flight its grace; the sessions' GET streams (which never end on their
+        own) are closed once no POST is left, so the listener can finish.
+        """
         self.draining = True
+        if self._group is not None:
+            self._group.start_soon(self._close_streams_when_idle)
+
+    async def _close_streams_when_idle(self) -> None:
+        while self.posts:
+            await self._posts_done.wait()
         for transport, _ in list(self.sessions.values()):
             with contextlib.suppress(Exception):
                 transport.close_standalone_sse_stream()
@@ -201,9 +214,25 @@ class HttpSessions:
             await _error(send, 404, "Session not found")
             return
         transport = found[0]
-        await transport.handle_request(scope, receive, send)
+        async with self._counting(scope):
+            await transport.handle_request(scope, receive, send)
         if transport.is_terminated:
             self.sessions.pop(session_id, None)
+
+    @contextlib.asynccontextmanager
+    async def _counting(self, scope: dict[str, Any]) -> Any:
+        """Count a POST in flight while it is answered (GETs are streams, not requests)."""
+        if scope.get("method") != "POST":
+            yield
+            return
+        self.posts += 1
+        try:
+            yield
+        finally:
+            self.posts -= 1
+            if not self.posts:
+                self._posts_done.set()
+                self._posts_done = anyio.Event()
 
     async def _open(
         self, server: str | None, scope: dict[str, Any], receive: Any, send: Any
@@ -224,7 +253,8 @@ class HttpSessions:
         try:
             assert self._group is not None
             await self._group.start(self._serve, transport, server, session_id)
-            status = await _status_of(transport.handle_request, scope, receive, send)
+            async with self._counting(scope):
+                status = await _status_of(transport.handle_request, scope, receive, send)
             established = status is not None and status < 400
         finally:
             if not established:
@@ -266,7 +296,8 @@ class HttpSessions:
         try:
             assert self._group is not None
             await self._group.start(self._serve, transport, server, None)
-            await transport.handle_request(scope, receive, send)
+            async with self._counting(scope):
+                await transport.handle_request(scope, receive, send)
         finally:
             with anyio.CancelScope(shield=True):
                 await transport.terminate()

@@ -100,7 +100,9 @@ class McpPlugin:
 async def terminate_on_stop(host: DaemonHost, registry: Registry) -> None:
     """When the daemon begins a graceful stop, SIGTERM every server's process group at once.
 
-    The tree then stops the servers' subtrees in reverse order, as OTP does,
+    With an HTTP listener, after it has drained: the calls it is finishing
+    need their servers. The tree then stops the servers' subtrees in reverse
+    order, as OTP does,
     and finds each instance already exiting: stopping 30 servers takes about
     as long as stopping the slowest, not the sum of them all. An instance that
     exits now waits for its own stop instead of being restarted.
@@ -108,6 +110,12 @@ async def terminate_on_stop(host: DaemonHost, registry: Registry) -> None:
     if host.stopping is None:
         return
     await host.stopping.wait()
+    if host.http is not None:
+        # Requests the HTTP listener is draining still need their servers.
+        import anyio
+
+        with anyio.move_on_after(10.0):
+            await host.http.wait_drained()
     registry.terminate_all()
 
 

@@ -1,0 +1,226 @@
+"""The HTTP listener: MCP clients over streamable HTTP, both protocol eras, guards, probes.
+
+A real daemon (``daemon start --http 127.0.0.1:0`` or ``[daemon.http]``)
+in a short temporary directory; the clients are the official SDK's
+streamable HTTP client (``mcp.Client`` in ``legacy`` and ``auto`` mode) and
+plain ``httpx2`` for the guards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx2
+import pytest
+import trio
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.mcp._support import text
+from tests.mcp.conftest import BICAMERAL, McpHome
+
+
+def start(home: McpHome, *, http: str = "127.0.0.1:0") -> str:
+    """Start the daemon with the listener on; its base URL."""
+    done = home.cli("daemon", "start", "--http", http)
+    assert done.returncode == 0, done.stderr
+    descriptor = home.descriptor()
+    assert descriptor is not None
+    return str(descriptor["http_url"])
+
+
+def token(home: McpHome) -> str:
+    path = home.path / "http.token"
+    assert path.stat().st_mode & 0o777 == 0o600
+    return path.read_text().strip()
+
+
+@asynccontextmanager
+async def client(
+    url: str, key: str | None, mode: str = "legacy", *, terminate: bool = True
+) -> AsyncIterator[Client]:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        transport = streamable_http_client(url, http_client=http, terminate_on_close=terminate)
+        async with Client(transport, mode=mode) as mcp_client:  # type: ignore[arg-type]
+            yield mcp_client
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_the_sdk_client_over_http_in_both_eras_on_both_paths(
+    mcp_home: McpHome, mode: str
+) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    base = start(mcp_home)
+    key = token(mcp_home)
+    era = "2025-11-25" if mode == "legacy" else "2026-07-28"
+    async with client(f"{base}/mcp/alpha", key, mode) as one:
+        assert one.protocol_version == era
+        assert one.server_info is not None and one.server_info.name == "alpha"
+        names = [t.name for t in (await one.list_tools()).tools]
+        assert "echo" in names
+        assert text(await one.call_tool("echo", {"text": "drop-in"})) == "drop-in"
+    async with client(f"{base}/mcp", key, mode) as every:
+        assert every.protocol_version == era
+        assert every.server_info is not None and every.server_info.name == "bicameral"
+        names = [t.name for t in (await every.list_tools()).tools]
+        assert "alpha__echo" in names and "bicameral__status" in names
+        assert text(await every.call_tool("alpha__echo", {"text": "aggregated"})) == "aggregated"
+
+
+async def test_a_modern_client_through_the_stdio_bridge_negotiates_the_modern_era(
+    mcp_home: McpHome,
+) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    async with Client(mcp_home.params("alpha")) as modern:  # mode="auto": server/discover
+        assert modern.protocol_version == "2026-07-28"
+        assert modern.server_info is not None and modern.server_info.name == "alpha"
+        assert text(await modern.call_tool("add", {"a": 2, "b": 3})) == "5"
+    async with Client(mcp_home.params("alpha"), mode="legacy") as old:
+        assert old.protocol_version == "2025-11-25"
+
+
+async def test_the_guards_token_origin_and_host(mcp_home: McpHome) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    base = start(mcp_home)
+    key = token(mcp_home)
+    port = base.rpartition(":")[2]
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        },
+    }
+    accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    auth = {"Authorization": f"Bearer {key}"}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        missing = await http.post(f"{base}/mcp", json=init, headers=accept)
+        assert missing.status_code == 401
+        assert "bearer" in missing.headers["www-authenticate"].lower()
+        wrong = await http.post(
+            f"{base}/mcp", json=init, headers={**accept, "Authorization": "Bearer nope"}
+        )
+        assert wrong.status_code == 401
+        origin = await http.post(
+            f"{base}/mcp", json=init, headers={**accept, **auth, "Origin": "http://evil.example"}
+        )
+        assert origin.status_code == 403
+        host = await http.post(
+            f"{base}/mcp", json=init, headers={**accept, **auth, "Host": f"evil.example:{port}"}
+        )
+        assert host.status_code == 403
+        ok = await http.post(
+            f"{base}/mcp/alpha",
+            json=init,
+            headers={**accept, **auth, "Origin": f"http://localhost:{port}"},
+        )
+        assert ok.status_code == 200, ok.text
+        assert ok.headers["mcp-session-id"]
+        unknown = await http.post(f"{base}/mcp/nosuch", json=init, headers={**accept, **auth})
+        assert unknown.status_code == 404 and "alpha" in unknown.text
+        # A session is bound to the path that opened it.
+        other = await http.post(
+            f"{base}/mcp",
+            json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
+            headers={**accept, **auth, "Mcp-Session-Id": ok.headers["mcp-session-id"]},
+        )
+        assert other.status_code == 404
+
+
+async def test_probes_and_metrics_name_every_server(mcp_home: McpHome) -> None:
+    mcp_home.configure(
+        {"alpha": mcp_home.test_server("alpha"), "beta": mcp_home.test_server("beta")}
+    )
+    base = start(mcp_home)
+    key = token(mcp_home)
+    async with client(f"{base}/mcp/alpha", key) as one:
+        await one.call_tool("echo", {"text": "counted"})
+    async with httpx2.AsyncClient(timeout=30) as http:
+        assert (await http.get(f"{base}/healthz")).status_code == 200
+        assert (await http.get(f"{base}/readyz")).text.strip() == "ready"
+        assert (await http.get(f"{base}/metrics")).status_code == 401
+        metrics = (
+            await http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {key}"})
+        ).text
+    for server in ("alpha", "beta"):
+        assert f'bicameral_mcp_server_up{{server="{server}"}}' in metrics
+        assert f'bicameral_mcp_server_restarts_total{{server="{server}"}}' in metrics
+    assert 'bicameral_mcp_requests_total{method="tools/call",server="alpha"} 1.0' in metrics
+    assert "bicameral_mcp_request_duration_seconds_bucket" in metrics
+    assert "bicameral_process_resident_memory_bytes" in metrics
+    assert "bicameral_process_open_fds" in metrics
+
+
+async def test_sigterm_drains_an_in_flight_call_over_http(mcp_home: McpHome) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    base = start(mcp_home)
+    key = token(mcp_home)
+    pid = mcp_home.daemon_pid()
+    progressed = trio.Event()
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        progressed.set()
+
+    result: dict[str, Any] = {}
+
+    async def call(one: Client) -> None:
+        await one.list_tools()  # the SDK checks a result against the tool's schema: known now
+        answer = await one.call_tool(
+            "slow", {"steps": 4, "delay": 0.25}, progress_callback=on_progress
+        )
+        result["text"] = text(answer)
+
+    # The client's own goodbye at the end finds the daemon gone: only the
+    # call's answer matters here.
+    with contextlib.suppress(Exception):
+        async with (
+            client(f"{base}/mcp/alpha", key, terminate=False) as one,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(call, one)
+            await progressed.wait()
+            os.kill(pid, signal.SIGTERM)
+    assert result.get("text") == "done after 4 steps"
+    # The daemon then exits on its own; its descriptor goes with it.
+    status = await trio.to_thread.run_sync(mcp_home.cli, "daemon", "status")
+    assert status.returncode == 3, status.stdout
+
+
+def test_a_non_loopback_address_needs_allow_remote(mcp_home: McpHome) -> None:
+    (mcp_home.path / "config.toml").write_text('[daemon.http]\nlisten = "0.0.0.0:0"\n')
+    done = mcp_home.cli("daemon", "start")
+    assert done.returncode == 1
+    assert "allow_remote" in done.stderr and "Traceback" not in done.stderr
+    assert mcp_home.descriptor() is None
+    bad = mcp_home.cli("daemon", "start", "--http", "nonsense")
+    assert bad.returncode == 1 and "HOST:PORT" in bad.stderr
+    assert not (mcp_home.path / "daemon.sock").exists()
+
+
+def test_mcp_http_prints_the_url_and_header(mcp_home: McpHome) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    off = mcp_home.cli("mcp", "http")
+    assert off.returncode == 1 and "[daemon.http]" in off.stderr
+    base = start(mcp_home)
+    shown = subprocess.run(
+        [BICAMERAL, "--home", str(mcp_home.path), "mcp", "http", "--server", "alpha", "--json"],
+        capture_output=True,
+        text=True,
+        env=mcp_home.env,
+        check=True,
+    )
+    result = json.loads(shown.stdout)
+    assert result["url"] == f"{base}/mcp/alpha"
+    assert result["header"] == f"Authorization: Bearer {token(mcp_home)}"
+    assert result["claude"].startswith(f"claude mcp add --transport http alpha {base}/mcp/alpha")
