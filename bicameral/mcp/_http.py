@@ -1,28 +1,43 @@
 """MCP clients over streamable HTTP: ``/mcp`` (aggregated) and ``/mcp/NAME`` (one server).
 
 Mounted on the daemon's HTTP listener (``bicameral.daemon``'s, which has
-already checked ``Host``, ``Origin`` and the bearer token). The HTTP side of
-each exchange is the official SDK's `StreamableHTTPServerTransport` (SSE
-framing, the GET stream, ``DELETE``, ``Mcp-Session-Id``); the MCP side is
-the same `ClientConn` over the same bounded `bicameral.protocol.Peer` as a
-client of the stdio bridge, so an HTTP client is routed, shared and isolated
-exactly like any other (docs/mcp.md, "Sharing").
+already checked ``Host``, ``Origin`` and the bearer token). Each session is a
+`ClientConn` over the same bounded `bicameral.protocol.Peer` as a client of
+the stdio bridge, so an HTTP client is routed, shared and isolated exactly
+like any other (docs/mcp.md, "Sharing"); this module is only the HTTP
+framing of the streamable HTTP transport (MCP 2025-11-25, "Transports"):
+
+* ``POST`` carries one JSON-RPC message. A notification or a response gets
+  ``202``. A request gets its answer as ``application/json`` when nothing
+  else comes first, else as an SSE stream (``text/event-stream``) that
+  carries the request's progress, log messages and server-to-client
+  requests, then the response, and ends. Deciding per request costs the
+  common call no SSE framing at all.
+* ``GET`` opens the session's one standalone SSE stream (messages related to
+  no request: list changes, resource updates); a second gets ``409``.
+* ``DELETE`` ends the session.
 
 Both protocol eras:
 
-* **handshake era** (``initialize``, up to 2025-11-25): a POST without a
-  session id opens a session; its id (``Mcp-Session-Id``) binds the later
-  requests, the GET stream and ``DELETE`` to it, and to the path it was
-  opened on. A session idle for `SESSION_IDLE` seconds ends.
+* **handshake era** (``initialize``, up to 2025-11-25): a POST of
+  ``initialize`` without a session id opens a session; its id
+  (``Mcp-Session-Id``) binds later requests, the GET stream and ``DELETE``
+  to it, and to the path it was opened on. A session with nothing in flight
+  for `SESSION_IDLE` seconds ends.
 * **stateless era** (``Mcp-Protocol-Version: 2026-07-28``): every POST is a
-  self-contained exchange with its envelope in ``_meta``; it is served by a
-  `ClientConn` of its own that lives for that one request, so any replica of
-  a hosted daemon can answer it.
+  self-contained exchange with its envelope in ``_meta``, served by a
+  `ClientConn` that lives for that one request, so any replica of a hosted
+  daemon can answer it.
 
-The SDK's transport writes a server-to-client message on the stream of the
-request it relates to only when told which one: `_Outbound` tells it
-(progress by its token, anything else by the one request in flight, else the
-GET stream).
+Everything is bounded: a body by the daemon's ``max_frame`` (413), a
+session's input by `INBOX` messages (the client waits), a request's stream by
+`STREAM_QUEUE` messages (the peer waits, and its ``send_timeout`` ends a
+session that never reads), sessions by `MAX_SESSIONS` (503).
+
+Why not the SDK's `StreamableHTTPServerTransport`: measured here, its
+per-request memory streams, pydantic round trips and SSE framing of every
+answer cost about 1 ms a call, more than the listener's whole budget;
+the official conformance suite checks this framing instead (CI).
 """
 
 from __future__ import annotations
@@ -30,98 +45,145 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import orjson
 
 from bicameral.mcp._common import MAX_FRAME
 from bicameral.mcp._host import KNOWN_VERSIONS, MODERN_VERSIONS, ClientConn
 from bicameral.protocol import Wire
 
 if TYPE_CHECKING:
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
     from bicameral.mcp._host import McpHost
 
 __all__ = ["HttpSessions"]
 
 logger = logging.getLogger("bicameral.mcp.http")
 
-#: A handshake-era session with no request in flight for this long ends.
+#: A handshake-era session with nothing in flight for this long ends.
 SESSION_IDLE = 30 * 60.0
 #: Open handshake-era sessions at most; past it a new one gets 503.
 MAX_SESSIONS = 1000
-_SESSION_HEADER = "mcp-session-id"
-_VERSION_HEADER = "mcp-protocol-version"
+#: Messages a client may have sent that its session has not read yet.
+INBOX = 16
+#: Messages waiting for a slow HTTP reader, per request stream (and the GET stream).
+STREAM_QUEUE = 256
+
+_SESSION_HEADER = b"mcp-session-id"
+_JSON = b"application/json"
+_SSE = b"text/event-stream"
+_PARSE_ERROR = -32700
+_INVALID_REQUEST = -32600
+_INTERNAL_ERROR = -32603
 
 
-class _Inbound:
-    """The SDK transport's incoming messages as JSON lines, for the session's `Peer`.
+#: What a `_Stream` item is: on the way (a notification or a request), or the
+#: request's answer, a result or an error.
+_ON_THE_WAY, _RESULT, _ERROR = 0, 1, 2
 
-    Notes each request in flight (and its progress token) for `_Outbound`.
+
+class _Stream:
+    """Where the messages for one request (or the GET stream) wait to be written."""
+
+    __slots__ = ("abandoned", "inbox", "outbox")
+
+    def __init__(self) -> None:
+        self.outbox: MemoryObjectSendStream[tuple[bytes, int]]
+        self.inbox: MemoryObjectReceiveStream[tuple[bytes, int]]
+        self.outbox, self.inbox = anyio.create_memory_object_stream[tuple[bytes, int]](STREAM_QUEUE)
+        self.abandoned = False
+
+    async def put(self, line: bytes, final: int) -> None:
+        if self.abandoned:
+            return  # its HTTP client went away: nobody reads this any more
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+            await self.outbox.send((line, final))
+
+
+class _Session:
+    """One MCP session over HTTP: the `Wire` of its `ClientConn`, and its routing.
+
+    What the client POSTs goes to the session's inbox, which the peer reads
+    (`receive`); what the peer writes (`send`) is routed by its id: a
+    response to the stream of the POST that asked, a progress notification
+    to the stream of the request whose token it carries, anything else to the
+    newest request still in flight, or else to the GET stream.
     """
 
-    def __init__(self, read_stream: Any, inflight: dict[str, Any]) -> None:
-        self._read = read_stream
-        self._inflight = inflight
+    def __init__(self, session_id: str | None, server: str | None) -> None:
+        self.id = session_id
+        self.server = server
+        self._in_send, self._in_recv = anyio.create_memory_object_stream[bytes](INBOX)
+        self.waiting: dict[bytes, _Stream] = {}  # request id (JSON) -> its stream
+        self.tokens: dict[bytes, bytes] = {}  # progress token (JSON) -> request id (JSON)
+        self.standalone: _Stream | None = None
+        self.in_flight = 0
+        self.last_used = time.monotonic()
+        self.ended = anyio.Event()
+
+    # -- the Wire of its ClientConn --------------------------------------------------------
 
     async def receive(self, max_bytes: int = 65536) -> bytes:
-        from mcp_types import JSONRPCRequest
-
-        while True:
-            try:
-                item = await self._read.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-                return b""
-            if isinstance(item, Exception):
-                logger.info("an HTTP client sent a message that is not JSON-RPC: %s", item)
-                continue
-            message = item.message
-            if isinstance(message, JSONRPCRequest):
-                meta = (message.params or {}).get("_meta")
-                token = meta.get("progressToken") if isinstance(meta, dict) else None
-                self._inflight[str(message.id)] = (message.id, token)
-            data: bytes = message.model_dump_json(by_alias=True, exclude_unset=True).encode()
-            return data + b"\n"
-
-
-class _Outbound:
-    """JSON lines from the session's `Peer`, as the SDK transport's outgoing messages."""
-
-    def __init__(self, write_stream: Any, inflight: dict[str, Any]) -> None:
-        self._write = write_stream
-        self._inflight = inflight
+        try:
+            return await self._in_recv.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            return b""
 
     async def send(self, data: bytes) -> None:
-        import mcp_types as types
-        from mcp.shared.message import ServerMessageMetadata, SessionMessage
+        for line in data.split(b"\n"):
+            if line:
+                await self._route(line)
 
-        for line in data.splitlines():
-            if not line.strip():
-                continue
-            message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-            related = None
-            if isinstance(message, types.JSONRPCResponse | types.JSONRPCError):
-                self._inflight.pop(str(message.id), None)
-            else:
-                related = self._related(message)
-            metadata = ServerMessageMetadata(related_request_id=related) if related else None
-            await self._write.send(SessionMessage(message, metadata=metadata))
+    async def _route(self, line: bytes) -> None:
+        message = orjson.loads(line)
+        if "method" not in message:
+            stream = self.waiting.pop(orjson.dumps(message.get("id")), None)
+            if stream is not None:
+                await stream.put(line, _ERROR if "error" in message else _RESULT)
+            return
+        target: _Stream | None = None
+        params = message.get("params")
+        if message["method"] == "notifications/progress" and isinstance(params, dict):
+            request = self.tokens.get(orjson.dumps(params.get("progressToken")))
+            target = self.waiting.get(request) if request is not None else None
+        elif self.waiting:
+            target = next(reversed(self.waiting.values()))
+        target = target or self.standalone
+        if target is not None:
+            await target.put(line, _ON_THE_WAY)
+        else:
+            logger.debug("no stream for %s on an HTTP session: dropped", message["method"])
 
-    def _related(self, message: Any) -> Any:
-        """The request `message` belongs with: by progress token, else the one in flight."""
-        params = getattr(message, "params", None) or {}
-        if getattr(message, "method", None) == "notifications/progress":
-            token = params.get("progressToken")
-            for request_id, wanted in self._inflight.values():
-                if wanted == token:
-                    return request_id
-            return None
-        if self._inflight:
-            # The newest request in flight: with one, certain; with several,
-            # the one whose call most likely caused it (the GET stream may
-            # not be open at all).
-            return next(reversed(self._inflight.values()))[0]
-        return None
+    # -- what the HTTP side does -------------------------------------------------------------
+
+    async def deliver(self, body: bytes) -> None:
+        self.last_used = time.monotonic()
+        await self._in_send.send(body + b"\n")
+
+    def expect(self, request_id: bytes, token: bytes | None) -> _Stream:
+        stream = _Stream()
+        self.waiting[request_id] = stream
+        if token is not None:
+            self.tokens[token] = request_id
+        return stream
+
+    def forget(self, request_id: bytes, token: bytes | None, stream: _Stream) -> None:
+        stream.abandoned = True
+        if self.waiting.get(request_id) is stream:
+            del self.waiting[request_id]
+        if token is not None and self.tokens.get(token) == request_id:
+            del self.tokens[token]
+        self.last_used = time.monotonic()
+
+    def close(self) -> None:
+        self._in_send.close()
+        if self.standalone is not None:
+            self.standalone.outbox.close()
 
 
 class HttpSessions:
@@ -130,7 +192,7 @@ class HttpSessions:
     def __init__(self, host: McpHost, max_frame: int = MAX_FRAME) -> None:
         self.host = host
         self.max_frame = max_frame
-        self.sessions: dict[str, tuple[Any, str | None]] = {}
+        self.sessions: dict[str, _Session] = {}
         self.draining = False
         self.posts = 0  # POSTs being answered (a drain waits for them)
         self._posts_done = anyio.Event()
@@ -138,31 +200,25 @@ class HttpSessions:
         self._started = anyio.Event()
 
     async def run(self) -> None:
-        """Load the SDK's transport, then hold the task group the sessions run in.
-
-        The SDK is imported in a worker thread, as the servers' adapters
-        import it (``_adapter``), never on the event loop; requests wait for
-        it. Importing it on the loop while a thread imports it would also
-        see its modules half-initialised.
-        """
-        import importlib
-
-        def load() -> None:
-            for module in ("bicameral.mcp._upstream", "mcp.server.streamable_http"):
-                importlib.import_module(module)
-
-        await anyio.to_thread.run_sync(load)
+        """Hold the task group the sessions run in, for the daemon's life; end idle ones."""
         async with anyio.create_task_group() as tg:
             self._group = tg
             self._started.set()
-            await anyio.sleep_forever()
+            while True:
+                await anyio.sleep(min(60.0, SESSION_IDLE / 4))
+                now = time.monotonic()
+                for session in list(self.sessions.values()):
+                    idle = not session.in_flight and session.standalone is None
+                    if idle and now - session.last_used > SESSION_IDLE:
+                        logger.info("HTTP MCP session %s ended: idle", session.id)
+                        self._end(session)
 
     def drain(self) -> None:
         """The daemon is stopping: no new sessions; requests in flight finish, then streams end.
 
         The listener has stopped accepting connections and gives what is in
-        flight its grace; the sessions' GET streams (which never end on their
-        own) are closed once no POST is left, so the listener can finish.
+        flight its grace; the GET streams (which never end on their own) are
+        closed once no POST is left, so that the listener can finish.
         """
         self.draining = True
         if self._group is not None:
@@ -171,173 +227,309 @@ class HttpSessions:
     async def _close_streams_when_idle(self) -> None:
         while self.posts:
             await self._posts_done.wait()
-        for transport, _ in list(self.sessions.values()):
-            with contextlib.suppress(Exception):
-                transport.close_standalone_sse_stream()
+        for session in list(self.sessions.values()):
+            if session.standalone is not None:
+                session.standalone.outbox.close()
 
-    # -- ASGI -----------------------------------------------------------------------
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        from mcp.server.transport_security import RequestBodyLimitMiddleware
-
-        await self._started.wait()
-        limited = RequestBodyLimitMiddleware(self._handle, self.max_frame)  # type: ignore[arg-type]
-        await limited(scope, receive, send)
-
-    async def _handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        path = scope.get("path", "")[len(scope.get("root_path", "")) :].strip("/")
-        server = path or None
-        if server is not None and ("/" in server or self.host.registry.get(server) is None):
-            configured = ", ".join(self.host.registry.configured) or "none"
-            await _error(send, 404, f"no MCP server named {server!r} (configured: {configured})")
-            return
-        headers = _headers(scope)
-        version = headers.get(_VERSION_HEADER)
-        if version is not None and version not in KNOWN_VERSIONS:
-            if version not in MODERN_VERSIONS:
-                await _error(send, 400, f"unsupported MCP-Protocol-Version {version!r}")
-                return
-            await self._exchange(server, scope, receive, send)
-            return
-        session_id = headers.get(_SESSION_HEADER)
-        if session_id is None:
-            if self.draining:
-                await _error(send, 503, "the daemon is stopping")
-                return
-            if len(self.sessions) >= MAX_SESSIONS:
-                await _error(send, 503, "too many open MCP sessions")
-                return
-            await self._open(server, scope, receive, send)
-            return
-        found = self.sessions.get(session_id)
-        if found is None or found[1] != server:
-            await _error(send, 404, "Session not found")
-            return
-        transport = found[0]
-        async with self._counting(scope):
-            await transport.handle_request(scope, receive, send)
-        if transport.is_terminated:
-            self.sessions.pop(session_id, None)
-
-    @contextlib.asynccontextmanager
-    async def _counting(self, scope: dict[str, Any]) -> Any:
-        """Count a POST in flight while it is answered (GETs are streams, not requests)."""
-        if scope.get("method") != "POST":
-            yield
-            return
-        self.posts += 1
-        try:
-            yield
-        finally:
-            self.posts -= 1
-            if not self.posts:
-                self._posts_done.set()
-                self._posts_done = anyio.Event()
-
-    async def _open(
-        self, server: str | None, scope: dict[str, Any], receive: Any, send: Any
-    ) -> None:
-        """A new handshake-era session; kept only if its opening request succeeded."""
-        from mcp.server.streamable_http import StreamableHTTPServerTransport
-
-        session_id = os.urandom(16).hex()
-        transport = StreamableHTTPServerTransport(
-            mcp_session_id=session_id,
-            is_json_response_enabled=False,
-            event_store=None,
-            security_settings=None,  # the listener checked Host and Origin
-            idle_timeout=SESSION_IDLE,
-        )
-        self.sessions[session_id] = (transport, server)
-        established = False
-        try:
-            assert self._group is not None
-            await self._group.start(self._serve, transport, server, session_id)
-            async with self._counting(scope):
-                status = await _status_of(transport.handle_request, scope, receive, send)
-            established = status is not None and status < 400
-        finally:
-            if not established:
-                await self._discard(session_id, transport)
+    def _end(self, session: _Session) -> None:
+        if session.id is not None:
+            self.sessions.pop(session.id, None)
+        session.close()
 
     async def _serve(
         self,
-        transport: Any,
-        server: str | None,
-        session_id: str | None,
+        session: _Session,
         *,
-        task_status: Any = anyio.TASK_STATUS_IGNORED,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Run one session's `ClientConn` over `transport` until it ends."""
-        async with transport.connect() as (read_stream, write_stream):
-            task_status.started()
-            inflight: dict[str, Any] = {}
-            wire = Wire(_Inbound(read_stream, inflight), _Outbound(write_stream, inflight))
-            conn = ClientConn(self.host, wire, server, None, self.max_frame)
-            try:
-                scope = transport.idle_scope or anyio.CancelScope()
-                with scope:
-                    await conn.run(b"")
-            except Exception:
-                logger.exception("an HTTP MCP session failed")
-            finally:
-                if session_id is not None:
-                    await self._discard(session_id, transport)
-
-    async def _exchange(
-        self, server: str | None, scope: dict[str, Any], receive: Any, send: Any
-    ) -> None:
-        """One stateless-era request: a `ClientConn` for this exchange alone."""
-        from mcp.server.streamable_http import StreamableHTTPServerTransport
-
-        transport = StreamableHTTPServerTransport(
-            mcp_session_id=None, is_json_response_enabled=False, event_store=None
-        )
+        """Run one session's `ClientConn` until its input ends."""
+        conn = ClientConn(self.host, Wire(session), session.server, None, self.max_frame)
+        task_status.started()
         try:
-            assert self._group is not None
-            await self._group.start(self._serve, transport, server, None)
-            async with self._counting(scope):
-                await transport.handle_request(scope, receive, send)
+            await conn.run(b"")
+        except Exception:
+            logger.exception("an HTTP MCP session failed")
         finally:
-            with anyio.CancelScope(shield=True):
-                await transport.terminate()
+            self._end(session)
+            session.ended.set()
 
-    async def _discard(self, session_id: str, transport: Any) -> None:
-        self.sessions.pop(session_id, None)
-        if not transport.is_terminated:
-            with anyio.CancelScope(shield=True):
-                await transport.terminate()
+    # -- ASGI ---------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await self._started.wait()
+        path = scope.get("path", "")[len(scope.get("root_path", "")) :].strip("/")
+        server = path or None
+        registry = self.host.registry
+        if server is not None and ("/" in server or registry.get(server) is None):
+            configured = ", ".join(registry.configured) or "none"
+            await _error(send, 404, f"no MCP server named {server!r} (configured: {configured})")
+            return
+        headers = _headers(scope)
+        version = headers.get(b"mcp-protocol-version")
+        modern = version is not None and version.decode("latin-1") in MODERN_VERSIONS
+        if version is not None and not modern and version.decode("latin-1") not in KNOWN_VERSIONS:
+            await _error(
+                send, 400, f"unsupported MCP-Protocol-Version {version.decode('latin-1')!r}"
+            )
+            return
+        method = scope.get("method")
+        if method == "POST":
+            self.posts += 1
+            try:
+                await self._post(server, modern, headers, receive, send)
+            finally:
+                self.posts -= 1
+                if not self.posts:
+                    self._posts_done.set()
+                    self._posts_done = anyio.Event()
+        elif method == "GET":
+            await self._get(server, headers, receive, send)
+        elif method == "DELETE":
+            session = await self._session(server, headers, send)
+            if session is not None:
+                self._end(session)
+                await _respond(send, 200, b"", [])
+        else:
+            await _respond(
+                send,
+                405,
+                b"method not allowed",
+                [(b"allow", b"GET, POST, DELETE"), (b"content-type", b"text/plain")],
+            )
+
+    async def _session(
+        self, server: str | None, headers: Mapping[bytes, bytes], send: Any
+    ) -> _Session | None:
+        """The session the request names (or an error response sent, and None)."""
+        given = headers.get(_SESSION_HEADER)
+        if given is None:
+            await _error(send, 400, "Bad Request: Missing session ID")
+            return None
+        session = self.sessions.get(given.decode("latin-1"))
+        if session is None or session.server != server:
+            await _error(send, 404, "Session not found")
+            return None
+        return session
+
+    async def _post(
+        self,
+        server: str | None,
+        modern: bool,
+        headers: Mapping[bytes, bytes],
+        receive: Any,
+        send: Any,
+    ) -> None:
+        accept = headers.get(b"accept", b"")
+        if _JSON not in accept or _SSE not in accept:
+            await _error(
+                send, 406, "Not Acceptable: accept both application/json and text/event-stream"
+            )
+            return
+        if _JSON not in headers.get(b"content-type", b""):
+            await _error(send, 415, "Unsupported Media Type: Content-Type must be application/json")
+            return
+        body = await _body(receive, self.max_frame)
+        if body is None:
+            await _error(send, 413, f"the message is larger than {self.max_frame} bytes")
+            return
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            await _error(send, 400, f"Parse error: {exc}", _PARSE_ERROR)
+            return
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+            await _error(send, 400, "Invalid Request: one JSON-RPC 2.0 message per POST")
+            return
+        is_request = "method" in message and "id" in message
+        opened: _Session | None = None
+        if modern:
+            if not is_request:
+                await _respond(send, 202, b"", [])  # nothing to say in the stateless era
+                return
+            session = opened = _Session(None, server)
+        elif message.get("method") == "initialize" and _SESSION_HEADER not in headers:
+            if self.draining or len(self.sessions) >= MAX_SESSIONS:
+                why = "the daemon is stopping" if self.draining else "too many open MCP sessions"
+                await _error(send, 503, why)
+                return
+            session = opened = _Session(os.urandom(16).hex(), server)
+            assert session.id is not None
+            self.sessions[session.id] = session
+        else:
+            found = await self._session(server, headers, send)
+            if found is None:
+                return
+            session = found
+        if opened is not None:
+            assert self._group is not None
+            await self._group.start(self._serve, opened)
+        if not is_request:
+            await session.deliver(body)
+            await _respond(send, 202, b"", [])
+            return
+        request_id = orjson.dumps(message["id"])
+        params = message.get("params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        token_key = orjson.dumps(token) if token is not None else None
+        if request_id in session.waiting:
+            await _error(send, 409, "a request with this id is already in flight")
+            return
+        stream = session.expect(request_id, token_key)
+        session.in_flight += 1
+        extra = [(b"mcp-session-id", session.id.encode())] if session.id is not None else []
+        status = "gone"
+        try:
+            try:
+                await session.deliver(body)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                await _error(send, 404, "Session not found (it has ended)")
+                return
+            with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                status = await self._answer(stream, send, extra, _prefers_sse(accept))
+        finally:
+            session.in_flight -= 1
+            session.forget(request_id, token_key, stream)
+            if modern:
+                session.close()
+        if opened is not None and opened.id is not None and status != "ok":
+            self._end(opened)  # its initialize failed: no session was established
+
+    async def _answer(self, stream: _Stream, send: Any, extra: list[Any], prefers_sse: bool) -> str:
+        """Write one request's answer: JSON when it comes alone, else an SSE stream.
+
+        Alone and as JSON, unless the client prefers SSE (`_prefers_sse`).
+
+        Returns ``"ok"``, or ``"error"`` when the answer is a JSON-RPC error.
+        """
+        line, final = await stream.inbox.receive()
+        if final and not prefers_sse:
+            await _respond(send, 200, line, [(b"content-type", _JSON), *extra])
+            return "error" if final == _ERROR else "ok"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", _SSE),
+                    (b"cache-control", b"no-cache, no-transform"),
+                    *extra,
+                ],
+            }
+        )
+        while True:
+            await send({"type": "http.response.body", "body": _event(line), "more_body": not final})
+            if final:
+                return "error" if final == _ERROR else "ok"
+            line, final = await stream.inbox.receive()
+
+    async def _get(
+        self, server: str | None, headers: Mapping[bytes, bytes], receive: Any, send: Any
+    ) -> None:
+        if _SSE not in headers.get(b"accept", b""):
+            await _error(send, 406, "Not Acceptable: accept text/event-stream")
+            return
+        session = await self._session(server, headers, send)
+        if session is None:
+            return
+        if session.standalone is not None or self.draining:
+            await _error(send, 409, "Conflict: this session already has its GET stream")
+            return
+        stream = session.standalone = _Stream()
+        session.last_used = time.monotonic()
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", _SSE),
+                        (b"cache-control", b"no-cache, no-transform"),
+                        (b"mcp-session-id", (session.id or "").encode()),
+                    ],
+                }
+            )
+            await send(
+                {"type": "http.response.body", "body": b": stream open\n\n", "more_body": True}
+            )
+            async with anyio.create_task_group() as tg:
+
+                async def watch_disconnect() -> None:
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watch_disconnect)
+                async for line, _ in stream.inbox:
+                    await send(
+                        {"type": "http.response.body", "body": _event(line), "more_body": True}
+                    )
+                tg.cancel_scope.cancel()
+            with contextlib.suppress(Exception):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except (OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            pass
+        finally:
+            stream.abandoned = True
+            if session.standalone is stream:
+                session.standalone = None
+            session.last_used = time.monotonic()
 
 
-def _headers(scope: Mapping[str, Any]) -> dict[str, str]:
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+def _prefers_sse(accept: bytes) -> bool:
+    """Whether ``Accept`` ranks ``text/event-stream`` above ``application/json``.
+
+    By q-value, and at equal q by order: a client that lists the stream first
+    gets every answer as a stream, even one with nothing before it.
+    """
+    ranks: dict[bytes, tuple[float, int]] = {}
+    for position, part in enumerate(accept.split(b",")):
+        kind, _, params = part.strip().partition(b";")
+        q = 1.0
+        for param in params.split(b";"):
+            name, _, value = param.strip().partition(b"=")
+            if name == b"q":
+                with contextlib.suppress(ValueError):
+                    q = float(value)
+        ranks.setdefault(kind.strip().lower(), (q, -position))
+    sse, json_ = ranks.get(_SSE), ranks.get(_JSON)
+    return sse is not None and json_ is not None and sse > json_
 
 
-async def _error(send: Any, status: int, message: str) -> None:
-    import json
+def _headers(scope: Mapping[str, Any]) -> dict[bytes, bytes]:
+    return {k.lower(): v for k, v in scope["headers"]}
 
-    body = json.dumps(
-        {"jsonrpc": "2.0", "id": None, "error": {"code": -32600, "message": message}}
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json")],
-        }
-    )
+
+async def _more(send: Any, chunk: bytes) -> None:
+    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+def _event(line: bytes) -> bytes:
+    return b"event: message\ndata: " + line + b"\n\n"
+
+
+async def _body(receive: Any, limit: int) -> bytes | None:
+    """The request body, or None once it passes `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks)
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+async def _respond(send: Any, status: int, body: bytes, headers: list[Any]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
-async def _status_of(app: Any, scope: Any, receive: Any, send: Any) -> int | None:
-    """Run `app` for one request; the HTTP status it answered with (None: none)."""
-    status: int | None = None
-
-    async def watch(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        await send(message)
-
-    await app(scope, receive, watch)
-    return status
+async def _error(send: Any, status: int, message: str, code: int = _INVALID_REQUEST) -> None:
+    body = orjson.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
+    await _respond(send, status, body, [(b"content-type", _JSON)])
