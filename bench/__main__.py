@@ -257,12 +257,61 @@ def _isolation(quick: bool) -> list[Row]:
     ]
 
 
+def _http(quick: bool) -> list[Row]:
+    res = _sub("http.py", "--calls", "300" if quick else "1000")
+    p50, over, mem = res["p50_ms"], res["overhead_ms"], res["memory_mib"]
+    peers = [f for f in over if not f.startswith(("bicameral", "direct"))]
+    peer_text = ", ".join(f"{p} +{over[p]:.3f}" for p in peers) or "none ran"
+    ours = over.get("bicameral http")
+    rows = [
+        Row(
+            "MCP tools/call overhead via the HTTP listener",
+            f"p50 +{ours:.3f} ms ({p50['bicameral http']:.3f} ms)" if ours is not None else "-",
+            f"direct (stdio) {p50['direct']:.3f} ms; the server's own HTTP "
+            f"+{over.get('direct http', float('nan')):.3f} ms; {peer_text}",
+            "<= 1.0 ms and below every HTTP peer",
+            res["http_ok"],
+        ),
+        Row(
+            "MCP tools/call via the listener, over the server's own HTTP",
+            f"p50 +{p50['bicameral http'] - p50['direct http']:.3f} ms"
+            if "direct http" in p50 and "bicameral http" in p50
+            else "-",
+            f"the server on uvicorn (SDK transport) {p50.get('direct http', float('nan')):.3f} ms",
+            "-",
+            None,
+        ),
+        Row(
+            "MCP tools/call: bicameral (both forms) below every peer",
+            f"bridge +{over.get('bicameral bridge', float('nan')):.3f} ms, "
+            f"http +{ours if ours is not None else float('nan'):.3f} ms",
+            peer_text,
+            "lowest",
+            res["lowest"],
+        ),
+    ]
+    clients, servers = res["clients"], res["servers"]
+    rows.append(
+        Row(
+            f"memory, {clients} clients x {servers} servers, per front",
+            ", ".join(f"{k} {v} MiB" for k, v in mem.items() if k != "direct" and v is not None),
+            f"direct {mem.get('direct')} MiB",
+            "-",
+            None,
+        )
+    )
+    for peer, why in res["unavailable"].items():
+        rows.append(Row(f"peer {peer}", "unavailable", why[:80], "-", None))
+    return rows
+
+
 AREAS = {
     "daemon": _daemon,
     "supervisor": _supervisor,
     "protocol": _protocol,
     "mcp": _mcp,
     "isolation": _isolation,
+    "http": _http,
 }
 
 

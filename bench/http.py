@@ -100,9 +100,9 @@ def _install_peers() -> dict[str, str]:
             check=False,
         )
         if done.returncode:
+            lines = (done.stderr + done.stdout).splitlines()
             reason = next(
-                (line for line in done.stderr.splitlines() if "404" in line or "ERR" in line),
-                done.stderr.strip()[-200:],
+                (line for line in lines if "Not Found" in line), lines[-1] if lines else ""
             )
             missing[peer] = f"npm install {package} failed: {reason.strip()}"
     return missing
@@ -371,7 +371,7 @@ async def main_async(args: argparse.Namespace, fronts: Fronts) -> dict[str, Any]
             fronts.missing.setdefault(front, f"memory run failed: {exc}")
     direct = p50["direct"]
     over = {front: round(v - direct, 3) for front, v in p50.items() if front != "direct"}
-    http_peers = [f for f in over if not f.startswith("bicameral")]
+    http_peers = [f for f in over if not f.startswith(("bicameral", "direct"))]
     ours = over.get("bicameral http")
     return {
         "p50_ms": {k: round(v, 3) for k, v in p50.items()},
