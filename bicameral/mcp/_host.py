@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from bicameral.mcp._common import INIT_WAIT, LIST_METHODS, MAX_FRAME, UpstreamError
+from bicameral.mcp._rounds import ROUND_METHODS, Rounds
 from bicameral.mcp._state import LEVELS
 from bicameral.protocol import (
     CONNECTION_CLOSED,
@@ -80,6 +81,8 @@ _SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
 _CACHEABLE = frozenset(
     {"server/discover", "resources/read", *(method for method, _ in LIST_METHODS.values())}
 )
+#: A retried call's own keys (2026-07-28 multi-round-trip), not the server's business.
+_ROUND_KEYS = frozenset({"requestState", "inputResponses"})
 _ENVELOPE_KEYS = (_PROTOCOL_VERSION_KEY, _CLIENT_INFO_KEY, _CLIENT_CAPABILITIES_KEY, _LOG_LEVEL_KEY)
 UNSUPPORTED_PROTOCOL_VERSION = -32022
 MAX_LINE = MAX_FRAME
@@ -339,6 +342,7 @@ class ClientConn:
         #: ``server/discover`` or an enveloped request, and gets no
         #: server-to-client requests.
         self.modern = False
+        self.rounds = Rounds(self.peer.start_soon)
         self._attached: set[Upstream] = set()
         self._queued_notices: set[str] = set()
         self._roots: list[dict[str, Any]] | None = None
@@ -372,6 +376,7 @@ class ClientConn:
         try:
             await self.peer.run(buffered)
         finally:
+            self.rounds.forget()
             self.registry.clients -= 1
             self.registry.on_change.remove(self._config_changed)
             for up in self._attached:
@@ -397,12 +402,18 @@ class ClientConn:
         meta = params.get("_meta")
         if isinstance(meta, dict) and _PROTOCOL_VERSION_KEY in meta:
             params = self._unwrap_envelope(params, meta)
-        result = await self._answer(method, params)
+        if self.modern and method in ROUND_METHODS:
+            # Its server may ask it something meanwhile: see `Rounds`.
+            rest = {k: v for k, v in params.items() if k not in _ROUND_KEYS}
+            result = await self.rounds.call(params, lambda: self._answer(method, rest))
+        else:
+            result = await self._answer(method, params)
+        # The 2026-07-28 result shapes: every result says whether it is
+        # complete; cacheable ones say for how long (never: lists change on
+        # restarts).
         if self.modern and isinstance(result, dict):
-            # The 2026-07-28 result shapes: every result says it is complete,
-            # cacheable ones say for how long (never: lists change on restarts).
-            result.setdefault("resultType", "complete")
-            if method in _CACHEABLE:
+            complete = result.setdefault("resultType", "complete") == "complete"
+            if complete and method in _CACHEABLE:
                 result.setdefault("ttlMs", 0)
                 result.setdefault("cacheScope", "private")
         return result
@@ -775,12 +786,9 @@ class ClientConn:
 
     async def client_request(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
         if self.modern:
-            # The stateless era has no server-to-client requests (docs/mcp.md,
-            # "Protocol eras"): the server hears a clear error, not silence.
-            raise UpstreamError(
-                INVALID_PARAMS,
-                f"the MCP client speaks the 2026-07-28 protocol, which cannot be asked {method}",
-            )
+            # The stateless era has no server-to-client requests: the client's
+            # call answers `input_required` instead (`bicameral.mcp._rounds`).
+            return await self.rounds.ask(method, params)
         try:
             result = await self.peer.request(method, params)
         except PeerClosed:

@@ -54,6 +54,7 @@ import orjson
 
 from bicameral.mcp._common import MAX_FRAME
 from bicameral.mcp._host import KNOWN_VERSIONS, MODERN_VERSIONS, ClientConn
+from bicameral.mcp._rounds import PARK_TIMEOUT
 from bicameral.protocol import Wire
 
 if TYPE_CHECKING:
@@ -90,15 +91,18 @@ _ON_THE_WAY, _RESULT, _ERROR = 0, 1, 2
 class _Stream:
     """Where the messages for one request (or the GET stream) wait to be written."""
 
-    __slots__ = ("abandoned", "inbox", "outbox")
+    __slots__ = ("abandoned", "inbox", "last", "outbox")
 
     def __init__(self) -> None:
         self.outbox: MemoryObjectSendStream[tuple[bytes, int]]
         self.inbox: MemoryObjectReceiveStream[tuple[bytes, int]]
         self.outbox, self.inbox = anyio.create_memory_object_stream[tuple[bytes, int]](STREAM_QUEUE)
         self.abandoned = False
+        self.last: bytes | None = None  # the answer, once it came
 
     async def put(self, line: bytes, final: int) -> None:
+        if final:
+            self.last = line
         if self.abandoned:
             return  # its HTTP client went away: nobody reads this any more
         with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -193,6 +197,8 @@ class HttpSessions:
         self.host = host
         self.max_frame = max_frame
         self.sessions: dict[str, _Session] = {}
+        #: Stateless exchanges whose call waits for its client's answers, by requestState.
+        self.parked: dict[str, _Session] = {}
         self.draining = False
         self.posts = 0  # POSTs being answered (a drain waits for them)
         self._posts_done = anyio.Event()
@@ -230,6 +236,25 @@ class HttpSessions:
         for session in list(self.sessions.values()):
             if session.standalone is not None:
                 session.standalone.outbox.close()
+
+    def _park_or_close(self, session: _Session, answer: bytes | None) -> None:
+        """A stateless exchange is over, unless its call waits for a round's answers."""
+        state = None
+        if answer is not None and b'"input_required"' in answer:
+            result = orjson.loads(answer).get("result")
+            state = result.get("requestState") if isinstance(result, dict) else None
+        if not isinstance(state, str) or self._group is None:
+            session.close()
+            return
+        self.parked[state] = session
+
+        async def expire() -> None:
+            await anyio.sleep(PARK_TIMEOUT)
+            if self.parked.get(state) is session:
+                del self.parked[state]
+                session.close()
+
+        self._group.start_soon(expire)
 
     def _end(self, session: _Session) -> None:
         if session.id is not None:
@@ -346,7 +371,15 @@ class HttpSessions:
             if not is_request:
                 await _respond(send, 202, b"", [])  # nothing to say in the stateless era
                 return
-            session = opened = _Session(None, server)
+            # A call sent again with the answers its server asked for goes
+            # back to the session that holds it (`bicameral.mcp._rounds`).
+            params = message.get("params")
+            state = params.get("requestState") if isinstance(params, dict) else None
+            parked = self.parked.pop(state, None) if isinstance(state, str) else None
+            if parked is not None and parked.server == server:
+                session = parked
+            else:
+                session = opened = _Session(None, server)
         elif message.get("method") == "initialize" and _SESSION_HEADER not in headers:
             if self.draining or len(self.sessions) >= MAX_SESSIONS:
                 why = "the daemon is stopping" if self.draining else "too many open MCP sessions"
@@ -391,7 +424,7 @@ class HttpSessions:
             session.in_flight -= 1
             session.forget(request_id, token_key, stream)
             if modern:
-                session.close()
+                self._park_or_close(session, stream.last)
         if opened is not None and opened.id is not None and status != "ok":
             self._end(opened)  # its initialize failed: no session was established
 

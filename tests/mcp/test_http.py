@@ -224,3 +224,39 @@ def test_mcp_http_prints_the_url_and_header(mcp_home: McpHome) -> None:
     assert result["url"] == f"{base}/mcp/alpha"
     assert result["header"] == f"Authorization: Bearer {token(mcp_home)}"
     assert result["claude"].startswith(f"claude mcp add --transport http alpha {base}/mcp/alpha")
+
+
+@pytest.mark.parametrize("transport", ["stdio", "http"])
+async def test_a_modern_client_answers_its_servers_sampling_through_input_required(
+    mcp_home: McpHome, transport: str
+) -> None:
+    """The server (handshake era) asks for sampling; the 2026-07-28 client gets a round."""
+    import mcp_types as types
+
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    asked: list[str] = []
+
+    async def sampling(context: Any, params: types.CreateMessageRequestParams) -> Any:
+        content = params.messages[0].content
+        assert isinstance(content, types.TextContent)
+        asked.append(content.text)
+        reply = types.TextContent(type="text", text=f"sampled {content.text}")
+        return types.CreateMessageResult(role="assistant", model="m", content=reply)
+
+    async with contextlib.AsyncExitStack() as stack:
+        if transport == "stdio":
+            opened: Any = Client(mcp_home.params("alpha"), sampling_callback=sampling)
+        else:
+            base = start(mcp_home)
+            auth = {"Authorization": f"Bearer {token(mcp_home)}"}
+            http = await stack.enter_async_context(httpx2.AsyncClient(headers=auth))
+            opened = Client(
+                streamable_http_client(f"{base}/mcp/alpha", http_client=http),
+                sampling_callback=sampling,
+            )
+        modern = await stack.enter_async_context(opened)
+        assert modern.protocol_version == "2026-07-28"
+        first = await modern.call_tool("sample", {"prompt": "one"})
+        second = await modern.call_tool("sample", {"prompt": "two"})
+    assert (text(first), text(second)) == ("sampled one", "sampled two")
+    assert asked == ["one", "two"]
