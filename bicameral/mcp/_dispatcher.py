@@ -149,6 +149,9 @@ class LeanDispatcher:
         self._max_frame = max_frame
         self._name = name
         self._peer: Peer | None = None
+        #: The ``_meta`` envelope of a server spoken to in the 2026-07-28 era
+        #: (set once it was discovered), added to every request; None: handshake era.
+        self.envelope: dict[str, Any] | None = None
 
     def _require_peer(self) -> Peer:
         if self._peer is None:
@@ -162,6 +165,12 @@ class LeanDispatcher:
         opts: CallOptions | None = None,
     ) -> dict[str, Any]:
         peer = self._require_peer()
+        envelope = self.envelope
+        if envelope is not None and method != "server/discover":
+            # A 2026-07-28 server: every request says who asks (the envelope).
+            params = dict(params or {})
+            meta = params.get("_meta")
+            params["_meta"] = {**meta, **envelope} if isinstance(meta, dict) else envelope
         opts = opts or {}
         timeout = opts.get("timeout")
         on_progress = opts.get("on_progress")

@@ -60,7 +60,8 @@ def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
     where each server has ``name``, ``state`` (``starting | ready | backoff
     | failed | stopped | disabled``), ``enabled``, ``pid``, ``uptime_s``,
     ``restarts``, ``tools``, ``clients``, ``memory_bytes`` (all its
-    instances), ``last_error``, ``share`` and ``instances`` (each with
+    instances), ``last_error``, ``share``, ``protocol_version`` (the era the
+    server is spoken to in) and ``instances`` (each with
     ``name``, ``state``, ``pid``, ``clients``, ``capabilities``, ``roots``,
     ``spare``; the primary, ``server``, first), ``url`` and ``auth`` (a
     remote server's endpoint and ``none | bearer``; None for a local one).
@@ -122,6 +123,7 @@ def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
                 "memory_bytes": memory,
                 "last_error": status.get("last_error") or None,
                 "share": status.get("share") or server.share,
+                "protocol_version": status.get("protocol_version"),
                 "instances": instances,
                 "url": server.url,
                 "auth": _auth_state(paths, server) if server.remote else None,

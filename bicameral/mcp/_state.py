@@ -131,6 +131,16 @@ class Peer(Protocol):
         ...
 
 
+#: Rounds of ``input_required`` one call may take before it is given up.
+MAX_ROUNDS = 10
+#: The capability a server's request needs of its client.
+_CAPABILITY_OF = {
+    "sampling/createMessage": "sampling",
+    "elicitation/create": "elicitation",
+    "roots/list": "roots",
+}
+
+
 class Live:
     """One running server process and its MCP session (one "generation")."""
 
@@ -328,6 +338,7 @@ class Upstream:
             "resources": len(self.lists["resources"]),
             "prompts": len(self.lists["prompts"]),
             "server_info": info,
+            "protocol_version": (self.init_result or {}).get("protocolVersion"),
             "last_error": self.last_error,
             "share": self.config.share,
             "instances": [inst.status() for inst in self.instances.values()],
@@ -793,6 +804,10 @@ class Upstream:
             )
             opts: Any = {"on_progress": on_progress} if on_progress is not None else None
             result: dict[str, Any] = await live.dispatcher.send_raw_request(method, params, opts)
+            if result.get("resultType") == "input_required":
+                result = await self._rounds(
+                    inst, live, method=method, params=params, opts=opts, result=result
+                )
             failed = False
             return result
         except UpstreamError:
@@ -839,6 +854,48 @@ class Upstream:
             await live.dispatcher.notify(method, params)
 
     # -- server-to-client requests ---------------------------------------------
+
+    async def _rounds(
+        self,
+        inst: Instance,
+        live: Live,
+        *,
+        method: str,
+        params: Mapping[str, Any] | None,
+        opts: Any,
+        result: dict[str, Any],
+    ) -> dict[str, Any]:
+        """A 2026-07-28 server answered ``input_required``: ask the client, send the call again.
+
+        Its requests go to the calling client as a handshake-era server's
+        would (`client_request`): as requests to a handshake-era client, as
+        rounds of its own to a stateless-era one.
+        """
+        for _ in range(MAX_ROUNDS):
+            if result.get("resultType") != "input_required":
+                return result
+            answers: dict[str, Any] = {}
+            asked = result.get("inputRequests")
+            for key, request in (asked if isinstance(asked, dict) else {}).items():
+                asked_method = request.get("method") if isinstance(request, dict) else None
+                capability = _CAPABILITY_OF.get(str(asked_method))
+                if capability is None:
+                    raise UpstreamError(
+                        INVALID_REQUEST, f"MCP server {self.name!r} asked for {asked_method!r}"
+                    )
+                answer = await self.client_request(
+                    inst, str(asked_method), capability, request.get("params") or {}
+                )
+                if not isinstance(answer, dict):  # an ErrorData: the client could not answer
+                    raise UpstreamError(answer.code, answer.message, answer.data)
+                answers[key] = answer
+            again: dict[str, Any] = {**(params or {}), "inputResponses": answers}
+            if result.get("requestState") is not None:
+                again["requestState"] = result["requestState"]
+            result = await live.dispatcher.send_raw_request(method, again, opts)
+        raise UpstreamError(
+            INTERNAL_ERROR, f"MCP server {self.name!r} asked for input more than {MAX_ROUNDS} times"
+        )
 
     async def client_request(
         self, instance: Instance, method: str, capability: str, params: dict[str, Any]

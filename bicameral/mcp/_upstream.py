@@ -155,6 +155,11 @@ class _Callbacks:
             kwargs["list_roots_callback"] = self.list_roots
         return kwargs
 
+    def capabilities(self) -> dict[str, Any]:
+        """The client capabilities `session_kwargs` declares, as JSON."""
+        caps = self.instance.key.caps
+        return {cap: {} for cap in ("sampling", "elicitation", "roots") if cap in caps}
+
     async def sampling(
         self, context: ClientRequestContext, params: types.CreateMessageRequestParams
     ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
@@ -591,6 +596,42 @@ async def _session(upstream: Upstream, instance: Instance, prespawned: Any = Non
         raise _Exit(reason)
 
 
+async def _open_session(
+    session: ClientSession, dispatcher: LeanDispatcher, callbacks: _Callbacks
+) -> dict[str, Any]:
+    """The server's identity, as an ``initialize`` result, in the era it speaks.
+
+    The handshake first (every server of the handshake era, and the SDK's
+    dual-era servers, answer it); a server that refuses it for its protocol
+    version speaks only the 2026-07-28 era: it is discovered instead, and
+    every request to it carries the envelope (`LeanDispatcher.envelope`).
+    """
+    from mcp.shared.exceptions import MCPError
+
+    try:
+        return _dump(await session.initialize())
+    except MCPError as exc:
+        if exc.code not in (types.UNSUPPORTED_PROTOCOL_VERSION, types.METHOD_NOT_FOUND):
+            raise
+    found = _dump(await session.discover())
+    version = session.protocol_version
+    info = {"name": "bicameral", "version": _version()}
+    dispatcher.envelope = {
+        "io.modelcontextprotocol/protocolVersion": version,
+        "io.modelcontextprotocol/clientInfo": info,
+        "io.modelcontextprotocol/clientCapabilities": callbacks.capabilities(),
+    }
+    server_info = (found.get("_meta") or {}).get("io.modelcontextprotocol/serverInfo")
+    init: dict[str, Any] = {
+        "protocolVersion": version,
+        "capabilities": found.get("capabilities") or {},
+        "serverInfo": server_info if isinstance(server_info, dict) else {"name": "?"},
+    }
+    if found.get("instructions"):
+        init["instructions"] = found["instructions"]
+    return init
+
+
 async def _speak(
     upstream: Upstream,
     instance: Instance,
@@ -695,7 +736,7 @@ async def _speak(
             init_raw: dict[str, Any] | None = None
             try:
                 with anyio.fail_after(STARTUP_TIMEOUT):
-                    init = _dump(await session.initialize())
+                    init = await _open_session(session, dispatcher, callbacks)
                     lists, pages = await _list_everything(
                         dispatcher, init.get("capabilities") or {}
                     )

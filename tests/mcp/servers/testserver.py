@@ -287,5 +287,68 @@ def _register_tasks() -> None:
 
 _register_tasks()
 
+
+async def sample_rounds(prompt: str, ctx: Context) -> Any:
+    """Sampling the 2026-07-28 way: an input_required round, answered on the retry."""
+    from mcp_types import CreateMessageRequest, CreateMessageRequestParams, InputRequiredResult
+
+    answers = ctx.input_responses or {}
+    answer = answers.get("s1")
+    if answer is not None:
+        content = answer.content  # type: ignore[union-attr]
+        return f"rounds: {content.text}"
+    request = CreateMessageRequest(
+        params=CreateMessageRequestParams(
+            messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
+            max_tokens=50,
+        )
+    )
+    return InputRequiredResult(input_requests={"s1": request}, request_state="round-1")
+
+
+server.add_tool(sample_rounds)
+
+
+def _modern_only() -> None:
+    """Refuse the initialize handshake (as a server of the 2026-07-28 era alone does).
+
+    A thread reads the real stdin: an ``initialize`` request is answered
+    with UNSUPPORTED_PROTOCOL_VERSION naming 2026-07-28; every other line
+    goes on to the SDK server through a pipe that becomes its stdin.
+    """
+    import json
+    import threading
+
+    real_in = os.dup(0)
+    read_end, write_end = os.pipe()
+    os.dup2(read_end, 0)
+    os.close(read_end)
+
+    def pump() -> None:
+        with os.fdopen(real_in, "rb") as source, os.fdopen(write_end, "wb", 0) as sink:
+            for line in source:
+                try:
+                    message = json.loads(line)
+                except ValueError:
+                    message = None
+                if isinstance(message, dict) and message.get("method") == "initialize":
+                    refusal = {
+                        "jsonrpc": "2.0",
+                        "id": message.get("id"),
+                        "error": {
+                            "code": -32022,
+                            "message": "this server speaks only 2026-07-28",
+                            "data": {"supported": ["2026-07-28"], "requested": "?"},
+                        },
+                    }
+                    os.write(1, json.dumps(refusal).encode() + b"\n")
+                    continue
+                sink.write(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+
+
 if __name__ == "__main__":
+    if "--modern-only" in sys.argv:
+        _modern_only()
     server.run()
