@@ -8,7 +8,9 @@ progress, then answers), ``crash`` (exits the process at once), ``hang``
 for sampling and returns the text), ``roots`` (asks the client for its roots),
 ``add_tool`` (registers a tool and sends ``tools/list_changed``), ``ask``
 (elicits a name from the client), ``log`` (sends a logging notification),
-``touch`` (sends ``resources/updated`` for a URI).
+``touch`` (sends ``resources/updated`` for a URI), ``sample_rounds``
+(sampling as a 2026-07-28 ``input_required`` round). ``--modern-only``:
+refuse the ``initialize`` handshake, as a server of that era alone does.
 What it observed of its client(s), for the sharing tests: ``observed``
 (JSON: the client capabilities, the last ``logging/setLevel``, the notes
 remembered, the subscriptions), ``remember`` (session state: keeps a note
@@ -306,7 +308,8 @@ async def sample_rounds(prompt: str, ctx: Context) -> Any:
     return InputRequiredResult(input_requests={"s1": request}, request_state="round-1")
 
 
-server.add_tool(sample_rounds)
+if not os.path.exists(os.environ.get("TESTSERVER_NO_TOOLS_IF", "/nonexistent")):
+    server.add_tool(sample_rounds)
 
 
 def _modern_only() -> None:
