@@ -260,3 +260,74 @@ async def test_a_modern_client_answers_its_servers_sampling_through_input_requir
         second = await modern.call_tool("sample", {"prompt": "two"})
     assert (text(first), text(second)) == ("sampled one", "sampled two")
     assert asked == ["one", "two"]
+
+
+async def test_bad_http_requests_get_clear_statuses_and_the_session_lives_on(
+    mcp_home: McpHome,
+) -> None:
+    (mcp_home.path / "config.toml").write_text(
+        "[daemon.limits]\nmax_frame = 65536\n\n"
+        f"[mcp.servers.alpha]\ncommand = {json.dumps(mcp_home.test_server('alpha')['command'])}\n"
+        f"args = {json.dumps(mcp_home.test_server('alpha')['args'])}\n"
+    )
+    base = start(mcp_home)
+    url = f"{base}/mcp/alpha"
+    auth = {"Authorization": f"Bearer {token(mcp_home)}"}
+    both = {**auth, "Accept": "application/json, text/event-stream"}
+    post = {**both, "Content-Type": "application/json"}
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        },
+    }
+    async with httpx2.AsyncClient(timeout=30) as http:
+        opened = await http.post(url, json=init, headers=post)
+        assert opened.status_code == 200
+        assert opened.headers["content-type"] == "application/json"
+        session = {**post, "Mcp-Session-Id": opened.headers["mcp-session-id"]}
+        note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert (await http.post(url, json=note, headers=session)).status_code == 202
+        cases = [
+            (await http.post(url, content=b"{not json", headers=session), 400),
+            (await http.post(url, content=b"[1, 2]", headers=session), 400),
+            (await http.post(url, content=b"x" * 70000, headers=session), 413),
+            (
+                await http.post(url, json=note, headers={**session, "Content-Type": "text/plain"}),
+                415,
+            ),
+            (await http.post(url, json=note, headers={**session, "Accept": "text/html"}), 406),
+            (await http.post(url, json={**note, "id": 5, "method": "ping"}, headers=post), 400),
+            (await http.put(url, headers=session), 405),
+            (await http.get(url, headers={**session, "Accept": "application/json"}), 406),
+            (
+                await http.post(
+                    url, json=note, headers={**session, "MCP-Protocol-Version": "1999-01-01"}
+                ),
+                400,
+            ),
+        ]
+        for response, status in cases:
+            assert response.status_code == status, (response.request.content[:40], response.text)
+            assert "Traceback" not in response.text
+        # The session survived all of it.
+        ping = await http.post(
+            url, json={"jsonrpc": "2.0", "id": 9, "method": "ping"}, headers=session
+        )
+        assert ping.json() == {"jsonrpc": "2.0", "id": 9, "result": {}}
+        # One GET stream per session; DELETE ends the session.
+        async with http.stream(
+            "GET", url, headers={**session, "Accept": "text/event-stream"}
+        ) as one:
+            assert one.status_code == 200
+            second = await http.get(url, headers={**session, "Accept": "text/event-stream"})
+            assert second.status_code == 409
+        assert (await http.delete(url, headers=session)).status_code == 200
+        gone = await http.post(
+            url, json={"jsonrpc": "2.0", "id": 10, "method": "ping"}, headers=session
+        )
+        assert gone.status_code == 404
