@@ -172,7 +172,10 @@ class LeanDispatcher:
             meta = params.get("_meta")
             params["_meta"] = {**meta, **envelope} if isinstance(meta, dict) else envelope
         opts = opts or {}
-        timeout = opts.get("timeout")
+        # The SDK gives its discover probe 10 s; the adapter bounds a
+        # server's whole start itself (`STARTUP_TIMEOUT`, as for `initialize`,
+        # which the SDK does not time), and a loaded machine needs it.
+        timeout = opts.get("timeout") if method != "server/discover" else None
         on_progress = opts.get("on_progress")
         abandon = opts.get("cancel_on_abandon", True)
         try:

@@ -323,6 +323,9 @@ def _modern_only() -> None:
     import threading
 
     real_in = os.dup(0)
+    # The SDK's stdio server may point fd 1 elsewhere once it runs (so that
+    # stray prints cannot corrupt the protocol): answer on the stdout we had.
+    real_out = os.dup(1)
     read_end, write_end = os.pipe()
     os.dup2(read_end, 0)
     os.close(read_end)
@@ -344,7 +347,7 @@ def _modern_only() -> None:
                             "data": {"supported": ["2026-07-28"], "requested": "?"},
                         },
                     }
-                    os.write(1, json.dumps(refusal).encode() + b"\n")
+                    os.write(real_out, json.dumps(refusal).encode() + b"\n")
                     continue
                 sink.write(line)
 
