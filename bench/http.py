@@ -90,7 +90,6 @@ def _install_peers() -> dict[str, str]:
                 "install",
                 "--no-audit",
                 "--no-fund",
-                "--silent",
                 "--prefix",
                 str(PEERS / "npm"),
                 package,
