@@ -813,6 +813,14 @@ class _Daemon:
                     logger.warning(
                         "[daemon.limits] changed: the new limits apply when the daemon restarts"
                     )
+                # Validated like the rest (a bad table rejects the reload);
+                # the listener keeps its socket until the daemon restarts.
+                wanted_http = http_from_config(config, path, self.options.http)
+                running_http = self.http.settings if self.http is not None else None
+                if wanted_http != running_http:
+                    logger.warning(
+                        "[daemon.http] changed: the listener changes when the daemon restarts"
+                    )
                 plugins = self.plugins.reconfigure(config, path)
                 specs = plugins.adapter_specs()
                 current = {child.name: child.spec for child in self.adapters.children}

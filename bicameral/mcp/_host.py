@@ -342,6 +342,7 @@ class ClientConn:
         #: ``server/discover`` or an enveloped request, and gets no
         #: server-to-client requests.
         self.modern = False
+        self._level_changed = False
         self.rounds = Rounds(self.peer.start_soon)
         self._attached: set[Upstream] = set()
         self._queued_notices: set[str] = set()
@@ -402,6 +403,10 @@ class ClientConn:
         meta = params.get("_meta")
         if isinstance(meta, dict) and _PROTOCOL_VERSION_KEY in meta:
             params = self._unwrap_envelope(params, meta)
+            if self._level_changed:
+                self._level_changed = False
+                with contextlib.suppress(RPCError):  # a server without logging: no messages
+                    await self._set_level({"level": self.log_level})
         if self.modern and method in ROUND_METHODS:
             # Its server may ask it something meanwhile: see `Rounds`.
             rest = {k: v for k, v in params.items() if k not in _ROUND_KEYS}
@@ -535,6 +540,12 @@ class ClientConn:
         if not self.modern:
             self.modern = True
             self.client_capabilities = caps if isinstance(caps, dict) else {}
+        level = meta.get(_LOG_LEVEL_KEY)
+        if level in LEVELS and level != self.log_level:
+            # The era's per-request opt-in to log messages: this client's
+            # level, as `logging/setLevel` sets it in the handshake era.
+            self.log_level = level
+            self._level_changed = True
         rest = {k: v for k, v in meta.items() if k not in _ENVELOPE_KEYS}
         params = {k: v for k, v in params.items() if k != "_meta"}
         if rest:
@@ -798,6 +809,8 @@ class ClientConn:
         return result if isinstance(result, dict) else {}
 
     def upstream_event(self, upstream: Upstream, method: str, params: dict[str, Any]) -> None:
+        if method == "notifications/message" and self.modern and self.log_level is None:
+            return  # the stateless era delivers logs only to requests that opt in
         if method == "notifications/resources/updated":
             if self.server is None:
                 uri = str(params.get("uri"))

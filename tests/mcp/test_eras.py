@@ -44,3 +44,22 @@ async def test_clients_of_both_eras_use_a_server_of_the_stateless_era(
     shown = json.loads(mcp_home.cli("mcp", "ps", "--json").stdout)
     (server,) = shown["servers"]
     assert server["protocol_version"] == "2026-07-28"
+
+
+async def test_a_modern_clients_log_level_in_its_envelope_opts_it_in_to_log_messages(
+    mcp_home: McpHome,
+) -> None:
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    seen: list[tuple[str, Any]] = []
+
+    async def logged(params: types.LoggingMessageNotificationParams) -> None:
+        seen.append((params.level, params.data))
+
+    async with Client(mcp_home.params("alpha"), logging_callback=logged) as quiet:
+        await quiet.call_tool("log", {"message": "unasked"})
+    async with Client(
+        mcp_home.params("alpha"), logging_callback=logged, log_level="info"
+    ) as modern:
+        assert modern.protocol_version == "2026-07-28"
+        assert text(await modern.call_tool("log", {"message": "asked"})) == "logged"
+    assert seen == [("warning", "asked")]
