@@ -176,6 +176,7 @@ def restart(
     wait: WaitOpt = 10.0,
     timeout: TimeoutOpt = 10.0,
     transport: TransportOpt = None,
+    http: HttpOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Stop the daemon if it runs, then start it; prints the previous pid."""
@@ -186,6 +187,7 @@ def restart(
         wait=wait,
         timeout=timeout,
         transport=transport,
+        http=http,
         json=json,
     )
     raise typer.Exit(_fast.run_restart(root_home(ctx), options))

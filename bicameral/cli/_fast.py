@@ -224,6 +224,11 @@ def run_start(home: str | None, options: dict[str, Any]) -> int:
     human = f"bicameral daemon {verb} (pid {result['pid']}, {_where(result)})"
     if result.get("http_url"):
         human += f"\n  HTTP: {result['http_url']}/mcp (`bicameral mcp http` prints the header)"
+    elif options.get("http") and result["status"] != "started":
+        sys.stderr.write(
+            "bicameral: the running daemon has no HTTP listener; `bicameral daemon restart "
+            f"--http {options['http']}` starts one\n"
+        )
     servers = result.get("servers")
     if servers:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(servers.items()))
@@ -352,6 +357,10 @@ def run_restart(home: str | None, options: dict[str, Any]) -> int:
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options)
+    if options.get("http"):
+        import os
+
+        os.environ["BICAMERAL_HTTP"] = str(options["http"])  # the spawned daemon reads it
     try:
         result = restart(
             paths,
@@ -363,11 +372,10 @@ def run_restart(home: str | None, options: dict[str, Any]) -> int:
         return _start_failed(exc, paths, as_json)
     previous = result.get("previous_pid")
     was = f", was pid {previous}" if previous is not None else ""
-    emit(
-        result,
-        as_json,
-        f"bicameral daemon started (pid {result['pid']}{was}, {_where(result)})",
-    )
+    human = f"bicameral daemon started (pid {result['pid']}{was}, {_where(result)})"
+    if result.get("http_url"):
+        human += f"\n  HTTP: {result['http_url']}/mcp (`bicameral mcp http` prints the header)"
+    emit(result, as_json, human)
     return 0
 
 

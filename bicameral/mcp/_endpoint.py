@@ -30,6 +30,10 @@ def http_endpoint(paths: DaemonPaths, server: str | None = None) -> dict[str, An
             'the daemon\'s HTTP listener is not on: set listen = "127.0.0.1:8765" under '
             "[daemon.http] in config.toml, or run `bicameral daemon start --http 127.0.0.1:8765`"
         )
+    if server is not None:
+        from bicameral.mcp._ps import server_rows
+
+        server_rows(paths, server)  # ConfigError naming the configured ones if it is not one
     url = f"{descriptor.http_url}/mcp" + (f"/{server}" if server else "")
     token = read_http_token(paths.home)
     name = server or "bicameral"

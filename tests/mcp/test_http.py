@@ -331,3 +331,16 @@ async def test_bad_http_requests_get_clear_statuses_and_the_session_lives_on(
             url, json={"jsonrpc": "2.0", "id": 10, "method": "ping"}, headers=session
         )
         assert gone.status_code == 404
+
+
+def test_start_with_http_on_a_daemon_without_a_listener_says_how(mcp_home: McpHome) -> None:
+    mcp_home.configure({})
+    assert mcp_home.cli("daemon", "start").returncode == 0
+    again = mcp_home.cli("daemon", "start", "--http", "127.0.0.1:0")
+    assert again.returncode == 0 and "daemon restart --http 127.0.0.1:0" in again.stderr
+    restarted = mcp_home.cli("daemon", "restart", "--http", "127.0.0.1:0")
+    assert restarted.returncode == 0, restarted.stderr
+    descriptor = mcp_home.descriptor()
+    assert descriptor is not None and descriptor["http_url"].startswith("http://127.0.0.1:")
+    unknown = mcp_home.cli("mcp", "http", "--server", "nosuch")
+    assert unknown.returncode == 1 and "nosuch" in unknown.stderr
