@@ -339,8 +339,8 @@ class ClientConn:
         self.log_level: str | None = None
         self.initialized = False
         #: The client speaks the stateless era (2026-07-28): it sent
-        #: ``server/discover`` or an enveloped request, and gets no
-        #: server-to-client requests.
+        #: ``server/discover`` or an enveloped request; what its servers ask
+        #: of it reaches it as ``input_required`` rounds (`rounds`).
         self.modern = False
         self._level_changed = False
         self.rounds = Rounds(self.peer.start_soon)

@@ -128,7 +128,6 @@ class _Session:
         self.standalone: _Stream | None = None
         self.in_flight = 0
         self.last_used = time.monotonic()
-        self.ended = anyio.Event()
 
     # -- the Wire of its ClientConn --------------------------------------------------------
 
@@ -276,7 +275,6 @@ class HttpSessions:
             logger.exception("an HTTP MCP session failed")
         finally:
             self._end(session)
-            session.ended.set()
 
     # -- ASGI ---------------------------------------------------------------------------
 
@@ -290,12 +288,11 @@ class HttpSessions:
             await _error(send, 404, f"no MCP server named {server!r} (configured: {configured})")
             return
         headers = _headers(scope)
-        version = headers.get(b"mcp-protocol-version")
-        modern = version is not None and version.decode("latin-1") in MODERN_VERSIONS
-        if version is not None and not modern and version.decode("latin-1") not in KNOWN_VERSIONS:
-            await _error(
-                send, 400, f"unsupported MCP-Protocol-Version {version.decode('latin-1')!r}"
-            )
+        raw = headers.get(b"mcp-protocol-version")
+        version = raw.decode("latin-1") if raw is not None else None
+        modern = version in MODERN_VERSIONS
+        if version is not None and not modern and version not in KNOWN_VERSIONS:
+            await _error(send, 400, f"unsupported MCP-Protocol-Version {version!r}")
             return
         method = scope.get("method")
         if method == "POST":
