@@ -363,6 +363,12 @@ class HttpSessions:
             await _error(send, 400, "Invalid Request: one JSON-RPC 2.0 message per POST")
             return
         is_request = "method" in message and "id" in message
+        if is_request and (
+            not isinstance(message["id"], str | int) or isinstance(message["id"], bool)
+        ):
+            # Its answer could not be told apart from an answer to nothing.
+            await _error(send, 400, "Invalid Request: id must be a string or an integer")
+            return
         opened: _Session | None = None
         if modern:
             if not is_request:
@@ -394,7 +400,11 @@ class HttpSessions:
             assert self._group is not None
             await self._group.start(self._serve, opened)
         if not is_request:
-            await session.deliver(body)
+            try:
+                await session.deliver(body)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                await _error(send, 404, "Session not found (it has ended)")
+                return
             await _respond(send, 202, b"", [])
             return
         request_id = orjson.dumps(message["id"])

@@ -303,6 +303,8 @@ async def test_bad_http_requests_get_clear_statuses_and_the_session_lives_on(
             (await http.post(url, json=note, headers={**session, "Accept": "text/html"}), 406),
             (await http.post(url, json={**note, "id": 5, "method": "ping"}, headers=post), 400),
             (await http.put(url, headers=session), 405),
+            (await http.post(url, json={**note, "id": {"x": 1}}, headers=session), 400),
+            (await http.post(url, json={**note, "id": True}, headers=session), 400),
             (await http.get(url, headers={**session, "Accept": "application/json"}), 406),
             (
                 await http.post(
