@@ -219,6 +219,10 @@ class HttpListener:
     collectors: list[Any] = field(default_factory=list)
     #: Called when the graceful stop begins, to end long-lived streams.
     on_drain: list[Callable[[], None]] = field(default_factory=list)
+    #: Requests served at once at most (the daemon's ``max_connections``);
+    #: past it a request gets 503 at once, so no flood holds unbounded memory.
+    max_requests: int = 1024
+    active: int = 0
     port: int = 0
     #: Set once the listener has drained (or never started): what stops
     #: after it (the servers its requests were calling) waits for it.
@@ -275,6 +279,9 @@ class HttpListener:
         config = Config()
         config.graceful_timeout = HTTP_GRACE
         config.keep_alive_timeout = 75.0
+        # No read_timeout: hypercorn applies it to every read of a connection,
+        # which would cut a long call or an event stream whose client has
+        # nothing to say. A stalled request holds one task, never the loop.
         config.accesslog = None
         config.errorlog = logging.getLogger("bicameral.http")
         config.h2_max_inbound_frame_size = 2**16
@@ -343,7 +350,14 @@ class HttpListener:
         if self.settings.require_token and not self._authorized(headers):
             await _unauthorized(send)
             return
-        await app({**scope, "root_path": prefix}, receive, send)
+        if self.active >= self.max_requests:
+            await _text(send, 503, "busy: too many requests in flight\n", [(b"retry-after", b"1")])
+            return
+        self.active += 1
+        try:
+            await app({**scope, "root_path": prefix}, receive, send)
+        finally:
+            self.active -= 1
 
     def _mounted(self, path: str) -> tuple[ASGIApp | None, str]:
         for prefix, app in self.mounts.items():

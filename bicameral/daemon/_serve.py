@@ -630,6 +630,7 @@ class _Daemon:
             token,
             ready=lambda: self.published,
             stopping=lambda: self.stopping,
+            max_requests=self.options.limits.max_connections,
         )
         self._http_socket = listener.bind()
         self.http = listener

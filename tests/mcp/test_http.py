@@ -9,6 +9,7 @@ plain ``httpx2`` for the guards.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -346,3 +347,50 @@ def test_start_with_http_on_a_daemon_without_a_listener_says_how(mcp_home: McpHo
     assert descriptor is not None and descriptor["http_url"].startswith("http://127.0.0.1:")
     unknown = mcp_home.cli("mcp", "http", "--server", "nosuch")
     assert unknown.returncode == 1 and "nosuch" in unknown.stderr
+
+
+async def test_requests_in_flight_are_bounded_by_max_connections(mcp_home: McpHome) -> None:
+    table = mcp_home.test_server("alpha")
+    (mcp_home.path / "config.toml").write_text(
+        "[daemon.limits]\nmax_connections = 2\n\n"
+        f"[mcp.servers.alpha]\ncommand = {json.dumps(table['command'])}\n"
+        f"args = {json.dumps(table['args'])}\n"
+    )
+    base = start(mcp_home)
+    url = f"{base}/mcp/alpha"
+    post = {
+        "Authorization": f"Bearer {token(mcp_home)}",
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+    }
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        },
+    }
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        sessions = []
+        for _ in range(2):
+            opened = await http.post(url, json=init, headers=post)
+            sessions.append({**post, "Mcp-Session-Id": opened.headers["mcp-session-id"]})
+        listen = [{**s, "Accept": "text/event-stream"} for s in sessions]
+        async with http.stream("GET", url, headers=listen[0]) as first:
+            assert first.status_code == 200
+            async with http.stream("GET", url, headers=listen[1]) as second:
+                assert second.status_code == 200
+                busy = await http.post(url, json=ping, headers=sessions[0])
+                assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        # The streams' ends reach the daemon a moment after the client closes them.
+        with trio.fail_after(30):
+            for _ in itertools.count():
+                answered = await http.post(url, json=ping, headers=sessions[0])
+                if answered.status_code != 503:
+                    break
+                await trio.sleep(0.05)
+        assert answered.json()["result"] == {}
