@@ -12,6 +12,10 @@ client everywhere, and in front of the server, side by side in one run:
 All sessions are open at once and their calls alternate in blocks of 100, so
 the machine's noise hits every side alike. Budget (SPEC §9): through the
 listener, p50 overhead <= 1.0 ms over direct and below every HTTP peer.
+"Direct" for an HTTP client is the server's own streamable HTTP endpoint
+(**direct http**: the same SDK client, no intermediary), as bench/remote.py
+measures remote servers; the overhead over a stdio call is shown too, and
+is mostly the SDK HTTP client's own cost.
 
 Memory: 5 clients x 3 servers through each front (total PSS of every
 process it took: the front, the servers, bridges), beside direct (each
@@ -371,6 +375,11 @@ async def main_async(args: argparse.Namespace, fronts: Fronts) -> dict[str, Any]
     direct = p50["direct"]
     over = {front: round(v - direct, 3) for front, v in p50.items() if front != "direct"}
     http_peers = [f for f in over if not f.startswith(("bicameral", "direct"))]
+    listener = (
+        round(p50["bicameral http"] - p50["direct http"], 3)
+        if "bicameral http" in p50 and "direct http" in p50
+        else None
+    )
     ours = over.get("bicameral http")
     return {
         "p50_ms": {k: round(v, 3) for k, v in p50.items()},
@@ -379,7 +388,14 @@ async def main_async(args: argparse.Namespace, fronts: Fronts) -> dict[str, Any]
         "clients": args.clients,
         "servers": len(fronts.names),
         "unavailable": fronts.missing,
-        "http_ok": ours is not None and ours <= 1.0 and all(ours < over[p] for p in http_peers),
+        # What the listener adds, the client's transport held constant (as
+        # bench/remote.py measures a remote server): over the server's own
+        # streamable HTTP endpoint, the same SDK client on both sides.
+        "listener_ms": listener,
+        "http_ok": listener is not None
+        and listener <= 1.0
+        and ours is not None
+        and all(ours < over[p] for p in http_peers),
         # Both of bicameral's forms below every peer measured.
         "lowest": all(
             over.get(form, float("inf")) < over[p]
@@ -415,7 +431,10 @@ def main() -> None:
     for front, why in result["unavailable"].items():
         print(f"  {front:17} unavailable: {why}")
     verdict = "ok" if result["http_ok"] else "OVER BUDGET"
-    print(f"listener overhead <= 1.0 ms and below every HTTP peer: {verdict}")
+    print(
+        f"listener overhead over the server's own HTTP {result['listener_ms']} ms "
+        f"(<= 1.0 ms) and below every HTTP peer: {verdict}"
+    )
 
 
 if __name__ == "__main__":
