@@ -29,7 +29,8 @@ Both protocol eras:
   `ClientConn` that lives for that one request, so any replica of a hosted
   daemon can answer it.
 
-Everything is bounded: a body by the daemon's ``max_frame`` (413), a
+Everything is bounded: a body by the daemon's ``max_frame`` (413), the
+bodies being read together by ``max_buffered`` (503), a
 session's input by `INBOX` messages (the client waits), a request's stream by
 `STREAM_QUEUE` messages (the peer waits, and its ``send_timeout`` ends a
 session that never reads), sessions by `MAX_SESSIONS` (503).
@@ -55,7 +56,7 @@ import orjson
 from bicameral.mcp._common import MAX_FRAME
 from bicameral.mcp._host import KNOWN_VERSIONS, MODERN_VERSIONS, ClientConn
 from bicameral.mcp._rounds import PARK_TIMEOUT
-from bicameral.protocol import Wire
+from bicameral.protocol import InputBudget, Wire
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -192,9 +193,12 @@ class _Session:
 class HttpSessions:
     """The ASGI app mounted at ``/mcp``: sessions of both eras, per path."""
 
-    def __init__(self, host: McpHost, max_frame: int = MAX_FRAME) -> None:
+    def __init__(
+        self, host: McpHost, max_frame: int = MAX_FRAME, max_buffered: int = 256 * 2**20
+    ) -> None:
         self.host = host
         self.max_frame = max_frame
+        self.budget = InputBudget(max_buffered)
         self.sessions: dict[str, _Session] = {}
         #: Stateless exchanges whose call waits for its client's answers, by requestState.
         self.parked: dict[str, _Session] = {}
@@ -350,9 +354,14 @@ class HttpSessions:
         if _JSON not in headers.get(b"content-type", b""):
             await _error(send, 415, "Unsupported Media Type: Content-Type must be application/json")
             return
-        body = await _body(receive, self.max_frame)
-        if body is None:
+        length = headers.get(b"content-length", b"")
+        too_long = length.isdigit() and int(length) > self.max_frame
+        body = 413 if too_long else await _body(receive, self.max_frame, self.budget)
+        if body == 413:
             await _error(send, 413, f"the message is larger than {self.max_frame} bytes")
+            return
+        if not isinstance(body, bytes):
+            await _error(send, 503, "the daemon holds too much unfinished input; retry")
             return
         try:
             message = orjson.loads(body)
@@ -548,21 +557,32 @@ def _event(line: bytes) -> bytes:
     return b"event: message\ndata: " + line + b"\n\n"
 
 
-async def _body(receive: Any, limit: int) -> bytes | None:
-    """The request body, or None once it passes `limit` bytes."""
+async def _body(receive: Any, limit: int, budget: InputBudget) -> bytes | int:
+    """The request body; or the status refusing it: 413 past `limit`, 503 past `budget`.
+
+    Bodies being read count against `budget` (the listener's share of
+    ``max_buffered``) while they are read, so that many slow senders of large
+    bodies cannot hold unbounded memory between them.
+    """
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks)
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
+    try:
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return b"".join(chunks)
+            chunk = message.get("body", b"")
+            if size + len(chunk) > limit:
+                return 413
+            if not budget.claim(size, size + len(chunk)):
+                budget.claim(size + len(chunk), size)
+                return 503
+            size += len(chunk)
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+    finally:
+        budget.claim(size, 0)
 
 
 async def _respond(send: Any, status: int, body: bytes, headers: list[Any]) -> None:

@@ -88,7 +88,7 @@ class McpPlugin:
             from bicameral.mcp._http import HttpSessions
             from bicameral.mcp._metrics import McpCollector
 
-            sessions = HttpSessions(self.host, host.limits.max_frame)
+            sessions = HttpSessions(self.host, host.limits.max_frame, host.limits.max_buffered)
             host.add_http_app("/mcp", sessions)
             host.add_metrics(McpCollector(self.registry, sessions))
             host.on_http_drain(sessions.drain)
