@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from bicameral.protocol import Limits, RPCError
 
-__all__ = ["CALL_WAIT", "INIT_WAIT", "LIST_METHODS", "MAX_FRAME", "UpstreamError"]
+__all__ = [
+    "CALL_WAIT",
+    "CLIENT_CAPABILITIES_KEY",
+    "CLIENT_INFO_KEY",
+    "ENVELOPE_KEYS",
+    "INIT_WAIT",
+    "LIST_METHODS",
+    "LOG_LEVEL_KEY",
+    "MAX_FRAME",
+    "PROTOCOL_VERSION_KEY",
+    "SERVER_INFO_KEY",
+    "UNSUPPORTED_PROTOCOL_VERSION",
+    "UpstreamError",
+]
 
 #: How long a call waits for a server that is (re)starting, in seconds
 #: (``[mcp] ready_timeout`` by default).
@@ -22,6 +35,18 @@ LIST_METHODS = {
     "resource_templates": ("resources/templates/list", "resourceTemplates"),
     "prompts": ("prompts/list", "prompts"),
 }
+
+#: The 2026-07-28 envelope: the keys of a request's ``_meta`` that say who
+#: asks (both sides use them: clients send them, bicameral sends them to a
+#: server of that era), and of a result's ``_meta`` that say who answered.
+PROTOCOL_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
+CLIENT_INFO_KEY = "io.modelcontextprotocol/clientInfo"
+CLIENT_CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities"
+LOG_LEVEL_KEY = "io.modelcontextprotocol/logLevel"
+SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
+ENVELOPE_KEYS = (PROTOCOL_VERSION_KEY, CLIENT_INFO_KEY, CLIENT_CAPABILITIES_KEY, LOG_LEVEL_KEY)
+#: The error a peer answers a protocol version it does not speak with.
+UNSUPPORTED_PROTOCOL_VERSION = -32022
 
 
 class UpstreamError(RPCError):

@@ -41,7 +41,18 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from bicameral.mcp._common import INIT_WAIT, LIST_METHODS, MAX_FRAME, UpstreamError
+from bicameral.mcp._common import (
+    CLIENT_CAPABILITIES_KEY,
+    ENVELOPE_KEYS,
+    INIT_WAIT,
+    LIST_METHODS,
+    LOG_LEVEL_KEY,
+    MAX_FRAME,
+    PROTOCOL_VERSION_KEY,
+    SERVER_INFO_KEY,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    UpstreamError,
+)
 from bicameral.mcp._rounds import ROUND_METHODS, Rounds
 from bicameral.mcp._state import LEVELS
 from bicameral.protocol import (
@@ -72,19 +83,11 @@ OWN_PREFIX = "bicameral"
 KNOWN_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 #: The stateless era's revisions (``server/discover``, a ``_meta`` envelope per request).
 MODERN_VERSIONS = ("2026-07-28",)
-#: The envelope's keys in a request's ``_meta`` (2026-07-28), taken off before forwarding.
-_PROTOCOL_VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
-_CLIENT_INFO_KEY = "io.modelcontextprotocol/clientInfo"
-_CLIENT_CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities"
-_LOG_LEVEL_KEY = "io.modelcontextprotocol/logLevel"
-_SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
 _CACHEABLE = frozenset(
     {"server/discover", "resources/read", *(method for method, _ in LIST_METHODS.values())}
 )
 #: A retried call's own keys (2026-07-28 multi-round-trip), not the server's business.
 _ROUND_KEYS = frozenset({"requestState", "inputResponses"})
-_ENVELOPE_KEYS = (_PROTOCOL_VERSION_KEY, _CLIENT_INFO_KEY, _CLIENT_CAPABILITIES_KEY, _LOG_LEVEL_KEY)
-UNSUPPORTED_PROTOCOL_VERSION = -32022
 MAX_LINE = MAX_FRAME
 #: Forwarded requests one client may have in flight (as the protocol's default).
 MAX_IN_FLIGHT = 64
@@ -401,7 +404,7 @@ class ClientConn:
     async def on_request(self, request_id: Any, method: str, params: dict[str, Any] | None) -> Any:
         params = params or {}
         meta = params.get("_meta")
-        if isinstance(meta, dict) and _PROTOCOL_VERSION_KEY in meta:
+        if isinstance(meta, dict) and PROTOCOL_VERSION_KEY in meta:
             params = self._unwrap_envelope(params, meta)
             if self._level_changed:
                 self._level_changed = False
@@ -529,24 +532,24 @@ class ClientConn:
         bicameral hear only the request itself (they are spoken to in the era
         they chose when their session began).
         """
-        version = meta.get(_PROTOCOL_VERSION_KEY)
+        version = meta.get(PROTOCOL_VERSION_KEY)
         if version not in MODERN_VERSIONS:
             raise RPCError(
                 UNSUPPORTED_PROTOCOL_VERSION,
                 f"unsupported protocol version {version!r}",
                 {"supported": [*MODERN_VERSIONS], "requested": version},
             )
-        caps = meta.get(_CLIENT_CAPABILITIES_KEY)
+        caps = meta.get(CLIENT_CAPABILITIES_KEY)
         if not self.modern:
             self.modern = True
             self.client_capabilities = caps if isinstance(caps, dict) else {}
-        level = meta.get(_LOG_LEVEL_KEY)
+        level = meta.get(LOG_LEVEL_KEY)
         if level in LEVELS and level != self.log_level:
             # The era's per-request opt-in to log messages: this client's
             # level, as `logging/setLevel` sets it in the handshake era.
             self.log_level = level
             self._level_changed = True
-        rest = {k: v for k, v in meta.items() if k not in _ENVELOPE_KEYS}
+        rest = {k: v for k, v in meta.items() if k not in ENVELOPE_KEYS}
         params = {k: v for k, v in params.items() if k != "_meta"}
         if rest:
             params["_meta"] = rest
@@ -560,7 +563,7 @@ class ClientConn:
             "supportedVersions": [*MODERN_VERSIONS],
             "capabilities": identity["capabilities"],
             "resultType": "complete",
-            "_meta": {_SERVER_INFO_KEY: identity["serverInfo"]},
+            "_meta": {SERVER_INFO_KEY: identity["serverInfo"]},
         }
         if identity.get("instructions"):
             result["instructions"] = identity["instructions"]

@@ -36,7 +36,14 @@ from mcp.client.session import ClientRequestContext, ClientSession
 from mcp.shared.exceptions import MCPError
 
 from bicameral.mcp._adapter import ServerExited
-from bicameral.mcp._common import LIST_METHODS
+from bicameral.mcp._common import (
+    CLIENT_CAPABILITIES_KEY,
+    CLIENT_INFO_KEY,
+    LIST_METHODS,
+    PROTOCOL_VERSION_KEY,
+    SERVER_INFO_KEY,
+    UNSUPPORTED_PROTOCOL_VERSION,
+)
 from bicameral.mcp._dispatcher import LeanDispatcher
 from bicameral.mcp._spawn import SpawnError, spawn_server
 from bicameral.mcp._state import Instance, Live, Upstream
@@ -611,17 +618,17 @@ async def _open_session(
     try:
         return _dump(await session.initialize())
     except MCPError as exc:
-        if exc.code not in (types.UNSUPPORTED_PROTOCOL_VERSION, types.METHOD_NOT_FOUND):
+        if exc.code not in (UNSUPPORTED_PROTOCOL_VERSION, types.METHOD_NOT_FOUND):
             raise
     found = _dump(await session.discover())
     version = session.protocol_version
     info = {"name": "bicameral", "version": _version()}
     dispatcher.envelope = {
-        "io.modelcontextprotocol/protocolVersion": version,
-        "io.modelcontextprotocol/clientInfo": info,
-        "io.modelcontextprotocol/clientCapabilities": callbacks.capabilities(),
+        PROTOCOL_VERSION_KEY: version,
+        CLIENT_INFO_KEY: info,
+        CLIENT_CAPABILITIES_KEY: callbacks.capabilities(),
     }
-    server_info = (found.get("_meta") or {}).get("io.modelcontextprotocol/serverInfo")
+    server_info = (found.get("_meta") or {}).get(SERVER_INFO_KEY)
     init: dict[str, Any] = {
         "protocolVersion": version,
         "capabilities": found.get("capabilities") or {},
