@@ -455,17 +455,7 @@ class HttpSessions:
         if final and not prefers_sse:
             await _respond(send, 200, line, [(b"content-type", _JSON), *extra])
             return "error" if final == _ERROR else "ok"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", _SSE),
-                    (b"cache-control", b"no-cache, no-transform"),
-                    *extra,
-                ],
-            }
-        )
+        await _start_stream(send, extra)
         while True:
             await send({"type": "http.response.body", "body": _event(line), "more_body": not final})
             if final:
@@ -487,17 +477,7 @@ class HttpSessions:
         stream = session.standalone = _Stream()
         session.last_used = time.monotonic()
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 200,
-                    "headers": [
-                        (b"content-type", _SSE),
-                        (b"cache-control", b"no-cache, no-transform"),
-                        (b"mcp-session-id", (session.id or "").encode()),
-                    ],
-                }
-            )
+            await _start_stream(send, [(b"mcp-session-id", (session.id or "").encode())])
             await send(
                 {"type": "http.response.body", "body": b": stream open\n\n", "more_body": True}
             )
@@ -547,6 +527,12 @@ def _prefers_sse(accept: bytes) -> bool:
 
 def _headers(scope: Mapping[str, Any]) -> dict[bytes, bytes]:
     return {k.lower(): v for k, v in scope["headers"]}
+
+
+async def _start_stream(send: Any, extra: list[Any]) -> None:
+    """Begin a ``200`` SSE response (its events follow with `_more`)."""
+    headers = [(b"content-type", _SSE), (b"cache-control", b"no-cache, no-transform"), *extra]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
 
 
 async def _more(send: Any, chunk: bytes) -> None:
