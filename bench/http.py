@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,14 +49,20 @@ from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+# Run as a script, this file's directory is sys.path[0], and this file's name
+# would shadow the standard library's `http`: the repository's root takes its
+# place, so the other benches import as `bench.*`.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    del sys.path[0]
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import anyio
 import httpx2
 import psutil
-from mcp import ClientSession, StdioServerParameters, stdio_client
+from mcp import ClientSession, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+
+from bench.mcp import stdio_session
+from bench.remote import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "tests" / "mcp" / "servers" / "testserver.py"
@@ -119,27 +124,6 @@ def _install_peers() -> dict[str, str]:
             )
             missing[peer] = f"npm install {package} failed: {reason.strip()}"
     return missing
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited with status {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def _server_argv(name: str) -> list[str]:
@@ -208,17 +192,6 @@ async def _echo(client: ClientSession) -> str:
 
 
 @asynccontextmanager
-async def _stdio(params: StdioServerParameters) -> AsyncIterator[ClientSession]:
-    async with (
-        stdio_client(params) as (read, write),
-        ClientSession(read, write) as client,
-    ):
-        await client.initialize()
-        await client.list_tools()
-        yield client
-
-
-@asynccontextmanager
 async def _http(url: str, headers: dict[str, str] | None = None) -> AsyncIterator[ClientSession]:
     async with (
         httpx2.AsyncClient(headers=headers or {}, timeout=60) as http,
@@ -260,13 +233,13 @@ class Fronts:
     def start(self) -> None:
         names = self.names
         me = os.getpid()
-        self.open["direct"] = lambda n: _stdio(
+        self.open["direct"] = lambda n: stdio_session(
             StdioServerParameters(command=sys.executable, args=_server_argv(n)[1:])
         )
         self.pids["direct"] = lambda: self._own_children(me)
         # The server speaking streamable HTTP itself (the SDK's transport on
         # uvicorn): what an HTTP client pays with no proxy at all.
-        port = _free_port()
+        port = free_port()
         self._spawn("direct http", [[sys.executable, str(HTTP_SERVER), str(port)]], [port])
         self.open["direct http"] = lambda n, p=port: _http(f"http://127.0.0.1:{p}/mcp")  # type: ignore[misc]
         # bicameral: one daemon, both of its forms.
@@ -289,7 +262,7 @@ class Fronts:
         auth = {"Authorization": f"Bearer {token}"}
         self.open["bicameral http"] = lambda n: _http(f"{base}/mcp/{n}", auth)
         self.pids["bicameral http"] = lambda: _tree(daemon)
-        self.open["bicameral bridge"] = lambda n: _stdio(
+        self.open["bicameral bridge"] = lambda n: stdio_session(
             StdioServerParameters(
                 command=BICAMERAL, args=["--home", str(self.home), "mcp", "--server", n]
             )
@@ -297,18 +270,18 @@ class Fronts:
         self.pids["bicameral bridge"] = lambda: self._own_children(me) + _tree(daemon)
         # mcp-proxy: one process, a named server each.
         if "mcp-proxy" not in self.missing:
-            port = _free_port()
+            port = free_port()
             self._spawn("mcp-proxy", [_mcp_proxy(port, names)], [port])
             self.open["mcp-proxy"] = lambda n, p=port: _http(_mcp_proxy_url(p, n))  # type: ignore[misc]
         # supergateway: one process per server (it fronts one stdio server).
         if "supergateway" not in self.missing and "node" not in self.missing:
-            ports = {n: _free_port() for n in names}
+            ports = {n: free_port() for n in names}
             self._spawn(
                 "supergateway", [_supergateway(ports[n], n) for n in names], list(ports.values())
             )
             self.open["supergateway"] = lambda n: _http(f"http://127.0.0.1:{ports[n]}/mcp")
         if "1mcp" not in self.missing and "node" not in self.missing:
-            port = _free_port()
+            port = free_port()
             self._spawn("1mcp", [_one_mcp(port, names, self.home)], [port])
             self.open["1mcp"] = lambda n, p=port: _http(  # type: ignore[misc]
                 f"http://127.0.0.1:{p}/mcp?tags={n}"
@@ -325,7 +298,7 @@ class Fronts:
         ]
         try:
             for proc, port in zip(procs, ports, strict=True):
-                _wait_port(port, proc)
+                wait_port(port, proc, timeout=60)
         except Exception as exc:
             for proc in procs:
                 proc.kill()

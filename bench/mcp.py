@@ -62,7 +62,7 @@ def _via(home: Path, name: str) -> StdioServerParameters:
 
 
 @asynccontextmanager
-async def _session(params: StdioServerParameters) -> AsyncIterator[ClientSession]:
+async def stdio_session(params: StdioServerParameters) -> AsyncIterator[ClientSession]:
     async with (
         stdio_client(params) as (read, write),
         ClientSession(read, write) as client,
@@ -74,7 +74,7 @@ async def _session(params: StdioServerParameters) -> AsyncIterator[ClientSession
 
 async def _ready_time(params: StdioServerParameters) -> float:
     t0 = time.perf_counter()
-    async with _session(params):
+    async with stdio_session(params):
         elapsed = time.perf_counter() - t0
     return elapsed
 
@@ -87,7 +87,7 @@ async def _call_times(
     Blocks rather than single calls: alternating every call keeps both
     servers' processes cold, which is not how a client uses one server.
     """
-    async with _session(direct) as one, _session(via) as two:
+    async with stdio_session(direct) as one, stdio_session(via) as two:
         for _ in range(50):  # warm up both ends
             await one.call_tool("echo", {"text": "warm"})
             await two.call_tool("echo", {"text": "warm"})
@@ -123,7 +123,7 @@ async def _memory(home: Path, clients: int, servers: int) -> dict[str, Any]:
     async with AsyncExitStack() as stack:
         for _ in range(clients):
             for name in names:
-                await stack.enter_async_context(_session(_direct(name)))
+                await stack.enter_async_context(stdio_session(_direct(name)))
         direct_pids = [p for p in _tree(me) if p != me]
         direct = _pss(direct_pids)
         direct_count = len(direct_pids)
@@ -132,7 +132,7 @@ async def _memory(home: Path, clients: int, servers: int) -> dict[str, Any]:
     async with AsyncExitStack() as stack:
         for _ in range(clients):
             for name in names:
-                await stack.enter_async_context(_session(_via(home, name)))
+                await stack.enter_async_context(stdio_session(_via(home, name)))
         bridges = [p for p in _tree(me) if p != me]
         daemon_side = _tree(daemon_pid)
         via = _pss(bridges) + _pss(daemon_side)

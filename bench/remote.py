@@ -40,16 +40,19 @@ BICAMERAL = str(Path(sys.executable).with_name("bicameral"))
 _BLOCK = 100
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
 
 
-def _wait_port(port: int) -> None:
-    deadline = time.monotonic() + 30
+def wait_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30) -> None:
+    """Until something accepts on 127.0.0.1:`port` (`proc`, if given, must not exit first)."""
+    deadline = time.monotonic() + timeout
     while True:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"exited with status {proc.returncode}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
@@ -87,13 +90,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000, help="tools/call samples per side")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/mcp"
     server = subprocess.Popen([sys.executable, str(HTTPSERVER), str(port)])
     home = tempfile.mkdtemp(prefix="bcr-", dir="/tmp")
     os.chmod(home, 0o700)
     try:
-        _wait_port(port)
+        wait_port(port)
         Path(home, "config.toml").write_text(f'[mcp.servers.r]\nurl = "{url}"\n')
         subprocess.run(
             [BICAMERAL, "--home", home, "daemon", "start"], check=True, capture_output=True
