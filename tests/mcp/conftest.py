@@ -35,8 +35,9 @@ class McpHome:
             k: v for k, v in os.environ.items() if not k.startswith(("BICAMERAL", "PYTEST"))
         }
 
-    def configure(self, servers: dict[str, dict[str, Any]]) -> None:
-        lines = []
+    def configure(self, servers: dict[str, dict[str, Any]], daemon: str = "") -> None:
+        """config.toml with `servers`, after `daemon` (``[daemon.*]`` tables, as TOML text)."""
+        lines = [daemon] if daemon else []
         for name, table in servers.items():
             lines.append(f"[mcp.servers.{name}]")
             for key, value in table.items():

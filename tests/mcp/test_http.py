@@ -27,6 +27,24 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.mcp._support import text
 from tests.mcp.conftest import BICAMERAL, McpHome
 
+#: An ``initialize`` request, as a raw HTTP client sends it.
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    },
+}
+
+
+def post_headers(key: str | None) -> dict[str, str]:
+    """What a POST to the listener carries (the token `key`, when given)."""
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    return {**headers, "Authorization": f"Bearer {key}"} if key else headers
+
 
 def start(home: McpHome, *, http: str = "127.0.0.1:0") -> str:
     """Start the daemon with the listener on; its base URL."""
@@ -93,48 +111,42 @@ async def test_the_guards_token_origin_and_host(mcp_home: McpHome) -> None:
     base = start(mcp_home)
     key = token(mcp_home)
     port = base.rpartition(":")[2]
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "0"},
-        },
-    }
-    accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-    auth = {"Authorization": f"Bearer {key}"}
+    accept = post_headers(None)
+    signed = post_headers(key)
     async with httpx2.AsyncClient(timeout=30) as http:
-        missing = await http.post(f"{base}/mcp", json=init, headers=accept)
+        missing = await http.post(f"{base}/mcp", json=INITIALIZE, headers=accept)
         assert missing.status_code == 401
         assert "bearer" in missing.headers["www-authenticate"].lower()
         wrong = await http.post(
-            f"{base}/mcp", json=init, headers={**accept, "Authorization": "Bearer nope"}
+            f"{base}/mcp", json=INITIALIZE, headers={**accept, "Authorization": "Bearer nope"}
         )
         assert wrong.status_code == 401
         origin = await http.post(
-            f"{base}/mcp", json=init, headers={**accept, **auth, "Origin": "http://evil.example"}
+            f"{base}/mcp",
+            json=INITIALIZE,
+            headers={**signed, "Origin": "http://evil.example"},
         )
         assert origin.status_code == 403
         host = await http.post(
-            f"{base}/mcp", json=init, headers={**accept, **auth, "Host": f"evil.example:{port}"}
+            f"{base}/mcp",
+            json=INITIALIZE,
+            headers={**signed, "Host": f"evil.example:{port}"},
         )
         assert host.status_code == 403
         ok = await http.post(
             f"{base}/mcp/alpha",
-            json=init,
-            headers={**accept, **auth, "Origin": f"http://localhost:{port}"},
+            json=INITIALIZE,
+            headers={**signed, "Origin": f"http://localhost:{port}"},
         )
         assert ok.status_code == 200, ok.text
         assert ok.headers["mcp-session-id"]
-        unknown = await http.post(f"{base}/mcp/nosuch", json=init, headers={**accept, **auth})
+        unknown = await http.post(f"{base}/mcp/nosuch", json=INITIALIZE, headers=signed)
         assert unknown.status_code == 404 and "alpha" in unknown.text
         # A session is bound to the path that opened it.
         other = await http.post(
             f"{base}/mcp",
             json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
-            headers={**accept, **auth, "Mcp-Session-Id": ok.headers["mcp-session-id"]},
+            headers={**signed, "Mcp-Session-Id": ok.headers["mcp-session-id"]},
         )
         assert other.status_code == 404
 
@@ -266,28 +278,13 @@ async def test_a_modern_client_answers_its_servers_sampling_through_input_requir
 async def test_bad_http_requests_get_clear_statuses_and_the_session_lives_on(
     mcp_home: McpHome,
 ) -> None:
-    (mcp_home.path / "config.toml").write_text(
-        "[daemon.limits]\nmax_frame = 65536\nmax_buffered = 40000\n\n"
-        f"[mcp.servers.alpha]\ncommand = {json.dumps(mcp_home.test_server('alpha')['command'])}\n"
-        f"args = {json.dumps(mcp_home.test_server('alpha')['args'])}\n"
-    )
+    limits = "[daemon.limits]\nmax_frame = 65536\nmax_buffered = 40000\n"
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")}, daemon=limits)
     base = start(mcp_home)
     url = f"{base}/mcp/alpha"
-    auth = {"Authorization": f"Bearer {token(mcp_home)}"}
-    both = {**auth, "Accept": "application/json, text/event-stream"}
-    post = {**both, "Content-Type": "application/json"}
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "0"},
-        },
-    }
+    post = post_headers(token(mcp_home))
     async with httpx2.AsyncClient(timeout=30) as http:
-        opened = await http.post(url, json=init, headers=post)
+        opened = await http.post(url, json=INITIALIZE, headers=post)
         assert opened.status_code == 200
         assert opened.headers["content-type"] == "application/json"
         session = {**post, "Mcp-Session-Id": opened.headers["mcp-session-id"]}
@@ -352,34 +349,16 @@ def test_start_with_http_on_a_daemon_without_a_listener_says_how(mcp_home: McpHo
 
 
 async def test_requests_in_flight_are_bounded_by_max_connections(mcp_home: McpHome) -> None:
-    table = mcp_home.test_server("alpha")
-    (mcp_home.path / "config.toml").write_text(
-        "[daemon.limits]\nmax_connections = 2\n\n"
-        f"[mcp.servers.alpha]\ncommand = {json.dumps(table['command'])}\n"
-        f"args = {json.dumps(table['args'])}\n"
-    )
+    limits = "[daemon.limits]\nmax_connections = 2\n"
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")}, daemon=limits)
     base = start(mcp_home)
     url = f"{base}/mcp/alpha"
-    post = {
-        "Authorization": f"Bearer {token(mcp_home)}",
-        "Accept": "application/json, text/event-stream",
-        "Content-Type": "application/json",
-    }
-    init = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "raw", "version": "0"},
-        },
-    }
+    post = post_headers(token(mcp_home))
     ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
     async with httpx2.AsyncClient(timeout=30) as http:
         sessions = []
         for _ in range(2):
-            opened = await http.post(url, json=init, headers=post)
+            opened = await http.post(url, json=INITIALIZE, headers=post)
             sessions.append({**post, "Mcp-Session-Id": opened.headers["mcp-session-id"]})
         listen = [{**s, "Accept": "text/event-stream"} for s in sessions]
         async with http.stream("GET", url, headers=listen[0]) as first:
