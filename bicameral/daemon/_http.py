@@ -215,13 +215,13 @@ class HttpListener:
     token: str | None
     ready: Callable[[], bool]
     stopping: Callable[[], bool]
+    #: Requests served at once at most (the daemon's ``max_connections``);
+    #: past it a request gets 503 at once, so no flood holds unbounded memory.
+    max_requests: int
     mounts: dict[str, ASGIApp] = field(default_factory=dict)
     collectors: list[Any] = field(default_factory=list)
     #: Called when the graceful stop begins, to end long-lived streams.
     on_drain: list[Callable[[], None]] = field(default_factory=list)
-    #: Requests served at once at most (the daemon's ``max_connections``);
-    #: past it a request gets 503 at once, so no flood holds unbounded memory.
-    max_requests: int = 1024
     active: int = 0
     port: int = 0
     #: Set once the listener has drained (or never started): what stops

@@ -53,7 +53,6 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import orjson
 
-from bicameral.mcp._common import MAX_FRAME
 from bicameral.mcp._host import KNOWN_VERSIONS, MODERN_VERSIONS, ClientConn
 from bicameral.mcp._rounds import PARK_TIMEOUT
 from bicameral.protocol import InputBudget, Wire
@@ -193,9 +192,7 @@ class _Session:
 class HttpSessions:
     """The ASGI app mounted at ``/mcp``: sessions of both eras, per path."""
 
-    def __init__(
-        self, host: McpHost, max_frame: int = MAX_FRAME, max_buffered: int = 256 * 2**20
-    ) -> None:
+    def __init__(self, host: McpHost, max_frame: int, max_buffered: int) -> None:
         self.host = host
         self.max_frame = max_frame
         self.budget = InputBudget(max_buffered)
