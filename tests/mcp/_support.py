@@ -23,6 +23,18 @@ from bicameral.supervisor import ChildSpec, Supervisor
 
 TESTSERVER = str(Path(__file__).parent / "servers" / "testserver.py")
 
+#: An ``initialize`` request, as a raw client (a pipe, an HTTP POST) sends it.
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"},
+    },
+}
+
 
 def server_config(name: str, *extra: str, env: dict[str, str] | None = None) -> Any:
     """A config running the test server under `name`."""

@@ -20,7 +20,7 @@ import trio
 from mcp import ClientSession
 from mcp.shared.exceptions import MCPError
 
-from tests.mcp._support import sampler, session, text, wait_until
+from tests.mcp._support import INITIALIZE, sampler, session, text, wait_until
 from tests.mcp.conftest import BICAMERAL, McpHome
 
 
@@ -261,17 +261,7 @@ def test_the_bridge_exits_0_when_its_client_closes_stdin(mcp_home: McpHome, tran
         env=mcp_home.env,
     )
     assert proc.stdin is not None and proc.stdout is not None
-    request = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "t"},
-        },
-    }
-    proc.stdin.write(json.dumps(request).encode() + b"\n")
+    proc.stdin.write(json.dumps(INITIALIZE).encode() + b"\n")
     proc.stdin.flush()
     answer = json.loads(proc.stdout.readline())
     assert answer["result"]["serverInfo"]["name"] == "alpha", answer

@@ -24,20 +24,8 @@ import trio
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.mcp._support import text
+from tests.mcp._support import INITIALIZE, text
 from tests.mcp.conftest import BICAMERAL, McpHome
-
-#: An ``initialize`` request, as a raw HTTP client sends it.
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "raw", "version": "0"},
-    },
-}
 
 
 def post_headers(key: str | None) -> dict[str, str]:
