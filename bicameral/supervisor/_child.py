@@ -5,16 +5,14 @@ from __future__ import annotations
 import contextvars
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.lowlevel
 
+from bicameral.supervisor._changes import Changes
 from bicameral.supervisor._spec import ChildSpec
 from bicameral.supervisor._tasks import Scope
-
-if TYPE_CHECKING:
-    from bicameral.supervisor._supervisor import Supervisor
 
 __all__ = ["ChildHandle", "StopFlag", "current_child"]
 
@@ -70,6 +68,7 @@ class ChildHandle:
     __slots__ = (
         "_alive",
         "_backoff_n",
+        "_changes",
         "_deliberate",
         "_done",
         "_gen",
@@ -83,13 +82,12 @@ class ChildHandle:
         "spec",
         "started_at",
         "stopping",
-        "supervisor",
         "value",
     )
 
-    def __init__(self, spec: ChildSpec, supervisor: Supervisor) -> None:
+    def __init__(self, spec: ChildSpec, changes: Changes) -> None:
         self.spec = spec
-        self.supervisor = supervisor
+        self._changes = changes  # its supervisor's: a change here wakes `wait_until`
         self._state = "stopped"
         self._restarts = 0
         self.started_at: float | None = None
@@ -112,7 +110,8 @@ class ChildHandle:
 
     # `state` and `restarts` tell the supervisor when they change, so that
     # `Supervisor.wait_until` wakes on an event instead of polling. The cost
-    # on the restart path is one attribute test while nobody waits.
+    # on the restart path of a root's child is two attribute tests while
+    # nobody waits; in a subtree, a walk up to the root.
 
     @property
     def state(self) -> str:
@@ -121,8 +120,9 @@ class ChildHandle:
     @state.setter
     def state(self, value: str) -> None:
         self._state = value
-        if self.supervisor._changed is not None:
-            self.supervisor._touch()
+        changes = self._changes
+        if changes.event is not None or changes.parent is not None:
+            changes.touch()
 
     @property
     def restarts(self) -> int:
@@ -131,8 +131,9 @@ class ChildHandle:
     @restarts.setter
     def restarts(self, value: int) -> None:
         self._restarts = value
-        if self.supervisor._changed is not None:
-            self.supervisor._touch()
+        changes = self._changes
+        if changes.event is not None or changes.parent is not None:
+            changes.touch()
 
     @property
     def started_value(self) -> Any:

@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from bicameral.supervisor._child import _MISSING, ChildHandle, json_or_missing
+from bicameral.supervisor._spec import Strategy
 
-if TYPE_CHECKING:
-    from bicameral.supervisor._supervisor import Supervisor
+__all__ = ["Subtree", "child_entry", "supervisor_entry"]
 
-__all__ = ["child_entry", "supervisor_entry"]
+
+class Subtree(Protocol):
+    """What the snapshot reads of a supervisor (a `Supervisor`, seen from here)."""
+
+    name: str
+    strategy: Strategy
+
+    @property
+    def max_restarts(self) -> int: ...
+
+    @property
+    def max_seconds(self) -> float: ...
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def children(self) -> Sequence[ChildHandle]: ...
 
 
 def child_entry(child: ChildHandle) -> dict[str, Any]:
@@ -23,9 +41,9 @@ def child_entry(child: ChildHandle) -> dict[str, Any]:
     while stack:
         entry, handle = stack.pop()
         if handle.spec.kind == "supervisor":
-            sub: Supervisor = handle.spec.target
+            sub: Subtree = handle.spec.target
             children = entry["children"]
-            for c in sub._children:
+            for c in sub.children:
                 sub_entry = _one(c)
                 children.append(sub_entry)
                 stack.append((sub_entry, c))
@@ -48,25 +66,28 @@ def _one(child: ChildHandle) -> dict[str, Any]:
         if value is not _MISSING:
             entry["started_value"] = value
     if spec.kind == "supervisor":
-        sub: Supervisor = spec.target
-        entry["strategy"] = sub.strategy.value
-        entry["max_restarts"] = sub.max_restarts
-        entry["max_seconds"] = sub.max_seconds
+        _subtree_fields(entry, spec.target)
         entry["children"] = []
     return entry
 
 
-def supervisor_entry(sup: Supervisor) -> dict[str, Any]:
+def _subtree_fields(entry: dict[str, Any], sub: Subtree) -> None:
+    entry["strategy"] = sub.strategy.value
+    entry["max_restarts"] = sub.max_restarts
+    entry["max_seconds"] = sub.max_seconds
+
+
+def supervisor_entry(sup: Subtree, restarts: int, started_at: float | None) -> dict[str, Any]:
     """A supervisor seen from above: the root of a snapshot."""
-    return {
+    entry: dict[str, Any] = {
         "name": sup.name,
         "kind": "supervisor",
         "state": sup.state,
         "strategy": sup.strategy.value,
-        "restarts": max(0, sup._runs - 1),
-        "started_at": sup._started_at,
+        "restarts": restarts,
+        "started_at": started_at,
         "last_exit": None,
-        "max_restarts": sup.max_restarts,
-        "max_seconds": sup.max_seconds,
-        "children": [child_entry(c) for c in sup._children],
     }
+    _subtree_fields(entry, sup)
+    entry["children"] = [child_entry(c) for c in sup.children]
+    return entry
