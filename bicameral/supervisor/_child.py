@@ -61,8 +61,10 @@ class ChildHandle:
     A child sees its own handle through `current_child()`. Public, read-only
     attributes: `name`, `spec`, `restarts` (how often it was restarted: by
     the supervisor, an operator's `restart_child` included), `stopping` (a `StopFlag`),
-    `state` (as in the snapshot) and `started_value` (the value the child
-    passed to ``task_status.started()``, or ``None``).
+    `state` (as in the snapshot), `started_value` (the value the child
+    passed to ``task_status.started()``, or ``None``) and `retry_at` (for a
+    ``failed`` child with `ChildSpec.retry_after`: when it is tried again,
+    as ``time.time()``; else ``None``).
     """
 
     __slots__ = (
@@ -73,12 +75,14 @@ class ChildHandle:
         "_done",
         "_gen",
         "_restarts",
+        "_retry_n",
         "_scope",
         "_state",
         "_terminated",
         "_up_since",
         "_waiter",
         "last_exit",
+        "retry_at",
         "spec",
         "started_at",
         "stopping",
@@ -103,6 +107,8 @@ class ChildHandle:
         self._backoff_n = 0
         self._up_since: float | None = None  # monotonic time it last became running
         self._waiter: _Waiter | None = None
+        self.retry_at: float | None = None  # failed, retried then (`time.time()`)
+        self._retry_n = 0  # consecutive failures retried (`ChildSpec.retry_after`)
 
     @property
     def name(self) -> str:
@@ -159,7 +165,7 @@ class ChildHandle:
           (default: now).
 
         The supervisor's own view wins: while it is starting, stopping or has
-        stopped the child, a reported ``state`` is ignored (``value`` and
+        stopped the child, or waits to retry it, a reported ``state`` is ignored (``value`` and
         ``error`` are still recorded). Nothing here changes what the
         supervisor does: restart decisions and intensity follow the child's
         real exits only.
@@ -177,7 +183,7 @@ class ChildHandle:
                 raise ValueError(
                     f"a child can report {', '.join(sorted(_REPORTABLE))}, not {state!r}"
                 )
-            if self.state in _REPORTABLE and not self.stopping.is_set():
+            if self.state in _REPORTABLE and not self.stopping.is_set() and self.retry_at is None:
                 self.state = state
 
     def __repr__(self) -> str:

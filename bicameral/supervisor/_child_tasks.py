@@ -102,14 +102,17 @@ class ChildTasks:
 
     # ------------------------------------------------------- start, stop, run
 
-    def _spawn(self, child: ChildHandle, waiter: _Waiter | None) -> None:
+    def _spawn(self, child: ChildHandle, waiter: _Waiter | None, retry: float = 0.0) -> None:
+        """Start `child`'s task: at once, or as a retry in `retry` seconds (`_retry_wait`)."""
         assert self._tg is not None
         child._gen += 1
         child._alive = True
         child._deliberate = False
         child._waiter = waiter
-        child.state = "starting"
-        self._tg.start_soon(self._child_task, child, child._gen, name=child.spec.name)
+        child._up_since = None
+        if not retry:
+            child.state = "starting"
+        self._tg.start_soon(self._child_task, child, child._gen, retry, name=child.spec.name)
 
     async def _start(self, child: ChildHandle) -> None:
         """Start `child` and wait for its readiness; `ChildStartError` if it fails."""
@@ -139,7 +142,8 @@ class ChildTasks:
         child._deliberate = True
         done = child._done = anyio.Event()
         grace = child.spec.grace
-        backing_off = child.state == "backoff"
+        retrying = child.retry_at is not None
+        backing_off = retrying or child.state == "backoff"  # no target runs: nothing to wait for
         child.state = "stopping"
         if grace > 0 and not backing_off:
             child.stopping.set()
@@ -150,15 +154,23 @@ class ChildTasks:
             child._scope.cancel()
             await done.wait()
         child._done = None
-        child.state = "stopped"
+        # A failed child stays failed (its last_exit says why); its retry is off.
+        child.state = "failed" if retrying else "stopped"
 
-    async def _child_task(self, child: ChildHandle, gen: int) -> None:
-        """A child's task: run the target; ONE_FOR_ONE restarts loop right here."""
+    async def _child_task(self, child: ChildHandle, gen: int, retry: float = 0.0) -> None:
+        """A child's task: run the target; ONE_FOR_ONE restarts loop right here.
+
+        With `retry`, the child is ``failed`` and this first waits that long
+        to try it again (`_retry_wait`); a retry decided by `_after_exit`
+        waits here too, so that stopping the child ends the wait at once.
+        """
         _current.set(child)
         scope = child._scope = self._scope_class()
         try:
             with scope:
                 delay = 0.0
+                if retry and not await self._retry_wait(child, retry):
+                    return
                 while True:
                     if delay > 0:
                         child.state = "backoff"
@@ -166,7 +178,12 @@ class ChildTasks:
                     again = await self._run_once(child)
                     if again is None:
                         break
-                    delay = again
+                    if child.retry_at is None:
+                        delay = again
+                    elif await self._retry_wait(child, again):
+                        delay = 0.0
+                    else:
+                        break
                     # A full scheduling point per restart: a child that fails
                     # without ever awaiting cannot starve the loop (a restart
                     # storm within the intensity), outside deadlines fire, and
@@ -177,6 +194,7 @@ class ChildTasks:
             if child._gen == gen:
                 child._alive = False
                 child._scope = None
+                child.retry_at = None
                 if child._done is not None:
                     child._done.set()
                 waiter = child._waiter
@@ -239,7 +257,15 @@ class ChildTasks:
     def _after_exit(
         self, child: ChildHandle, error: BaseException | None, shutdown: bool
     ) -> float | None:
-        """What an unrequested exit means: a delay to restart in place after, or None."""
+        """What an unrequested exit means: a delay to restart in place after, or None.
+
+        With ``child.retry_at`` set, the child is ``failed`` and the delay is
+        its retry's (`_retry_wait`), not a backoff.
+        """
+        raise NotImplementedError
+
+    async def _retry_wait(self, child: ChildHandle, delay: float) -> bool:
+        """Wait `delay`, then retry `child`; True to run it again in this task."""
         raise NotImplementedError
 
     def _is_cancellation(self, exc: BaseException) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import random
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -19,7 +20,7 @@ import anyio
 
 from bicameral.supervisor._backoff import Backoff
 from bicameral.supervisor._child import ChildHandle
-from bicameral.supervisor._child_tasks import ChildTasks
+from bicameral.supervisor._child_tasks import ChildTasks, logger
 from bicameral.supervisor._errors import ChildStartError, RestartIntensityExceeded
 from bicameral.supervisor._intensity import RestartIntensity
 from bicameral.supervisor._spec import ChildSpec, Restart, Strategy
@@ -84,15 +85,15 @@ class Restarts(ChildTasks):
         `shutdown`: the child is a nested supervisor that gave up. OTP's
         supervisor then exits with reason ``shutdown``: a PERMANENT entry
         restarts it (counted here, so giving up escalates), a TRANSIENT or
-        TEMPORARY one keeps the entry, ``failed``, until ``restart_child``.
+        TEMPORARY one keeps the entry, ``failed``, until ``restart_child``
+        (or, with ``retry_after``, until its retry: `_fail`).
         """
         restart = child.spec.restart
         if self._stopping_all:
             child.state = "stopped"
             return None
         if shutdown and restart is not Restart.PERMANENT:
-            child.state = "failed"
-            return None
+            return self._fail(child)
         if restart is Restart.TEMPORARY:
             # OTP deletes a temporary child's spec when it exits, whatever the reason.
             child.state = "stopped"
@@ -102,6 +103,10 @@ class Restarts(ChildTasks):
             child.state = "stopped"
             return None
         if not self._intensity.add():
+            if child.spec.retry_after is not None:
+                # supervisor2's {permanent, Delay}: not a give-up, a retry later.
+                self._intensity.take_back()
+                return self._fail(child)
             self._post((FAIL, self._give_up(child, error)))
             return None
         delay = self._next_delay(child)
@@ -178,6 +183,11 @@ class Restarts(ChildTasks):
                 return
             failed, error = retry
             if not self._intensity.add():
+                if failed.spec.retry_after is not None:
+                    # The group waits for its retry, which restarts the group.
+                    self._intensity.take_back()
+                    self._retry_later(failed)
+                    return
                 self._events.appendleft((FAIL, self._give_up(failed, error)))
                 return
             delay = self._next_delay(failed)
@@ -204,3 +214,71 @@ class Restarts(ChildTasks):
             with anyio.CancelScope(shield=True):
                 await self._lock.acquire()
         return not interrupt.is_set()
+
+    # ------------------------------------------------------- delayed retries
+
+    def _fail(self, child: ChildHandle) -> float | None:
+        """Leave `child` ``failed``; with ``retry_after``, return its retry's delay.
+
+        Sets ``child.retry_at``; the child's task (or one `_retry_later`
+        spawns) then waits the delay in `_retry_wait`. Without
+        ``retry_after`` the child stays failed until `restart_child` (OTP).
+        """
+        after = child.spec.retry_after
+        if after is None:
+            child.state = "failed"
+            return None
+        delay = self._retry_delay(child, after)
+        child.retry_at = time.time() + delay
+        child.state = "failed"
+        logger.warning(
+            "supervisor %r: child %r failed; retrying in %.3g s", self.name, child.spec.name, delay
+        )
+        return delay
+
+    def _retry_delay(self, child: ChildHandle, after: float | Backoff) -> float:
+        """The delay before `child`'s next retry: fixed, or its Backoff's next step."""
+        up_since, child._up_since = child._up_since, None
+        if not isinstance(after, Backoff):
+            return float(after)
+        # Up for a whole period (its own, for a subtree, if longer): not the
+        # same failure as the last one, so the delays start over, as the
+        # restart backoff's do.
+        period = self.max_seconds
+        if child.spec.kind == "supervisor":
+            period = max(period, child.spec.target.max_seconds)
+        if up_since is not None and anyio.current_time() - up_since >= period:
+            child._retry_n = 0
+        child._retry_n += 1
+        return after.delay(child._retry_n, self._rng)
+
+    def _retry_later(self, child: ChildHandle) -> None:
+        """`child` failed to start and is not running: retry it later, if its spec says so."""
+        delay = self._fail(child)
+        if delay is not None and not self._stopping_all:
+            self._spawn(child, None, retry=delay)
+
+    async def _retry_wait(self, child: ChildHandle, delay: float) -> bool:
+        """Wait a failed child's retry delay, then restart it as its strategy says.
+
+        A retry does not count toward the intensity, as an operator's
+        `restart_child` does not: its delay paces it already, and counting
+        it would leave a supervisor with ``max_restarts=0`` retrying nothing
+        (RabbitMQ's ``supervisor2`` counts it, and with a full intensity
+        only schedules the next delay). ONE_FOR_ONE: True, the child's task
+        runs it again. ONE_FOR_ALL / REST_FOR_ONE: the manager restarts the
+        group, as after a crash, and the task ends. Stopping the child
+        (`restart_child`, `terminate_child`, `delete_child`, `stop`) cancels
+        the wait at once.
+        """
+        await anyio.sleep(delay)
+        child.retry_at = None
+        if self._stopping_all:
+            return False
+        logger.info("supervisor %r: retrying child %r", self.name, child.spec.name)
+        if self.strategy is Strategy.ONE_FOR_ONE:
+            child.restarts += 1
+            child.state = "starting"
+            return True
+        self._post((GROUP, child, child._gen, 0.0))
+        return False

@@ -60,6 +60,7 @@ def _one(child: ChildHandle) -> dict[str, Any]:
         "restart": spec.restart.value,
         "started_at": child.started_at,
         "last_exit": dict(child.last_exit) if child.last_exit is not None else None,
+        "retry_at": child.retry_at,
     }
     if child.value is not _MISSING and child.value is not None:
         value = json_or_missing(child.value)

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bicameral.supervisor._backoff import Backoff
+
 __all__ = ["DEFAULT_WORKER_SHUTDOWN", "ChildSpec", "Restart", "Strategy"]
 
 #: Grace for workers and processes, as Elixir's default ``shutdown: 5000``.
@@ -83,6 +85,21 @@ class ChildSpec:
         (a subtree); or a `Command` (an OS process).
       args: positional arguments for a callable target.
       restart: see `Restart`.
+      retry_after: what to do when the supervisor would leave the child
+        ``failed`` (RabbitMQ ``supervisor2``'s ``{transient, Delay}`` /
+        ``{permanent, Delay}``). ``None`` (the default, OTP's behaviour): it
+        stays failed until `Supervisor.restart_child`. A number of seconds:
+        the supervisor tries it again after that long, and again after each
+        failure, for as long as it fails. A `Backoff`: the same, with a delay
+        that grows per consecutive failure (``Backoff.delay(n)`` before try
+        *n*) and starts over once the child stayed up for its supervisor's
+        ``max_seconds`` (a subtree: its own ``max_seconds``, if longer). The
+        child is left failed when a subtree gives up and its entry is
+        TRANSIENT; when restarting it would exceed its supervisor's restart
+        intensity (with ``retry_after`` the supervisor does not give up
+        because of this child: it uncounts that restart and retries later);
+        and when an operator's `Supervisor.restart_child` fails to start it.
+        Not for TEMPORARY children, which are never restarted.
       shutdown: seconds a graceful stop waits after setting
         ``current_child().stopping`` before cancelling the child; ``0``
         cancels at once (OTP's ``brutal_kill``); ``math.inf`` waits forever
@@ -100,6 +117,7 @@ class ChildSpec:
     args: tuple[Any, ...] = ()
     restart: Restart = Restart.PERMANENT
     shutdown: float | None = None
+    retry_after: float | Backoff | None = None
     kind: str = field(init=False, compare=False, repr=False, default="worker")
 
     def __post_init__(self) -> None:
@@ -119,6 +137,22 @@ class ChildSpec:
                 object.__setattr__(self, "shutdown", DEFAULT_WORKER_SHUTDOWN)
         elif math.isnan(self.shutdown) or self.shutdown < 0:
             raise ValueError("ChildSpec.shutdown must be >= 0 (or None)")
+        self._check_retry_after()
+
+    def _check_retry_after(self) -> None:
+        after = self.retry_after
+        if after is None:
+            return
+        if self.restart is Restart.TEMPORARY:
+            raise ValueError("ChildSpec.retry_after makes no sense for a TEMPORARY child")
+        if isinstance(after, Backoff):
+            if after.initial <= 0:
+                raise ValueError("ChildSpec.retry_after: the Backoff's initial delay must be > 0")
+            return
+        if isinstance(after, bool) or not isinstance(after, (int, float)):
+            raise TypeError(f"ChildSpec.retry_after must be seconds or a Backoff, not {after!r}")
+        if not 0 < after < math.inf:
+            raise ValueError("ChildSpec.retry_after must be > 0 seconds and finite")
 
     @property
     def grace(self) -> float:

@@ -264,7 +264,11 @@ class Supervisor(Restarts):
             await self._stop_child(child)
             child._terminated = False
             child.restarts += 1
-            await self._start(child)
+            try:
+                await self._start(child)
+            except ChildStartError:
+                self._retry_later(child)  # with ChildSpec.retry_after
+                raise
             return child_entry(child)
 
     async def terminate_child(self, name: str) -> None:
