@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -516,10 +517,14 @@ def ps(
     rows = [["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "TOOLS", "CLIENTS", "MEM", "LAST ERROR"]]
     for r in result["servers"]:
         error = r["last_error"] if r["state"] not in ("ready",) or r["restarts"] else None
+        state = r["state"]
+        if isinstance(r.get("retry_at"), int | float):
+            # Down, and the daemon tries it again by itself: say when.
+            state += f", retry in {_fast._duration(max(0.0, r['retry_at'] - time.time()))}"
         rows.append(
             [
                 r["name"],
-                r["state"],
+                state,
                 str(r["pid"] or "-") if not r.get("url") else "remote",
                 _fast._duration(r["uptime_s"]) if r["uptime_s"] is not None else "-",
                 str(r["restarts"]),

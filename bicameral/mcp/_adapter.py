@@ -8,8 +8,9 @@ answering pings. The supervisor does every restart, with `BACKOFF` and an
 intensity of `MAX_RESTARTS` within `MAX_SECONDS`; past it the subtree gives
 up as OTP's does (reason *shutdown*), and its TRANSIENT entry stays
 ``failed`` with the cause, so one crash-looping server never spends the
-restart intensity its siblings share, nor takes the daemon down. The MCP
-plugin retries a failed server after `FAILED_RETRY` seconds; ``mcp
+restart intensity its siblings share, nor takes the daemon down. The
+``adapters`` supervisor retries a failed server after `FAILED_RETRY`
+seconds (its spec's ``retry_after``, set by the MCP plugin); ``mcp
 restart``, ``adapters.restart`` and a reload do it at once.
 
 Readiness never waits for a server: ``server`` reports started before it

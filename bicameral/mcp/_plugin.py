@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,12 +21,13 @@ class McpPlugin:
 
     ``load_config`` validates ``[mcp]`` and ``[mcp.servers.*]``;
     ``adapter_specs`` gives one TRANSIENT child per enabled server, its
-    `ServerTree` (``bicameral.mcp._adapter``): trees of equal configuration
+    `ServerTree` (``bicameral.mcp._adapter``), which the ``adapters``
+    supervisor retries ``FAILED_RETRY`` seconds after it gave up
+    (``ChildSpec.retry_after``, SPEC §8.2): trees of equal configuration
     compare equal, so an unchanged server's spec is left running across a
     reload. ``install`` registers the ``mcp`` attach mode and the
-    ``mcp.servers`` method, and starts the task that retries a failed
-    server after ``FAILED_RETRY`` seconds. Nothing here imports the SDK:
-    the servers' own children do, after the daemon is ready.
+    ``mcp.servers`` method. Nothing here imports the SDK: the servers' own
+    children do, after the daemon is ready.
     """
 
     name = "mcp"
@@ -58,11 +58,16 @@ class McpPlugin:
         self.registry.disabled = [s.name for s in servers.values() if not s.enabled]
         if not enabled:
             return []
-        from bicameral.mcp._adapter import ServerTree
+        from bicameral.mcp._adapter import FAILED_RETRY, ServerTree
         from bicameral.supervisor import ChildSpec, Restart
 
         return [
-            ChildSpec(name=s.name, target=ServerTree(s, self.registry), restart=Restart.TRANSIENT)
+            ChildSpec(
+                name=s.name,
+                target=ServerTree(s, self.registry),
+                restart=Restart.TRANSIENT,
+                retry_after=FAILED_RETRY,
+            )
             for s in enabled
         ]
 
@@ -93,7 +98,6 @@ class McpPlugin:
             host.add_metrics(McpCollector(self.registry, sessions))
             host.on_http_drain(sessions.drain)
             host.start_soon(sessions.run)
-        host.start_soon(retry_failed, host)
         host.start_soon(terminate_on_stop, host, self.registry)
 
 
@@ -117,62 +121,6 @@ async def terminate_on_stop(host: DaemonHost, registry: Registry) -> None:
         with anyio.move_on_after(10.0):
             await host.http.wait_drained()
     registry.terminate_all()
-
-
-def _differs(current: Callable[[], dict[str, int]], seen: dict[str, int]) -> bool:
-    return current() != seen
-
-
-async def retry_failed(host: DaemonHost) -> None:
-    """Restart a server whose supervisor gave up, `FAILED_RETRY` seconds later (SPEC §8.2).
-
-    One timer per failed server; a server restarted, stopped or removed
-    meanwhile cancels its timer. Waits on the tree's changes, never polls.
-    """
-    import anyio
-
-    from bicameral.mcp._adapter import FAILED_RETRY
-
-    adapters = host.adapters
-    timers: dict[str, tuple[int, anyio.CancelScope]] = {}
-
-    def failed() -> dict[str, int]:
-        return {
-            c.name: id(c)
-            for c in adapters.children
-            if c.state == "failed" and c.spec.kind == "supervisor"
-        }
-
-    async with anyio.create_task_group() as tg:
-
-        async def later(name: str, handle: int, scope: anyio.CancelScope) -> None:
-            with scope:
-                await anyio.sleep(FAILED_RETRY)
-                still = failed().get(name) == handle
-                if still:
-                    try:
-                        await adapters.restart_child(name)
-                    except Exception as exc:  # it failed to start again: the next give-up retries
-                        import logging
-
-                        logging.getLogger("bicameral.mcp").warning(
-                            "retrying MCP server %r failed: %s", name, exc
-                        )
-            if timers.get(name, (0, None))[1] is scope:
-                del timers[name]
-
-        while True:
-            now = failed()
-            for name, (handle, scope) in list(timers.items()):
-                if now.get(name) != handle:
-                    scope.cancel()
-                    del timers[name]
-            for name, handle in now.items():
-                if name not in timers:
-                    scope = anyio.CancelScope()
-                    timers[name] = (handle, scope)
-                    tg.start_soon(later, name, handle, scope)
-            await adapters.wait_until(functools.partial(_differs, failed, dict(now)))
 
 
 plugin = McpPlugin()

@@ -64,7 +64,9 @@ def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
     server is spoken to in) and ``instances`` (each with
     ``name``, ``state``, ``pid``, ``clients``, ``capabilities``, ``roots``,
     ``spare``; the primary, ``server``, first), ``url`` and ``auth`` (a
-    remote server's endpoint and ``none | bearer``; None for a local one).
+    remote server's endpoint and ``none | bearer``; None for a local one),
+    and ``retry_at``: for a ``failed`` server, when the daemon tries it
+    again (a Unix time; None when nothing is due).
 
     Raises:
       ConfigError: the configuration cannot be read, or `name` is not in it.
@@ -127,6 +129,7 @@ def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
                 "instances": instances,
                 "url": server.url,
                 "auth": _auth_state(paths, server) if server.remote else None,
+                "retry_at": (entry or {}).get("retry_at") if state == "failed" else None,
             }
         )
     return {

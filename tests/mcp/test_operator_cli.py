@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,28 @@ def test_a_crash_looping_server_failed_is_revived_by_restart_and_by_reload(
     reloaded = mcp_home.cli("daemon", "reload")
     assert reloaded.returncode == 0 and json.loads(reloaded.stdout)["restarted"] == ["loop"]
     wait_until(lambda: states(mcp_home)["loop"] == "ready")
+
+
+def test_a_failed_server_shows_when_it_is_retried_until_a_restart_cancels_that(
+    mcp_home: McpHome,
+) -> None:
+    flag = mcp_home.path / "fail"
+    flag.write_text("")
+    mcp_home.configure(
+        {"loop": mcp_home.test_server("loop", env={"TESTSERVER_FAIL_IF": str(flag)})}
+    )
+    mcp_home.env["BICAMERAL_MCP_BACKOFF"] = "0.05"  # the crash loop ends in a second
+    assert mcp_home.cli("daemon", "start").returncode == 0
+    wait_until(lambda: states(mcp_home)["loop"] == "failed", timeout=90)
+    (row,) = ps(mcp_home)["servers"]
+    assert row["state"] == "failed"
+    # Down, and retried by the daemon 5 minutes after its supervisor gave up (SPEC §8.2).
+    assert row["retry_at"] == pytest.approx(time.time() + 300, abs=60)
+    flag.unlink()
+    assert mcp_home.cli("mcp", "restart", "loop").returncode == 0
+    wait_until(lambda: states(mcp_home)["loop"] == "ready")
+    (row,) = ps(mcp_home)["servers"]
+    assert row["state"] == "ready" and row["retry_at"] is None
 
 
 def test_add_and_remove_with_reload_apply_at_once(mcp_home: McpHome, tmp_path: Path) -> None:
