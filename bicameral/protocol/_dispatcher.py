@@ -2,7 +2,7 @@
 
 The `Dispatcher` maps method names to handlers and turns one request object
 into one response object. Everything about connections (concurrency, limits,
-batches on the wire, upgrades) lives in `_connection`; this module is plain
+batches on the wire, upgrades) lives in `_requests` and `_served`; this module is plain
 functions over parsed JSON, so the rules are easy to read and to test.
 """
 
@@ -14,14 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from bicameral.protocol._errors import (
-    INTERNAL_ERROR,
-    INVALID_REQUEST,
-    METHOD_NOT_FOUND,
-    RPCError,
-)
+from bicameral.protocol._codes import INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND
+from bicameral.protocol._errors import RPCError
+from bicameral.protocol._framing import EncodeError, encode
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # not a circle: only for the types (keeps Trio off this import)
     from bicameral.protocol._connection import Connection
 
 __all__ = ["Dispatcher", "Handler"]
@@ -153,6 +150,32 @@ def error_response(msg_id: Any, code: int, message: str) -> dict[str, Any]:
 
 def internal_error(msg_id: Any) -> dict[str, Any]:
     return error_response(msg_id, INTERNAL_ERROR, "internal error")
+
+
+def encode_response(response: dict[str, Any]) -> bytes:
+    """The line of one response; -32603 ``internal error`` if its result is not JSON."""
+    try:
+        return encode(response)
+    except EncodeError:
+        logger.exception("a result could not be encoded as JSON")
+        return encode(internal_error(response.get("id")))
+
+
+def encode_batch(responses: list[dict[str, Any]]) -> bytes:
+    """The line of a batch's responses, each that is not JSON replaced by an internal error."""
+    try:
+        return encode(responses)
+    except EncodeError:
+        fixed = []
+        for response in responses:
+            try:
+                encode(response)
+            except EncodeError:
+                logger.exception("a result could not be encoded as JSON")
+                fixed.append(internal_error(response.get("id")))
+            else:
+                fixed.append(response)
+        return encode(fixed)
 
 
 def _valid_id(value: Any) -> bool:
