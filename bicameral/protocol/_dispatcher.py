@@ -41,7 +41,7 @@ class Dispatcher:
     A handler answers by returning a JSON-serialisable result, or by raising
     `RPCError` to answer with that error. Any other exception is a bug in the
     handler: it is logged with its traceback on the ``bicameral.protocol``
-    logger and the client gets -32603 ``internal error``, with nothing of the
+    logger and the client gets `INTERNAL_ERROR` ``internal error``, with nothing of the
     exception on the wire. Cancellation is never converted: it propagates.
 
     A handler whose body contains no ``await`` (nor ``async with`` / ``async
@@ -153,7 +153,7 @@ def internal_error(msg_id: Any) -> dict[str, Any]:
 
 
 def encode_response(response: dict[str, Any]) -> bytes:
-    """The line of one response; -32603 ``internal error`` if its result is not JSON."""
+    """The line of one response; `INTERNAL_ERROR` if its result is not JSON."""
     try:
         return encode(response)
     except EncodeError:
@@ -184,7 +184,7 @@ def _valid_id(value: Any) -> bool:
 
 
 def parse_request(obj: Any) -> Request | dict[str, Any]:
-    """Validate one request object: the request, or the -32600 response to send instead.
+    """Validate one request object: the request, or the `INVALID_REQUEST` response to send instead.
 
     An invalid object gets a response even when it has no ``id``: it is not a
     valid notification either, and JSON-RPC answers invalid requests with an

@@ -157,7 +157,7 @@ class ServedConnection(RequestRunner):
                 nursery.cancel_scope.cancel()
 
     async def _refuse(self, nursery: trio.Nursery, message: str) -> None:
-        """Answer -32600 ``message`` (waiting no longer than for a stall), then close."""
+        """Answer `INVALID_REQUEST` ``message`` (waiting no longer than for a stall), then close."""
         error = encode(error_response(None, INVALID_REQUEST, message))
         with trio.move_on_after(self._limits.partial_frame_timeout):
             await self._out.send(error)

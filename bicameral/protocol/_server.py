@@ -409,7 +409,7 @@ async def serve_tcp(
     """Serve ``dispatcher`` on TCP ``host:port`` (port 0: any free one) until cancelled.
 
     Meant for loopback: every request before a successful ``system.attach``
-    whose params carry ``token`` is answered -32001 and never reaches the
+    whose params carry ``token`` is answered `UNAUTHORIZED` and never reaches the
     dispatcher. ``task_status.started("host:port")`` names the bound address.
     """
     if not token:
