@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         service_file,
         uninstall_service,
     )
+    from bicameral.daemon._lock import flock
     from bicameral.daemon._logs import LogFilter, follow_log, parse_since, tail_log
     from bicameral.daemon._paths import (
         DaemonPaths,
@@ -85,6 +86,7 @@ __all__ = [
     "daemon_checks",
     "daemon_environ",
     "default_transport",
+    "flock",
     "follow_log",
     "identity_matches",
     "inspect",
@@ -143,6 +145,7 @@ _LAZY = {
     "daemon_checks": "_doctor",
     "daemon_environ": "_doctor",
     "default_transport": "_platform",
+    "flock": "_lock",
     "follow_log": "_logs",
     "identity_matches": "_identity",
     "inspect": "_control",
