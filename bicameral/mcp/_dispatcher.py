@@ -138,8 +138,8 @@ class LeanDispatcher:
 
     def __init__(
         self,
-        reader: ByteReceiveStream,
-        writer: ByteSendStream,
+        reader: ByteReceiveStream | FdReader,
+        writer: ByteSendStream | FdWriter,
         on_eof: Callable[[], None] | None = None,
         *,
         max_frame: int = MAX_FRAME,
@@ -148,13 +148,7 @@ class LeanDispatcher:
         on_notification_seen: Callable[[str], None] | None = None,
     ) -> None:
         self.on_notification_seen = on_notification_seen
-        # The supervisor's pipe streams expose their fds: use them directly.
-        read_fd = getattr(reader, "fileno", None)
-        write_fd = getattr(writer, "fileno", None)
-        self._wire = Wire(
-            FdReader(read_fd()) if read_fd is not None else reader,
-            FdWriter(write_fd()) if write_fd is not None else writer,
-        )
+        self._wire = Wire(reader, writer)
         self._on_eof = on_eof
         self._on_fatal = on_fatal
         self._max_frame = max_frame

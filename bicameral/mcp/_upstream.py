@@ -49,6 +49,8 @@ from bicameral.mcp._state import Instance, Live, Upstream
 from bicameral.protocol import (
     METHOD_NOT_FOUND,
     UNSUPPORTED_PROTOCOL_VERSION,
+    FdReader,
+    FdWriter,
     PeerClosed,
     RPCError,
 )
@@ -283,7 +285,12 @@ class _Local:
         self._cm = process_cm
         self.proc = proc
         self.pid: int | None = proc.pid
-        self.reader, self.writer = proc.stdout, proc.stdin
+        # The protocol's fd streams on the pipes' own descriptors (which
+        # the process keeps owning): fewer scheduler trips than its streams.
+        out_fd, in_fd = proc.stdout_fd, proc.stdin_fd
+        assert out_fd is not None and in_fd is not None  # spawned with PIPE
+        self.reader = FdReader(out_fd)
+        self.writer = FdWriter(in_fd)
         self._name = name
         self._tail: collections.deque[str] = collections.deque(maxlen=20)
         self._stderr_done = anyio.Event()
