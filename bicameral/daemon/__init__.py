@@ -14,12 +14,11 @@ daemon imports ``_serve``, the CLI ``_control``) pays only for what it uses.
 
 from __future__ import annotations
 
+from bicameral._lazy import lazy_exports
 from bicameral.daemon._errors import ConfigError, DaemonError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
-
     from bicameral.daemon._control import (
         STATUS_EXIT_CODES,
         StartError,
@@ -52,6 +51,7 @@ if TYPE_CHECKING:
         service_file,
         uninstall_service,
     )
+    from bicameral.daemon._lock import flock
     from bicameral.daemon._logs import LogFilter, follow_log, parse_since, tail_log
     from bicameral.daemon._paths import (
         DaemonPaths,
@@ -63,111 +63,6 @@ if TYPE_CHECKING:
     from bicameral.daemon._plugin import DaemonHost, DaemonPlugin
     from bicameral.daemon._serve import ServeOptions, serve
 
-__all__ = [
-    "OK",
-    "PROBLEM",
-    "STATUS_EXIT_CODES",
-    "WARNING",
-    "Check",
-    "ConfigError",
-    "DaemonError",
-    "DaemonHost",
-    "DaemonPaths",
-    "DaemonPlugin",
-    "Descriptor",
-    "LogFilter",
-    "MalformedDescriptor",
-    "ServeOptions",
-    "StartError",
-    "call_daemon",
-    "check_private_dir",
-    "check_trusted_path",
-    "daemon_checks",
-    "daemon_environ",
-    "default_transport",
-    "follow_log",
-    "identity_matches",
-    "inspect",
-    "install_service",
-    "is_alive",
-    "lock_file_held",
-    "parse_since",
-    "probe",
-    "read_descriptor",
-    "read_http_token",
-    "read_regular",
-    "reload",
-    "resolve_paths",
-    "restart",
-    "run_checks",
-    "serve",
-    "serve_argv",
-    "service_file",
-    "start",
-    "status",
-    "stop",
-    "tail_log",
-    "uninstall_service",
-    "write_atomic",
-]
-
-_LAZY = {
-    "StartError": "_control",
-    "call_daemon": "_control",
-    "is_alive": "_control",
-    "reload": "_control",
-    "restart": "_control",
-    "start": "_control",
-    "status": "_control",
-    "stop": "_control",
-    "Descriptor": "_descriptor",
-    "MalformedDescriptor": "_descriptor",
-    "read_descriptor": "_descriptor",
-    "read_http_token": "_http",
-    "read_regular": "_files",
-    "write_atomic": "_files",
-    "DaemonPaths": "_paths",
-    "check_private_dir": "_paths",
-    "check_trusted_path": "_paths",
-    "resolve_paths": "_paths",
-    "DaemonHost": "_plugin",
-    "DaemonPlugin": "_plugin",
-    "ServeOptions": "_serve",
-    "serve": "_serve",
-    "Check": "_doctor",
-    "LogFilter": "_logs",
-    "OK": "_doctor",
-    "PROBLEM": "_doctor",
-    "STATUS_EXIT_CODES": "_control",
-    "WARNING": "_doctor",
-    "daemon_checks": "_doctor",
-    "daemon_environ": "_doctor",
-    "default_transport": "_platform",
-    "follow_log": "_logs",
-    "identity_matches": "_identity",
-    "inspect": "_control",
-    "install_service": "_install",
-    "lock_file_held": "_doctor",
-    "parse_since": "_logs",
-    "probe": "_identity",
-    "run_checks": "_doctor",
-    "serve_argv": "_install",
-    "service_file": "_install",
-    "tail_log": "_logs",
-    "uninstall_service": "_install",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bicameral.daemon' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"bicameral.daemon.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__all__, __getattr__, __dir__ = lazy_exports(
+    __name__, __file__, eager=["ConfigError", "DaemonError"]
+)

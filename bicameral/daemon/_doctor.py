@@ -271,21 +271,18 @@ def lock_file_held(path: Path) -> bool | None:
     only against the daemon's exclusive lock. The file is not created and the
     holder pid it records is left as it is.
     """
-    if sys.platform == "win32":  # pragma: no cover - Windows
+    if sys.platform == "win32":  # pragma: no cover - Windows: no shared lock to probe with
         return None
-    import fcntl
+    from bicameral.daemon._lock import flock
 
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except FileNotFoundError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
+        return not flock(fd, shared=True)
     finally:
         os.close(fd)  # closing drops our shared lock, if we got it
-    return False
 
 
 def check_lock(paths: DaemonPaths, found: Inspection | None = None) -> list[Check]:

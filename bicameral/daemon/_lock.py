@@ -15,6 +15,9 @@ once so that its own child processes (MCP servers and their grandchildren)
 never keep the lock alive after it exits.
 
 The holder writes its pid into the file: informational only, for messages.
+
+`flock` is the one place bicameral takes a file lock: this lock, the
+doctor's probe of it, and the config editor's lock on its directory.
 """
 
 from __future__ import annotations
@@ -28,13 +31,26 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["LockFile"]
+__all__ = ["LockFile", "flock"]
 
 _WINDOWS = sys.platform == "win32"
 
 
-def _try_lock(fd: int) -> bool:
+def flock(fd: int, *, shared: bool = False, wait: bool = False) -> bool:
+    """Lock the open file (or directory) ``fd``: exclusive, or ``shared``.
+
+    The lock belongs to the open file description: it is dropped when the
+    last descriptor sharing it is closed, or when the holder dies. Without
+    ``wait``, returns False at once when another holder's lock conflicts;
+    with it, blocks until the lock is ours (and returns True).
+
+    Windows has no ``flock``: there an exclusive lock that does not wait is
+    taken with ``msvcrt.locking`` on the file's first byte, and the other
+    kinds are not taken at all (True: callers there rely on nothing else).
+    """
     if sys.platform == "win32":  # pragma: no cover - Windows
+        if shared or wait:
+            return True
         import msvcrt
 
         try:
@@ -45,8 +61,9 @@ def _try_lock(fd: int) -> bool:
         return True
     import fcntl
 
+    operation = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, operation if wait else operation | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     return True
@@ -67,7 +84,7 @@ class LockFile:
             fd = os.open(path, flags, 0o600)
         except OSError as exc:
             raise DaemonError(f"cannot open lock file {path}: {exc.strerror}") from None
-        if not _try_lock(fd):
+        if not flock(fd):
             os.close(fd)
             return None
         lock = cls(path, fd)
@@ -90,7 +107,7 @@ class LockFile:
             raise DaemonError(f"inherited lock descriptor {fd} is unusable: {exc}") from None
         if (fst.st_dev, fst.st_ino) != (pst.st_dev, pst.st_ino):
             raise DaemonError(f"inherited lock descriptor {fd} is not {path}")
-        if not _try_lock(fd):
+        if not flock(fd):
             raise DaemonError(f"inherited lock descriptor {fd} does not hold {path}")
         lock = cls(path, fd)
         lock.write_holder(os.getpid())

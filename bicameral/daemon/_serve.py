@@ -68,7 +68,16 @@ from bicameral.daemon._signals import (
     take_early_reload,
     take_early_stop,
 )
-from bicameral.protocol import Connection, Dispatcher, Limits, RPCError, serve_tcp, serve_unix
+from bicameral.protocol import (
+    INVALID_PARAMS,
+    SERVER_ERROR,
+    Connection,
+    Dispatcher,
+    Limits,
+    RPCError,
+    serve_tcp,
+    serve_unix,
+)
 from bicameral.supervisor import ChildSpec, ChildStartError, Supervisor, current_child
 
 if TYPE_CHECKING:
@@ -682,17 +691,17 @@ class _Daemon:
         if params is None:
             params = {}
         if not isinstance(params, dict):
-            raise RPCError(-32602, "system.attach takes an object")
+            raise RPCError(INVALID_PARAMS, "system.attach takes an object")
         mode = params.get("mode", "rpc")
         tenant = params.get("tenant_id", "default")
         if not isinstance(mode, str) or not isinstance(tenant, str):
-            raise RPCError(-32602, "mode and tenant_id must be strings")
+            raise RPCError(INVALID_PARAMS, "mode and tenant_id must be strings")
         handler = None
         if mode != "rpc":
             assert self.host is not None
             handler = self.host.attach_modes.get(mode)
             if handler is None:
-                raise RPCError(-32602, f"unknown attach mode {mode!r}")
+                raise RPCError(INVALID_PARAMS, f"unknown attach mode {mode!r}")
         session = {"session_id": os.urandom(16).hex(), "tenant_id": tenant, "mode": mode}
         conn.state["session"] = dict(session, client=params.get("client"))
         if handler is not None:
@@ -709,7 +718,7 @@ class _Daemon:
         try:
             return await self.reload()
         except ConfigError as exc:
-            raise RPCError(-32000, f"reload rejected: {exc}") from None
+            raise RPCError(SERVER_ERROR, f"reload rejected: {exc}") from None
 
     async def _m_adapters_list(self, params: Any, conn: Connection) -> Any:
         assert self.adapters is not None
@@ -719,11 +728,11 @@ class _Daemon:
     def _adapter_name(self, params: Any, method: str) -> str:
         name = params.get("name") if isinstance(params, dict) else None
         if not isinstance(name, str):
-            raise RPCError(-32602, f'{method} takes {{"name": <adapter name>}}')
+            raise RPCError(INVALID_PARAMS, f'{method} takes {{"name": <adapter name>}}')
         assert self.adapters is not None
         if name not in {child.name for child in self.adapters.children}:
             running = ", ".join(child.name for child in self.adapters.children) or "none"
-            raise RPCError(-32602, f"no adapter named {name!r} (adapters: {running})")
+            raise RPCError(INVALID_PARAMS, f"no adapter named {name!r} (adapters: {running})")
         return name
 
     async def _m_adapters_restart(self, params: Any, conn: Connection) -> Any:

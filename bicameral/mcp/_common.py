@@ -15,7 +15,6 @@ __all__ = [
     "MAX_FRAME",
     "PROTOCOL_VERSION_KEY",
     "SERVER_INFO_KEY",
-    "UNSUPPORTED_PROTOCOL_VERSION",
     "UpstreamError",
 ]
 
@@ -45,8 +44,6 @@ CLIENT_CAPABILITIES_KEY = "io.modelcontextprotocol/clientCapabilities"
 LOG_LEVEL_KEY = "io.modelcontextprotocol/logLevel"
 SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
 ENVELOPE_KEYS = (PROTOCOL_VERSION_KEY, CLIENT_INFO_KEY, CLIENT_CAPABILITIES_KEY, LOG_LEVEL_KEY)
-#: The error a peer answers a protocol version it does not speak with.
-UNSUPPORTED_PROTOCOL_VERSION = -32022
 
 
 class UpstreamError(RPCError):

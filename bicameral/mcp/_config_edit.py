@@ -30,12 +30,13 @@ import dataclasses
 import json
 import os
 import re
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bicameral.daemon import ConfigError, DaemonError, check_trusted_path, write_atomic
+from bicameral.daemon import ConfigError, DaemonError, check_trusted_path, flock, write_atomic
 from bicameral.mcp._config import (
     ServerConfig,
     _server,
@@ -99,9 +100,7 @@ def _locked_dir(directory: Path) -> Iterator[None]:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create directory {directory}: {exc.strerror}") from None
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no flock; edits are rare and quick
+    if sys.platform == "win32":  # pragma: no cover - no flock there; edits are rare and quick
         yield
         return
     try:
@@ -109,7 +108,7 @@ def _locked_dir(directory: Path) -> Iterator[None]:
     except OSError as exc:
         raise ConfigError(f"cannot open directory {directory}: {exc.strerror}") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        flock(fd, wait=True)
         yield
     finally:
         os.close(fd)  # closing drops the lock

@@ -10,11 +10,14 @@ elicitation, roots, logging) while the wire is the same bounded `Peer` that
 serves the daemon's MCP clients: this module only translates between the
 two (docs/architecture.md, "One peer").
 
-Same contract as the SDK's (`mcp.shared.dispatcher.Dispatcher`): ``opts``
-understands ``timeout``, ``on_progress`` and ``cancel_on_abandon``; an error
-answer raises `MCPError` (the one place the peer's `RPCError` is mapped to
-the SDK's error); the connection closing wakes every waiter with
-``CONNECTION_CLOSED`` "Connection closed". A server's own requests
+Two faces for requests to the server. bicameral's own callers use `call`,
+which raises bicameral's errors: `RPCError` for the server's error answer
+(or `REQUEST_TIMEOUT`), `PeerClosed` when the stream closed first. The SDK's
+session uses `send_raw_request`, with the SDK's contract
+(`mcp.shared.dispatcher.Dispatcher`): ``opts`` understands ``timeout``,
+``on_progress`` and ``cancel_on_abandon``, and every error is an `MCPError`
+with the same code, message and data (the one place bicameral's errors are
+made into the SDK's). A server's own requests
 (sampling, roots...) run at most `MAX_INBOUND` at once (more are refused);
 its notifications at most `MAX_NOTIFY_TASKS` (more are dropped and logged).
 """
@@ -32,10 +35,18 @@ from anyio.abc import ByteReceiveStream, ByteSendStream
 from mcp.shared.dispatcher import CallOptions, OnNotify, OnNotifyIntercept, OnRequest
 from mcp.shared.exceptions import MCPError
 from mcp.shared.transport_context import TransportContext
-from mcp_types import CONNECTION_CLOSED, REQUEST_TIMEOUT
 
 from bicameral.mcp._common import MAX_FRAME
-from bicameral.protocol import TOO_LARGE, FdReader, FdWriter, Peer, PeerClosed, RPCError, Wire
+from bicameral.protocol import (
+    REQUEST_TIMEOUT,
+    TOO_LARGE,
+    FdReader,
+    FdWriter,
+    Peer,
+    ProgressFn,
+    RPCError,
+    Wire,
+)
 
 __all__ = ["LeanDispatcher"]
 
@@ -127,8 +138,8 @@ class LeanDispatcher:
 
     def __init__(
         self,
-        reader: ByteReceiveStream,
-        writer: ByteSendStream,
+        reader: ByteReceiveStream | FdReader,
+        writer: ByteSendStream | FdWriter,
         on_eof: Callable[[], None] | None = None,
         *,
         max_frame: int = MAX_FRAME,
@@ -137,13 +148,7 @@ class LeanDispatcher:
         on_notification_seen: Callable[[str], None] | None = None,
     ) -> None:
         self.on_notification_seen = on_notification_seen
-        # The supervisor's pipe streams expose their fds: use them directly.
-        read_fd = getattr(reader, "fileno", None)
-        write_fd = getattr(writer, "fileno", None)
-        self._wire = Wire(
-            FdReader(read_fd()) if read_fd is not None else reader,
-            FdWriter(write_fd()) if write_fd is not None else writer,
-        )
+        self._wire = Wire(reader, writer)
         self._on_eof = on_eof
         self._on_fatal = on_fatal
         self._max_frame = max_frame
@@ -164,6 +169,40 @@ class LeanDispatcher:
         params: Mapping[str, Any] | None,
         opts: CallOptions | None = None,
     ) -> dict[str, Any]:
+        """`call`, for the SDK's session: its errors are `MCPError`."""
+        opts = opts or {}
+        # The SDK gives its discover probe 10 s; the adapter bounds a
+        # server's whole start itself (`STARTUP_TIMEOUT`, as for `initialize`,
+        # which the SDK does not time), and a loaded machine needs it.
+        try:
+            return await self.call(
+                method,
+                params,
+                on_progress=opts.get("on_progress"),
+                time_limit=opts.get("timeout") if method != "server/discover" else None,
+                cancel_on_abandon=opts.get("cancel_on_abandon", True),
+            )
+        except RPCError as exc:  # PeerClosed included: CONNECTION_CLOSED
+            # Chained: bicameral code under the SDK's calls tells a closed
+            # stream by its cause (`PeerClosed`), not by its code or text.
+            raise MCPError(code=exc.code, message=exc.message, data=exc.data) from exc
+
+    async def call(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None,
+        *,
+        on_progress: ProgressFn | None = None,
+        time_limit: float | None = None,
+        cancel_on_abandon: bool = True,
+    ) -> dict[str, Any]:
+        """Send a request to the server and return its result (``{}`` for a non-object).
+
+        Raises:
+          RPCError: the server answered with an error; `REQUEST_TIMEOUT` when
+            `time_limit` seconds passed without an answer.
+          PeerClosed: the stream closed before the answer.
+        """
         peer = self._require_peer()
         envelope = self.envelope
         if envelope is not None and method != "server/discover":
@@ -171,29 +210,19 @@ class LeanDispatcher:
             params = dict(params or {})
             meta = params.get("_meta")
             params["_meta"] = {**meta, **envelope} if isinstance(meta, dict) else envelope
-        opts = opts or {}
-        # The SDK gives its discover probe 10 s; the adapter bounds a
-        # server's whole start itself (`STARTUP_TIMEOUT`, as for `initialize`,
-        # which the SDK does not time), and a loaded machine needs it.
-        timeout = opts.get("timeout") if method != "server/discover" else None
-        on_progress = opts.get("on_progress")
-        abandon = opts.get("cancel_on_abandon", True)
-        try:
-            if timeout is None:  # the common case: no cancel scope on the hot path
+        abandon = cancel_on_abandon
+        if time_limit is None:  # the common case: no cancel scope on the hot path
+            result = await peer.request(
+                method, params, on_progress=on_progress, cancel_on_abandon=abandon
+            )
+        else:
+            result = None
+            with trio.move_on_after(time_limit) as scope:
                 result = await peer.request(
                     method, params, on_progress=on_progress, cancel_on_abandon=abandon
                 )
-            else:
-                with trio.move_on_after(timeout) as scope:
-                    result = await peer.request(
-                        method, params, on_progress=on_progress, cancel_on_abandon=abandon
-                    )
-                if scope.cancelled_caught:
-                    raise MCPError(code=REQUEST_TIMEOUT, message=f"Request {method!r} timed out")
-        except PeerClosed:
-            raise MCPError(code=CONNECTION_CLOSED, message="Connection closed") from None
-        except RPCError as exc:
-            raise MCPError(code=exc.code, message=exc.message, data=exc.data) from None
+            if scope.cancelled_caught:
+                raise RPCError(REQUEST_TIMEOUT, f"Request {method!r} timed out")
         return result if isinstance(result, dict) else {}
 
     async def notify(

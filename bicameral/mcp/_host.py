@@ -50,7 +50,6 @@ from bicameral.mcp._common import (
     MAX_FRAME,
     PROTOCOL_VERSION_KEY,
     SERVER_INFO_KEY,
-    UNSUPPORTED_PROTOCOL_VERSION,
     UpstreamError,
 )
 from bicameral.mcp._rounds import ROUND_METHODS, Rounds
@@ -60,6 +59,7 @@ from bicameral.protocol import (
     INTERNAL_ERROR,
     INVALID_PARAMS,
     METHOD_NOT_FOUND,
+    UNSUPPORTED_PROTOCOL_VERSION,
     FdReader,
     FdWriter,
     InputBudget,

@@ -55,7 +55,7 @@ import orjson
 
 from bicameral.mcp._host import KNOWN_VERSIONS, MODERN_VERSIONS, ClientConn
 from bicameral.mcp._rounds import PARK_TIMEOUT
-from bicameral.protocol import InputBudget, Wire
+from bicameral.protocol import INVALID_REQUEST, PARSE_ERROR, InputBudget, Wire
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -78,9 +78,6 @@ STREAM_QUEUE = 256
 _SESSION_HEADER = b"mcp-session-id"
 _JSON = b"application/json"
 _SSE = b"text/event-stream"
-_PARSE_ERROR = -32700
-_INVALID_REQUEST = -32600
-_INTERNAL_ERROR = -32603
 
 
 #: What a `_Stream` item is: on the way (a notification or a request), or the
@@ -363,7 +360,7 @@ class HttpSessions:
         try:
             message = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
-            await _error(send, 400, f"Parse error: {exc}", _PARSE_ERROR)
+            await _error(send, 400, f"Parse error: {exc}", PARSE_ERROR)
             return
         if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
             await _error(send, 400, "Invalid Request: one JSON-RPC 2.0 message per POST")
@@ -573,6 +570,6 @@ async def _respond(send: Any, status: int, body: bytes, headers: list[Any]) -> N
     await send({"type": "http.response.body", "body": body})
 
 
-async def _error(send: Any, status: int, message: str, code: int = _INVALID_REQUEST) -> None:
+async def _error(send: Any, status: int, message: str, code: int = INVALID_REQUEST) -> None:
     body = orjson.dumps({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}})
     await _respond(send, status, body, [(b"content-type", _JSON)])

@@ -41,6 +41,7 @@ import anyio
 
 from bicameral.mcp._common import CALL_WAIT, LIST_METHODS, MAX_FRAME, UpstreamError
 from bicameral.mcp._metrics import CallStats
+from bicameral.protocol import INTERNAL_ERROR, INVALID_REQUEST, PeerClosed
 
 if TYPE_CHECKING:
     from mcp.client.session import ClientSession
@@ -52,11 +53,6 @@ if TYPE_CHECKING:
 __all__ = ["SHARED", "Instance", "InstanceKey", "Live", "Peer", "Upstream"]
 
 logger = logging.getLogger("bicameral.mcp")
-
-#: JSON-RPC codes used here (the SDK's constants, without importing the SDK).
-INTERNAL_ERROR = -32603
-INVALID_REQUEST = -32600
-CONNECTION_CLOSED = -32000
 
 #: The client capabilities a server can observe, and so key instances by.
 OBSERVABLE = ("elicitation", "roots", "sampling")
@@ -651,7 +647,7 @@ class Upstream:
                 if method.startswith("notifications/"):
                     await live.dispatcher.notify(method, params)
                 else:
-                    await live.dispatcher.send_raw_request(method, params)
+                    await live.dispatcher.call(method, params)
 
         self.start_soon(send)
 
@@ -784,9 +780,10 @@ class Upstream:
         cancelling the caller sends the server ``notifications/cancelled``.
 
         Raises:
-          UpstreamError: the server answered with an error (its code and
-            message), or died while handling the request (a message naming
-            the server and the cause), or did not come up in time.
+          RPCError: the server answered with an error (its code, message and
+            data, as it sent them).
+          UpstreamError: the server died while handling the request (a
+            message naming the server and the cause), or did not come up in time.
         """
         inst = instance
         if inst is None:
@@ -802,23 +799,14 @@ class Upstream:
             live = inst.live or await self._wait_ready(
                 inst, self.ready_timeout if wait is None else wait
             )
-            opts: Any = {"on_progress": on_progress} if on_progress is not None else None
-            result: dict[str, Any] = await live.dispatcher.send_raw_request(method, params, opts)
+            result = await live.dispatcher.call(method, params, on_progress=on_progress)
             if result.get("resultType") == "input_required":
                 result = await self._rounds(
-                    inst, live, method=method, params=params, opts=opts, result=result
+                    inst, live, method=method, params=params, on_progress=on_progress, result=result
                 )
             failed = False
             return result
-        except UpstreamError:
-            raise  # not available (before any instance was live: the SDK may not be loaded)
-        except Exception as exc:
-            from mcp.shared.exceptions import MCPError  # loaded: a live instance exists
-
-            if not isinstance(exc, MCPError):
-                raise
-            if exc.code != CONNECTION_CLOSED or exc.message != "Connection closed":
-                raise UpstreamError(exc.code, exc.message, exc.error.data) from None
+        except PeerClosed:
             # The server went away under this call. Give the adapter a moment
             # to learn why (the exit status), then name it.
             with anyio.move_on_after(1.0):
@@ -862,7 +850,7 @@ class Upstream:
         *,
         method: str,
         params: Mapping[str, Any] | None,
-        opts: Any,
+        on_progress: Any,
         result: dict[str, Any],
     ) -> dict[str, Any]:
         """A 2026-07-28 server answered ``input_required``: ask the client, send the call again.
@@ -892,7 +880,7 @@ class Upstream:
             again: dict[str, Any] = {**(params or {}), "inputResponses": answers}
             if result.get("requestState") is not None:
                 again["requestState"] = result["requestState"]
-            result = await live.dispatcher.send_raw_request(method, again, opts)
+            result = await live.dispatcher.call(method, again, on_progress=on_progress)
         raise UpstreamError(
             INTERNAL_ERROR, f"MCP server {self.name!r} asked for input more than {MAX_ROUNDS} times"
         )

@@ -42,11 +42,18 @@ from bicameral.mcp._common import (
     LIST_METHODS,
     PROTOCOL_VERSION_KEY,
     SERVER_INFO_KEY,
-    UNSUPPORTED_PROTOCOL_VERSION,
 )
 from bicameral.mcp._dispatcher import LeanDispatcher
 from bicameral.mcp._spawn import SpawnError, spawn_server
 from bicameral.mcp._state import Instance, Live, Upstream
+from bicameral.protocol import (
+    METHOD_NOT_FOUND,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    FdReader,
+    FdWriter,
+    PeerClosed,
+    RPCError,
+)
 from bicameral.supervisor import current_child
 
 if TYPE_CHECKING:
@@ -58,9 +65,6 @@ logger = logging.getLogger("bicameral.mcp")
 
 #: How long the first initialize + list may take (``npx`` may download first).
 STARTUP_TIMEOUT = 60.0
-
-CONNECTION_CLOSED = types.CONNECTION_CLOSED
-INVALID_REQUEST = types.INVALID_REQUEST
 
 
 def _env_float(name: str, default: float) -> float:
@@ -110,7 +114,7 @@ async def _list_all(
     cursor: str | None = None
     for _ in range(1000):  # a server that pages forever is not our problem
         params = {"cursor": cursor} if cursor else None
-        page = await dispatcher.send_raw_request(method, params)
+        page = await dispatcher.call(method, params)
         got = page.get(key) or []
         items.extend(got)
         sizes.append(len(got))
@@ -130,8 +134,8 @@ async def _list_everything(
         if _CAPABILITY_FOR[kind] in capabilities:
             try:
                 lists[kind], pages[kind] = await _list_all(dispatcher, kind)
-            except MCPError as exc:
-                if exc.code != types.METHOD_NOT_FOUND:
+            except RPCError as exc:
+                if exc.code != METHOD_NOT_FOUND or isinstance(exc, PeerClosed):
                     raise
     return lists, pages
 
@@ -281,7 +285,12 @@ class _Local:
         self._cm = process_cm
         self.proc = proc
         self.pid: int | None = proc.pid
-        self.reader, self.writer = proc.stdout, proc.stdin
+        # The protocol's fd streams on the pipes' own descriptors (which
+        # the process keeps owning): fewer scheduler trips than its streams.
+        out_fd, in_fd = proc.stdout_fd, proc.stdin_fd
+        assert out_fd is not None and in_fd is not None  # spawned with PIPE
+        self.reader = FdReader(out_fd)
+        self.writer = FdWriter(in_fd)
         self._name = name
         self._tail: collections.deque[str] = collections.deque(maxlen=20)
         self._stderr_done = anyio.Event()
@@ -618,7 +627,7 @@ async def _open_session(
     try:
         return _dump(await session.initialize())
     except MCPError as exc:
-        if exc.code not in (UNSUPPORTED_PROTOCOL_VERSION, types.METHOD_NOT_FOUND):
+        if exc.code not in (UNSUPPORTED_PROTOCOL_VERSION, METHOD_NOT_FOUND):
             raise
     found = _dump(await session.discover())
     version = session.protocol_version
@@ -725,7 +734,7 @@ async def _speak(
             for kind in kinds:
                 try:
                     items, sizes = await _list_all(dispatcher, kind)
-                except MCPError as exc:
+                except RPCError as exc:
                     logger.warning(
                         "MCP server %r: re-listing %s failed: %s", upstream.name, kind, exc
                     )
@@ -750,8 +759,10 @@ async def _speak(
                     init_raw = init
             except TimeoutError:
                 finish_once(f"did not initialize within {STARTUP_TIMEOUT:g} s")
-            except MCPError as exc:
-                if exc.code == CONNECTION_CLOSED:
+            except (MCPError, RPCError) as exc:
+                # MCPError from the SDK's handshake (made from ours, its
+                # cause), RPCError from the lists.
+                if isinstance(exc, PeerClosed) or isinstance(exc.__cause__, PeerClosed):
                     finish_once(await conn.closed_reason())
                 elif isinstance(conn, _Remote) and conn.errors:
                     finish_once(f"initialize failed: {conn.errors[-1]}")
@@ -765,8 +776,8 @@ async def _speak(
             assert init_raw is not None
             # What its clients had asked of the process before this one.
             for method, params in upstream.restored(instance):
-                with contextlib.suppress(MCPError):
-                    await dispatcher.send_raw_request(method, params)
+                with contextlib.suppress(RPCError):
+                    await dispatcher.call(method, params)
             instance.pages = pages
             upstream._go_live(instance, live, init_raw, lists)
             if instance.generations > 1:

@@ -2,7 +2,7 @@
 
 The `Dispatcher` maps method names to handlers and turns one request object
 into one response object. Everything about connections (concurrency, limits,
-batches on the wire, upgrades) lives in `_connection`; this module is plain
+batches on the wire, upgrades) lives in `_requests` and `_served`; this module is plain
 functions over parsed JSON, so the rules are easy to read and to test.
 """
 
@@ -14,14 +14,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from bicameral.protocol._errors import (
-    INTERNAL_ERROR,
-    INVALID_REQUEST,
-    METHOD_NOT_FOUND,
-    RPCError,
-)
+from bicameral.protocol._codes import INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND
+from bicameral.protocol._errors import RPCError
+from bicameral.protocol._framing import EncodeError, encode
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # not a circle: only for the types (keeps Trio off this import)
     from bicameral.protocol._connection import Connection
 
 __all__ = ["Dispatcher", "Handler"]
@@ -44,7 +41,7 @@ class Dispatcher:
     A handler answers by returning a JSON-serialisable result, or by raising
     `RPCError` to answer with that error. Any other exception is a bug in the
     handler: it is logged with its traceback on the ``bicameral.protocol``
-    logger and the client gets -32603 ``internal error``, with nothing of the
+    logger and the client gets `INTERNAL_ERROR` ``internal error``, with nothing of the
     exception on the wire. Cancellation is never converted: it propagates.
 
     A handler whose body contains no ``await`` (nor ``async with`` / ``async
@@ -155,13 +152,39 @@ def internal_error(msg_id: Any) -> dict[str, Any]:
     return error_response(msg_id, INTERNAL_ERROR, "internal error")
 
 
+def encode_response(response: dict[str, Any]) -> bytes:
+    """The line of one response; `INTERNAL_ERROR` if its result is not JSON."""
+    try:
+        return encode(response)
+    except EncodeError:
+        logger.exception("a result could not be encoded as JSON")
+        return encode(internal_error(response.get("id")))
+
+
+def encode_batch(responses: list[dict[str, Any]]) -> bytes:
+    """The line of a batch's responses, each that is not JSON replaced by an internal error."""
+    try:
+        return encode(responses)
+    except EncodeError:
+        fixed = []
+        for response in responses:
+            try:
+                encode(response)
+            except EncodeError:
+                logger.exception("a result could not be encoded as JSON")
+                fixed.append(internal_error(response.get("id")))
+            else:
+                fixed.append(response)
+        return encode(fixed)
+
+
 def _valid_id(value: Any) -> bool:
     # JSON-RPC 2.0: a String, Number or Null. bool is an int in Python.
     return value is None or (type(value) in (str, int, float))
 
 
 def parse_request(obj: Any) -> Request | dict[str, Any]:
-    """Validate one request object: the request, or the -32600 response to send instead.
+    """Validate one request object: the request, or the `INVALID_REQUEST` response to send instead.
 
     An invalid object gets a response even when it has no ``id``: it is not a
     valid notification either, and JSON-RPC answers invalid requests with an

@@ -1,4 +1,4 @@
-"""JSON-RPC error codes, and the exception a method handler raises to answer with one.
+"""`RPCError`, the exception a method handler raises to answer with an error; `PeerClosed`.
 
 This module imports only the standard library: the blocking client (and so
 the CLI's fast paths) needs it without pulling in Trio or anyio.
@@ -8,24 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = [
-    "INTERNAL_ERROR",
-    "INVALID_PARAMS",
-    "INVALID_REQUEST",
-    "METHOD_NOT_FOUND",
-    "PARSE_ERROR",
-    "UNAUTHORIZED",
-    "RPCError",
-]
+from bicameral.protocol._codes import CONNECTION_CLOSED, INTERNAL_ERROR
 
-PARSE_ERROR = -32700
-INVALID_REQUEST = -32600
-METHOD_NOT_FOUND = -32601
-INVALID_PARAMS = -32602
-INTERNAL_ERROR = -32603
-#: In the implementation-defined server-error range: a TCP connection that
-#: has not yet presented the daemon's token with ``system.attach``.
-UNAUTHORIZED = -32001
+__all__ = ["PeerClosed", "RPCError"]
 
 
 class RPCError(Exception):
@@ -63,3 +48,10 @@ class RPCError(Exception):
             message if isinstance(message, str) else repr(message),
             error.get("data"),
         )
+
+
+class PeerClosed(RPCError):
+    """The stream closed before the request was answered (`CONNECTION_CLOSED`)."""
+
+    def __init__(self, message: str = "Connection closed") -> None:
+        super().__init__(CONNECTION_CLOSED, message)

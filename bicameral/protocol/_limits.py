@@ -13,7 +13,7 @@ class Limits:
 
     Attributes:
       max_frame: the longest line, in bytes, not counting the newline. A
-        longer one is answered with -32600 and the connection is closed, as
+        longer one is answered with ``INVALID_REQUEST`` and the connection is closed, as
         soon as more than this has arrived without a newline.
       max_in_flight: requests handled at once on one connection (each batch
         element counts). The server stops reading that connection until one
@@ -28,11 +28,11 @@ class Limits:
         `max_frame`, a byte per `partial_frame_timeout`, could make the
         server hold `max_frame` times `max_connections` (16 GiB with the
         defaults). A connection whose unfinished line takes the total over
-        it is answered -32600 and closed; lines shorter than one receive
+        it is answered ``INVALID_REQUEST`` and closed; lines shorter than one receive
         (64 KiB) are never counted, so ordinary requests are never refused.
         Upgraded connections (MCP sessions) count against it too, through
         `Connection.input_budget`.
-      max_batch: entries in one batch; a larger batch is answered -32600.
+      max_batch: entries in one batch; a larger batch is answered ``INVALID_REQUEST``.
       max_unauthenticated: TCP connections that have not yet presented the
         token, counted apart from `max_connections`: more are closed on
         accept, so that whoever lacks the token cannot crowd out the owner.

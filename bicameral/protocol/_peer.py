@@ -42,7 +42,6 @@ wrappers cost 2-3x as much per message.
 
 from __future__ import annotations
 
-import collections
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -52,59 +51,26 @@ import orjson
 import trio
 
 from bicameral.protocol._burst import BurstLog
-from bicameral.protocol._errors import (
-    INTERNAL_ERROR,
-    INVALID_PARAMS,
-    INVALID_REQUEST,
-    PARSE_ERROR,
-    RPCError,
-)
+from bicameral.protocol._codes import INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR
+from bicameral.protocol._errors import PeerClosed, RPCError
 from bicameral.protocol._framing import FrameDecoder, FrameTooLarge
 from bicameral.protocol._limits import InputBudget, Limits
+from bicameral.protocol._outbound import Outbound, ProgressFn, valid_id
+from bicameral.protocol._wire import Wire
 
-__all__ = [
-    "CONNECTION_CLOSED",
-    "EOF",
-    "OVER_BUDGET",
-    "REQUEST_TIMEOUT",
-    "TOO_LARGE",
-    "Peer",
-    "PeerClosed",
-    "PeerHandler",
-    "ProgressFn",
-    "Wire",
-]
+__all__ = ["EOF", "OVER_BUDGET", "TOO_LARGE", "Peer", "PeerHandler"]
 
 logger = logging.getLogger("bicameral.protocol.peer")
 
-#: The code of a request that failed because the stream closed (as MCP's SDKs use it).
-CONNECTION_CLOSED = -32000
-#: The code of a request that was not answered within its timeout (as MCP's SDKs use it).
-REQUEST_TIMEOUT = -32001
-
-#: ``await on_progress(progress, total, message)`` for an outbound request.
-ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
-
-_READ_SIZE = 65536
-#: Progress notifications kept for one outbound request while its task catches up.
-MAX_PROGRESS = 64
 #: Entries in one batch a client may send (SPEC §7, as the protocol server's).
 MAX_BATCH = Limits().max_batch
 
-_PENDING = object()
-_CLOSED = object()
+_NO_ID = object()
 
 # Why input ended.
 EOF = "eof"
 TOO_LARGE = "too-large"
 OVER_BUDGET = "over-budget"
-
-
-class PeerClosed(RPCError):
-    """The stream closed before the request was answered."""
-
-    def __init__(self, message: str = "Connection closed") -> None:
-        super().__init__(CONNECTION_CLOSED, message)
 
 
 class PeerHandler(Protocol):
@@ -129,102 +95,6 @@ class PeerHandler(Protocol):
     async def on_notification(self, method: str, params: dict[str, Any] | None) -> None:
         """Handle a notification `note` left (in a task of its own)."""
         ...
-
-
-class Wire:
-    """A byte stream (Trio or anyio flavoured), or a reader and a writer apart.
-
-    `receive` returns ``b""`` at the end, whatever the stream raises for it;
-    `send` raises `OSError`-derived `BrokenPipeError` once the other side is
-    gone, whatever the stream raised.
-    """
-
-    def __init__(self, stream: Any, out: Any = None) -> None:
-        self._stream = stream
-        self._out = out
-        writer = out if out is not None else stream
-        recv = getattr(stream, "receive_some", None) or stream.receive
-        self._recv: Callable[[int], Awaitable[bytes]] = recv
-        self._send: Callable[[bytes], Awaitable[None]] = (
-            getattr(writer, "send_all", None) or writer.send
-        )
-        self._try_send: Callable[[bytes], int] | None = getattr(writer, "try_send", None)
-        self.closed = False
-
-    def try_send(self, data: bytes) -> int:
-        """Write what the stream takes now, without waiting (0 where it cannot tell).
-
-        Raises `BrokenPipeError` once the other side is gone.
-        """
-        if self._try_send is None:
-            return 0
-        try:
-            return self._try_send(data)
-        except Exception as exc:
-            if _is_stream_end(exc) or isinstance(exc, OSError):
-                self.closed = True
-                raise BrokenPipeError("the stream is closed") from exc
-            raise
-
-    async def receive(self) -> bytes:
-        try:
-            return await self._recv(_READ_SIZE)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            return b""
-        except Exception as exc:  # anyio's EndOfStream, BrokenResourceError...
-            if _is_stream_end(exc):
-                return b""
-            raise
-
-    async def send(self, data: bytes) -> None:
-        if self.closed:
-            raise BrokenPipeError("the stream is closed")
-        try:
-            await self._send(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-            self.closed = True
-            raise BrokenPipeError("the stream is closed") from exc
-        except Exception as exc:
-            if _is_stream_end(exc):
-                self.closed = True
-                raise BrokenPipeError("the stream is closed") from exc
-            raise
-
-    async def aclose(self) -> None:
-        self.closed = True
-        for stream in (self._stream, self._out):
-            close = getattr(stream, "aclose", None)
-            if close is not None:
-                with trio.CancelScope(shield=True):
-                    try:
-                        await close()
-                    except Exception:  # already broken: nothing to close
-                        logger.debug("closing a stream failed", exc_info=True)
-
-
-def _is_stream_end(exc: BaseException) -> bool:
-    return type(exc).__name__ in ("EndOfStream", "BrokenResourceError", "ClosedResourceError")
-
-
-class _Waiter:
-    __slots__ = ("event", "on_progress", "outcome", "progress")
-
-    def __init__(self, on_progress: ProgressFn | None) -> None:
-        self.event = trio.Event()  # set by the answer, and by progress to deliver
-        self.outcome: Any = _PENDING
-        self.on_progress = on_progress
-        self.progress: collections.deque[tuple[float, float | None, str | None]] = (
-            collections.deque(maxlen=MAX_PROGRESS)
-        )
-
-
-def _valid_id(value: Any) -> bool:
-    """An id a request can have: a string or a number (not a bool)."""
-    return isinstance(value, str | int | float) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class Peer:
@@ -282,8 +152,7 @@ class Peer:
         # anyio's lock with fast_acquire: no scheduler round when it is free
         # (trio.Lock takes one on every acquire, on every message's path).
         self._writing = anyio.Lock(fast_acquire=True)
-        self._next_id = 0
-        self._pending: dict[Any, _Waiter] = {}
+        self._out = Outbound(name)
         self._inbound: dict[Any, trio.CancelScope] = {}
         self._notify_in = 0
         self._notify_out = 0
@@ -293,7 +162,6 @@ class Peer:
         self._closed_event = trio.Event()
         self.end: str | None = None  # why input ended (EOF, TOO_LARGE, ...)
         self._junk = BurstLog(logger, logging.WARNING)
-        self._odd_ids = BurstLog(logger, logging.WARNING)
         self._dropped = BurstLog(logger, logging.WARNING)
 
     @property
@@ -332,10 +200,7 @@ class Peer:
         self._closed_event.set()
         if self._on_close is not None:
             self._on_close()
-        for waiter in self._pending.values():
-            if waiter.outcome is _PENDING:
-                waiter.outcome = _CLOSED
-            waiter.event.set()
+        self._out.close()
 
     async def wait_closed(self) -> None:
         """Wait until the stream has ended (or been closed)."""
@@ -439,28 +304,28 @@ class Peer:
     async def _handle(self, message: dict[str, Any], line: bytes) -> None:
         method = message.get("method")
         if method is None:
-            self._on_response(message)
+            self._out.on_response(message)
             return
-        rid = message.get("id", _PENDING)
+        rid = message.get("id", _NO_ID)
         if type(method) is not str:
             if self._malformed(rid, INVALID_REQUEST, "a message whose method is not a string"):
                 await self._send_quietly(
-                    _error(rid if _valid_id(rid) else None, INVALID_REQUEST, "invalid request")
+                    _error(rid if valid_id(rid) else None, INVALID_REQUEST, "invalid request")
                 )
             return
         params = message.get("params")
         if params is not None and type(params) is not dict:
-            if rid is not _PENDING:
+            if rid is not _NO_ID:
                 await self._send_quietly(
                     _error(
-                        rid if _valid_id(rid) else None, INVALID_PARAMS, "params must be an object"
+                        rid if valid_id(rid) else None, INVALID_PARAMS, "params must be an object"
                     )
                 )
             return
-        if rid is _PENDING:
+        if rid is _NO_ID:
             self._on_notification(method, params)
             return
-        if not _valid_id(rid) or rid in self._inbound:
+        if not valid_id(rid) or rid in self._inbound:
             what = f"a request with an unusable id {rid!r:.100}"
             if self._malformed(None, INVALID_REQUEST, what):
                 await self._send_quietly(_error(None, INVALID_REQUEST, "invalid request id"))
@@ -512,41 +377,19 @@ class Peer:
         if response is not None and not scope.cancel_called:
             await self._send_quietly(response)
 
-    def _on_response(self, message: dict[str, Any]) -> None:
-        rid = message.get("id")
-        waiter = self._pending.get(rid) if _valid_id(rid) else None
-        if waiter is None:
-            self._odd_ids.note(f"{self.name} answered with an id no request has: {rid!r:.100}")
-        elif waiter.outcome is _PENDING:
-            waiter.outcome = message
-            waiter.event.set()
-
     def _on_notification(self, method: str, params: dict[str, Any] | None) -> None:
         if method == "notifications/cancelled":
             target = (params or {}).get("requestId")
-            scope = self._inbound.get(target) if _valid_id(target) else None
+            scope = self._inbound.get(target) if valid_id(target) else None
             if scope is not None:
                 scope.cancel()
             return
-        if method == "notifications/progress" and params is not None:
-            token = params.get("progressToken")
-            waiter = self._pending.get(token) if _valid_id(token) else None
-            if waiter is not None and waiter.on_progress is not None:
-                progress: Any = params.get("progress")
-                if _is_number(progress):
-                    total: Any = params.get("total")
-                    note = params.get("message")
-                    # Delivered by the requesting task (see `_await_answer`):
-                    # in order, and before the response.
-                    waiter.progress.append(
-                        (
-                            float(progress),
-                            float(total) if _is_number(total) else None,
-                            note if isinstance(note, str) else None,
-                        )
-                    )
-                    waiter.event.set()
-                return
+        if (
+            method == "notifications/progress"
+            and params is not None
+            and self._out.on_progress(params)
+        ):
+            return
         try:
             if self._handler.note(method, params):
                 return
@@ -589,16 +432,8 @@ class Peer:
         """
         if self.closed or self._nursery is None:
             raise PeerClosed()
-        self._next_id += 1
-        rid = self._next_id
-        message: dict[str, Any] = {"jsonrpc": "2.0", "id": rid, "method": method}
-        if params is not None or on_progress is not None:
-            out = dict(params) if params is not None else {}
-            if on_progress is not None:
-                out["_meta"] = {**(out.get("_meta") or {}), "progressToken": rid}
-            message["params"] = out
-        waiter = _Waiter(on_progress)
-        self._pending[rid] = waiter
+        outbound = self._out
+        rid, message, waiter = outbound.start(method, params, on_progress)
         written = False
         try:
             try:
@@ -606,35 +441,15 @@ class Peer:
             except BrokenPipeError:
                 raise PeerClosed() from None
             written = True
-            await self._await_answer(waiter)
+            await outbound.wait(waiter)
         except trio.Cancelled:
-            if written and cancel_on_abandon and waiter.outcome is _PENDING:
+            if written and cancel_on_abandon and not waiter.answered:
                 with trio.CancelScope(shield=True):
                     await self._abandon(rid, "the caller stopped waiting")
             raise
         finally:
-            self._pending.pop(rid, None)
-        outcome = waiter.outcome
-        if outcome is _CLOSED:
-            raise PeerClosed()
-        if "error" in outcome:
-            raise RPCError.from_dict(outcome["error"])
-        return outcome.get("result")
-
-    async def _await_answer(self, waiter: _Waiter) -> None:
-        """Wait for the answer, delivering the request's progress meanwhile, in order."""
-        while True:
-            await waiter.event.wait()
-            while waiter.progress:
-                progress, total, note = waiter.progress.popleft()
-                assert waiter.on_progress is not None
-                try:
-                    await waiter.on_progress(progress, total, note)
-                except Exception:
-                    logger.exception("a progress callback raised")
-            if waiter.outcome is not _PENDING:
-                return
-            waiter.event = trio.Event()
+            outbound.finish(rid)
+        return waiter.result()
 
     async def _abandon(self, rid: int, reason: str) -> None:
         if self.closed:

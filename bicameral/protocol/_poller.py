@@ -10,7 +10,8 @@ So a server owns a second, level-triggered epoll in which a connection's
 socket stays registered while its reader task is parked, and one poller
 task waits for that epoll to be readable (one Trio wait per round for all
 connections, whatever their number). For each ready connection the poller
-calls `Connection._on_readable`, which receives, answers the requests it can
+calls the connection's ``on_readable`` (`ServedConnection._on_readable`),
+which receives, answers the requests it can
 answer at once (parse errors, invalid requests, methods that cannot
 suspend) and starts tasks for the others, exactly as the reader would, and
 writes the responses if the socket takes them whole. Anything else (a
@@ -39,14 +40,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import select
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import trio
 
-if TYPE_CHECKING:
-    from bicameral.protocol._connection import Connection
-
-__all__ = ["ENABLED", "INLINE_BUDGET", "SHARE_FROM", "Poller"]
+__all__ = ["ENABLED", "INLINE_BUDGET", "SHARE_FROM", "Poller", "Watch"]
 
 logger = logging.getLogger("bicameral.protocol")
 
@@ -62,10 +60,40 @@ INLINE_BUDGET = 64
 
 _MAX_EVENTS = 256
 
-# What `Connection._on_readable` asks of the poller.
+# What a connection's ``on_readable`` asks of the poller.
 IDLE = 0  # nothing: the reader stays parked
 WAKE = 1  # reschedule the reader: it has work the poller cannot do
 AGAIN = 2  # frames are still buffered: serve the connection again next round
+
+
+class Watch:
+    """One connection's place in the poller: what the poller needs of it, and keeps for it.
+
+    ``on_readable(readable)`` does the parked reader's work and returns
+    `IDLE`, `WAKE` or `AGAIN`; ``fail()`` marks the connection broken (the
+    poller's own bug must cost that connection only). The connection owns
+    its `Watch` and hands it to `Poller.park` and `Poller.forget`.
+    """
+
+    __slots__ = ("armed", "backlog", "fail", "fd", "on_readable", "parked")
+
+    def __init__(
+        self, fd: int, on_readable: Callable[[bool], int], fail: Callable[[], None]
+    ) -> None:
+        self.fd = fd
+        self.on_readable = on_readable
+        self.fail = fail
+        #: The socket is registered in the epoll.
+        self.armed = False
+        #: The reader task, while it is parked here.
+        self.parked: trio.lowlevel.Task | None = None
+        #: Queued to be served again next round (`AGAIN`).
+        self.backlog = False
+
+    def abort(self, _: object) -> trio.lowlevel.Abort:
+        """The parked reader was cancelled: the poller must not touch it any more."""
+        self.parked = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
 
 class Poller:
@@ -73,9 +101,9 @@ class Poller:
 
     def __init__(self) -> None:
         self._ep = select.epoll()
-        self._conns: dict[int, Connection] = {}
-        self._again: list[Connection] = []
-        #: Connections being served (parked or not), kept by `Connection.serve`.
+        self._conns: dict[int, Watch] = {}
+        self._again: list[Watch] = []
+        #: Connections being served (parked or not), kept by `ServedConnection.serve`.
         self.connections = 0
 
     def close(self) -> None:
@@ -93,30 +121,30 @@ class Poller:
         """
         return self.connections >= SHARE_FROM
 
-    async def park(self, conn: Connection) -> None:
+    async def park(self, conn: Watch) -> None:
         """Wait, as ``conn``'s reader, until the poller wakes it (`WAKE`).
 
         Cancellable like any Trio wait: the abort function forgets the
         parked task, so the poller never touches a reader that left.
         """
-        if not conn._armed:
-            self._ep.register(conn._fd, select.EPOLLIN)
-            self._conns[conn._fd] = conn
-            conn._armed = True
-        conn._parked = trio.lowlevel.current_task()
-        await trio.lowlevel.wait_task_rescheduled(conn._abort_park)
+        if not conn.armed:
+            self._ep.register(conn.fd, select.EPOLLIN)
+            self._conns[conn.fd] = conn
+            conn.armed = True
+        conn.parked = trio.lowlevel.current_task()
+        await trio.lowlevel.wait_task_rescheduled(conn.abort)
 
-    def forget(self, conn: Connection) -> None:
+    def forget(self, conn: Watch) -> None:
         """Stop watching ``conn`` (it closes, or is upgraded to a raw stream)."""
         self._disarm(conn)
-        conn._parked = None
+        conn.parked = None
 
-    def _disarm(self, conn: Connection) -> None:
-        if conn._armed:
-            conn._armed = False
-            del self._conns[conn._fd]
+    def _disarm(self, conn: Watch) -> None:
+        if conn.armed:
+            conn.armed = False
+            del self._conns[conn.fd]
             with contextlib.suppress(OSError, ValueError):  # the fd is gone already
-                self._ep.unregister(conn._fd)
+                self._ep.unregister(conn.fd)
 
     # -- the task ------------------------------------------------------------
 
@@ -136,32 +164,32 @@ class Poller:
             conns = self._conns
             for fd, _ in events:
                 conn = conns.get(fd)
-                if conn is None or conn._backlog:
+                if conn is None or conn.backlog:
                     continue  # gone, or served below from its buffer
-                if conn._parked is None:
+                if conn.parked is None:
                     # The reader is busy: do not read behind its back, and stop
                     # the level-triggered event from firing every round.
                     self._disarm(conn)
                     continue
                 self._serve(conn, True)
             for conn in again:
-                conn._backlog = False
-                if conn._parked is not None:
+                conn.backlog = False
+                if conn.parked is not None:
                     self._serve(conn, False)
 
-    def _serve(self, conn: Connection, readable: bool) -> None:
+    def _serve(self, conn: Watch, readable: bool) -> None:
         try:
-            action = conn._on_readable(readable)
+            action = conn.on_readable(readable)
         except Exception:
             # A bug here must cost one connection, not the server.
             logger.exception("connection handler failed")
-            conn._fail()
+            conn.fail()
             action = WAKE
         if action == AGAIN:
-            conn._backlog = True
+            conn.backlog = True
             self._again.append(conn)
         elif action == WAKE:
-            task = conn._parked
-            conn._parked = None
+            task = conn.parked
+            conn.parked = None
             assert task is not None
             trio.lowlevel.reschedule(task)

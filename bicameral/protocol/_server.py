@@ -5,7 +5,7 @@ connection in a nursery, and treat running out of file descriptors (or
 kernel memory) as a temporary overload to sleep through rather than a
 reason to crash. On top of it the server applies what must hold before a
 client gets to say anything: the peer's uid (Unix) and the connection cap.
-The token gate of the TCP transport is per request, in `Connection`.
+The token gate of the TCP transport is per request, in `RequestRunner`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ import trio
 
 from bicameral.protocol import _poller
 from bicameral.protocol._burst import BurstLog
-from bicameral.protocol._connection import Connection
 from bicameral.protocol._dispatcher import Dispatcher
 from bicameral.protocol._limits import InputBudget, Limits
 from bicameral.protocol._poller import Poller
+from bicameral.protocol._served import ServedConnection
 
 __all__ = ["peer_allowed", "peer_uid", "serve_tcp", "serve_unix"]
 
@@ -188,7 +188,7 @@ class _Server:
                     return
             else:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Connection(
+            conn = ServedConnection(
                 sock,
                 self.dispatcher,
                 self.limits,
@@ -409,7 +409,7 @@ async def serve_tcp(
     """Serve ``dispatcher`` on TCP ``host:port`` (port 0: any free one) until cancelled.
 
     Meant for loopback: every request before a successful ``system.attach``
-    whose params carry ``token`` is answered -32001 and never reaches the
+    whose params carry ``token`` is answered `UNAUTHORIZED` and never reaches the
     dispatcher. ``task_status.started("host:port")`` names the bound address.
     """
     if not token:

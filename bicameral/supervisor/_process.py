@@ -162,6 +162,22 @@ class ManagedProcess:
     def __repr__(self) -> str:
         return f"<ManagedProcess pid={self.pid} returncode={self.returncode}>"
 
+    @property
+    def stdin_fd(self) -> int | None:
+        """Our end of the stdin pipe (``PIPE`` only), non-blocking, for a caller's own writer.
+
+        It stays owned by `stdin`: closed when `open_process_group` is left.
+        """
+        return self.stdin.fileno() if isinstance(self.stdin, _FdSendStream) else None
+
+    @property
+    def stdout_fd(self) -> int | None:
+        """Our end of the stdout pipe (``PIPE`` only), non-blocking, for a caller's own reader.
+
+        It stays owned by `stdout`: closed when `open_process_group` is left.
+        """
+        return self.stdout.fileno() if isinstance(self.stdout, _FdReceiveStream) else None
+
     def _peek_exit(self) -> bool:
         """Record the exit status if the process has exited, without reaping it."""
         if self.returncode is not None:

@@ -22,40 +22,13 @@ neither Trio nor the MCP SDK: they are loaded when a fixture is used.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bicameral._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from bicameral.testing._daemon import BicameralDaemon, LeftBehind
     from bicameral.testing._supervisor import SupervisorCrashed, SupervisorFactory
     from bicameral.testing._wait import until, until_restarts, until_state
 
-__all__ = [
-    "BicameralDaemon",
-    "LeftBehind",
-    "SupervisorCrashed",
-    "SupervisorFactory",
-    "until",
-    "until_restarts",
-    "until_state",
-]
-
-_LAZY = {
-    "BicameralDaemon": "bicameral.testing._daemon",
-    "LeftBehind": "bicameral.testing._daemon",
-    "SupervisorCrashed": "bicameral.testing._supervisor",
-    "SupervisorFactory": "bicameral.testing._supervisor",
-    "until": "bicameral.testing._wait",
-    "until_restarts": "bicameral.testing._wait",
-    "until_state": "bicameral.testing._wait",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'bicameral.testing' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -15,8 +15,9 @@ import pytest
 import trio
 import trio.testing
 
-from bicameral.protocol import Connection, Limits, serve_unix
+from bicameral.protocol import Limits, serve_unix
 from bicameral.protocol._poller import INLINE_BUDGET
+from bicameral.protocol._requests import RequestRunner as Connection
 from tests.protocol.conftest import Methods, Raw, StartUnix
 
 Connect = Callable[[str], Awaitable[Raw]]
