@@ -129,3 +129,50 @@ def test_a_state_dir_below_a_regular_file_is_status_4_not_stopped() -> None:
         assert "Not a directory" in out.stderr
     finally:
         shutil.rmtree(top)
+
+
+def test_an_empty_home_is_an_error_on_every_command() -> None:
+    """`--home ""` and `BICAMERAL_HOME=` never mean the current directory (SPEC §4)."""
+    cwd = tempfile.mkdtemp(dir="/tmp", prefix="bce")
+    commands = [
+        ("mcp", "list"),
+        ("mcp", "ps"),
+        ("mcp", "add", "x", "--", "ls"),
+        ("mcp", "remove", "x"),
+        ("mcp", "import", "nope.json"),
+        ("mcp", "restart", "x"),
+        ("mcp", "http"),
+        ("mcp", "--server=x"),
+        ("mcp",),
+        ("doctor",),
+        ("daemon", "logs"),
+        ("daemon", "reload"),
+        ("daemon", "stop"),
+        ("daemon", "install", "--print"),
+    ]
+    try:
+        for words in commands:
+            for args, env in (
+                (("--home", "", *words), None),
+                (words, {"BICAMERAL_HOME": ""}),
+            ):
+                out = subprocess.run(
+                    [sys.executable, "-m", "bicameral", *args],
+                    capture_output=True,
+                    text=True,
+                    env={
+                        **{k: v for k, v in os.environ.items() if not k.startswith("BICAMERAL_")},
+                        **(env or {}),
+                    },
+                    cwd=cwd,
+                    stdin=subprocess.DEVNULL,
+                    timeout=60,
+                    check=False,
+                )
+                assert out.returncode in (1, 2), (args, env, out)
+                assert "empty" in out.stderr, (args, env, out)
+                assert "Traceback" not in out.stderr, (args, env, out)
+                assert len(out.stderr.strip().splitlines()) == 1, (args, env, out)
+            assert os.listdir(cwd) == [], (words, os.listdir(cwd))
+    finally:
+        shutil.rmtree(cwd)

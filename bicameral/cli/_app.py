@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -37,11 +36,11 @@ def _version(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     home: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--home",
+            metavar="PATH",
             help="State directory (default: $BICAMERAL_HOME or ~/.bicameral).",
-            envvar="BICAMERAL_HOME",
         ),
     ] = None,
     version: Annotated[

@@ -1,8 +1,10 @@
 """What the root command's options leave for its subcommands.
 
-``bicameral --home DIR <command>``: the root callback stores ``--home`` (or
-``$BICAMERAL_HOME``) in the root context's ``obj``; every subcommand reads it
-back through :func:`root_home`.
+``bicameral --home DIR <command>``: the root callback stores ``--home`` in
+the root context's ``obj``; every subcommand reads it back through
+:func:`root_home`, which also refuses a state directory that cannot even be
+named: ``--home ""`` or ``BICAMERAL_HOME=`` (SPEC §4: an error, never the
+current directory), as one line on stderr and exit 2.
 """
 
 from __future__ import annotations
@@ -12,8 +14,24 @@ from typing import Any
 __all__ = ["root_home"]
 
 
-def root_home(ctx: Any) -> str | None:
-    """The state directory given to the root command, or ``None`` for the default."""
+def root_home(ctx: Any, *, check: bool = True) -> str | None:
+    """The state directory given to the root command, or ``None`` for the default.
+
+    With `check` (the default) an empty ``--home`` or ``$BICAMERAL_HOME``
+    ends the command (exit 2, one line); ``daemon status`` passes
+    ``check=False`` and reports it itself, with its own exit code (4).
+    """
     obj = ctx.find_root().obj
     home = obj.get("home") if isinstance(obj, dict) else None
-    return str(home) if home else None
+    if check:
+        import typer
+
+        from bicameral.cli._fast import error
+        from bicameral.daemon import DaemonError, resolve_paths
+
+        try:
+            resolve_paths(home)
+        except DaemonError as exc:
+            error(str(exc))
+            raise typer.Exit(2) from None
+    return None if home is None else str(home)

@@ -150,7 +150,7 @@ def start(
         log_level=log_level,
         json=json,
     )
-    raise typer.Exit(_fast.run_start(root_home(ctx), options))
+    raise typer.Exit(_fast.run_start(root_home(ctx, check=False), options))
 
 
 @daemon_app.command()
@@ -163,7 +163,7 @@ def stop(
 ) -> None:
     """Stop the daemon: SIGTERM, then SIGKILL after --timeout seconds."""
     options = _options(descriptor=descriptor, timeout=timeout, json=json)
-    raise typer.Exit(_fast.run_stop(root_home(ctx), options))
+    raise typer.Exit(_fast.run_stop(root_home(ctx, check=False), options))
 
 
 @daemon_app.command()
@@ -190,7 +190,7 @@ def restart(
         http=http,
         json=json,
     )
-    raise typer.Exit(_fast.run_restart(root_home(ctx), options))
+    raise typer.Exit(_fast.run_restart(root_home(ctx, check=False), options))
 
 
 @daemon_app.command()
@@ -207,7 +207,7 @@ def status(
     or unknown.
     """
     options = _options(descriptor=descriptor, timeout=timeout, json=json)
-    raise typer.Exit(_fast.run_status(root_home(ctx), options))
+    raise typer.Exit(_fast.run_status(root_home(ctx, check=False), options))
 
 
 @daemon_app.command()
@@ -219,7 +219,7 @@ def reload(
 ) -> None:
     """Apply config.toml's changes to the running daemon; unchanged servers keep running."""
     options = _options(descriptor=descriptor, json=json)
-    raise typer.Exit(_fast.run_reload(root_home(ctx), options))
+    raise typer.Exit(_fast.run_reload(root_home(ctx, check=False), options))
 
 
 @daemon_app.command()

@@ -94,7 +94,10 @@ def _connect(home: str | None) -> tuple[socket.socket, str | None]:
     """Start the daemon if needed; a connected socket and the TCP token (or None)."""
     from bicameral.daemon import DaemonError, StartError, read_descriptor, resolve_paths, start
 
-    paths = resolve_paths(home)
+    try:
+        paths = resolve_paths(home)
+    except DaemonError as exc:
+        raise _BridgeError(str(exc)) from None
     try:
         started = start(paths)
         if started.get("status") == "started" and hasattr(signal, "SIGCHLD"):
