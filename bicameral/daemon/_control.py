@@ -410,6 +410,7 @@ def _spawn_and_wait(  # noqa: PLR0917 - private, one caller
             _ready_details[id(found.descriptor)] = message.detail
             return found.descriptor
         child.kill_and_wait()
+        _remove_leftovers(paths, child.pid)
         raise StartError("daemon reported ready but its descriptor is missing", log_path)
     if message.kind == "BUSY":
         child.wait(KILL_WAIT)
@@ -417,9 +418,13 @@ def _spawn_and_wait(  # noqa: PLR0917 - private, one caller
     if message.kind == "ERROR":
         if not child.wait(KILL_WAIT):
             child.kill_and_wait()
+        _remove_leftovers(paths, child.pid)
         raise StartError(message.detail or "daemon failed to start", log_path)
     if message.kind == "EOF":
         code = child.wait(KILL_WAIT)
+        if code is None:
+            child.kill_and_wait()
+        _remove_leftovers(paths, child.pid)
         what = f"exit status {code}" if code is not None else "no status"
         if code is not None and code < 0:
             import signal
@@ -431,8 +436,27 @@ def _spawn_and_wait(  # noqa: PLR0917 - private, one caller
         raise StartError(f"daemon exited during startup ({what})", log_path)
     # TIMEOUT: kill it, and whatever it may have published meanwhile.
     child.kill_and_wait()
-    remove_descriptor_if(paths.descriptor, pid=child.pid, start_time=None)
+    _remove_leftovers(paths, child.pid)
     raise StartError("daemon did not become ready in time", log_path)
+
+
+def _remove_leftovers(paths: DaemonPaths, pid: int) -> None:
+    """After a failed start, under its lock: remove what the dead daemon may have left.
+
+    A daemon killed (or crashed) before it was ready cannot clean up after
+    itself: its descriptor, if it got that far, and its socket file stay.
+    The caller still holds the lock, so no other daemon can be using that
+    socket path (SPEC §5: a failed start leaves no socket or descriptor).
+    """
+    with contextlib.suppress(OSError):
+        remove_descriptor_if(paths.descriptor, pid=pid, start_time=None)
+    _remove_socket(str(paths.socket))
+    from bicameral.daemon._paths import environment_fallback_socket_path
+    from bicameral.daemon._platform import socket_path_limit
+
+    limit = socket_path_limit(sys.platform)
+    if limit is not None and len(os.fsencode(paths.socket)) > limit:
+        _remove_socket(str(environment_fallback_socket_path(paths.socket)))
 
 
 class _Child:
