@@ -106,6 +106,7 @@ class DaemonHost:
         nursery: trio.Nursery | None = None,
         limits: Limits | None = None,
         http: HttpListener | None = None,
+        state_dir: Path | None = None,
     ) -> None:
         from bicameral.protocol import Limits as _Limits
 
@@ -124,6 +125,11 @@ class DaemonHost:
         self.dispatcher = dispatcher
         self.adapters = adapters
         self.paths = paths
+        #: The state directory to make files in (OAuth tokens...): on Linux
+        #: its path through the descriptor the daemon holds, so it stays the
+        #: directory the daemon started in even if ``paths.home`` is renamed
+        #: (SPEC §4).
+        self.state_dir = state_dir if state_dir is not None else paths.home
         self.pid = pid
         self.started_at = started_at
         self._root = root

@@ -38,6 +38,7 @@ import os
 import stat
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -50,6 +51,7 @@ from bicameral.daemon._descriptor import (
     write_descriptor,
 )
 from bicameral.daemon._errors import ConfigError, DaemonError
+from bicameral.daemon._held import HeldDirs
 from bicameral.daemon._http import HTTP_ENV, HTTP_GRACE, HttpListener, http_from_config
 from bicameral.daemon._identity import process_start_time
 from bicameral.daemon._lock import LockFile, read_holder
@@ -82,7 +84,6 @@ from bicameral.supervisor import ChildSpec, ChildStartError, Supervisor, current
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
-    from pathlib import Path
 
     from bicameral.daemon._paths import DaemonPaths
 
@@ -188,7 +189,7 @@ def serve(options: ServeOptions) -> int:
         notifier.error(message)
         sys.stderr.write(f"bicameral: {message}\n")
         return 2
-    _setup_logging(options)
+    log_handler = _setup_logging(options)
     paths = options.paths
     daemon = _Daemon(options, notifier)
     lock: LockFile | None = None
@@ -210,7 +211,7 @@ def serve(options: ServeOptions) -> int:
                 raise DaemonError(message)
             if options.detached:
                 os.chdir(paths.home)
-            daemon.hold_home()
+            daemon.hold_home(log_handler)
             start_reaper(paths.home)
             config, config_path = load_config_file(paths, daemon.home_fd)
             options.limits = limits_from_config(config, config_path, options.limits)
@@ -220,6 +221,7 @@ def serve(options: ServeOptions) -> int:
             if options.transport == "unix":
                 daemon.socket_path = str(effective_socket_path(paths.socket))
                 _clear_stale_socket(daemon.socket_path)
+                daemon.hold_socket_dir()
             return trio.run(daemon.main)
         except StopRequested as exc:
             logger.info("stopped by %s before it was ready", signal_name(exc.signum))
@@ -347,7 +349,7 @@ LOG_LEVEL_ENV = "BICAMERAL_LOG_LEVEL"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def _setup_logging(options: ServeOptions) -> None:
+def _setup_logging(options: ServeOptions) -> logging.Handler:
     root = logging.getLogger("bicameral")
     level = os.environ.get(LOG_LEVEL_ENV, "info").lower()
     root.setLevel(getattr(logging, level.upper()) if level in LOG_LEVELS else logging.INFO)
@@ -363,6 +365,7 @@ def _setup_logging(options: ServeOptions) -> None:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(fmt)
     root.addHandler(handler)
+    return handler
 
 
 # --- the running daemon ---------------------------------------------------------
@@ -388,7 +391,9 @@ class _Daemon:
         self.token: str | None = os.urandom(32).hex() if options.transport == "tcp" else None
         self.published = False
         self._reload_after_ready = False
-        self._home_fd: int | None = None  # the state dir, held for the daemon's life
+        #: The state dir (and the directories of the descriptor, log and
+        #: socket), held for the daemon's life: every file is made through them.
+        self.held = HeldDirs()
         self.stop_reason: str | None = None
         self._stop_event: trio.Event | None = None
         self._hard_stop: trio.CancelScope | None = None
@@ -491,6 +496,7 @@ class _Daemon:
             nursery=nursery,
             limits=self.options.limits,
             http=self.http,
+            state_dir=self.held.directory(self.paths.home),
         )
         self._install_methods()
         for plugin in self.plugins.plugins:
@@ -564,7 +570,7 @@ class _Daemon:
             token=self.token,
             http_url=self.http.url if self.http is not None else None,
         )
-        write_descriptor(self.paths.descriptor, descriptor)
+        write_descriptor(self.held.path(self.paths.descriptor), descriptor)
         self.published = True
         where = self.address if self.options.transport == "tcp" else self.socket_path
         logger.info("daemon pid %d ready on %s", self.pid, where)
@@ -581,19 +587,26 @@ class _Daemon:
         if self.published:
             try:
                 remove_descriptor_if(
-                    self.paths.descriptor, pid=self.pid, start_time=self.start_time
+                    self.held.path(self.paths.descriptor), pid=self.pid, start_time=self.start_time
                 )
             except OSError as exc:  # pragma: no cover
                 logger.warning("could not remove descriptor: %s", exc)
             self.published = False
         if self.socket_path is not None and self._socket_id is not None:
+            bound = self._bind_path()
             try:
-                st = os.lstat(self.socket_path)
+                st = os.lstat(bound)
                 if (st.st_dev, st.st_ino) == self._socket_id:
-                    os.unlink(self.socket_path)
+                    os.unlink(bound)
             except OSError:
                 pass
             self._socket_id = None
+        self.held.close()
+
+    def _bind_path(self) -> str:
+        """Where the socket is bound: its path through the held directory (SPEC §4)."""
+        assert self.socket_path is not None
+        return str(self.held.path(Path(self.socket_path)))
 
     # The server child.
 
@@ -615,11 +628,10 @@ class _Daemon:
                 task_status.started({"address": self.address})
             else:
                 assert self.socket_path is not None
-                await nursery.start(
-                    _call_serve_unix, self.socket_path, self.dispatcher, self.options
-                )
-                os.chmod(self.socket_path, 0o600)
-                st = os.lstat(self.socket_path)
+                bound = self._bind_path()
+                await nursery.start(_call_serve_unix, bound, self.dispatcher, self.options)
+                os.chmod(bound, 0o600)
+                st = os.lstat(bound)
                 self._socket_id = (st.st_dev, st.st_ino)
                 task_status.started({"socket_path": self.socket_path})
             await stopping.wait()
@@ -633,7 +645,7 @@ class _Daemon:
             return
         from bicameral.daemon._http import read_http_token
 
-        token = read_http_token(self.paths.home, create=True)
+        token = read_http_token(self.held.directory(self.paths.home), create=True)
         listener = HttpListener(
             settings,
             token,
@@ -761,7 +773,7 @@ class _Daemon:
     @property
     def home_fd(self) -> int | None:
         """The held descriptor of the state dir (None before `hold_home`)."""
-        return self._home_fd
+        return self.held.fd(self.paths.home)
 
     def adapter_counts(self) -> dict[str, int]:
         """The adapters by state: a server's own (``starting``, ``ready``...), else its tree's."""
@@ -774,9 +786,23 @@ class _Daemon:
                 counts[key] = counts.get(key, 0) + 1
         return counts
 
-    def hold_home(self) -> None:
-        """Hold a descriptor of the state dir, to tell later if its path was swapped."""
-        self._home_fd = os.open(self.paths.home, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    def hold_home(self, log_handler: logging.Handler | None = None) -> None:
+        """Hold the state dir and the descriptor's and log's directories (SPEC §4).
+
+        From here on the descriptor and the log (its rotation included) are
+        written through them, so a later rename of the state dir cannot send
+        them elsewhere; a reload also tells from the held one that the path
+        was swapped (`check_home_unchanged`).
+        """
+        for directory in (self.paths.home, self.paths.descriptor.parent, self.paths.log.parent):
+            self.held.hold(directory)
+        if isinstance(log_handler, logging.FileHandler):
+            log_handler.baseFilename = str(self.held.path(self.paths.log))
+
+    def hold_socket_dir(self) -> None:
+        """Hold the socket's directory too (the state dir, or a short fallback's)."""
+        if self.socket_path is not None:
+            self.held.hold(Path(self.socket_path).parent)
 
     def check_home_unchanged(self) -> None:
         """Refuse to go on if the state dir's path now names another directory.
@@ -785,9 +811,9 @@ class _Daemon:
         leads somewhere else (renamed and replaced), a reload must not read
         that directory's config.toml, nor anything else there.
         """
-        if self._home_fd is None:
+        if self.home_fd is None:
             return
-        held = os.fstat(self._home_fd)
+        held = os.fstat(self.home_fd)
         try:
             now = os.stat(self.paths.home)
         except OSError as exc:
@@ -818,7 +844,7 @@ class _Daemon:
             self.notifier.reloading()
             try:
                 self.check_home_unchanged()
-                config, path = load_config_file(self.paths, self._home_fd)
+                config, path = load_config_file(self.paths, self.home_fd)
                 if limits_from_config(config, path, self.options.limits) != self.options.limits:
                     logger.warning(
                         "[daemon.limits] changed: the new limits apply when the daemon restarts"

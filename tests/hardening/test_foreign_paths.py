@@ -109,3 +109,37 @@ def test_a_state_dir_swapped_after_start_is_never_read_on_reload(tmp_path: Path)
     finally:
         shutil.rmtree(top, ignore_errors=True)
     assert sys.platform  # (keeps the import used on every platform)
+
+
+def test_a_daemon_whose_state_dir_was_swapped_writes_nothing_at_the_old_path() -> None:
+    """SPEC §4: once started, every file (the socket included) is made in the
+    directory the daemon opened, never at the path that now names another one.
+
+    The socket file in the moved directory is deleted too, so the daemon has a
+    reason to bind it again: it must do so in the directory it holds.
+    """
+    top = Path(tempfile.mkdtemp(prefix="bc-", dir="/tmp"))
+    try:
+        home = top / "st"
+        assert cli(home, "daemon", "start").returncode == 0
+        pid = int(cli(home, "daemon", "status", "--json").stdout.split('"pid": ')[1].split(",")[0])
+        moved = top / "moved"
+        home.rename(moved)
+        home.mkdir(mode=0o700)
+        (moved / "daemon.sock").unlink()
+        log = moved / "daemon.log"
+        os.kill(pid, signal.SIGHUP)
+        wait_for(lambda: "reload rejected" in log.read_text(), what="the reload to be refused")
+        wait_for(
+            lambda: "listening there again" in log.read_text(),
+            timeout=20,
+            what="the daemon to bind its deleted socket again",
+        )
+        assert (moved / "daemon.sock").is_socket(), "bound again, but not where the daemon lives"
+        assert sorted(os.listdir(home)) == [], "the daemon wrote at its old path"
+        os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: f"daemon pid {pid} exited" in log.read_text(), what="the daemon to exit")
+        assert sorted(os.listdir(home)) == []
+        assert not (moved / "daemon.sock").exists() and not (moved / "daemon.json").exists()
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
