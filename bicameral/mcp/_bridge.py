@@ -49,7 +49,11 @@ _ATTACH_TIMEOUT = 10.0
 
 
 class _BridgeError(Exception):
-    pass
+    """Why the bridge could not open a session; `code` is the JSON-RPC error code for it."""
+
+    def __init__(self, message: str, code: int = -32603) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _say(message: str) -> None:
@@ -171,6 +175,9 @@ def _attach(sock: socket.socket, server: str | None, token: str | None) -> tuple
     if not isinstance(answer, dict) or "error" in answer:
         error = answer.get("error") if isinstance(answer, dict) else None
         message = error.get("message") if isinstance(error, dict) else repr(answer)
+        code = error.get("code") if isinstance(error, dict) else None
+        if isinstance(code, int) and not isinstance(code, bool):
+            raise _BridgeError(str(message), code)
         raise _BridgeError(f"attach refused: {message}")
     result = answer.get("result")
     passing = isinstance(result, dict) and result.get("stdio") == "pass"
@@ -322,6 +329,53 @@ def _relay(sock: socket.socket, pending: bytes, stdin_fd: int, stdout_fd: int) -
                     return 0
 
 
+#: How long a refused client may stay silent before the bridge stops waiting for it.
+_REFUSE_IDLE = 10.0
+#: The longest line read from a refused client; longer ones are skipped, unanswered.
+_REFUSE_MAX_LINE = 1 << 20
+
+
+def _refuse_requests(message: str, code: int, stdin_fd: int = 0, stdout_fd: int = 1) -> None:
+    """Answer each of the client's requests with an MCP error saying `message`, until EOF.
+
+    A client hides its server's stderr: without this, a session the bridge
+    cannot open (an unknown or disabled ``--server``, a daemon that cannot
+    start) shows the client nothing but "connection closed". The client's
+    ``initialize`` gets the reason as its error instead (SPEC §8.7).
+    Notifications are ignored. Bounded: a line over `_REFUSE_MAX_LINE` bytes
+    is skipped, and a client silent for `_REFUSE_IDLE` seconds is left.
+    """
+    poller = select.poll()
+    poller.register(stdin_fd, select.POLLIN)
+    buffer = b""
+    while True:
+        if not poller.poll(int(_REFUSE_IDLE * 1000)):
+            return
+        try:
+            chunk = os.read(stdin_fd, _READ_SIZE)
+        except OSError:
+            return
+        if not chunk:
+            return
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        if len(buffer) > _REFUSE_MAX_LINE:
+            buffer = b""  # part of a line too long to be an initialize: skipped
+        for line in lines:
+            try:
+                request = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(request, dict) or "method" not in request or "id" not in request:
+                continue
+            error = {"code": code, "message": message}
+            reply = {"jsonrpc": "2.0", "id": request["id"], "error": error}
+            try:
+                _write_all(stdout_fd, json.dumps(reply).encode() + b"\n")
+            except OSError:
+                return
+
+
 def run_bridge(home: Path | str | None, server: str | None) -> int:
     """Run ``bicameral [--home HOME] mcp [--server SERVER]``; return the exit code.
 
@@ -347,6 +401,10 @@ def run_bridge(home: Path | str | None, server: str | None) -> int:
         return _relay(sock, pending, 0, 1)
     except _BridgeError as exc:
         _say(str(exc))
+        if sock is not None:
+            sock.close()
+            sock = None
+        _refuse_requests(f"bicameral: {exc}", exc.code)
         return 1
     except OSError as exc:
         _say(f"lost the daemon: {exc}")

@@ -213,11 +213,13 @@ class McpHost:
             from bicameral.protocol import RPCError
 
             configured = ", ".join(self.registry.configured) or "none"
+            if self.registry.disabled:
+                configured += f"; disabled: {', '.join(self.registry.disabled)}"
             if server in self.registry.disabled:
                 raise RPCError(
                     INVALID_PARAMS,
                     f"MCP server {server!r} is disabled in config.toml: set enabled = true "
-                    "and run `bicameral daemon reload`",
+                    f"and run `bicameral daemon reload` (configured: {configured})",
                 )
             raise RPCError(
                 INVALID_PARAMS,

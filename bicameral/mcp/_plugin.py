@@ -78,7 +78,7 @@ class McpPlugin:
         self.registry.max_frame = host.limits.max_frame
         self.registry.daemon_ready = host.ready
         self.registry.start_soon = host.start_soon
-        self.registry.home = host.paths.home if host.paths is not None else None
+        self.registry.home = host.state_dir if host.paths is not None else None
         host.add_attach_mode("mcp", self.host.attach)
         registry = self.registry
 

@@ -383,3 +383,22 @@ async def test_bridges_started_together_converge_on_one_daemon(mcp_home: McpHome
         and str(mcp_home.path) in " ".join(p.info["cmdline"])
     ]
     assert len(daemons) == 1
+
+
+async def test_an_unknown_or_disabled_server_is_an_mcp_error_at_initialize(
+    mcp_home: McpHome,
+) -> None:
+    """SPEC §8.7: the client itself learns why (clients hide the bridge's stderr)."""
+    mcp_home.configure(
+        {
+            "alpha": mcp_home.test_server("alpha"),
+            "off": {**mcp_home.test_server("off"), "enabled": False},
+        }
+    )
+    for name, why in (("nope", "no MCP server named 'nope'"), ("off", "'off' is disabled")):
+        with pytest.RaisesGroup(
+            pytest.RaisesExc(MCPError, match=f"{why}.*configured: alpha"),
+            flatten_subgroups=True,
+        ):
+            async with session(mcp_home, name):
+                pass
