@@ -629,7 +629,9 @@ class _Daemon:
             else:
                 assert self.socket_path is not None
                 bound = self._bind_path()
-                await nursery.start(_call_serve_unix, bound, self.dispatcher, self.options)
+                await nursery.start(
+                    _call_serve_unix, bound, self.dispatcher, self.options, self.socket_path
+                )
                 os.chmod(bound, 0o600)
                 st = os.lstat(bound)
                 self._socket_id = (st.st_dev, st.st_ino)
@@ -953,10 +955,18 @@ async def _call_serve_unix(
     path: str,
     dispatcher: Dispatcher,
     options: ServeOptions,
+    shown: str,
     *,
     task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    await serve_unix(path, dispatcher, limits=options.limits, task_status=task_status)
+    """Serve on `path` (through the held directory); errors name `shown`, the user's path."""
+    try:
+        await serve_unix(path, dispatcher, limits=options.limits, task_status=task_status)
+    except OSError as exc:
+        if path == shown:
+            raise
+        message = (exc.strerror or str(exc)).replace(path, shown)
+        raise OSError(exc.errno, message, shown) from None
 
 
 async def _call_serve_tcp(
