@@ -357,7 +357,9 @@ async def login(
         tg.start_soon(_callback_server, listener, got, done)
         try:
             async with (
-                create_mcp_http_client(auth=provider) as client,
+                create_mcp_http_client(
+                    headers=_configured_headers(config), auth=provider
+                ) as client,
                 streamable_http_client(str(config.url), http_client=client) as streams,
                 ClientSession(streams[0], streams[1]) as session,
             ):
@@ -367,6 +369,16 @@ async def login(
             tg.cancel_scope.cancel()
     if await storage.get_tokens() is None:
         raise ValueError(f"no tokens came back from {config.url}")
+
+
+def _configured_headers(config: ServerConfig) -> dict[str, str]:
+    """The server's configured headers, which go with the login's requests too (SPEC §8.6)."""
+    from bicameral.mcp._config import expand_env
+
+    try:
+        return {k: expand_env(v, os.environ) for k, v in config.headers}
+    except KeyError as exc:
+        raise ValueError(f"cannot send the headers of {config.name!r}: {exc.args[0]}") from None
 
 
 async def show_url(name: str, url: str) -> None:

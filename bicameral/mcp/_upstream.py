@@ -354,7 +354,42 @@ class _BytesAsMessages:
         for line in data.splitlines():
             if line.strip():
                 message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-                await self._write.send(SessionMessage(message))
+                await self._write.send(SessionMessage(message, metadata=_era_headers(message)))
+
+
+def _era_headers(message: Any) -> Any:
+    """The per-request HTTP headers of a 2026-07-28-era request, as the SDK's metadata.
+
+    A request of that era (``server/discover``, the probe, included) says its
+    protocol version in ``_meta``; over streamable HTTP it must say it in the
+    ``MCP-Protocol-Version`` and ``Mcp-Method`` headers too, or the server
+    answers 400. The SDK's own session stamps them through the transport's
+    per-message metadata; the daemon's `LeanDispatcher` speaks JSON lines, so
+    they are stamped here. A handshake-era request gets none (the transport
+    adds the negotiated version itself). The configured headers are the
+    HTTP client's, on every request whatever this adds.
+    """
+    if not isinstance(message, types.JSONRPCRequest):
+        return None
+    meta = (message.params or {}).get("_meta")
+    version = meta.get(PROTOCOL_VERSION_KEY) if isinstance(meta, dict) else None
+    if not isinstance(version, str):
+        return None
+    from mcp.shared.inbound import (
+        MCP_METHOD_HEADER,
+        MCP_NAME_HEADER,
+        MCP_PROTOCOL_VERSION_HEADER,
+        NAME_BEARING_METHODS,
+        encode_header_value,
+    )
+    from mcp.shared.message import ClientMessageMetadata
+
+    headers = {MCP_PROTOCOL_VERSION_HEADER: version, MCP_METHOD_HEADER: message.method}
+    name_key = NAME_BEARING_METHODS.get(message.method)
+    name = (message.params or {}).get(name_key) if name_key is not None else None
+    if isinstance(name, str):
+        headers[MCP_NAME_HEADER] = encode_header_value(name)
+    return ClientMessageMetadata(headers=headers)
 
 
 def _http_error_status(status: int) -> str:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from mcp import ClientSession
 from mcp.shared.exceptions import MCPError
@@ -138,3 +139,30 @@ async def test_mcp_add_url_and_ps_show_a_remote_server(mcp_home: McpHome) -> Non
             assert seen["x-team"] == "blue"
             (row,) = json.loads(mcp_home.cli("mcp", "ps", "--json").stdout)["servers"]
             assert row["url"] == url and row["auth"] == "none" and row["state"] == "ready"
+
+
+@pytest.mark.parametrize("era", ["handshake", "modern-only"])
+async def test_every_request_to_a_remote_server_carries_its_configured_headers(
+    mcp_home: McpHome, era: str
+) -> None:
+    """SPEC §8.6: the configured headers go with every request, the era probe included."""
+    port = free_port()
+    mcp_home.env["REMOTE_TOKEN"] = "s3cret"
+    log = mcp_home.path / "requests.jsonl"
+    mcp_home.configure(
+        {
+            "good": {
+                "url": f"http://127.0.0.1:{port}/mcp",
+                "headers": {"X-Team": "blue", "Authorization": "Bearer ${env:REMOTE_TOKEN}"},
+            },
+        }
+    )
+    with remote(port, "--log", str(log), *(["--modern-only"] if era == "modern-only" else [])):
+        async with session(mcp_home, "good") as client:
+            assert text(await client.call_tool("echo", {"text": "hi"})) == "hi"
+    requests = [json.loads(line) for line in log.read_text().splitlines()]
+    assert any(r["method"] == "POST" for r in requests), requests
+    for request in requests:
+        headers = request["headers"]
+        assert headers.get("authorization") == "Bearer s3cret", request
+        assert headers.get("x-team") == "blue", request

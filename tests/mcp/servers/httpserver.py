@@ -3,7 +3,10 @@
 ``python httpserver.py PORT [--sse] [--token TOKEN] [--name NAME]`` serves
 MCP on ``http://127.0.0.1:PORT/mcp`` (streamable HTTP) or ``/sse`` (legacy
 SSE). With ``--token``, every request without ``Authorization: Bearer TOKEN``
-is refused with 401. Tools: ``echo``, ``pid`` (this process's pid),
+is refused with 401; with ``--log FILE``, each request's method, path and
+headers are appended to FILE as one JSON line; with ``--modern-only`` the
+``initialize`` handshake is refused (-32022), as a server of the 2026-07-28
+era alone does. Tools: ``echo``, ``pid`` (this process's pid),
 ``headers`` (the headers it was sent, as JSON).
 """
 
@@ -23,6 +26,8 @@ port = int(sys.argv[1])
 sse = "--sse" in sys.argv
 token = sys.argv[sys.argv.index("--token") + 1] if "--token" in sys.argv else None
 name = sys.argv[sys.argv.index("--name") + 1] if "--name" in sys.argv else "remote"
+log = sys.argv[sys.argv.index("--log") + 1] if "--log" in sys.argv else None
+modern_only = "--modern-only" in sys.argv
 
 server: MCPServer = MCPServer(name, version="2.0.0", log_level="WARNING")
 seen_headers: dict[str, str] = {}
@@ -58,6 +63,10 @@ async def guarded(scope: Any, receive: Any, send: Any) -> None:
         got = {k.decode(): v.decode() for k, v in scope.get("headers", [])}
         seen_headers.clear()
         seen_headers.update(got)
+        if log is not None:
+            with open(log, "a") as f:  # noqa: ASYNC230 (a test server, one line)
+                entry = {"method": scope["method"], "path": scope["path"], "headers": got}
+                f.write(json.dumps(entry) + "\n")
         if token is not None and got.get("authorization") != f"Bearer {token}":
             await send(
                 {
@@ -68,6 +77,50 @@ async def guarded(scope: Any, receive: Any, send: Any) -> None:
             )
             await send({"type": "http.response.body", "body": b"unauthorized"})
             return
+    if modern_only and scope["type"] == "http" and scope["method"] == "POST":
+        # Refuse the initialize handshake, as a server of the 2026-07-28 era
+        # alone does; everything else goes on to the SDK's dual-era app.
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = None
+        if isinstance(request, dict) and request.get("method") == "initialize":
+            refusal = {
+                "jsonrpc": "2.0",
+                "id": request.get("id"),
+                "error": {
+                    "code": -32022,
+                    "message": "this server speaks only 2026-07-28",
+                    "data": {"supported": ["2026-07-28"], "requested": "?"},
+                },
+            }
+            data = json.dumps(refusal).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", b"application/json")],
+                }
+            )
+            await send({"type": "http.response.body", "body": data})
+            return
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await app(scope, replay, send)
+        return
     await app(scope, receive, send)
 
 
