@@ -47,6 +47,7 @@ from bicameral.daemon._identity import (
     reap_if_child,
 )
 from bicameral.daemon._lock import LockFile, lock_held, read_holder
+from bicameral.daemon._paths import unwritable_dir
 from bicameral.daemon._platform import default_transport, detach_popen_kwargs, stop_uses_rpc
 from bicameral.daemon._readiness import READY_FD_ENV, read_readiness
 from bicameral.protocol import RPCError
@@ -318,6 +319,9 @@ def start(
                     f"daemon pid {found.descriptor.pid} is running but not answering "
                     f"after {wait:g} s; run `bicameral daemon stop` (log: {paths.log})"
                 )
+            unwritable = unwritable_dir(paths.lock.parent)
+            if unwritable is not None:
+                raise DaemonError(unwritable)
             lock = LockFile.try_acquire(paths.lock)
             if lock is not None:
                 with lock:

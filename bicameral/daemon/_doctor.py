@@ -34,6 +34,8 @@ import stat
 import sys
 from dataclasses import dataclass
 
+from bicameral.daemon._paths import unwritable_dir
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -147,6 +149,10 @@ def _check_dir(name: str, path: Path, what: str) -> Check:
             "the daemon refuses it, since whoever can write there can redirect `daemon stop`",
             f"chmod 700 {path}",
         )
+    unwritable = unwritable_dir(path, what)
+    if unwritable is not None:
+        message, _, fix = unwritable.partition("; ")
+        return Check(name, PROBLEM, message, fix)
     if mode & 0o077:
         return Check(
             name,

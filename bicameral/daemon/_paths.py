@@ -48,6 +48,7 @@ __all__ = [
     "environment_fallback_socket_path",
     "fallback_socket_path",
     "resolve_paths",
+    "unwritable_dir",
 ]
 
 DEFAULT_HOME_NAME = ".bicameral"
@@ -268,6 +269,21 @@ def check_private_dir(path: Path, *, create: bool = True, what: str = "state dir
             f"{what} {path} is writable by group or others (mode {mode:04o}); "
             f"run: chmod go-w {path}"
         )
+
+
+def unwritable_dir(path: Path, what: str = "state directory") -> str | None:
+    """Why the daemon could not make its files in `path`, with the fix; None when it can.
+
+    Root ignores mode bits but not an immutable flag or a read-only mount,
+    which `os.access` sees (as the kernel's permission check does).
+    """
+    if sys.platform == "win32" or os.access(path, os.W_OK | os.X_OK):
+        return None
+    return (
+        f"{what} {path} is not writable, so the daemon cannot make its lock, socket and log "
+        f"there; make it writable (chmod u+rwx {path}; `lsattr -d {path}` shows an immutable "
+        "flag), or use another directory: --home DIR or BICAMERAL_HOME=DIR"
+    )
 
 
 def fallback_socket_path(

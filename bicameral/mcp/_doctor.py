@@ -5,7 +5,9 @@
   :func:`~bicameral.mcp._config.load_servers`); a file group or others can
   read is a warning, since ``env`` often holds tokens.
 - ``mcp-server:NAME``, one per configured server: its ``cwd`` exists and its
-  ``command`` can be found the way the daemon will launch it. The environment
+  ``command`` can be found the way the daemon will launch it; for a remote
+  (``url``) server, that its ``${env:...}`` values are set and, with OAuth,
+  that a login was done (`check_remote`; nothing is sent to it). The environment
   is the running daemon's when there is one (read from ``/proc`` on Linux),
   else this process's, with the server's ``env`` over it. A command without
   ``/`` is looked up on that ``PATH`` (relative ``PATH`` entries, and a
@@ -32,7 +34,7 @@ if TYPE_CHECKING:
     from bicameral.daemon import DaemonPaths
     from bicameral.mcp._config import ServerConfig
 
-__all__ = ["check_config", "check_server", "mcp_checks"]
+__all__ = ["check_config", "check_remote", "check_server", "mcp_checks"]
 
 
 def check_config(paths: DaemonPaths) -> tuple[list[Check], dict[str, ServerConfig] | None]:
@@ -104,6 +106,8 @@ def check_server(
     name = f"mcp-server:{server.name}"
     if not server.enabled:
         return Check(name, OK, f"server {server.name!r} is disabled (not started, not checked)")
+    if server.remote:
+        return check_remote(server, base_env, home, env_source=env_source)
     edit = f"bicameral mcp add {server.name} --replace --cwd DIR -- COMMAND [ARGS...]"
     base_dir = server.cwd or str(home)
     if server.cwd is not None and not os.path.isdir(server.cwd):
@@ -132,6 +136,48 @@ def check_server(
         f"install it, or give its absolute path ({edit}), or add its directory to "
         f'the server\'s env: env = {{ PATH = "/its/dir:..." }}',
     )
+
+
+def check_remote(
+    server: ServerConfig, base_env: Mapping[str, str], home: Path, *, env_source: str = "PATH"
+) -> Check:
+    """A remote (``url``) server: its ``${env:...}`` values resolve, and an OAuth login exists.
+
+    Nothing is sent to the server (doctor stays fast and offline); `mcp ps`
+    shows whether it answers.
+    """
+    from bicameral.mcp._config import expand_env, has_stored_tokens
+
+    name = f"mcp-server:{server.name}"
+    where = f"{server.url} ({'legacy SSE' if server.transport == 'sse' else 'streamable HTTP'})"
+    environment = (
+        "the running daemon's environment" if "daemon" in env_source else "the environment"
+    )
+    values = [("header " + k, v) for k, v in server.headers]
+    if server.auth == "bearer" and server.token is not None:
+        values.append(("token", server.token))
+    for what, value in values:
+        try:
+            expand_env(value, base_env)
+        except KeyError as exc:
+            return Check(
+                name,
+                PROBLEM,
+                f"server {server.name!r} ({where}): its {what} needs an "
+                f"{exc.args[0]} in {environment}; every request would fail",
+                "set the variable where the daemon starts, then `bicameral daemon restart`; "
+                f"or change the value (`bicameral mcp add {server.name} --replace --url ...`)",
+            )
+    if server.auth == "oauth" and not has_stored_tokens(home, server.name):
+        return Check(
+            name,
+            WARNING,
+            f"server {server.name!r} ({where}) uses OAuth and nobody has logged in yet; "
+            "it shows needs-login until then",
+            f"bicameral mcp login {server.name}",
+        )
+    auth = {"none": "", "bearer": ", bearer token", "oauth": ", OAuth (logged in)"}
+    return Check(name, OK, f"server {server.name!r}: remote, {where}{auth.get(server.auth, '')}")
 
 
 def mcp_checks(paths: DaemonPaths, environ: Mapping[str, str] | None = None) -> list[Check]:

@@ -260,3 +260,35 @@ def test_a_state_dir_owned_by_another_user(home: Path) -> None:
     assert code == 1
     assert state["status"] == "problem"
     assert "is owned by uid 65534, not by you (uid 0)" in state["message"]
+
+
+def test_remote_servers_are_checked_as_remote_servers(home: Path) -> None:
+    """A `url` server is no PROBLEM for its lack of a command; what can be wrong
+    with it (an unset ${env:...}, a login never done) is said with its own fix."""
+    home.chmod(0o700)
+    (home / "config.toml").write_text(
+        "[mcp.servers.linear]\n"
+        'url = "https://mcp.linear.app/mcp"\n'
+        'headers = { "X-Team" = "core" }\n'
+        "[mcp.servers.keyed]\n"
+        'url = "https://example.com/mcp"\n'
+        'auth = "bearer"\n'
+        'token = "${env:BICAMERAL_TEST_UNSET_TOKEN}"\n'
+        "[mcp.servers.sso]\n"
+        'url = "https://example.com/sso/mcp"\n'
+        'auth = "oauth"\n'
+    )
+    (home / "config.toml").chmod(0o600)
+    code, stdout, stderr = doctor(home, "--json")
+    checks = by_name(stdout)
+    assert "Traceback" not in stderr
+    linear = checks["mcp-server:linear"]
+    assert linear["status"] == "ok", linear
+    assert "https://mcp.linear.app/mcp" in linear["message"]
+    keyed = checks["mcp-server:keyed"]
+    assert keyed["status"] == "problem", keyed
+    assert "BICAMERAL_TEST_UNSET_TOKEN" in keyed["message"] and "command" not in keyed["message"]
+    sso = checks["mcp-server:sso"]
+    assert sso["status"] == "warning", sso
+    assert "bicameral mcp login sso" in (sso["fix"] or ""), sso
+    assert code == 1  # the unset token is a problem; nothing else is
