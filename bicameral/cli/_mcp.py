@@ -97,6 +97,12 @@ def _config_path(ctx: typer.Context, config: Path | None) -> Path:
     return resolve_paths(root_home(ctx), config=config).config
 
 
+def _warn(message: str) -> None:
+    """One warning line on stderr (the command goes on)."""
+    sys.stderr.write(f"bicameral: warning: {message}\n")
+    sys.stderr.flush()
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     _fast.error(message)
     return typer.Exit(code)
@@ -511,7 +517,7 @@ def ps(
 
     paths = _paths(ctx, config)
     try:
-        result = server_rows(paths, name)
+        result = server_rows(paths, name, warn=_warn)
     except (ConfigError, DaemonError) as exc:
         raise _failed(json, str(exc)) from None
     rows = [["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "TOOLS", "CLIENTS", "MEM", "LAST ERROR"]]
@@ -570,7 +576,7 @@ def _control(ctx: typer.Context, action: str, name: str, json: bool) -> None:
 
     paths = _paths(ctx)
     try:
-        entry = control_server(paths, action, name)
+        entry = control_server(paths, action, name, warn=_warn)
     except (ConfigError, DaemonError) as exc:
         raise _failed(json, str(exc), name=name) from None
     done = {"restart": "restarted", "start": "started", "stop": "stopped"}[action]

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from bicameral.daemon import ConfigError, DaemonError, call_daemon
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from bicameral.daemon import DaemonPaths
 
 __all__ = ["ACTIONS", "control_server", "server_rows"]
@@ -53,7 +55,40 @@ def _memory(pid: int | None) -> int | None:
         return None
 
 
-def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
+class _Running:
+    """A server known only from the running daemon (config.toml cannot be read now)."""
+
+    enabled = True
+    auth = "none"
+
+    def __init__(self, name: str, status: dict[str, Any]) -> None:
+        self.name = name
+        self.share = str(status.get("share") or "auto")
+        url = status.get("url")
+        self.url = url if isinstance(url, str) else None
+        self.remote = self.url is not None
+
+
+def _configured(paths: DaemonPaths, warn: Callable[[str], None] | None) -> list[Any] | None:
+    """The configured servers; None (after `warn`) when config.toml cannot be read now.
+
+    A half-edited file must never block operating the running daemon (which
+    runs what it last loaded): the caller then works from the daemon's view.
+    """
+    from bicameral.mcp._config_edit import list_servers
+
+    try:
+        return list(list_servers(paths.config, must_exist=paths.config_explicit))
+    except ConfigError as exc:
+        if warn is None:
+            raise
+        warn(f"{exc} (showing what the running daemon runs)")
+        return None
+
+
+def server_rows(
+    paths: DaemonPaths, name: str | None = None, *, warn: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     """Every configured server (or `name` only), joined with the live daemon.
 
     Returns ``{"daemon": "running" | "stopped", "config_path", "servers": [...]}``
@@ -68,15 +103,14 @@ def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
     and ``retry_at``: for a ``failed`` server, when the daemon tries it
     again (a Unix time; None when nothing is due).
 
-    Raises:
-      ConfigError: the configuration cannot be read, or `name` is not in it.
-    """
-    from bicameral.mcp._config_edit import list_servers
+    With `warn`, a configuration that cannot be read is passed to it (one
+    line) and the rows come from the running daemon alone.
 
-    configured = list_servers(paths.config, must_exist=paths.config_explicit)
-    if name is not None and name not in {s.name for s in configured}:
-        known = ", ".join(s.name for s in configured) or "none"
-        raise ConfigError(f"no MCP server named {name!r} in {paths.config} (configured: {known})")
+    Raises:
+      ConfigError: the configuration cannot be read (and no `warn`, or no
+        daemon runs), or `name` is not in it.
+    """
+    configured = _configured(paths, warn)
     entries: dict[str, dict[str, Any]] = {}
     live: dict[str, dict[str, Any]] = {}
     running = True
@@ -87,6 +121,15 @@ def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
             live[str(item.get("name"))] = item
     except DaemonError:
         running = False
+    if configured is None and not running:
+        configured = _configured(paths, None)  # raises: nothing else to show
+    if configured is None:
+        configured = [
+            _Running(n, live.get(n) or (entries[n].get("started_value") or {})) for n in entries
+        ]
+    if name is not None and name not in {s.name for s in configured}:
+        known = ", ".join(s.name for s in configured) or "none"
+        raise ConfigError(f"no MCP server named {name!r} in {paths.config} (configured: {known})")
     now = time.time()
     rows = []
     for server in configured:
@@ -170,20 +213,27 @@ def _instances(status: dict[str, Any]) -> list[dict[str, Any]]:
     return shown
 
 
-def control_server(paths: DaemonPaths, action: str, name: str) -> dict[str, Any]:
+def control_server(
+    paths: DaemonPaths, action: str, name: str, *, warn: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     """``restart``, ``start`` or ``stop`` server `name` of the running daemon, at once.
 
     ``stop`` keeps it stopped until ``start``, ``restart`` or a reload that
     changes it; ``restart`` also revives a server its supervisor gave up on.
     Returns the server's new tree entry.
 
+    With `warn`, a configuration that cannot be read is passed to it (one
+    line) and the daemon alone decides whether it runs `name`.
+
     Raises:
       DaemonError: no daemon is running, or it refused (unknown or disabled
         server: the message says which are configured).
     """
-    from bicameral.mcp._config_edit import list_servers
-
-    configured = {s.name: s for s in list_servers(paths.config)}
+    servers = _configured(paths, warn)
+    if servers is None:
+        result = call_daemon(paths, ACTIONS[action], {"name": name}, timeout=30.0)
+        return dict(result) if isinstance(result, dict) else {"result": result}
+    configured = {s.name: s for s in servers}
     server = configured.get(name)
     if server is None:
         known = ", ".join(configured) or "none"

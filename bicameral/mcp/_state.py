@@ -337,6 +337,7 @@ class Upstream:
             "protocol_version": (self.init_result or {}).get("protocolVersion"),
             "last_error": self.last_error,
             "share": self.config.share,
+            "url": self.config.url,
             "instances": [inst.status() for inst in self.instances.values()],
         }
 
@@ -733,6 +734,14 @@ class Upstream:
         while self.init_result is None and self.state == "starting":
             await self.primary.wait_change()
 
+    def _stopped_error(self) -> UpstreamError:
+        """A stopped server does not come back by itself: say so at once, and how."""
+        return UpstreamError(
+            INTERNAL_ERROR,
+            f"MCP server {self.name!r} is stopped; start it with "
+            f"`bicameral mcp start {self.name}` (or `bicameral mcp restart {self.name}`)",
+        )
+
     async def _wait_ready(self, inst: Instance, wait: float) -> Live:
         live = inst.live
         if live is not None:
@@ -746,6 +755,8 @@ class Upstream:
                 f"({self.last_error}); restart it with `bicameral mcp restart {self.name}` "
                 "or the bicameral__restart tool",
             )
+        if self.state == "stopped":
+            raise self._stopped_error()
         with anyio.move_on_after(wait):
             while inst.live is None and inst.state not in ("failed", "stopped"):
                 if self.state == "failed":
@@ -753,6 +764,8 @@ class Upstream:
                 await inst.wait_change()
         if inst.live is None:
             state = inst.state if not inst.primary else self.state
+            if state == "stopped":
+                raise self._stopped_error()
             raise UpstreamError(
                 INTERNAL_ERROR,
                 f"MCP server {self.name!r} is not available after waiting {wait:g} s "

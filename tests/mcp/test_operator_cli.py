@@ -247,3 +247,52 @@ def test_a_rejected_reload_prints_json_and_a_missing_cwd_is_named(mcp_home: McpH
     assert out.returncode == 1
     body = json.loads(out.stdout)
     assert body["status"] == "failed" and "unknown key 'comand'" in body["error"]
+
+
+def test_a_half_edited_config_never_blocks_operating_the_running_daemon(
+    mcp_home: McpHome,
+) -> None:
+    """`mcp ps` and `mcp restart|start|stop` act on what the daemon runs, with a
+    one-line warning that config.toml has an error, never a refusal."""
+    configure(mcp_home)
+    assert mcp_home.cli("daemon", "start").returncode == 0
+    wait_until(lambda: states(mcp_home)["good"] == "ready")
+    config = mcp_home.path / "config.toml"
+    config.write_text(config.read_text() + "\n[mcp.servers.half\ncommand = \n")
+    out = mcp_home.cli("mcp", "ps")
+    assert out.returncode == 0, out
+    assert "config.toml" in out.stderr and len(out.stderr.strip().splitlines()) == 1, out
+    rows = {r["name"]: r for r in json.loads(out.stdout)["servers"]}
+    assert rows["good"]["state"] == "ready", rows
+    assert "mute" in rows, rows
+    for action, state in (("stop", "stopped"), ("start", "ready"), ("restart", "ready")):
+        done = mcp_home.cli("mcp", action, "good")
+        assert done.returncode == 0, (action, done)
+        assert "config.toml" in done.stderr, done
+        wait_until(lambda s=state: states(mcp_home)["good"] == s)  # type: ignore[misc]
+    unknown = mcp_home.cli("mcp", "restart", "nope")
+    assert unknown.returncode == 1 and "nope" in unknown.stderr, unknown
+
+
+def test_a_call_to_a_stopped_server_says_how_to_start_it_at_once(mcp_home: McpHome) -> None:
+    """No wait for ready_timeout: a stopped server will not come back by itself."""
+    import time
+
+    import trio
+    from mcp.shared.exceptions import MCPError
+
+    from tests.mcp._support import session
+
+    configure(mcp_home)
+    mcp_home.configure({"good": mcp_home.test_server("good")}, daemon="[mcp]\nready_timeout = 30\n")
+
+    async def main() -> None:
+        async with session(mcp_home, "good") as client:
+            assert mcp_home.cli("mcp", "stop", "good").returncode == 0
+            t0 = time.monotonic()
+            with pytest.raises(MCPError, match="bicameral mcp start good") as info:
+                await client.call_tool("echo", {"text": "x"})
+            assert time.monotonic() - t0 < 10, "waited for ready_timeout"
+            assert "waiting" not in str(info.value), info.value
+
+    trio.run(main)
