@@ -220,15 +220,21 @@ def run_start(home: str | None, options: dict[str, Any]) -> int:
         )
     except DaemonError as exc:
         return _start_failed(exc, paths, as_json)
+    if options.get("http") and result["status"] != "started":
+        # The daemon runs already: it opens (or moves) its listener, no restart.
+        from bicameral.daemon import call_daemon
+
+        try:
+            answer = call_daemon(
+                paths, "system.http", {"listen": str(options["http"])}, timeout=30.0
+            )
+        except DaemonError as exc:
+            return _start_failed(exc, paths, as_json)
+        result["http_url"] = answer.get("http_url") if isinstance(answer, dict) else None
     verb = "started" if result["status"] == "started" else "already running"
     human = f"bicameral daemon {verb} (pid {result['pid']}, {_where(result)})"
     if result.get("http_url"):
         human += f"\n  HTTP: {result['http_url']}/mcp (`bicameral mcp http` prints the header)"
-    elif options.get("http") and result["status"] != "started":
-        sys.stderr.write(
-            "bicameral: the running daemon has no HTTP listener; `bicameral daemon restart "
-            f"--http {options['http']}` starts one\n"
-        )
     servers = result.get("servers")
     if servers:
         counts = ", ".join(f"{n} {state}" for state, n in sorted(servers.items()))
@@ -337,7 +343,7 @@ def run_reload(home: str | None, options: dict[str, Any]) -> int:
         return 3
     changes = [
         f"{key} {', '.join(result[key])}"
-        for key in ("added", "removed", "restarted", "failed")
+        for key in ("added", "removed", "restarted", "failed", "http")
         if result.get(key)
     ]
     human = f"bicameral daemon reloaded (pid {result['pid']}): " + (

@@ -136,6 +136,27 @@ class DaemonHost:
         self.attach_modes: dict[str, AttachHandler] = {}
         #: The HTTP listener, when one is configured (``[daemon.http]``).
         self.http = http
+        self._http_waiting: list[Callable[[HttpListener], None]] = []
+
+    def on_http(self, callback: Callable[[HttpListener], None]) -> None:
+        """Call `callback(listener)` once there is an HTTP listener.
+
+        At once when the daemon started with one; else when a reload (or
+        ``daemon start --http``) first opens it. The listener object then
+        stays for the daemon's life, however often it moves or pauses, so
+        what the callback mounts stays mounted.
+        """
+        if self.http is not None:
+            callback(self.http)
+        else:
+            self._http_waiting.append(callback)
+
+    def set_http(self, listener: HttpListener) -> None:
+        """The daemon's: the listener was just made; hand it to those waiting."""
+        self.http = listener
+        waiting, self._http_waiting = self._http_waiting, []
+        for callback in waiting:
+            callback(listener)
 
     def add_http_app(self, prefix: str, app: Callable[..., Awaitable[None]]) -> None:
         """Serve the ASGI `app` under `prefix` on the HTTP listener (when there is one).

@@ -52,8 +52,9 @@ from bicameral.daemon._descriptor import (
 )
 from bicameral.daemon._errors import ConfigError, DaemonError
 from bicameral.daemon._held import HeldDirs
-from bicameral.daemon._http import HTTP_ENV, HTTP_GRACE, HttpListener, http_from_config
+from bicameral.daemon._http import HTTP_ENV, http_from_config, parse_listen
 from bicameral.daemon._identity import process_start_time
+from bicameral.daemon._listener import ListenerSlot
 from bicameral.daemon._lock import LockFile, read_holder
 from bicameral.daemon._paths import check_private_dir, check_trusted_path, effective_socket_path
 from bicameral.daemon._plugin import DaemonHost, LoadedPlugins, load_config_file, load_plugins
@@ -215,7 +216,7 @@ def serve(options: ServeOptions) -> int:
             start_reaper(paths.home)
             config, config_path = load_config_file(paths, daemon.home_fd)
             options.limits = limits_from_config(config, config_path, options.limits)
-            daemon.open_http(http_from_config(config, config_path, options.http))
+            daemon.http.open(http_from_config(config, config_path, options.http))
             daemon.plugins = load_plugins(config, config_path)
             daemon.adapter_specs = daemon.plugins.adapter_specs()
             if options.transport == "unix":
@@ -390,6 +391,7 @@ class _Daemon:
         # os.urandom is what ``secrets.token_hex`` uses, without importing hmac & co.
         self.token: str | None = os.urandom(32).hex() if options.transport == "tcp" else None
         self.published = False
+        self._descriptor: Descriptor | None = None
         self._reload_after_ready = False
         #: The state dir (and the directories of the descriptor, log and
         #: socket), held for the daemon's life: every file is made through them.
@@ -403,8 +405,13 @@ class _Daemon:
         self.adapters: Supervisor | None = None
         self.host: DaemonHost | None = None
         self.dispatcher = Dispatcher()
-        self.http: HttpListener | None = None
-        self._http_socket: Any = None
+        #: The HTTP listener (SPEC §10): on at start, or later on reload.
+        self.http = ListenerSlot(
+            self.held.directory(self.paths.home),
+            ready=lambda: self.published,
+            stopping=lambda: self.stopping,
+            max_requests=options.limits.max_connections,
+        )
 
     # The Control protocol of the signal child.
 
@@ -479,11 +486,7 @@ class _Daemon:
                 ChildSpec("signals", signal_child, args=(receiver, self), shutdown=0),
                 ChildSpec("server", self._server_child, shutdown=SERVER_GRACE),
                 ChildSpec("adapters", self.adapters),
-                *(
-                    [ChildSpec("http", self._http_child, shutdown=HTTP_GRACE + 1.0)]
-                    if self.http is not None
-                    else []
-                ),
+                *([self.http.spec()] if self.http.serving else []),
             ],
         )
         self.host = DaemonHost(
@@ -495,9 +498,10 @@ class _Daemon:
             started_at=self.started_at,
             nursery=nursery,
             limits=self.options.limits,
-            http=self.http,
+            http=self.http.listener,
             state_dir=self.held.directory(self.paths.home),
         )
+        self.http.on_listener = self.host.set_http
         self._install_methods()
         for plugin in self.plugins.plugins:
             try:
@@ -568,9 +572,10 @@ class _Daemon:
             socket_path=self.socket_path,
             address=self.address,
             token=self.token,
-            http_url=self.http.url if self.http is not None else None,
+            http_url=self.http.url,
         )
         write_descriptor(self.held.path(self.paths.descriptor), descriptor)
+        self._descriptor = descriptor
         self.published = True
         where = self.address if self.options.transport == "tcp" else self.socket_path
         logger.info("daemon pid %d ready on %s", self.pid, where)
@@ -581,9 +586,7 @@ class _Daemon:
 
     def cleanup(self) -> None:
         """Remove what this run published; safe to call on every exit path."""
-        if self._http_socket is not None:
-            self._http_socket.close()
-            self._http_socket = None
+        self.http.close()
         if self.published:
             try:
                 remove_descriptor_if(
@@ -641,35 +644,16 @@ class _Daemon:
 
     # The HTTP listener.
 
-    def open_http(self, settings: Any) -> None:
-        """Bind the HTTP listener now (a port in use fails the start), serve it later."""
-        if settings is None:
-            return
-        from bicameral.daemon._http import read_http_token
-
-        token = read_http_token(self.held.directory(self.paths.home), create=True)
-        listener = HttpListener(
-            settings,
-            token,
-            ready=lambda: self.published,
-            stopping=lambda: self.stopping,
-            max_requests=self.options.limits.max_connections,
-        )
-        self._http_socket = listener.bind()
-        self.http = listener
-        logger.info("HTTP listener on %s", listener.url)
-
-    async def _http_child(self, *, task_status: trio.TaskStatus[Any]) -> None:
-        """Serve HTTP on the socket bound at start; drain when the child is stopped."""
-        assert self.http is not None
-        sock = self._http_socket
-        if sock is None or sock.fileno() < 0:  # a restart: bind again
-            sock = self._http_socket = self.http.bind()
-        self._http_socket = None
-        try:
-            await self.http.run(sock, current_child().stopping, task_status)
-        finally:
-            sock.close()
+    async def apply_http(self, settings: Any) -> str | None:
+        """Make the listener match `settings` and republish the descriptor's ``http_url``."""
+        assert self.root is not None
+        change = await self.http.apply(settings, self.root)
+        if change is not None:
+            logger.info("%s", change)
+            if self.published and self._descriptor is not None:
+                self._descriptor.http_url = self.http.url
+                write_descriptor(self.held.path(self.paths.descriptor), self._descriptor)
+        return change
 
     # RPC methods.
 
@@ -680,6 +664,7 @@ class _Daemon:
         d.add("system.attach", self._m_attach)
         d.add("system.shutdown", self._m_shutdown)
         d.add("system.reload", self._m_reload)
+        d.add("system.http", self._m_http)
         d.add("adapters.list", self._m_adapters_list)
         d.add("adapters.restart", self._m_adapters_restart)
         d.add("adapters.start", self._m_adapters_start)
@@ -733,6 +718,31 @@ class _Daemon:
             return await self.reload()
         except ConfigError as exc:
             raise RPCError(SERVER_ERROR, f"reload rejected: {exc}") from None
+
+    async def _m_http(self, params: Any, conn: Connection) -> Any:
+        """``{"listen": "HOST:PORT"}``: serve HTTP there from now on (``daemon start --http``).
+
+        The address overrides ``[daemon.http] listen`` as ``--http`` does at
+        start; no MCP server is restarted. Returns ``{"http_url"}``.
+        """
+        listen = params.get("listen") if isinstance(params, dict) else None
+        if not isinstance(listen, str):
+            raise RPCError(-32602, 'system.http takes {"listen": "HOST:PORT"}')
+        try:
+            parse_listen(listen)
+        except ValueError as exc:
+            raise RPCError(-32602, f"--http: {exc}") from None
+        assert self._reload_lock is not None
+        async with self._reload_lock:
+            try:
+                self.check_home_unchanged()
+                config, path = load_config_file(self.paths, self.home_fd)
+                settings = http_from_config(config, path, listen)
+                await self.apply_http(settings)
+            except DaemonError as exc:
+                raise RPCError(-32000, str(exc)) from None
+            self.options.http = listen
+        return {"http_url": self.http.url}
 
     async def _m_adapters_list(self, params: Any, conn: Connection) -> Any:
         assert self.adapters is not None
@@ -851,14 +861,9 @@ class _Daemon:
                     logger.warning(
                         "[daemon.limits] changed: the new limits apply when the daemon restarts"
                     )
-                # Validated like the rest (a bad table rejects the reload);
-                # the listener keeps its socket until the daemon restarts.
+                # Validated like the rest (a bad table rejects the reload),
+                # applied after the servers (`apply_http`).
                 wanted_http = http_from_config(config, path, self.options.http)
-                running_http = self.http.settings if self.http is not None else None
-                if wanted_http != running_http:
-                    logger.warning(
-                        "[daemon.http] changed: the listener changes when the daemon restarts"
-                    )
                 plugins = self.plugins.reconfigure(config, path)
                 specs = plugins.adapter_specs()
                 current = {child.name: child.spec for child in self.adapters.children}
@@ -895,6 +900,15 @@ class _Daemon:
                     result["restarted" if old is not None else "added"].append(spec.name)
                 self.plugins = plugins
                 self.adapter_specs = specs
+                try:
+                    change = await self.apply_http(wanted_http)
+                except DaemonError as exc:
+                    logger.error("reload: %s", exc)
+                    failed.append("http")
+                    result["http"] = [str(exc)]
+                else:
+                    if change is not None:
+                        result["http"] = [change]
                 if failed:
                     result["failed"] = failed
                 # A person sees what is still warming up after the reload.

@@ -86,18 +86,23 @@ class McpPlugin:
             return [{"name": up.name, **up.status()} for up in registry.active()]
 
         host.dispatcher.add("mcp.servers", servers)
-        if host.http is not None:
+        mcp_host = self.host
+
+        def serve_http(listener: object) -> None:
             # Clients over streamable HTTP (``/mcp``, ``/mcp/NAME``): the
-            # listener is the daemon's; the sessions, and what /metrics says
-            # about servers, are ours. Nothing here imports the SDK yet.
+            # listener is the daemon's (at start, or opened by a reload); the
+            # sessions, and what /metrics says about servers, are ours.
+            # Nothing here imports the SDK yet.
             from bicameral.mcp._http import HttpSessions
             from bicameral.mcp._metrics import McpCollector
 
-            sessions = HttpSessions(self.host, host.limits.max_frame, host.limits.max_buffered)
+            sessions = HttpSessions(mcp_host, host.limits.max_frame, host.limits.max_buffered)
             host.add_http_app("/mcp", sessions)
-            host.add_metrics(McpCollector(self.registry, sessions))
+            host.add_metrics(McpCollector(registry, sessions))
             host.on_http_drain(sessions.drain)
             host.start_soon(sessions.run)
+
+        host.on_http(serve_http)
         host.start_soon(terminate_on_stop, host, self.registry)
 
 

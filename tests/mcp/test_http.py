@@ -24,7 +24,7 @@ import trio
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.mcp._support import INITIALIZE, text
+from tests.mcp._support import INITIALIZE, text, wait_until
 from tests.mcp.conftest import BICAMERAL, McpHome
 
 
@@ -323,17 +323,77 @@ async def test_bad_http_requests_get_clear_statuses_and_the_session_lives_on(
         assert gone.status_code == 404
 
 
-def test_start_with_http_on_a_daemon_without_a_listener_says_how(mcp_home: McpHome) -> None:
-    mcp_home.configure({})
-    assert mcp_home.cli("daemon", "start").returncode == 0
+def _listener_answers(home: McpHome) -> str:
+    descriptor = home.descriptor()
+    assert descriptor is not None and descriptor.get("http_url"), descriptor
+    url = str(descriptor["http_url"])
+    assert httpx2.get(f"{url}/healthz", timeout=10).status_code == 200
+    return url
+
+
+def _server_pid(home: McpHome, name: str) -> int:
+    def ready() -> int | None:
+        rows = json.loads(home.cli("mcp", "ps", "--json").stdout)["servers"]
+        row = next(r for r in rows if r["name"] == name)
+        return row["pid"] if row["state"] == "ready" else None
+
+    pid: int = wait_until(ready)
+    return pid
+
+
+def test_start_with_http_adds_the_listener_to_a_running_daemon_without_restarts(
+    mcp_home: McpHome,
+) -> None:
+    """`daemon start --http` against a running daemon adds the listener; no server restarts."""
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    started = mcp_home.cli("daemon", "start")
+    assert started.returncode == 0, started.stderr
+    daemon_pid = json.loads(started.stdout)["pid"]
+    server_pid = _server_pid(mcp_home, "alpha")
     again = mcp_home.cli("daemon", "start", "--http", "127.0.0.1:0")
-    assert again.returncode == 0 and "daemon restart --http 127.0.0.1:0" in again.stderr
-    restarted = mcp_home.cli("daemon", "restart", "--http", "127.0.0.1:0")
-    assert restarted.returncode == 0, restarted.stderr
-    descriptor = mcp_home.descriptor()
-    assert descriptor is not None and descriptor["http_url"].startswith("http://127.0.0.1:")
+    assert again.returncode == 0, again.stderr
+    result = json.loads(again.stdout)
+    assert result["status"] == "already-running" and result["pid"] == daemon_pid, result
+    assert result["http_url"].startswith("http://127.0.0.1:"), result
+    assert _listener_answers(mcp_home) == result["http_url"]
+    assert _server_pid(mcp_home, "alpha") == server_pid
     unknown = mcp_home.cli("mcp", "http", "--server", "nosuch")
     assert unknown.returncode == 1 and "nosuch" in unknown.stderr
+
+
+async def test_a_reload_turns_the_listener_on_moves_it_and_off_without_restarts(
+    mcp_home: McpHome,
+) -> None:
+    """[daemon.http] applies on reload, like the rest of config.toml (no server restarts)."""
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    assert mcp_home.cli("daemon", "start").returncode == 0
+    server_pid = _server_pid(mcp_home, "alpha")
+    mcp_home.configure(
+        {"alpha": mcp_home.test_server("alpha")}, daemon='[daemon.http]\nlisten = "127.0.0.1:0"\n'
+    )
+    reloaded = mcp_home.cli("daemon", "reload")
+    assert reloaded.returncode == 0, reloaded.stderr
+    url = _listener_answers(mcp_home)
+    async with client(f"{url}/mcp/alpha", token(mcp_home)) as http_client:
+        assert text(await http_client.call_tool("echo", {"text": "hi"})) == "hi"
+    # Another address: the listener moves there.
+    with contextlib.closing(__import__("socket").socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    mcp_home.configure(
+        {"alpha": mcp_home.test_server("alpha")},
+        daemon=f'[daemon.http]\nlisten = "127.0.0.1:{port}"\n',
+    )
+    assert mcp_home.cli("daemon", "reload").returncode == 0
+    assert _listener_answers(mcp_home) == f"http://127.0.0.1:{port}"
+    # Off again.
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    assert mcp_home.cli("daemon", "reload").returncode == 0
+    descriptor = mcp_home.descriptor()
+    assert descriptor is not None and not descriptor.get("http_url"), descriptor
+    with pytest.raises(httpx2.TransportError):
+        httpx2.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
+    assert _server_pid(mcp_home, "alpha") == server_pid
 
 
 async def test_requests_in_flight_are_bounded_by_max_connections(mcp_home: McpHome) -> None:
