@@ -180,19 +180,31 @@ def _server_dict(server: ServerConfig) -> dict[str, Any]:
     }
 
 
-def _table(rows: list[list[str]]) -> str:
-    """Left-aligned columns; the last one is cut to the terminal width."""
+def _table(rows: list[list[str]], *, wrap_last: bool = False) -> str:
+    """Left-aligned columns; the last one is cut to the terminal width.
+
+    With `wrap_last`, a last cell that does not fit goes whole on the lines
+    under its row instead (indented, wrapped to the width): what it says
+    (``mcp ps``'s last error: its cause) is the part worth reading.
+    """
     import shutil
+    import textwrap
 
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     width = shutil.get_terminal_size((100, 24)).columns
     lines = []
     for row in rows:
         line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
-        line = f"{line}  {row[-1]}"
-        if len(line) > width > 20:
-            line = line[: width - 1] + "…"
-        lines.append(line.rstrip())
+        full = f"{line}  {row[-1]}"
+        if len(full) > width > 20 and wrap_last and row is not rows[0]:
+            lines.append(line.rstrip())
+            lines.extend(
+                textwrap.wrap(row[-1], width, initial_indent="    ", subsequent_indent="    ")
+            )
+            continue
+        if len(full) > width > 20:
+            full = full[: width - 1] + "…"
+        lines.append(full.rstrip())
     return "\n".join(lines)
 
 
@@ -564,7 +576,7 @@ def ps(
     if not result["servers"]:
         human = f"no MCP servers in {result['config_path']}; add one with `{_ADD_USAGE}`"
     else:
-        human = _table(rows)
+        human = _table(rows, wrap_last=True)
         if result["daemon"] != "running":
             human += "\n(no daemon is running: bicameral daemon start)"
     _fast.emit(result, _fast.wants_json(json), human)

@@ -24,6 +24,7 @@ thread, while the first instance's process is already booting.
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from typing import TYPE_CHECKING, Any, cast
@@ -86,6 +87,40 @@ class ServerExited(Exception):
     """A server instance ended on its own; the message says why (its stderr, a signal...)."""
 
 
+class QuietServerExits(logging.Filter):
+    """Keep a server's expected exits out of the supervisor's log as crashes.
+
+    An MCP server that exits (a missing command, a crash, a bad flag) is
+    logged by the adapter as one WARNING naming the server and the cause,
+    and then restarted by its supervisor, which logs any child's exit as a
+    crash with its traceback. For a `ServerExited` that traceback runs only
+    through the supervisor's and the adapter's frames, one per restart (two
+    broken servers wrote 40 in 4 minutes): this filter drops the
+    supervisor's records of it, and keeps only the one line of giving up
+    (`RestartIntensityExceeded` caused by one), without its traceback. The
+    supervisor's logging is untouched for every other child.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if error is None:
+            error = next((a for a in record.args or () if isinstance(a, BaseException)), None)
+        if isinstance(error, ServerExited):
+            return False
+        if isinstance(error, RestartIntensityExceeded) and isinstance(
+            error.last_error, ServerExited
+        ):
+            return record.exc_info is None
+        return True
+
+
+def quiet_server_exits() -> None:
+    """Install `QuietServerExits` on the supervisor's logger (once; the daemon's)."""
+    supervisor_log = logging.getLogger("bicameral.supervisor")
+    if not any(isinstance(f, QuietServerExits) for f in supervisor_log.filters):
+        supervisor_log.addFilter(QuietServerExits())
+
+
 class ServerTree(Supervisor):
     """The subtree of one configured server: a supervisor whose child runs instances.
 
@@ -143,8 +178,10 @@ class ServerTree(Supervisor):
             await super().run(task_status=cast("anyio.abc.TaskStatus[None]", _Started()))
         except RestartIntensityExceeded as exc:
             last = str(exc.last_error) if exc.last_error is not None else "exited"
+            # The cause first: it is what a person needs, and what a narrow
+            # `mcp ps` column still shows.
             upstream.give_up(
-                f"more than {MAX_RESTARTS} restarts within {MAX_SECONDS:g} s; last: {last}"
+                f"{last} (gave up after more than {MAX_RESTARTS} restarts within {MAX_SECONDS:g} s)"
             )
             raise
 

@@ -58,8 +58,10 @@ class McpPlugin:
         self.registry.disabled = [s.name for s in servers.values() if not s.enabled]
         if not enabled:
             return []
-        from bicameral.mcp._adapter import FAILED_RETRY, ServerTree
+        from bicameral.mcp._adapter import FAILED_RETRY, ServerTree, quiet_server_exits
         from bicameral.supervisor import ChildSpec, Restart
+
+        quiet_server_exits()  # a server's exit is one line of ours, not a crash traceback
 
         return [
             ChildSpec(

@@ -296,3 +296,55 @@ def test_a_call_to_a_stopped_server_says_how_to_start_it_at_once(mcp_home: McpHo
             assert "waiting" not in str(info.value), info.value
 
     trio.run(main)
+
+
+def _ps_on_a_terminal(home: McpHome, columns: int) -> str:
+    """`mcp ps` as a person sees it: a table on a terminal `columns` wide."""
+    import pty
+
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [BICAMERAL, "--home", str(home.path), "mcp", "ps"],
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+            env={**home.env, "COLUMNS": str(columns)},
+            timeout=30,
+            check=False,
+        )
+        os.close(terminal)
+        terminal = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the terminal side is closed and drained
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        os.close(controller)
+        if terminal >= 0:
+            os.close(terminal)
+    assert proc.returncode == 0, proc.stderr
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_ps_shows_the_cause_and_a_broken_server_logs_no_traceback(mcp_home: McpHome) -> None:
+    """The cause (`cannot start 'uvx-nope'`) is on the screen at 80 columns, and each
+    restart of a misconfigured server is one log line, not a supervisor traceback."""
+    mcp_home.configure({"broken": {"command": "uvx-nope", "args": ["some-server"]}})
+    mcp_home.env["BICAMERAL_MCP_BACKOFF"] = "0.05"  # the crash loop ends in a second
+    assert mcp_home.cli("daemon", "start").returncode == 0
+    wait_until(lambda: states(mcp_home)["broken"] == "failed", timeout=90)
+    screen = _ps_on_a_terminal(mcp_home, 80)
+    assert "cannot start 'uvx-nope'" in screen, screen
+    assert all(len(line) <= 80 for line in screen.splitlines()), screen
+    row = ps(mcp_home, "broken")["servers"][0]
+    assert row["last_error"].startswith("cannot start 'uvx-nope'"), row
+    log = (mcp_home.path / "daemon.log").read_text()
+    assert "Traceback" not in log, log
+    causes = [line for line in log.splitlines() if "cannot start 'uvx-nope'" in line]
+    restarts = row["restarts"]
+    assert restarts >= 5 and len(causes) <= restarts + 3, causes  # one line a restart
