@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["root_home"]
+__all__ = ["complete_server", "root_home"]
 
 
 def root_home(ctx: Any, *, check: bool = True) -> str | None:
@@ -35,3 +35,28 @@ def root_home(ctx: Any, *, check: bool = True) -> str | None:
             error(str(exc))
             raise typer.Exit(2) from None
     return None if home is None else str(home)
+
+
+def complete_server(ctx: Any, incomplete: str) -> list[str]:
+    """Shell completion: the names of config.toml's servers that start with `incomplete`.
+
+    Cheap on purpose (a shell waits for it): the file is read and parsed
+    with the standard library only, nothing is validated, no daemon is
+    asked, and any problem offers nothing rather than an error.
+    """
+    try:
+        import tomllib
+
+        from bicameral.daemon import read_regular, resolve_paths
+
+        root = ctx.find_root()
+        # While completing, Click parses without running callbacks: the root's
+        # --home is in its params, not yet in its obj.
+        home = root.params.get("home") or None
+        path = resolve_paths(home).config
+        data = tomllib.loads(read_regular(path, limit=1 << 20).decode())
+        servers = data.get("mcp", {}).get("servers", {})
+        names = [str(name) for name in servers] if isinstance(servers, dict) else []
+    except Exception:  # a completion never fails: it offers nothing
+        return []
+    return sorted(name for name in names if name.startswith(incomplete))

@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from bicameral.cli import _fast
-from bicameral.cli._context import root_home
+from bicameral.cli._context import complete_server, root_home
 from bicameral.cli._usage import OneLineGroup
 
 __all__ = ["daemon_app"]
@@ -275,7 +275,12 @@ def logs(
     ] = False,
     server: Annotated[
         str | None,
-        typer.Option("--server", metavar="NAME", help="Only this MCP server's lines."),
+        typer.Option(
+            "--server",
+            metavar="NAME",
+            help="Only this MCP server's lines.",
+            autocompletion=complete_server,
+        ),
     ] = None,
     since: Annotated[
         str | None,
@@ -299,6 +304,8 @@ def logs(
 
     try:
         paths = resolve_paths(root_home(ctx), descriptor=str(descriptor) if descriptor else None)
+        if server is not None:
+            _check_server_name(paths, server)
         keep = LogFilter(server, parse_since(since) if since else None)
         if not follow:
             sys.stdout.writelines(tail_log(paths.log, lines, keep))
@@ -311,6 +318,25 @@ def logs(
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
+
+
+def _check_server_name(paths: Any, server: str) -> None:
+    """`--server NAME` of a server config.toml does not have is a DaemonError naming them.
+
+    A file that cannot be read now (half-edited) does not block reading the log.
+    """
+    from bicameral.daemon import ConfigError, DaemonError
+    from bicameral.mcp import list_servers
+
+    try:
+        names = [s.name for s in list_servers(paths.config, must_exist=paths.config_explicit)]
+    except ConfigError:
+        return
+    if server not in names:
+        raise DaemonError(
+            f"no MCP server named {server!r} in {paths.config} "
+            f"(configured: {', '.join(names) or 'none'})"
+        )
 
 
 @daemon_app.command()

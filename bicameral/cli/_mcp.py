@@ -26,7 +26,7 @@ import typer
 from typer.core import TyperCommand
 
 from bicameral.cli import _fast
-from bicameral.cli._context import root_home
+from bicameral.cli._context import complete_server, root_home
 from bicameral.cli._usage import OneLineGroup, UsageError
 
 if TYPE_CHECKING:
@@ -219,6 +219,7 @@ def _mcp(
         typer.Option(
             "--server",
             help="Expose only this server, under its own tool names (default: all, aggregated).",
+            autocompletion=complete_server,
         ),
     ] = None,
 ) -> None:
@@ -468,7 +469,11 @@ def import_(
     json: JsonOpt = False,
     reload: ReloadOpt = False,
 ) -> None:
-    """Import the stdio servers of a Claude Desktop, Claude Code or Cursor config."""
+    """Import the MCP servers of a Claude Desktop, Claude Code or Cursor config.
+
+    Local (command) and remote servers alike: an entry with "type": "http" or
+    "sse" and a "url" (and its "headers") becomes a remote server.
+    """
     from bicameral.daemon import ConfigError
     from bicameral.mcp import import_servers
 
@@ -519,7 +524,10 @@ def _mib(value: int | None) -> str:
 @mcp_app.command("ps")
 def ps(
     ctx: typer.Context,
-    name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="One server only.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Argument(metavar="[NAME]", help="One server only.", autocompletion=complete_server),
+    ] = None,
     config: ConfigOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -629,7 +637,12 @@ def http(
     ctx: typer.Context,
     server: Annotated[
         str | None,
-        typer.Option("--server", metavar="NAME", help="One server's endpoint (/mcp/NAME)."),
+        typer.Option(
+            "--server",
+            metavar="NAME",
+            help="One server's endpoint (/mcp/NAME).",
+            autocompletion=complete_server,
+        ),
     ] = None,
     json: JsonOpt = False,
 ) -> None:
@@ -669,7 +682,12 @@ def logout(
 @mcp_app.command("restart")
 def restart(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="NAME", help="The server to restart.")],
+    name: Annotated[
+        str,
+        typer.Argument(
+            metavar="NAME", help="The server to restart.", autocompletion=complete_server
+        ),
+    ],
     json: JsonOpt = False,
 ) -> None:
     """Restart one server of the running daemon now (also revives one that failed)."""
@@ -679,7 +697,10 @@ def restart(
 @mcp_app.command("start")
 def start(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="NAME", help="The server to start.")],
+    name: Annotated[
+        str,
+        typer.Argument(metavar="NAME", help="The server to start.", autocompletion=complete_server),
+    ],
     json: JsonOpt = False,
 ) -> None:
     """Start a stopped (or failed) server of the running daemon."""
@@ -689,7 +710,10 @@ def start(
 @mcp_app.command("stop")
 def stop(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(metavar="NAME", help="The server to stop.")],
+    name: Annotated[
+        str,
+        typer.Argument(metavar="NAME", help="The server to stop.", autocompletion=complete_server),
+    ],
     json: JsonOpt = False,
 ) -> None:
     """Stop one server and keep it stopped (until start, restart or a reload changing it)."""

@@ -27,6 +27,7 @@ then closes what is still open (long-lived event streams).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import socket
@@ -250,9 +251,15 @@ class HttpListener:
             sock.setblocking(False)
         except OSError as exc:
             sock.close()
+            hint = ""
+            if exc.errno == errno.EADDRINUSE:
+                hint = (
+                    "; choose another port, or port 0 for any free one "
+                    f"(--http {self.url_host()}:0; `bicameral mcp http` prints the URL)"
+                )
             raise DaemonError(
                 f"HTTP listener: cannot listen on {self.url_host()}:{self.settings.port}: "
-                f"{exc.strerror}"
+                f"{exc.strerror}{hint}"
             ) from None
         self.port = sock.getsockname()[1]
         return sock

@@ -51,7 +51,8 @@ class ListenerSlot:
 
     `state_dir` is where ``http.token`` lives (the held state dir); `ready`,
     `stopping` and `max_requests` go to the listener (``/readyz``, the
-    request bound). `on_listener` is called once, with the listener, when it
+    request bound; read when the listener is made, after config.toml's
+    ``[daemon.limits]`` applied). `on_listener` is called once, with the listener, when it
     is first made (the daemon hands it to plugins then).
     """
 
@@ -61,7 +62,7 @@ class ListenerSlot:
         *,
         ready: Callable[[], bool],
         stopping: Callable[[], bool],
-        max_requests: int,
+        max_requests: Callable[[], int],
     ) -> None:
         self._state_dir = state_dir
         self._ready = ready
@@ -147,7 +148,7 @@ class ListenerSlot:
                 token,
                 ready=self._ready,
                 stopping=self._stopping,
-                max_requests=self._max_requests,
+                max_requests=self._max_requests(),
             )
             if self.on_listener is not None:
                 self.on_listener(self.listener)

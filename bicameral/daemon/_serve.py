@@ -410,7 +410,7 @@ class _Daemon:
             self.held.directory(self.paths.home),
             ready=lambda: self.published,
             stopping=lambda: self.stopping,
-            max_requests=options.limits.max_connections,
+            max_requests=lambda: self.options.limits.max_connections,
         )
 
     # The Control protocol of the signal child.

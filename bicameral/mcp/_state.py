@@ -755,8 +755,6 @@ class Upstream:
                 f"({self.last_error}); restart it with `bicameral mcp restart {self.name}` "
                 "or the bicameral__restart tool",
             )
-        if self.state == "stopped":
-            raise self._stopped_error()
         with anyio.move_on_after(wait):
             while inst.live is None and inst.state not in ("failed", "stopped"):
                 if self.state == "failed":

@@ -348,3 +348,42 @@ def test_ps_shows_the_cause_and_a_broken_server_logs_no_traceback(mcp_home: McpH
     causes = [line for line in log.splitlines() if "cannot start 'uvx-nope'" in line]
     restarts = row["restarts"]
     assert restarts >= 5 and len(causes) <= restarts + 3, causes  # one line a restart
+
+
+def test_first_run_papercuts(mcp_home: McpHome) -> None:
+    """import --help names remote servers; completion offers server names; `daemon logs
+    --server NOPE` is an error; a busy --http port suggests another one, or port 0."""
+    import socket
+
+    help_text = mcp_home.cli("mcp", "import", "--help")
+    assert help_text.returncode == 0 and "remote" in help_text.stdout, help_text
+    configure(mcp_home)
+    for words in (["mcp", "restart", ""], ["mcp", "stop", "g"], ["mcp", "--server", ""]):
+        line = ["bicameral", "--home", str(mcp_home.path), *words]
+        out = subprocess.run(
+            [BICAMERAL],
+            capture_output=True,
+            text=True,
+            env={
+                **mcp_home.env,
+                "_BICAMERAL_COMPLETE": "complete_bash",
+                "COMP_WORDS": " ".join(line),
+                "COMP_CWORD": str(len(line) - 1),
+            },
+            timeout=30,
+            check=False,
+        )
+        offered = set(out.stdout.split())
+        wanted = {"good", "mute", "off"} if not words[-1] else {"good"}
+        assert offered == wanted, (words, out)
+    logs = mcp_home.cli("daemon", "logs", "--server", "NOPE")
+    assert logs.returncode == 1, logs
+    assert "NOPE" in logs.stderr and "good" in logs.stderr, logs
+    assert len(logs.stderr.strip().splitlines()) == 1, logs
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        start = mcp_home.cli("daemon", "start", "--http", f"127.0.0.1:{port}")
+    assert start.returncode == 1, start
+    assert "port 0" in start.stderr and "another port" in start.stderr, start
