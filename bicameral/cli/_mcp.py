@@ -27,6 +27,7 @@ from typer.core import TyperCommand
 
 from bicameral.cli import _fast
 from bicameral.cli._context import complete_server, root_home
+from bicameral.cli._table import table
 from bicameral.cli._usage import OneLineGroup, UsageError
 
 if TYPE_CHECKING:
@@ -178,34 +179,6 @@ def _server_dict(server: ServerConfig) -> dict[str, Any]:
         "enabled": server.enabled,
         "share": server.share,
     }
-
-
-def _table(rows: list[list[str]], *, wrap_last: bool = False) -> str:
-    """Left-aligned columns; the last one is cut to the terminal width.
-
-    With `wrap_last`, a last cell that does not fit goes whole on the lines
-    under its row instead (indented, wrapped to the width): what it says
-    (``mcp ps``'s last error: its cause) is the part worth reading.
-    """
-    import shutil
-    import textwrap
-
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
-    width = shutil.get_terminal_size((100, 24)).columns
-    lines = []
-    for row in rows:
-        line = "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False))
-        full = f"{line}  {row[-1]}"
-        if len(full) > width > 20 and wrap_last and row is not rows[0]:
-            lines.append(line.rstrip())
-            lines.extend(
-                textwrap.wrap(row[-1], width, initial_indent="    ", subsequent_indent="    ")
-            )
-            continue
-        if len(full) > width > 20:
-            full = full[: width - 1] + "…"
-        lines.append(full.rstrip())
-    return "\n".join(lines)
 
 
 # --- the bridge --------------------------------------------------------------------------
@@ -447,7 +420,7 @@ def list_(
                     (f"{s.url} ({s.transport})" if s.remote else shlex.join(s.argv())) + where,
                 ]
             )
-        human = _table(rows)
+        human = table(rows)
     _fast.emit(result, _fast.wants_json(json), human)
 
 
@@ -584,7 +557,7 @@ def ps(
     if not result["servers"]:
         human = f"no MCP servers in {result['config_path']}; add one with `{_ADD_USAGE}`"
     else:
-        human = _table(rows, wrap_last=True)
+        human = table(rows, wrap_last=True)
         if result["daemon"] != "running":
             human += "\n(no daemon is running: bicameral daemon start)"
     _fast.emit(result, _fast.wants_json(json), human)
