@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 import bicameral
+from bicameral.cli._client import client_app
 from bicameral.cli._daemon import daemon_app
 from bicameral.cli._doctor import doctor
 from bicameral.cli._mcp import mcp_app
@@ -24,6 +25,7 @@ app = typer.Typer(
 )
 app.add_typer(daemon_app, name="daemon")
 app.add_typer(mcp_app, name="mcp")
+app.add_typer(client_app, name="client")
 app.command("doctor")(doctor)
 
 
