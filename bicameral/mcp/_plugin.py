@@ -98,6 +98,18 @@ class McpPlugin:
             host.add_metrics(McpCollector(self.registry, sessions))
             host.on_http_drain(sessions.drain)
             host.start_soon(sessions.run)
+            # The dashboard, for people: `GET /` and `/dashboard/*`.
+            from bicameral.mcp.dashboard import Dashboard
+
+            dashboard = Dashboard(host, self.registry)
+            host.add_http_app("/", dashboard)
+            host.add_http_app("/dashboard", dashboard)
+            host.on_http_drain(dashboard.drain)
+
+            async def link(params: Any, conn: Any) -> str:
+                return dashboard.link_code()
+
+            host.dispatcher.add("dashboard.link", link)
         host.start_soon(terminate_on_stop, host, self.registry)
 
 

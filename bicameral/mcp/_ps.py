@@ -17,7 +17,7 @@ from bicameral.daemon import ConfigError, DaemonError, call_daemon
 if TYPE_CHECKING:
     from bicameral.daemon import DaemonPaths
 
-__all__ = ["ACTIONS", "control_server", "server_rows"]
+__all__ = ["ACTIONS", "control_server", "join_rows", "server_rows"]
 
 #: ``mcp ACTION NAME`` -> the daemon's method.
 ACTIONS = {"restart": "adapters.restart", "start": "adapters.start", "stop": "adapters.stop"}
@@ -77,16 +77,33 @@ def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
     if name is not None and name not in {s.name for s in configured}:
         known = ", ".join(s.name for s in configured) or "none"
         raise ConfigError(f"no MCP server named {name!r} in {paths.config} (configured: {known})")
-    entries: dict[str, dict[str, Any]] = {}
-    live: dict[str, dict[str, Any]] = {}
+    entries: list[dict[str, Any]] = []
+    live: list[dict[str, Any]] = []
     running = True
     try:
-        for entry in call_daemon(paths, "adapters.list") or []:
-            entries[str(entry.get("name"))] = entry
-        for item in call_daemon(paths, "mcp.servers") or []:
-            live[str(item.get("name"))] = item
+        entries = call_daemon(paths, "adapters.list") or []
+        live = call_daemon(paths, "mcp.servers") or []
     except DaemonError:
         running = False
+    return join_rows(paths, configured, entries, live, running=running, name=name)
+
+
+def join_rows(
+    paths: DaemonPaths,
+    configured: list[Any],
+    adapters: list[dict[str, Any]],
+    servers: list[dict[str, Any]],
+    *,
+    running: bool = True,
+    name: str | None = None,
+) -> dict[str, Any]:
+    """`server_rows` from what it asked the daemon: ``adapters.list`` and ``mcp.servers``.
+
+    The daemon's own dashboard passes the same two lists, taken in-process.
+    Reads process memory (psutil): call it off the event loop.
+    """
+    entries = {str(entry.get("name")): entry for entry in adapters}
+    live = {str(item.get("name")): item for item in servers}
     now = time.time()
     rows = []
     for server in configured:
