@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
-from bicameral.mcp.dashboard._page import SCRIPT, STYLE, page, signin_page
+from bicameral.mcp.dashboard._page import ICON, SCRIPT, STYLE, page, signin_page
 from bicameral.mcp.dashboard._session import Session, Sessions
 from bicameral.mcp.dashboard._view import REFRESH, TICK, View, render, render_stderr
 
@@ -40,7 +40,9 @@ __all__ = ["MAX_STREAMS", "Dashboard"]
 #: Event streams open at once at most (browser tabs).
 MAX_STREAMS = 16
 _MAX_BODY = 16384
-_PUBLIC = frozenset({"/dashboard/signin", "/dashboard/link", "/dashboard/style.css"})
+_PUBLIC = frozenset(
+    {"/dashboard/signin", "/dashboard/link", "/dashboard/style.css", "/dashboard/icon.svg"}
+)
 _ACTIONS = frozenset({"restart", "stop", "start"})
 
 
@@ -65,7 +67,7 @@ async def _respond(
                 (b"cache-control", b"no-store"),
                 (b"x-frame-options", b"DENY"),
                 (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'"),
-                (b"referrer-policy", b"no-referrer"),
+                (b"referrer-policy", b"same-origin"),
                 *(headers or []),
             ],
         }
@@ -154,6 +156,8 @@ class Dashboard:
             await self._page(send, session)
         elif route == ("GET", "/dashboard/style.css"):
             await _respond(send, 200, STYLE, "text/css; charset=utf-8")
+        elif route == ("GET", "/dashboard/icon.svg"):
+            await _respond(send, 200, ICON, "image/svg+xml")
         elif route == ("GET", "/dashboard/app.js"):
             await _respond(send, 200, SCRIPT, "text/javascript; charset=utf-8")
         elif route == ("GET", "/dashboard/signin"):

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import html
 
-__all__ = ["SCRIPT", "STYLE", "page", "signin_page"]
+__all__ = ["ICON", "SCRIPT", "STYLE", "page", "signin_page"]
+
+ICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32">'
+    '<rect width="32" height="32" rx="7" fill="#1d2330"/>'
+    '<circle cx="11" cy="16" r="6" fill="#7ea6ff"/><circle cx="21" cy="16" r="6" fill="#52c48a"/>'
+    "</svg>"
+)
 
 STYLE = """
 :root { --bg:#f6f7f9; --fg:#1d2330; --dim:#6b7280; --line:#e2e5ea; --card:#fff;
@@ -43,7 +50,8 @@ span.state.starting, span.state.backoff, span.state.restarting, span.state.stopp
 span.state.failed, span.state.needs-login { background:var(--badbg); color:var(--bad); }
 button { font:inherit; font-size:12px; padding:2px 10px; margin-right:4px; border-radius:5px;
   border:1px solid var(--line); background:#fff; cursor:pointer; }
-button:hover { border-color:var(--accent); color:var(--accent); }
+button:hover:enabled { border-color:var(--accent); color:var(--accent); }
+button:disabled { color:#b6bcc6; cursor:default; }
 ul.tree, ul.tree ul { list-style:none; margin:0; padding-left:14px; }
 ul.tree { padding-left:0; }
 ul.tree li { margin:3px 0; white-space:nowrap; }
@@ -80,7 +88,7 @@ SCRIPT = """
     if (!form.classList.contains('action')) return;
     e.preventDefault();
     var body = new URLSearchParams(new FormData(form, e.submitter));
-    fetch(form.action, {method: 'POST', body: body, credentials: 'same-origin',
+    fetch(form.getAttribute('action'), {method: 'POST', body: body, credentials: 'same-origin',
                         headers: {'X-CSRF-Token': csrf}})
       .then(function (r) { return r.json(); })
       .then(function (r) { notice.textContent = r.ok ? '' : r.error; })
@@ -108,7 +116,8 @@ def page(csrf: str, parts: dict[str, str]) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf" content="{html.escape(csrf)}">
-<title>bicameral</title><link rel="stylesheet" href="/dashboard/style.css"></head>
+<title>bicameral</title><link rel="stylesheet" href="/dashboard/style.css">
+<link rel="icon" href="/dashboard/icon.svg" type="image/svg+xml"></head>
 <body><header><h1>bicameral</h1><span id="summary">{parts["summary"]}</span>
 <form method="post" action="/dashboard/signout"><input type="hidden" name="csrf"
  value="{html.escape(csrf)}"><button type="submit">sign out</button></form></header>
@@ -128,7 +137,8 @@ def signin_page(error: str = "") -> str:
     message = f'<p style="color:#a21b1b">{html.escape(error)}</p>' if error else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>bicameral: sign in</title>
-<link rel="stylesheet" href="/dashboard/style.css"></head>
+<link rel="stylesheet" href="/dashboard/style.css">
+<link rel="icon" href="/dashboard/icon.svg" type="image/svg+xml"></head>
 <body><form class="signin" method="post" action="/dashboard/signin">
 <h1>bicameral</h1>{message}
 <label for="token">The listener's token (<code>bicameral mcp http</code> prints it;

@@ -193,9 +193,14 @@ def _servers(state: dict[str, Any]) -> str:
         pids = ", ".join(str(i["pid"]) for i in instances if i.get("pid")) or (
             "remote" if s.get("url") else "-"
         )
-        tools = "-" if s["tools"] is None else f"{s['tools']} ({_size(s.get('tools_bytes'))})"
+        tools = f"{s['tools']} ({_size(s.get('tools_bytes'))})" if s["tools"] else "-"
+        # As `mcp ps`: an error is news while the server is not ready or has restarted.
+        error = s["last_error"] if s["state"] != "ready" or s["restarts"] else None
+        idle = {"stop": ("stopped", "disabled"), "start": ("ready", "starting", "backoff")}
         buttons = "".join(
-            f'<button type="submit" name="action" value="{a}">{a}</button>' for a in _BUTTONS
+            f'<button type="submit" name="action" value="{a}"'
+            f"{' disabled' if s['state'] in idle.get(a, ()) else ''}>{a}</button>"
+            for a in _BUTTONS
         )
         rows.append(
             f'<tr data-server="{name}">'
@@ -207,7 +212,7 @@ def _servers(state: dict[str, Any]) -> str:
             f"<td>{_size(s['memory_bytes'])}</td>"
             f"<td>{_e(tools)}</td>"
             f"<td>{'-' if s['clients'] is None else s['clients']}</td>"
-            f'<td class="error">{_e(s["last_error"] or "")}</td>'
+            f'<td class="error">{_e(error or "")}</td>'
             f'<td><form method="post" action="/dashboard/action" class="action">'
             f'<input type="hidden" name="server" value="{name}">{buttons}</form></td>'
             "</tr>"
