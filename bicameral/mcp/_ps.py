@@ -17,7 +17,7 @@ from bicameral.daemon import ConfigError, DaemonError, call_daemon
 if TYPE_CHECKING:
     from bicameral.daemon import DaemonPaths
 
-__all__ = ["ACTIONS", "control_server", "join_rows", "server_rows"]
+__all__ = ["ACTIONS", "control_server", "join_rows", "process_table", "server_rows"]
 
 #: ``mcp ACTION NAME`` -> the daemon's method.
 ACTIONS = {"restart": "adapters.restart", "start": "adapters.start", "stop": "adapters.stop"}
@@ -34,23 +34,47 @@ _SHOWN = {
 }
 
 
-def _memory(pid: int | None) -> int | None:
-    """RSS in bytes of `pid` and its descendants (a wrapper's children count too)."""
-    if pid is None:
-        return None
+#: Every process's RSS and its children, read in one pass (`process_table`).
+_Table = tuple[dict[int, int], dict[int, list[int]]]
+
+
+def process_table() -> _Table | None:
+    """RSS by pid and children by parent pid, for the whole process table at once.
+
+    One pass instead of one ``children(recursive=True)`` scan per server:
+    with 30 servers that is the difference between ~30 ms and ~2 s.
+    """
     try:
         import psutil  # type: ignore[import-untyped, unused-ignore]
-
-        proc = psutil.Process(pid)
-        total = 0
-        for p in [proc, *proc.children(recursive=True)]:
-            try:
-                total += int(p.memory_info().rss)
-            except psutil.Error:
-                continue
-        return total
-    except Exception:  # gone meanwhile, or no psutil: unknown
+    except ImportError:  # pragma: no cover - a declared dependency
         return None
+    rss: dict[int, int] = {}
+    children: dict[int, list[int]] = {}
+    for proc in psutil.process_iter():
+        try:
+            with proc.oneshot():
+                parent, memory = proc.ppid(), proc.memory_info().rss
+        except psutil.Error:  # gone, or not ours to read
+            continue
+        rss[proc.pid] = int(memory)
+        children.setdefault(int(parent), []).append(proc.pid)
+    return rss, children
+
+
+def _memory(pid: int | None, table: _Table | None) -> int | None:
+    """RSS in bytes of `pid` and its descendants (a wrapper's children count too)."""
+    if pid is None or table is None or pid not in table[0]:
+        return None
+    rss, children = table
+    total, stack, seen = 0, [pid], set()
+    while stack:
+        each = stack.pop()
+        if each in seen:
+            continue
+        seen.add(each)
+        total += rss.get(each, 0)
+        stack.extend(children.get(each, ()))
+    return total
 
 
 def server_rows(paths: DaemonPaths, name: str | None = None) -> dict[str, Any]:
@@ -96,15 +120,18 @@ def join_rows(
     *,
     running: bool = True,
     name: str | None = None,
+    processes: _Table | None = None,
 ) -> dict[str, Any]:
     """`server_rows` from what it asked the daemon: ``adapters.list`` and ``mcp.servers``.
 
     The daemon's own dashboard passes the same two lists, taken in-process.
-    Reads process memory (psutil): call it off the event loop.
+    Reads process memory (psutil; `processes` is a `process_table` taken
+    earlier, to reuse): call it off the event loop.
     """
     entries = {str(entry.get("name")): entry for entry in adapters}
     live = {str(item.get("name")): item for item in servers}
     now = time.time()
+    table = processes if processes is not None or not running else process_table()
     rows = []
     for server in configured:
         if name is not None and server.name != name:
@@ -124,9 +151,9 @@ def join_rows(
         up = state in ("ready", "starting") and isinstance(started, int | float)
         pid = status.get("pid") if state not in ("stopped", "disabled", "failed") else None
         instances = _instances(status) if state not in ("stopped", "disabled") else []
-        memory = _memory(pid if isinstance(pid, int) else None)
+        memory = _memory(pid if isinstance(pid, int) else None, table)
         for inst in instances[1:]:  # the keyed ones: their processes count too
-            extra = _memory(inst["pid"])
+            extra = _memory(inst["pid"], table)
             if extra is not None:
                 memory = (memory or 0) + extra
         rows.append(

@@ -62,6 +62,11 @@ class View:
     def __init__(self, host: DaemonHost, registry: Registry) -> None:
         self.host = host
         self.registry = registry
+        # The process table (memory) is read at most every REFRESH seconds,
+        # the config only when its file changed: a state change shows at once.
+        self._processes: Any = None
+        self._processes_at = 0.0
+        self._config: tuple[Any, list[Any]] = (None, [])
 
     def fingerprint(self) -> tuple[Any, ...]:
         """Changes whenever anything the page shows changes (but uptimes and memory)."""
@@ -83,8 +88,7 @@ class View:
         """Everything the page shows, as plain data."""
         import trio
 
-        from bicameral.mcp._config_edit import list_servers
-        from bicameral.mcp._ps import join_rows
+        from bicameral.mcp._ps import join_rows, process_table
 
         paths = self.host.paths
         tree = self.host.snapshot()
@@ -96,7 +100,10 @@ class View:
         }
 
         def rows() -> dict[str, Any]:
-            return join_rows(paths, list_servers(paths.config), adapters, live)
+            now = time.monotonic()
+            if self._processes is None or now - self._processes_at >= REFRESH:
+                self._processes, self._processes_at = process_table(), now
+            return join_rows(paths, self._configured(), adapters, live, processes=self._processes)
 
         try:
             joined = await trio.to_thread.run_sync(rows)
@@ -127,6 +134,22 @@ class View:
             "error": joined.get("error"),
             "calls": calls,
         }
+
+    def _configured(self) -> list[Any]:
+        """The configured servers, read again only when config.toml changed."""
+        import os
+
+        from bicameral.mcp._config_edit import list_servers
+
+        config = self.host.paths.config
+        try:
+            st = os.stat(config)
+            mark: Any = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            mark = None
+        if mark is None or mark != self._config[0]:
+            self._config = (mark, list_servers(config))
+        return self._config[1]
 
     async def stderr(self, name: str) -> list[str]:
         """The last `STDERR_LINES` lines server `name` wrote on stderr (from the daemon log)."""
