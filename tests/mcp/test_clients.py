@@ -235,6 +235,8 @@ async def call_echo_through(m: FakeMachine, entry: dict[str, Any], word: str) ->
         return text(await session.call_tool("echo", {"text": word}))
 
 
+# Some 30 CLI runs and 9 SDK sessions: more than the default bound on a loaded machine.
+@pytest.mark.timeout(360)
 async def test_setup_every_client_then_each_rewritten_entry_works_and_undo_is_byte_exact(
     machine: FakeMachine,
 ) -> None:
