@@ -9,8 +9,8 @@ Undo takes the newest record of a file: several setups of one file (a
 server added to the client in between) are undone one at a time.
 
 Every write is atomic (`write_atomic`), and one setup or undo at a time
-holds ``clients/.lock`` (filelock), so two concurrent commands never lose
-a record or a backup.
+holds a lock on ``clients/.lock`` (the daemon's `flock`), so two concurrent
+commands never lose a record or a backup.
 """
 
 from __future__ import annotations
@@ -70,11 +70,19 @@ class Records:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Hold the records' lock (creating the directories, 0700, as needed)."""
-        import filelock
+        from bicameral.daemon import flock
 
         self._ensure()
-        with filelock.FileLock(str(self.dir / ".lock"), mode=0o600):
+        path = self.dir / ".lock"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        except OSError as exc:
+            raise ConfigError(f"cannot open {path}: {exc.strerror}") from None
+        try:
+            flock(fd, wait=True)
             yield
+        finally:
+            os.close(fd)  # closing drops the lock
 
     def load(self) -> list[Record]:
         """Every record, oldest first (none when there is no file yet)."""

@@ -12,35 +12,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from bicameral._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from bicameral.daemon import DaemonPaths
     from bicameral.mcp.dashboard._app import Dashboard
+    from bicameral.mcp.dashboard._link import dashboard_link
 
-__all__ = ["Dashboard", "dashboard_link"]
-
-
-def dashboard_link(paths: DaemonPaths) -> dict[str, Any]:
-    """A one-time sign-in link to the running daemon's dashboard: ``{"url", "dashboard"}``.
-
-    Raises :class:`~bicameral.daemon.ConfigError` saying what to do when no
-    daemon runs with its listener on.
-    """
-    from bicameral.daemon import ConfigError, DaemonError, call_daemon
-    from bicameral.mcp._endpoint import http_endpoint
-
-    base = str(http_endpoint(paths)["url"]).removesuffix("/mcp")
-    try:
-        code = call_daemon(paths, "dashboard.link")
-    except DaemonError as exc:
-        raise ConfigError(f"cannot reach the daemon: {exc}") from None
-    return {"url": f"{base}/dashboard/link?code={code}", "dashboard": f"{base}/"}
-
-
-def __getattr__(name: str) -> Any:
-    if name == "Dashboard":
-        from bicameral.mcp.dashboard._app import Dashboard
-
-        return Dashboard
-    raise AttributeError(f"module 'bicameral.mcp.dashboard' has no attribute {name!r}")
+__all__, __getattr__, __dir__ = lazy_exports(__name__, __file__)
