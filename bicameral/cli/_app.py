@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 import bicameral
+from bicameral.cli._client import client_app
 from bicameral.cli._daemon import daemon_app
+from bicameral.cli._dashboard import dashboard
 from bicameral.cli._doctor import doctor
 from bicameral.cli._mcp import mcp_app
 from bicameral.cli._usage import OneLineGroup
@@ -23,7 +25,9 @@ app = typer.Typer(
 )
 app.add_typer(daemon_app, name="daemon")
 app.add_typer(mcp_app, name="mcp")
+app.add_typer(client_app, name="client")
 app.command("doctor")(doctor)
+app.command("dashboard")(dashboard)
 
 
 def _version(value: bool) -> None:

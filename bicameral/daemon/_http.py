@@ -15,7 +15,10 @@ collectors. What every request passes, in order:
    through the browser by rebinding a name of its own to 127.0.0.1.
 3. ``Authorization: Bearer <token>`` (the token in ``http.token``, 0600,
    made once) on everything but the probes, else 401; ``/metrics`` too,
-   unless ``metrics_public = true``.
+   unless ``metrics_public = true``. A mounted app that signs people in
+   itself (it has a ``session`` :class:`SessionGuard`: the dashboard, at
+   ``/``) admits a request by that session instead, and answers one it
+   does not admit its own way (a redirect to its sign-in page).
 
 The listener is hypercorn on the daemon's own Trio loop. The socket is bound
 before the daemon reports ready (a port in use is a start failure with a
@@ -35,7 +38,7 @@ import stat
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from bicameral.daemon._errors import ConfigError, DaemonError
 
@@ -44,6 +47,7 @@ __all__ = [
     "HTTP_KEYS",
     "HttpListener",
     "HttpSettings",
+    "SessionGuard",
     "http_from_config",
     "parse_listen",
     "read_http_token",
@@ -67,6 +71,19 @@ HTTP_KEYS: dict[str, type] = {
     "allowed_origins": list,
 }
 """The keys of ``[daemon.http]``."""
+
+
+class SessionGuard(Protocol):
+    """How a mounted app for people (a browser, not an MCP client) admits requests.
+
+    The listener asks `admits` instead of requiring the bearer token (a
+    browser cannot send one), after its ``Host`` / ``Origin`` checks; a
+    request it does not admit is handed to `refuse`.
+    """
+
+    def admits(self, scope: dict[str, Any], headers: Mapping[str, str]) -> bool: ...
+
+    async def refuse(self, scope: dict[str, Any], send: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -355,8 +372,13 @@ class HttpListener:
             await _text(send, 403, f"forbidden: {refusal}\n")
             return
         if self.settings.require_token and not self._authorized(headers):
-            await _unauthorized(send)
-            return
+            session: SessionGuard | None = getattr(app, "session", None)
+            if session is None:
+                await _unauthorized(send)
+                return
+            if not session.admits(scope, headers):
+                await session.refuse(scope, send)
+                return
         if self.active >= self.max_requests:
             await _text(send, 503, "busy: too many requests in flight\n", [(b"retry-after", b"1")])
             return

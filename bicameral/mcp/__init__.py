@@ -15,7 +15,13 @@ from bicameral.mcp._bridge import run_bridge
 
 if TYPE_CHECKING:
     from bicameral.mcp._config import SHARE_MODES, ServerConfig, check_server_name, load_servers
-    from bicameral.mcp._config_edit import add_server, import_servers, list_servers, remove_server
+    from bicameral.mcp._config_edit import (
+        add_server,
+        import_entries,
+        import_servers,
+        list_servers,
+        remove_server,
+    )
     from bicameral.mcp._doctor import mcp_checks
     from bicameral.mcp._endpoint import http_endpoint
     from bicameral.mcp._login import login_server, logout_server

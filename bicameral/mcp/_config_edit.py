@@ -18,21 +18,18 @@ server being added, replaced or removed changes. Every edit is:
 ``import_servers`` reads the ``mcpServers`` JSON object of Claude Desktop
 (``claude_desktop_config.json``), Claude Code (``.mcp.json``,
 ``~/.claude.json``) and Cursor (``.cursor/mcp.json``), and VS Code's
-``servers`` object (``.vscode/mcp.json``), which has the same entries. Only
-stdio servers (a ``command``) are imported; remote ``http`` / ``sse`` servers
-are skipped with the reason.
+``servers`` object (``.vscode/mcp.json``), which has the same entries, local
+and remote (:mod:`bicameral.mcp._config_import` says what each entry means).
+``import_entries`` is the same import for entries already read (``bicameral
+client setup`` reads them out of each client's own format).
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import os
-import re
 import sys
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +42,12 @@ from bicameral.mcp._config import (
     read_config,
     read_text,
 )
+from bicameral.mcp._config_import import (
+    ImportResult,
+    bicameral_name,
+    convert_entry,
+    parse_mcp_servers,
+)
 
 if TYPE_CHECKING:
     import tomlkit.container
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ImportResult",
     "add_server",
+    "import_entries",
     "import_servers",
     "list_servers",
     "parse_mcp_servers",
@@ -62,11 +66,6 @@ __all__ = [
 #: A new config file starts with this comment.
 HEADER = "# bicameral configuration. `bicameral mcp add/remove/import` keep your comments.\n"
 
-#: Entry keys of client configs that mean nothing to bicameral and are dropped quietly.
-_CLIENT_ONLY_KEYS = frozenset(
-    {"type", "disabled", "autoApprove", "alwaysAllow", "timeout", "description", "disabledTools"}
-)
-_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
 _LONG_LINE = 88
 
 
@@ -324,14 +323,17 @@ def _normalise(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _apply(path: Path, changes: dict[str, ServerConfig | None], *, validate: bool) -> None:
+def _apply(
+    path: Path, changes: dict[str, ServerConfig | None], *, validate: bool, write: bool = True
+) -> tuple[str | None, str]:
     """Apply ``changes`` (name -> new config, or ``None`` to remove) to ``path``, atomically.
 
-    The caller holds the directory lock and has read ``path`` under it.
+    Returns the text before (``None``: no file) and after; ``write=False``
+    checks the edit and writes nothing. The caller holds the directory lock
+    and has read ``path`` under it.
     """
-    text = read_text(path)
-    if text is None:
-        text = HEADER
+    old = read_text(path)
+    text = HEADER if old is None else old
     data, doc = _parse(path, text)
     servers = _servers_table(path, doc, create=any(c is not None for c in changes.values()))
     added = []
@@ -363,7 +365,9 @@ def _apply(path: Path, changes: dict[str, ServerConfig | None], *, validate: boo
         )
     if validate:
         load_servers(tomllib.loads(new_text), path)
-    _write_atomic(path, new_text)
+    if write:
+        _write_atomic(path, new_text)
+    return old, new_text
 
 
 def _checked(config: ServerConfig, path: Path) -> ServerConfig:
@@ -414,268 +418,77 @@ def remove_server(path: Path, name: str) -> None:
         _apply(target, {name: None}, validate=False)
 
 
-# --- import --------------------------------------------------------------------------
-
-
-@dataclass
-class ImportResult:
-    """What :func:`import_servers` did.
-
-    ``added`` and ``replaced`` are bicameral names; ``skipped`` and ``notes``
-    pair a name in the source file with a reason, one line each. ``renamed``
-    maps a source name that is not a valid server name to the name used.
-    """
-
-    source: Path
-    added: list[str] = field(default_factory=list)
-    replaced: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    notes: list[tuple[str, str]] = field(default_factory=list)
-    renamed: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{"source", "added", "replaced", "skipped": [{"name", "reason"}], ...}``."""
-        return {
-            "source": str(self.source),
-            "added": self.added,
-            "replaced": self.replaced,
-            "skipped": [{"name": n, "reason": r} for n, r in self.skipped],
-            "notes": [{"name": n, "note": r} for n, r in self.notes],
-            "renamed": self.renamed,
-        }
-
-
-def _safe_name(name: str) -> str:
-    name = re.sub(r"[^A-Za-z0-9_-]+", "-", name)
-    name = re.sub(r"_{2,}", "_", name)
-    return name.strip("-")
-
-
-def _string_list(value: Any) -> list[str] | None:
-    if not isinstance(value, list):
-        return None
-    out: list[str] = []
-    for item in value:
-        if isinstance(item, str):
-            out.append(item)
-        elif isinstance(item, int | float) and not isinstance(item, bool):
-            out.append(json.dumps(item))
-        else:
-            return None
-    return out
-
-
-def _entry(
-    name: str, entry: Any, base: Path, notes: list[str]
-) -> tuple[dict[str, Any] | None, str]:
-    """A client's server entry as a bicameral table, or ``None`` and why it is skipped."""
-    if not isinstance(entry, dict):
-        return None, "not a JSON object"
-    kind = entry.get("type")
-    url = entry.get("url") or entry.get("serverUrl")
-    if kind in ("http", "streamable-http", "sse") or (kind is None and url is not None):
-        return _remote_entry(name, entry, url, kind, notes)
-    if kind is not None and kind != "stdio":
-        return None, f"unknown server type {kind!r} (expected stdio, http or sse)"
-    command = entry.get("command")
-    if not isinstance(command, str) or not command.strip():
-        return None, 'no "command" (a non-empty string)'
-    table: dict[str, Any] = {"command": command}
-    if "args" in entry and entry["args"] is not None:
-        args = _string_list(entry["args"])
-        if args is None:
-            return None, '"args" is not a list of strings'
-        if args:
-            table["args"] = args
-    if "env" in entry and entry["env"] is not None:
-        env = entry["env"]
-        if not isinstance(env, dict):
-            return None, '"env" is not an object'
-        converted: dict[str, str] = {}
-        for key, value in env.items():
-            if isinstance(value, str):
-                converted[key] = value
-            elif isinstance(value, int | float | bool):
-                converted[key] = json.dumps(value)
-            else:
-                return None, f'"env" value of {key} is not a string'
-        if converted:
-            table["env"] = converted
-    cwd = entry.get("cwd")
-    if cwd is not None:
-        if not isinstance(cwd, str) or not cwd:
-            return None, '"cwd" is not a string'
-        expanded = os.path.expanduser(cwd)
-        table["cwd"] = cwd if os.path.isabs(expanded) else str(base / cwd)
-        if not os.path.isdir(os.path.expanduser(table["cwd"])):
-            return None, f'"cwd" {cwd!r} is not a directory ({table["cwd"]})'
-    disabled = entry.get("disabled")
-    if disabled is True:
-        table["enabled"] = False
-    ignored = sorted(k for k in entry if k not in _CLIENT_ONLY_KEYS and k not in table)
-    ignored = [k for k in ignored if k not in ("args", "env", "url", "serverUrl")]
-    if ignored:
-        notes.append(f"ignored keys: {', '.join(ignored)}")
-    texts = [command, *table.get("args", []), *table.get("env", {}).values()]
-    if any(_PLACEHOLDER.search(t) for t in texts):
-        notes.append(
-            "uses ${...} placeholders, which bicameral passes on literally; "
-            "put the real values in config.toml"
-        )
-    return table, ""
-
-
-_CLIENT_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-def _remote_entry(
-    name: str, entry: dict[str, Any], url: Any, kind: Any, notes: list[str]
-) -> tuple[dict[str, Any] | None, str]:
-    """A client's remote (``http`` / ``sse`` / ``url``) entry as a bicameral table."""
-    if not isinstance(url, str) or not url:
-        return None, f'a {kind or "remote"} server needs a "url"'
-    table: dict[str, Any] = {"url": url}
-    if kind == "sse":
-        table["transport"] = "sse"
-    elif kind is None and url.rstrip("/").endswith("/sse"):
-        # Cursor's bare "url" entries may be either transport: its endpoint
-        # name says which.
-        table["transport"] = "sse"
-        notes.append(
-            'taken as a legacy SSE server (its URL ends in /sse); else set transport = "http"'
-        )
-    headers = entry.get("headers")
-    if headers is not None:
-        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-            return None, '"headers" is not an object of strings'
-        # Claude Code and Cursor spell environment references ${NAME};
-        # bicameral spells them ${env:NAME} (expanded by the daemon).
-        converted = {k: _CLIENT_VAR.sub(r"${env:\1}", v) for k, v in headers.items()}
-        if converted:
-            table["headers"] = converted
-    if entry.get("disabled") is True:
-        table["enabled"] = False
-    ignored = sorted(
-        k
-        for k in entry
-        if k not in _CLIENT_ONLY_KEYS and k not in ("url", "serverUrl", "headers", "oauth")
-    )
-    if ignored:
-        notes.append(f"ignored keys: {', '.join(ignored)}")
-    if "oauth" in entry:
-        table["auth"] = "oauth"
-        oauth = entry["oauth"] if isinstance(entry["oauth"], dict) else {}
-        if isinstance(oauth.get("clientId"), str):
-            table["client_id"] = oauth["clientId"]
-        if isinstance(oauth.get("scope"), str):
-            table["scope"] = oauth["scope"]
-        notes.append(f"OAuth: log in once with `bicameral mcp login {name}`")
-    return table, ""
-
-
-def parse_mcp_servers(source: Path) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """The ``mcpServers`` (or VS Code ``servers``) object of a client config file.
-
-    Returns the object and file-level notes. A missing or unreadable file,
-    invalid JSON or no such object is a :class:`ConfigError`.
-    """
-    try:
-        raw = source.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{source}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{source}: is a directory, not a JSON file") from None
-    except OSError as exc:
-        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(raw.decode("utf-8-sig"))  # editors on Windows may add a BOM
-    except json.JSONDecodeError as exc:
-        raise ConfigError(
-            f"{source}: invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{source}: not valid UTF-8 ({exc.reason})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f'{source}: expected a JSON object with "mcpServers"')
-    notes: list[tuple[str, str]] = []
-    servers = data.get("mcpServers")
-    if servers is None and isinstance(data.get("servers"), dict):
-        servers = data["servers"]  # VS Code's .vscode/mcp.json
-    projects = data.get("projects")
-    if isinstance(projects, dict):  # ~/.claude.json: per-project servers
-        count = sum(
-            len(p["mcpServers"])
-            for p in projects.values()
-            if isinstance(p, dict) and isinstance(p.get("mcpServers"), dict)
-        )
-        if count:
-            notes.append(
-                (
-                    "projects",
-                    f'{count} project-scoped server(s) under "projects" were not imported '
-                    "(only the top-level mcpServers)",
-                )
-            )
-    if servers is None:
-        if notes:
-            return {}, notes
-        raise ConfigError(
-            f'{source}: no "mcpServers" object (expected a Claude Desktop, Claude Code '
-            "or Cursor MCP config)"
-        )
-    if not isinstance(servers, dict):
-        raise ConfigError(f'{source}: "mcpServers" is not a JSON object')
-    return servers, notes
-
-
 def import_servers(path: Path, source: Path, *, replace: bool = False) -> ImportResult:
-    """Add every stdio server of ``source``'s ``mcpServers`` to ``path``, in one atomic write.
+    """Add every server of ``source``'s ``mcpServers`` to ``path``, in one atomic write.
 
-    Remote (``http``, ``sse``, ``url``) and malformed entries are skipped
-    with the reason; so are names already configured, unless ``replace``. A
-    name that is not a valid server name is renamed (``my.server`` ->
-    ``my-server``) and reported. Nothing is written when nothing is added,
-    or when the resulting configuration would not validate.
+    Malformed entries are skipped with the reason; so are names already
+    configured differently, unless ``replace`` (one configured exactly so is
+    ``unchanged``). A name that is not a valid server name is renamed
+    (``my.server`` -> ``my-server``) and reported. Nothing is written when
+    nothing is added, or when the resulting configuration would not validate.
     """
     entries, file_notes = parse_mcp_servers(source)
+    result = import_entries(path, entries, source, replace=replace)
+    result.notes[:0] = file_notes
+    return result
+
+
+def import_entries(
+    path: Path,
+    entries: Mapping[str, Any],
+    source: Path,
+    *,
+    base: Path | None = None,
+    replace: bool | Collection[str] = False,
+    names: Mapping[str, str] | None = None,
+    dry_run: bool = False,
+) -> ImportResult:
+    """Add client server ``entries`` (``mcpServers``-shaped) to ``path``, as `import_servers`.
+
+    ``source`` names the file they came from in messages; a relative
+    ``cwd`` is taken from ``base`` (default: ``source``'s directory).
+    ``replace`` is ``True`` for every name, or the bicameral names to
+    overwrite; ``names`` maps a source name to the bicameral name to give it
+    (a clash resolved by renaming). A name configured differently and not
+    replaced is a clash: skipped and listed in ``clashes``. ``dry_run``
+    checks everything and fills ``before`` / ``after`` without writing.
+    """
     result = ImportResult(source=source)
-    result.notes.extend(file_notes)
-    base = source.resolve().parent
+    base = source.resolve().parent if base is None else base
     target = _target(path)
     with _locked_dir(target.parent):
         existing = load_servers(read_config(target), path) if target.exists() else {}
         changes: dict[str, ServerConfig | None] = {}
         for original, entry in entries.items():
-            name = original if check_server_name(original) is None else _safe_name(original)
+            name = (names or {}).get(original) or bicameral_name(original)
             if check_server_name(name) is not None:
                 result.skipped.append((original, "cannot make a valid server name of it"))
                 continue
-            if name in changes:
+            if name in changes or name in result.unchanged:
                 result.skipped.append((original, f"{name!r} is imported already"))
                 continue
-            notes: list[str] = []
-            table, reason = _entry(original, entry, base, notes)
-            if table is None:
+            config, reason, notes = convert_entry(name, entry, source, base)
+            if config is None:
                 result.skipped.append((original, reason))
                 continue
-            if name in existing and not replace:
+            result.configs[name] = config
+            wanted = replace is True or (not isinstance(replace, bool) and name in replace)
+            if name in existing and not wanted:
+                if _server(str(path), name, _plain(config)) == existing[name]:
+                    result.unchanged.append(name)
+                    result.names[original] = name
+                    continue
+                result.clashes.append(name)
                 result.skipped.append(
                     (original, f"{name!r} is already configured (use --replace to overwrite)")
                 )
                 continue
-            try:
-                config = _server(str(source), name, table)
-            except ConfigError as exc:
-                result.skipped.append((original, str(exc).split("] ", 1)[-1]))
-                continue
-            if not config.remote:
-                # keep the file's own spelling (e.g. "~/x"), not the expanded cwd
-                config = dataclasses.replace(config, cwd=table.get("cwd"))
             if name != original:
                 result.renamed[original] = name
             result.notes.extend((original, note) for note in notes)
+            result.names[original] = name
             changes[name] = config
             (result.replaced if name in existing else result.added).append(name)
         if changes:
-            _apply(target, changes, validate=True)
+            result.before, result.after = _apply(target, changes, validate=True, write=not dry_run)
     return result

@@ -1,7 +1,8 @@
 """``/metrics`` for the MCP layer: per-server state, restarts, calls, errors, latency.
 
 Counting costs the ``tools/call`` path one ``perf_counter`` pair and a few
-dict updates (`CallStats.record`); ``prometheus_client`` is imported only
+dict updates (`CallStats.record`), plus one entry in the bounded ring of
+recent calls the dashboard shows (`RecentCalls`); ``prometheus_client`` is imported only
 when ``/metrics`` is scraped (`McpCollector.collect`), never on the daemon's
 path to readiness nor on the data path.
 """
@@ -9,29 +10,60 @@ path to readiness nor on the data path.
 from __future__ import annotations
 
 import bisect
+import collections
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from bicameral.mcp._registry import Registry
 
-__all__ = ["BUCKETS", "CallStats", "McpCollector"]
+__all__ = ["BUCKETS", "CallStats", "McpCollector", "RecentCalls"]
 
 #: Latency histogram bounds, seconds (a local call is ~1 ms, a remote one ~100 ms).
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _STATES = ("starting", "ready", "degraded", "restarting", "failed", "needs-login", "stopped")
 
 
+class RecentCalls:
+    """The last `size` requests forwarded to any server, oldest first.
+
+    Each is ``(unix time, server, method, seconds, failed)``; ``count`` is
+    how many were ever added (the dashboard sees that something happened
+    without comparing the ring).
+    """
+
+    __slots__ = ("count", "items")
+
+    def __init__(self, size: int = 200) -> None:
+        self.items: collections.deque[tuple[float, str, str, float, bool]] = collections.deque(
+            maxlen=size
+        )
+        self.count = 0
+
+    def add(self, server: str, method: str, seconds: float, failed: bool) -> None:
+        self.items.append((time.time(), server, method[:64], seconds, failed))
+        self.count += 1
+
+
 class CallStats:
-    """Requests a server was sent, by method: count, errors, latency histogram."""
+    """Requests a server was sent, by method: count, errors, latency histogram.
 
-    __slots__ = ("by_method",)
+    When `recent` is set (the registry does), each request also goes into
+    that ring under `server`.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("by_method", "recent", "server")
+
+    def __init__(self, server: str = "", recent: RecentCalls | None = None) -> None:
         # method -> [count, errors, sum, bucket counts...]
         self.by_method: dict[str, list[float]] = {}
+        self.server = server
+        self.recent = recent
 
     def record(self, method: str, seconds: float, failed: bool) -> None:
+        if self.recent is not None:
+            self.recent.add(self.server, method, seconds, failed)
         row = self.by_method.get(method)
         if row is None:
             if len(self.by_method) >= 64:  # a bound on label values a client can make up

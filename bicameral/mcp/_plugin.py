@@ -103,7 +103,25 @@ class McpPlugin:
             host.add_metrics(McpCollector(registry, sessions))
             host.on_http_drain(sessions.drain)
             host.start_soon(sessions.run)
+            # The dashboard, for people: `GET /` and `/dashboard/*`.
+            from bicameral.mcp.dashboard import Dashboard
 
+            dashboard = Dashboard(host, registry)
+            dashboards[:] = [dashboard]
+            host.add_http_app("/", dashboard)
+            host.add_http_app("/dashboard", dashboard)
+            host.on_http_drain(dashboard.drain)
+
+        dashboards: list[Any] = []
+
+        async def link(params: Any, conn: Any) -> str:
+            if not dashboards:
+                from bicameral.daemon import DaemonError
+
+                raise DaemonError("the HTTP listener is off: start the daemon with --http")
+            return str(dashboards[0].link_code())
+
+        host.dispatcher.add("dashboard.link", link)
         host.on_http(serve_http)
         host.start_soon(terminate_on_stop, host, self.registry)
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from bicameral.daemon import DaemonPaths
 
-__all__ = ["ACTIONS", "control_server", "server_rows"]
+__all__ = ["ACTIONS", "control_server", "join_rows", "process_table", "server_rows"]
 
 #: ``mcp ACTION NAME`` -> the daemon's method.
 ACTIONS = {"restart": "adapters.restart", "start": "adapters.start", "stop": "adapters.stop"}
@@ -36,23 +36,47 @@ _SHOWN = {
 }
 
 
-def _memory(pid: int | None) -> int | None:
-    """RSS in bytes of `pid` and its descendants (a wrapper's children count too)."""
-    if pid is None:
-        return None
+#: Every process's RSS and its children, read in one pass (`process_table`).
+_Table = tuple[dict[int, int], dict[int, list[int]]]
+
+
+def process_table() -> _Table | None:
+    """RSS by pid and children by parent pid, for the whole process table at once.
+
+    One pass instead of one ``children(recursive=True)`` scan per server:
+    with 30 servers that is the difference between ~30 ms and ~2 s.
+    """
     try:
         import psutil  # type: ignore[import-untyped, unused-ignore]
-
-        proc = psutil.Process(pid)
-        total = 0
-        for p in [proc, *proc.children(recursive=True)]:
-            try:
-                total += int(p.memory_info().rss)
-            except psutil.Error:
-                continue
-        return total
-    except Exception:  # gone meanwhile, or no psutil: unknown
+    except ImportError:  # pragma: no cover - a declared dependency
         return None
+    rss: dict[int, int] = {}
+    children: dict[int, list[int]] = {}
+    for proc in psutil.process_iter():
+        try:
+            with proc.oneshot():
+                parent, memory = proc.ppid(), proc.memory_info().rss
+        except psutil.Error:  # gone, or not ours to read
+            continue
+        rss[proc.pid] = int(memory)
+        children.setdefault(int(parent), []).append(proc.pid)
+    return rss, children
+
+
+def _memory(pid: int | None, table: _Table | None) -> int | None:
+    """RSS in bytes of `pid` and its descendants (a wrapper's children count too)."""
+    if pid is None or table is None or pid not in table[0]:
+        return None
+    rss, children = table
+    total, stack, seen = 0, [pid], set()
+    while stack:
+        each = stack.pop()
+        if each in seen:
+            continue
+        seen.add(each)
+        total += rss.get(each, 0)
+        stack.extend(children.get(each, ()))
+    return total
 
 
 class _Running:
@@ -111,26 +135,49 @@ def server_rows(
         daemon runs), or `name` is not in it.
     """
     configured = _configured(paths, warn)
-    entries: dict[str, dict[str, Any]] = {}
-    live: dict[str, dict[str, Any]] = {}
+    entries: list[dict[str, Any]] = []
+    live: list[dict[str, Any]] = []
     running = True
     try:
-        for entry in call_daemon(paths, "adapters.list") or []:
-            entries[str(entry.get("name"))] = entry
-        for item in call_daemon(paths, "mcp.servers") or []:
-            live[str(item.get("name"))] = item
+        entries = call_daemon(paths, "adapters.list") or []
+        live = call_daemon(paths, "mcp.servers") or []
     except DaemonError:
         running = False
     if configured is None and not running:
         configured = _configured(paths, None)  # raises: nothing else to show
     if configured is None:
+        by_name = {str(item.get("name")): item for item in live}
         configured = [
-            _Running(n, live.get(n) or (entries[n].get("started_value") or {})) for n in entries
+            _Running(n, by_name.get(n) or (entry.get("started_value") or {}))
+            for entry in entries
+            for n in [str(entry.get("name"))]
         ]
     if name is not None and name not in {s.name for s in configured}:
         known = ", ".join(s.name for s in configured) or "none"
         raise ConfigError(f"no MCP server named {name!r} in {paths.config} (configured: {known})")
+    return join_rows(paths, configured, entries, live, running=running, name=name)
+
+
+def join_rows(
+    paths: DaemonPaths,
+    configured: list[Any],
+    adapters: list[dict[str, Any]],
+    servers: list[dict[str, Any]],
+    *,
+    running: bool = True,
+    name: str | None = None,
+    processes: _Table | None = None,
+) -> dict[str, Any]:
+    """`server_rows` from what it asked the daemon: ``adapters.list`` and ``mcp.servers``.
+
+    The daemon's own dashboard passes the same two lists, taken in-process.
+    Reads process memory (psutil; `processes` is a `process_table` taken
+    earlier, to reuse): call it off the event loop.
+    """
+    entries = {str(entry.get("name")): entry for entry in adapters}
+    live = {str(item.get("name")): item for item in servers}
     now = time.time()
+    table = processes if processes is not None or not running else process_table()
     rows = []
     for server in configured:
         if name is not None and server.name != name:
@@ -150,9 +197,9 @@ def server_rows(
         up = state in ("ready", "starting") and isinstance(started, int | float)
         pid = status.get("pid") if state not in ("stopped", "disabled", "failed") else None
         instances = _instances(status) if state not in ("stopped", "disabled") else []
-        memory = _memory(pid if isinstance(pid, int) else None)
+        memory = _memory(pid if isinstance(pid, int) else None, table)
         for inst in instances[1:]:  # the keyed ones: their processes count too
-            extra = _memory(inst["pid"])
+            extra = _memory(inst["pid"], table)
             if extra is not None:
                 memory = (memory or 0) + extra
         rows.append(

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bicameral.mcp._common import CALL_WAIT, MAX_FRAME
+from bicameral.mcp._metrics import RecentCalls
 
 if TYPE_CHECKING:
     from bicameral.mcp._config import ServerConfig
@@ -36,6 +37,8 @@ class Registry:
         self.start_soon: Callable[..., None] | None = None
         #: The daemon's state directory (OAuth tokens live under it).
         self.home: Path | None = None
+        #: The last calls forwarded to any server (the dashboard's list).
+        self.recent = RecentCalls()
 
     def upstream(self, config: ServerConfig) -> Upstream:
         from bicameral.mcp._state import Upstream
@@ -43,6 +46,7 @@ class Registry:
         up = self.upstreams.get(config.name)
         if up is None:
             up = self.upstreams[config.name] = Upstream(config)
+            up.calls.server, up.calls.recent = config.name, self.recent
             self._changed()  # attached clients pick the new server up
         else:
             up.config = config
