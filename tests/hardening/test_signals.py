@@ -99,7 +99,10 @@ def test_sigint_to_the_start_command_leaves_a_consistent_state(home: Home, delay
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=30)
     # Interrupted, it exits 130 as shells expect, with no traceback (0 if it was done).
-    assert proc.returncode in (0, 130), (proc.returncode, stderr)
+    # On a loaded machine the signal can land before Python has installed its
+    # handler: then the process dies of SIGINT itself, which a shell also shows
+    # as 130, and the state checks below still hold.
+    assert proc.returncode in (0, 130, -signal.SIGINT), (proc.returncode, stderr)
     assert "Traceback" not in stderr, stderr
     pids = daemon_pids(home.path)
     if pids:
