@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from bicameral.daemon import DaemonHost
     from bicameral.mcp._config import ServerConfig
     from bicameral.mcp._host import McpHost
     from bicameral.mcp._registry import Registry
+    from bicameral.mcp.surface import SurfaceConfig
     from bicameral.supervisor import ChildSpec
 
 __all__ = ["McpPlugin", "plugin"]
@@ -44,15 +45,19 @@ class McpPlugin:
             self._registry = Registry()
         return self._registry
 
-    def load_config(self, config: Mapping[str, Any], path: Path | None) -> dict[str, ServerConfig]:
-        from bicameral.mcp._config import load_ready_timeout, load_servers
+    def load_config(
+        self, config: Mapping[str, Any], path: Path | None
+    ) -> tuple[dict[str, ServerConfig], SurfaceConfig]:
+        from bicameral.mcp._config import load_mcp, load_ready_timeout
 
-        servers = load_servers(config, path)
+        servers, surface = load_mcp(config, path)
+        _check_against_lists(surface, self.registry)
         self.registry.ready_timeout = load_ready_timeout(config, path)
-        return servers
+        return servers, surface
 
     def adapter_specs(self, loaded: object) -> list[ChildSpec]:
-        servers: Mapping[str, ServerConfig] = loaded  # type: ignore[assignment]
+        servers, surface = cast("tuple[dict[str, ServerConfig], SurfaceConfig]", loaded)
+        self.registry.set_surface(surface)
         enabled = [s for s in servers.values() if s.enabled]
         self.registry.set_configured([s.name for s in enabled])
         self.registry.disabled = [s.name for s in servers.values() if not s.enabled]
@@ -124,6 +129,23 @@ class McpPlugin:
         host.dispatcher.add("dashboard.link", link)
         host.on_http(serve_http)
         host.start_soon(terminate_on_stop, host, self.registry)
+
+
+def _check_against_lists(surface: SurfaceConfig, registry: Registry) -> None:
+    """A reload's rules checked against what the running servers listed (docs/tools.md).
+
+    A glob that matches none of a server's tools, a rename onto a name it
+    has, a pinned tool the view lacks: the reload is refused, naming the
+    table and key, and the running configuration stays. Servers that have not
+    listed yet are checked when they do (a warning in the log).
+    """
+    from bicameral.daemon import ConfigError
+    from bicameral.mcp.surface import check_lists
+
+    problems = check_lists(surface, registry.sources())
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"{surface.file}: {problems[0]}{more}")
 
 
 async def terminate_on_stop(host: DaemonHost, registry: Registry) -> None:

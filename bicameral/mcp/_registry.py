@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from bicameral.mcp._common import CALL_WAIT, MAX_FRAME
 from bicameral.mcp._metrics import RecentCalls
+from bicameral.mcp.surface import Source, Surface
 
 if TYPE_CHECKING:
     from bicameral.mcp._config import ServerConfig
-    from bicameral.mcp._state import Upstream
+    from bicameral.mcp._state import Instance, Upstream
+    from bicameral.mcp.surface import SurfaceConfig
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "up_source"]
 
 
 class Registry:
@@ -39,6 +41,8 @@ class Registry:
         self.home: Path | None = None
         #: The last calls forwarded to any server (the dashboard's list).
         self.recent = RecentCalls()
+        #: What each view offers (``[mcp.servers.NAME.tools]``, ``[mcp.profiles.NAME]``).
+        self.surface = Surface()
 
     def upstream(self, config: ServerConfig) -> Upstream:
         from bicameral.mcp._state import Upstream
@@ -66,6 +70,16 @@ class Registry:
             self.configured = list(names)
             self._changed()
 
+    def set_surface(self, config: SurfaceConfig) -> None:
+        """Apply a reload's rules and profiles; attached clients are told their lists changed."""
+        if config != self.surface.config:
+            self.surface = Surface(config)
+            self._changed()
+
+    def sources(self) -> list[Source]:
+        """Every active server's lists as a client with no instance of its own sees them."""
+        return [up_source(up) for up in self.active()]
+
     def terminate_all(self) -> None:
         """The daemon is stopping: SIGTERM every live server's process group now."""
         for up in self.upstreams.values():
@@ -78,3 +92,9 @@ class Registry:
         if name in self.configured:
             return self.upstreams.get(name)
         return None
+
+
+def up_source(up: Upstream, inst: Instance | None = None) -> Source:
+    """`up`'s lists for the surface: those of `inst`, else the primary's."""
+    inst = inst if inst is not None else up.primary
+    return Source(up.name, inst.lists, inst.pages, inst.init_result is not None)

@@ -29,6 +29,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from bicameral.mcp.surface._names import SEPARATOR, split_name, unique_name
 from bicameral.mcp.surface._offer import URI_PREFIX, Offered, offer, schema_size, token_estimate
 from bicameral.mcp.surface._rules import DEFAULT_PROFILE, Profile, ServerRules
@@ -191,6 +193,24 @@ class Catalog:
         if self._index is None:
             self._index = SearchIndex(self.items)
         return self._index.search(query, limit)
+
+    def search_result(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """``bicameral__search_tools``'s result for `arguments` (``query``, ``limit``).
+
+        The matches are the tools themselves, full schemas included, as
+        ``structuredContent.tools`` and as JSON text; bad arguments are a
+        tool error (the model can read it and try again).
+        """
+        query, limit = arguments.get("query"), arguments.get("limit", SEARCH_LIMIT)
+        if not isinstance(query, str) or not query.strip():
+            return _tool_error("query: describe the task in a few words, e.g. 'read a file'")
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            return _tool_error(f"limit: a whole number from 1 to {MAX_SEARCH_LIMIT}")
+        found = self.search(query, min(limit, MAX_SEARCH_LIMIT))
+        text = orjson.dumps({"tools": found}).decode()
+        if not found:
+            text = f"no tool matches {query!r}; try other words (the tools: {len(self.routes)})"
+        return {"content": [{"type": "text", "text": text}], "structuredContent": {"tools": found}}
 
 
 class Surface:
@@ -438,6 +458,10 @@ class Surface:
 
 
 _NO_RULES = ServerRules()
+
+
+def _tool_error(text: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": text}], "isError": True}
 
 
 def _fn(name: str, glob: str) -> bool:
