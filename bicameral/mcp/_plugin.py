@@ -80,6 +80,7 @@ class McpPlugin:
 
     def install(self, host: DaemonHost) -> None:
         from bicameral.mcp._host import McpHost
+        from bicameral.mcp._registry import up_source
 
         self.host = McpHost(self.registry, host)
         self.registry.max_frame = host.limits.max_frame
@@ -90,9 +91,30 @@ class McpPlugin:
         registry = self.registry
 
         async def servers(params: Any, conn: Any) -> list[dict[str, Any]]:
-            return [{"name": up.name, **up.status()} for up in registry.active()]
+            surface = registry.surface
+            return [
+                {"name": up.name, **up.status(), **surface.accounting(up_source(up))}
+                for up in registry.active()
+            ]
+
+        async def tools(params: Any, conn: Any) -> dict[str, Any]:
+            """``mcp.tools {server?, profile?}``: what a client of that view receives."""
+            from bicameral.mcp.surface import Refused, view_report
+            from bicameral.protocol import INVALID_PARAMS, RPCError
+
+            params = params if isinstance(params, dict) else {}
+            server, profile = params.get("server"), params.get("profile")
+            if not isinstance(server, str | None) or not isinstance(profile, str | None):
+                raise RPCError(INVALID_PARAMS, "server and profile must be names")
+            try:
+                return view_report(
+                    registry.surface, registry.sources(), server=server, profile=profile
+                )
+            except Refused as exc:
+                raise RPCError(INVALID_PARAMS, str(exc)) from None
 
         host.dispatcher.add("mcp.servers", servers)
+        host.dispatcher.add("mcp.tools", tools)
         mcp_host = self.host
 
         def serve_http(listener: object) -> None:

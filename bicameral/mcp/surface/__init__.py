@@ -20,6 +20,7 @@ from bicameral.mcp.surface._names import (
     valid_name,
 )
 from bicameral.mcp.surface._offer import URI_PREFIX, Offered, offer, schema_size, token_estimate
+from bicameral.mcp.surface._report import view_report
 from bicameral.mcp.surface._rules import (
     DEFAULT_PROFILE,
     KINDS,
@@ -77,5 +78,6 @@ __all__ = [
     "split_name",
     "token_estimate",
     "valid_name",
+    "view_report",
     "view_size",
 ]
