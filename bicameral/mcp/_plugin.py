@@ -51,7 +51,8 @@ class McpPlugin:
         from bicameral.mcp._config import load_mcp, load_ready_timeout
 
         servers, surface = load_mcp(config, path)
-        _check_against_lists(surface, self.registry)
+        enabled = [name for name, server in servers.items() if server.enabled]
+        _check_against_lists(surface, self.registry, enabled)
         self.registry.ready_timeout = load_ready_timeout(config, path)
         return servers, surface
 
@@ -153,7 +154,7 @@ class McpPlugin:
         host.start_soon(terminate_on_stop, host, self.registry)
 
 
-def _check_against_lists(surface: SurfaceConfig, registry: Registry) -> None:
+def _check_against_lists(surface: SurfaceConfig, registry: Registry, servers: list[str]) -> None:
     """A reload's rules checked against what the running servers listed (docs/tools.md).
 
     A glob that matches none of a server's tools, a rename onto a name it
@@ -164,7 +165,8 @@ def _check_against_lists(surface: SurfaceConfig, registry: Registry) -> None:
     from bicameral.daemon import ConfigError
     from bicameral.mcp.surface import check_lists
 
-    problems = check_lists(surface, registry.sources())
+    running = [s for s in registry.sources() if s.server in servers]
+    problems = check_lists(surface, running, servers)
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise ConfigError(f"{surface.file}: {problems[0]}{more}")

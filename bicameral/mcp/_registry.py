@@ -58,7 +58,28 @@ class Registry:
         up.max_frame = self.max_frame
         up.start_soon = self.start_soon
         up.home = self.home
+        up.on_publish = self._published
         return up
+
+    def _published(self, up: Upstream) -> None:
+        """`up`'s state or lists changed: what the rules say of its lists goes to the log.
+
+        At load a server may not have listed yet; its rules (a glob that
+        matches nothing, a pinned tool that is not there) are checked here,
+        once it has, and each problem is logged once. Cached by the lists'
+        identity, so an unchanged list costs lookups only.
+        """
+        if up.init_result is None:
+            return
+        from bicameral.mcp.surface import OWN_TOOLS
+
+        surface = self.surface
+        surface.check(up_source(up))
+        if surface.config.profiles:
+            sources = self.sources()
+            for profile in surface.config.profiles.values():
+                if profile.shows(up.name):
+                    surface.catalog(profile, "tools", sources, OWN_TOOLS)
 
     def _changed(self) -> None:
         for callback in list(self.on_change):

@@ -195,8 +195,14 @@ def load_surface(config: Mapping[str, Any], file: str, servers: Mapping[str, Any
     return result
 
 
-def check_lists(config: SurfaceConfig, sources: Iterable[Source]) -> list[str]:
+def check_lists(
+    config: SurfaceConfig, sources: Iterable[Source], servers: Iterable[str] = ()
+) -> list[str]:
     """What `config` gets wrong about the lists of `sources` (servers that have listed).
+
+    `servers`: every server the configuration names; those without a
+    source (not started yet) count as not listed, so nothing is concluded
+    about a profile's globs from the servers that happen to run.
 
     Each problem names the table and key (a reload refuses them all, the
     first in its message): a glob that matches nothing, a rename onto a name
@@ -205,6 +211,9 @@ def check_lists(config: SurfaceConfig, sources: Iterable[Source]) -> list[str]:
     """
     surface = Surface(config, warn=False)
     problems: list[str] = []
+    sources = list(sources)
+    present = {s.server for s in sources}
+    sources += [Source(n, {}, {}, listed=False) for n in servers if n not in present]
     listed = [s for s in sources if s.listed]
     for source in listed:
         rules = config.rules.get(source.server)

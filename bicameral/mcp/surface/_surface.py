@@ -371,16 +371,18 @@ class Surface:
         if kind == "tools":
             catalog.searching = profile.searching(len(routes))
             by_name = {item["name"]: item for item in catalog.items}
-            unlisted = {s.server for s in sources if not s.listed}
+            listed = {s.server for s in sources if s.listed}
             for name in profile.pinned:
+                owner = split_name(name, [OWN_PREFIX, *(s.server for s in sources)])
                 if name in by_name:
                     catalog.pinned.append(by_name[name])
-                elif not any(name.startswith(s + SEPARATOR) for s in unlisted):
+                elif owner is not None and (owner[0] in listed or owner[0] == OWN_PREFIX):
                     problems.append(
                         f'{profile.table} pinned "{name}": no such tool in the view '
                         f"({_nearest(name, by_name)})"
                     )
-        if named and not any(not s.listed for s in sources if profile.shows(s.server)):
+        visible = [s for s in sources if profile.shows(s.server)]
+        if named and visible and all(s.listed for s in visible):
             names = list(routes)
             for key, globs in (("allow", profile.allow or ()), ("deny", profile.deny)):
                 for glob in globs:
@@ -433,6 +435,13 @@ class Surface:
                 self.server_uri(server, rest)
                 return server, rest
         raise Refused(f"unknown resource {uri!r}")
+
+    def check(self, source: Source) -> None:
+        """Apply `source`'s rules to each of its lists, so what they get wrong is logged."""
+        rules = self.rules(source.server)
+        for kind in ("tools", "prompts", "resources", "resource_templates"):
+            if not rules.of(kind).empty:
+                self.offered(source, kind)
 
     # -- accounting ----------------------------------------------------------------
 
