@@ -349,3 +349,14 @@ def test_check_lists_finds_what_only_the_lists_can_tell() -> None:
     problems = check_lists(config, [source("github", GITHUB)])
     assert any('deny "nothing_*" matches none' in p for p in problems)
     assert any("already has a tool named 'list_pulls'" in p for p in problems)
+
+
+def test_resource_rules_count_resources_and_templates_together() -> None:
+    config = load('[mcp.servers.files.resources]\ndeny = ["tmpl://*", "none://*"]')
+    resources = [{"uri": "file:///a", "name": "a"}]
+    templates = [{"uriTemplate": "tmpl://{x}", "name": "t"}]
+    files = source("files", [], resources=resources, resource_templates=templates)
+    problems = check_lists(config, [files])
+    assert problems == [
+        '[mcp.servers.files.resources] deny "none://*" matches none of its 2 resources'
+    ]

@@ -30,11 +30,12 @@ _KEY = {
     "resources": "uri",
     "resource_templates": "uriTemplate",
 }
+#: (Resources and their templates share their rules, and so their problems' words.)
 _NOUN = {
     "tools": "tool",
     "prompts": "prompt",
     "resources": "resource",
-    "resource_templates": "resource template",
+    "resource_templates": "resource",
 }
 
 

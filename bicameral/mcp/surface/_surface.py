@@ -240,7 +240,7 @@ class Surface:
         if hit is not None and hit[0][0] is items and hit[0][1] is others:
             return hit[1]
         rules = self.rules(source.server).of(kind)
-        field_ = "uri" if twin == "resource_templates" else "uriTemplate"
+        field_ = "uriTemplate" if twin == "resource_templates" else "uri"
         other_names = [str(o.get(field_)) for o in others if isinstance(o, dict)]
         result = offer(source.server, kind, items, rules, sizes=sizes, others=other_names)
         if source.listed:
@@ -328,10 +328,13 @@ class Surface:
         problems: list[str] = []
         seen: set[str] = set()
 
+        candidates: list[str] = []  # every name, before the profile's own globs
+
         def keep(item: dict[str, Any], route: tuple[str, str] | None) -> dict[str, Any] | None:
             name = item.get("name")
             if not named or not isinstance(name, str):
                 return item
+            candidates.append(name)
             if profile.hides(name) is not None:
                 return None
             if name in seen:
@@ -383,10 +386,9 @@ class Surface:
                     )
         visible = [s for s in sources if profile.shows(s.server)]
         if named and visible and all(s.listed for s in visible):
-            names = list(routes)
             for key, globs in (("allow", profile.allow or ()), ("deny", profile.deny)):
                 for glob in globs:
-                    if kind == "tools" and not any(_fn(n, glob) for n in names):
+                    if kind == "tools" and not any(_fn(n, glob) for n in candidates):
                         problems.append(f'{profile.table} {key} "{glob}" matches no tool')
         catalog.problems = problems
         self._warn(problems)
