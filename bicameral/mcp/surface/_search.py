@@ -38,21 +38,66 @@ when where which who why will with would you your
 STOPWORDS = frozenset(_FILLER.split())
 
 
+#: Everyday words for what tools call otherwise, in groups of equals: a
+#: query word brings the rest of its group along (each a word of its own in
+#: the ``OR``, so a tool that has the query's own word still ranks first).
+#: Generic on purpose (files, records, versions, time); measured by
+#: ``bench/search.py``, which reports recall with and without them.
+SYNONYM_GROUPS = (
+    "delete remove drop erase forget discard",
+    "create make new",
+    "directory folder dir",
+    "read open view show display print contents inside",
+    "search find lookup look locate query",
+    "write save store",
+    "edit modify change alter",
+    "move rename relocate",
+    "image picture photo screenshot png jpg",
+    "size sizes big large space bytes",
+    "time clock hour",
+    "log history",
+    "commit check",
+    "checkout switch",
+    "diff changes compare difference",
+    "compress zip gzip shrink smaller",
+    "sum total plus",
+    "echo repeat",
+    "environment env variables",
+    "entity entities person people someone",
+    "relation relations link relationship connection",
+    "observation observations fact facts",
+    "graph knowledge memory remember",
+    "tree nested hierarchy layout structure",
+    "research investigate dig",
+    "progress long slow running",
+    "metadata info details modified",
+    "allowed permitted access",
+)
+SYNONYMS: dict[str, tuple[str, ...]] = {}
+for _group in SYNONYM_GROUPS:
+    for _word in _group.split():
+        SYNONYMS[_word] = tuple(w for w in _group.split() if w != _word)
+
+
 def name_words(name: str) -> str:
     """The words of a tool or parameter name: ``git_diff_staged`` -> ``git diff staged``."""
     spaced = _CAMEL.sub(" ", name)
     return " ".join(_WORD.findall(spaced))
 
 
-def match_query(text: str) -> str | None:
+def match_query(text: str, *, synonyms: bool = True) -> str | None:
     """An FTS5 query for `text`: its words, less filler, quoted and joined by ``OR``.
 
-    ``None`` when nothing searchable is left (then nothing matches).
+    With `synonyms`, each word brings its `SYNONYMS`. ``None`` when nothing
+    searchable is left (then nothing matches).
     """
     words = []
     for word in _WORD.findall(name_words(text).lower()):
-        if word not in STOPWORDS and word not in words:
-            words.append(word)
+        if len(word) < 2 or word.isdigit() or word in STOPWORDS:
+            continue  # "s" of "what's", "17" of "add 17 and 25": they match noise
+        for each in (word, *(SYNONYMS.get(word, ()) if synonyms else ())):
+            if each not in words:
+                words.append(each)
     if not words:
         return None
     return " OR ".join(f'"{word}"' for word in words)
@@ -89,10 +134,11 @@ class SearchIndex:
     objects themselves, best first.
     """
 
-    def __init__(self, tools: list[dict[str, Any]]) -> None:
+    def __init__(self, tools: list[dict[str, Any]], *, synonyms: bool = True) -> None:
         import sqlite3  # here: the daemon's path to readiness never needs it
 
         self.tools = tools
+        self.synonyms = synonyms
         self._db = sqlite3.connect(":memory:", check_same_thread=False)
         self._db.execute(
             "CREATE VIRTUAL TABLE tool USING fts5("
@@ -119,7 +165,7 @@ class SearchIndex:
 
     def search(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
         """The tools that best match `query`, best first (at most `limit`)."""
-        expression = match_query(query)
+        expression = match_query(query, synonyms=self.synonyms)
         if expression is None or limit <= 0:
             return []
         rows = self._db.execute(self._sql, (expression, limit)).fetchall()
