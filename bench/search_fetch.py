@@ -91,7 +91,7 @@ async def main() -> int:
     args = parser.parse_args()
     catalog: dict[str, Any] = {"servers": {}}
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run(["git", "init", "-q", tmp], check=True)
+        subprocess.run(["git", "init", "-q", tmp], check=True)  # noqa: ASYNC221 (set-up)
         for name, (registry, package, argv) in SERVERS.items():
             command = [a.format(npm=args.npm, py=args.py, tmp=tmp) for a in argv]
             tools, info = await _tools(command)
