@@ -363,3 +363,16 @@ def test_mcp_tools_prints_what_a_view_receives_with_the_total(mcp_home: McpHome)
     nope = mcp_home.cli("mcp", "tools", "--profile", "nope")
     assert nope.returncode == 1 and nope.stderr.count("\n") == 1
     assert "(profiles: default, small)" in nope.stderr
+
+
+def test_command_line_mistakes_are_one_line(mcp_home: McpHome) -> None:
+    configure(mcp_home)
+    for argv, code, words in (
+        (["mcp", "--server", "alpha", "--profile", "small"], 2, "cannot be combined"),
+        (["mcp", "tools", "--profile", "small", "--server", "alpha"], 2, "not both"),
+        (["mcp", "tools"], 1, "no daemon is running"),
+        (["mcp", "--profile", "small", "list"], 2, "--profile is for the bridge"),
+    ):
+        done = mcp_home.cli(*argv)
+        assert done.returncode == code, (argv, done.stderr)
+        assert done.stderr.count("\n") == 1 and words in done.stderr, (argv, done.stderr)

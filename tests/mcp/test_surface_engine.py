@@ -360,3 +360,14 @@ def test_resource_rules_count_resources_and_templates_together() -> None:
     assert problems == [
         '[mcp.servers.files.resources] deny "none://*" matches none of its 2 resources'
     ]
+
+
+def test_listener_paths_name_a_server_a_profile_or_nothing() -> None:
+    from bicameral.mcp._http import _view
+
+    assert _view("") == (None, None)
+    assert _view("files") == ("files", None)
+    assert _view("p/coding") == (None, "coding")
+    assert _view("p") == ("p", None)  # a server may be named p
+    for bad in ("p/", "p/a/b", "x/y"):
+        assert _view(bad) is None
