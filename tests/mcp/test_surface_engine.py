@@ -371,3 +371,14 @@ def test_listener_paths_name_a_server_a_profile_or_nothing() -> None:
     assert _view("p") == ("p", None)  # a server may be named p
     for bad in ("p/", "p/a/b", "x/y"):
         assert _view(bad) is None
+
+
+def test_catalogs_are_cached_even_over_empty_lists() -> None:
+    surface = Surface()
+    empty: list[dict[str, Any]] = []
+    sources = [source("a", [tool("x")]), Source("b", {"tools": empty}, {"tools": []})]
+    first = surface.catalog(surface.profile(None), "tools", sources, OWN_TOOLS)
+    assert surface.catalog(surface.profile(None), "tools", sources, OWN_TOOLS) is first
+    missing = [Source("c", {}, {})]
+    again = surface.catalog(surface.profile(None), "tools", missing, OWN_TOOLS)
+    assert surface.catalog(surface.profile(None), "tools", missing, OWN_TOOLS) is again

@@ -231,10 +231,10 @@ class Surface:
 
     def offered(self, source: Source, kind: str) -> Offered:
         """`source`'s list of `kind` as views offer it (cached by the list's identity)."""
-        items = source.lists.get(kind) or []
+        items = _list(source, kind)
         sizes = tuple(source.pages.get(kind) or ())
         twin = {"resources": "resource_templates", "resource_templates": "resources"}.get(kind)
-        others = source.lists.get(twin) or [] if twin is not None else []
+        others = _list(source, twin) if twin is not None else _EMPTY
         key = (source.server, kind, id(items), sizes, id(others))
         hit = self._offered.get(key)
         if hit is not None and hit[0][0] is items and hit[0][1] is others:
@@ -251,7 +251,7 @@ class Surface:
     def server_pages(self, source: Source, kind: str) -> list[list[dict[str, Any]]]:
         """A one-server view's pages of `kind`."""
         if kind not in ("tools", "prompts") and self.rules(source.server).of(kind).empty:
-            return _pages(source.lists.get(kind) or [], source.pages.get(kind) or [])
+            return _pages(_list(source, kind), source.pages.get(kind) or [])
         return self.offered(source, kind).pages
 
     def server_name(self, source: Source, kind: str, name: str) -> str:
@@ -301,7 +301,7 @@ class Surface:
         own: Sequence[dict[str, Any]] = (),
     ) -> Catalog:
         """The aggregated view `profile` of `kind` over `sources` (cached by their lists)."""
-        refs = tuple(s.lists.get(kind) or [] for s in sources)
+        refs = tuple(_list(s, kind) for s in sources)
         key = (
             profile,
             kind,
@@ -469,6 +469,14 @@ class Surface:
 
 
 _NO_RULES = ServerRules()
+#: A list a server does not have (one object, so caches keyed by identity hold).
+_EMPTY: list[dict[str, Any]] = []
+
+
+def _list(source: Source, kind: str) -> list[dict[str, Any]]:
+    """`source`'s list of `kind`: the very object it holds (caches key by its identity)."""
+    items = source.lists.get(kind)
+    return items if items is not None else _EMPTY
 
 
 def _tool_error(text: str) -> dict[str, Any]:
