@@ -203,18 +203,16 @@ def _mcp(
 ) -> None:
     """Without a subcommand: the MCP stdio bridge that MCP clients launch."""
     if ctx.invoked_subcommand is not None:
-        for flag, value in (("--server", server), ("--profile", profile)):
-            if value is not None:
-                raise _fail(
-                    f"{flag} is for the bridge (`bicameral mcp {flag} NAME`), "
-                    f"not for `mcp {ctx.invoked_subcommand}`",
-                    2,
-                )
+        flag = "--server" if server is not None else "--profile" if profile is not None else None
+        if flag is not None:
+            raise _fail(
+                f"{flag} is for the bridge (`bicameral mcp {flag} NAME`), "
+                f"not for `mcp {ctx.invoked_subcommand}`",
+                2,
+            )
         return
-    if server is not None and not server:
-        raise _fail("--server needs a server name", 2)
-    if profile is not None and (not profile or server is not None):
-        raise _fail("--profile needs a profile's name, and no --server", 2)
+    if "" in (server, profile) or None not in (server, profile):
+        raise _fail("give --server NAME or --profile NAME (a view of many servers), not both", 2)
     try:
         from bicameral.mcp import run_bridge
     except ImportError:
@@ -556,10 +554,7 @@ def ps(
                     f"  {inst['name']}",
                     inst["state"],
                     str(inst["pid"] or "-"),
-                    "",
-                    "",
-                    "",
-                    "",
+                    *[""] * 4,  # uptime, restarts, tools, schema: the server's row says
                     str(len(inst["clients"])),
                     "",
                     f"{what} ({caps})",

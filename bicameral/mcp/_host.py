@@ -675,7 +675,8 @@ class ClientConn:
                 raise RPCError(
                     INTERNAL_ERROR, f"MCP server {self.server!r} is no longer configured"
                 )
-            return up, self._server_params(up, method, params)
+            source = up_source(up, up.instance_seen_by(self))
+            return up, self.registry.surface.server_params(source, method, params)
         names = self.registry.configured
         surface, profile = self.registry.surface, self._view()
         if method in ("tools/call", "prompts/get"):
@@ -713,29 +714,6 @@ class ClientConn:
                 return self._upstream(server), {**params, "ref": {**ref, "uri": rest}}
             raise RPCError(INVALID_PARAMS, "unknown completion reference")
         raise RPCError(METHOD_NOT_FOUND, f"method not found: {method}")
-
-    def _server_params(self, up: Upstream, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        """A one-server view's request as its server names things (its rules applied)."""
-        surface = self.registry.surface
-        if method in ("tools/call", "prompts/get"):
-            name = params.get("name")
-            if isinstance(name, str):
-                kind = "tools" if method == "tools/call" else "prompts"
-                source = up_source(up, up.instance_seen_by(self))
-                own = surface.server_name(source, kind, name)
-                return params if own == name else {**params, "name": own}
-        elif method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
-            if isinstance(params.get("uri"), str):
-                surface.server_uri(up.name, params["uri"])
-        elif method == "completion/complete":
-            ref = params.get("ref") or {}
-            if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
-                source = up_source(up, up.instance_seen_by(self))
-                own = surface.server_name(source, "prompts", ref["name"])
-                return {**params, "ref": {**ref, "name": own}}
-            if ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
-                surface.server_uri(up.name, ref["uri"])
-        return params
 
     def _upstream(self, name: str) -> Upstream:
         up = self.registry.get(name)

@@ -263,6 +263,30 @@ class Surface:
         self._why_not(source.server, kind, name, offered)
         return name
 
+    def server_params(self, source: Source, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """A one-server view's request in its server's names; `Refused` if a rule hides it.
+
+        Tool and prompt names (a call, a prompt, a completion's prompt) go
+        back to the server's own; resource URIs are checked against its rules.
+        """
+        if method in ("tools/call", "prompts/get"):
+            name = params.get("name")
+            if isinstance(name, str):
+                kind = "tools" if method == "tools/call" else "prompts"
+                own = self.server_name(source, kind, name)
+                return params if own == name else {**params, "name": own}
+        elif method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
+            if isinstance(params.get("uri"), str):
+                self.server_uri(source.server, params["uri"])
+        elif method == "completion/complete":
+            ref = params.get("ref") or {}
+            if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
+                own = self.server_name(source, "prompts", ref["name"])
+                return {**params, "ref": {**ref, "name": own}}
+            if ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
+                self.server_uri(source.server, ref["uri"])
+        return params
+
     def server_uri(self, server: str, uri: str) -> None:
         """Refuse a resource URI that `server`'s rules hide."""
         why = self.rules(server).resources.hides(uri)
