@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AUTH_MODES",
+    "RULE_TABLES",
     "SERVER_KEYS",
     "SHARE_MODES",
     "TRANSPORTS",
@@ -73,6 +74,9 @@ SERVER_KEYS = (
     "prompts",
     "resources",
 )
+#: The keys of a server's table that are its rules, not how to launch it:
+#: replacing the server (``mcp add --replace``, an import) keeps them.
+RULE_TABLES = ("tools", "prompts", "resources")
 
 #: How a remote server is spoken to: streamable HTTP (either era) or legacy SSE.
 TRANSPORTS = ("http", "sse")

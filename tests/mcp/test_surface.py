@@ -376,3 +376,13 @@ def test_command_line_mistakes_are_one_line(mcp_home: McpHome) -> None:
         done = mcp_home.cli(*argv)
         assert done.returncode == code, (argv, done.stderr)
         assert done.stderr.count("\n") == 1 and words in done.stderr, (argv, done.stderr)
+
+
+def test_replacing_a_server_keeps_its_rules_and_comments(mcp_home: McpHome) -> None:
+    configure(mcp_home)
+    done = mcp_home.cli("mcp", "add", "alpha", "--replace", "--", "cat")
+    assert done.returncode == 0, done.stderr
+    text_ = (mcp_home.path / "config.toml").read_text()
+    assert 'command = "cat"' in text_
+    assert '[mcp.servers.alpha.tools]\ndeny = ["crash*"]' in text_
+    assert "[mcp.servers.alpha.resources]" in text_ and "[mcp.profiles.small]" in text_
