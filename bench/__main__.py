@@ -307,6 +307,40 @@ def _http(quick: bool) -> list[Row]:
     return rows
 
 
+def _search(quick: bool) -> list[Row]:
+    res = _sub("search.py", "--rounds", "5" if quick else "20")
+    shares = ", ".join(
+        f"{s['search_bytes']} B of {s['full_bytes']} B at {s['tools']} tools "
+        f"({100 * s['share']:.1f}%)"
+        for s in res["list"]
+    )
+    return [
+        Row(
+            f"search recall@5, {res['queries']} requests over {res['real_tools']} tools "
+            f"of {res['servers']} real servers",
+            f"{res['recall_at_5']:.3f} (held-out {res['holdout_recall_at_5']:.3f})",
+            f"no synonyms {res['no_synonyms_recall_at_5']:.3f}; among {res['mixed_tools']} "
+            f"tools {res['mixed_recall_at_5']:.3f}",
+            ">= 0.9",
+            res["recall_at_5"] >= 0.9,
+        ),
+        Row(
+            "search mode tools/list, of the full catalog's bytes",
+            shares,
+            "the full catalog",
+            "< 10% at 100+ tools",
+            all(s["share"] < 0.1 for s in res["list"]),
+        ),
+        Row(
+            f"bicameral__search_tools with {res['search_tools']} tools",
+            f"p50 {res['p50_ms']:.3f} ms, p99 {res['p99_ms']:.3f} ms",
+            f"index built in {res['build_ms']:.0f} ms",
+            "p50 < 5 ms",
+            res["p50_ms"] < 5.0,
+        ),
+    ]
+
+
 AREAS = {
     "daemon": _daemon,
     "supervisor": _supervisor,
@@ -314,6 +348,7 @@ AREAS = {
     "mcp": _mcp,
     "isolation": _isolation,
     "http": _http,
+    "search": _search,
 }
 
 

@@ -12,6 +12,7 @@ from bicameral.cli._daemon import daemon_app
 from bicameral.cli._dashboard import dashboard
 from bicameral.cli._doctor import doctor
 from bicameral.cli._mcp import mcp_app
+from bicameral.cli._mcp_tools import tools
 from bicameral.cli._usage import OneLineGroup
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(daemon_app, name="daemon")
+mcp_app.command("tools")(tools)
 app.add_typer(mcp_app, name="mcp")
 app.add_typer(client_app, name="client")
 app.command("doctor")(doctor)

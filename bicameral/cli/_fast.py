@@ -386,10 +386,13 @@ def run_restart(home: str | None, options: dict[str, Any]) -> int:
 
 
 def run_mcp(home: str | None, options: dict[str, Any]) -> int:
-    """``bicameral mcp [--server NAME]``: the MCP stdio bridge (standard library only)."""
+    """``bicameral mcp [--server NAME | --profile NAME]``: the MCP stdio bridge (stdlib only)."""
     from bicameral.mcp import run_bridge
 
-    return run_bridge(home, options.get("server"))
+    if "server" in options and "profile" in options:
+        error("--server and --profile cannot be combined: a profile is a view of many servers")
+        return 2
+    return run_bridge(home, options.get("server"), options.get("profile"))
 
 
 # --- the parser ------------------------------------------------------------------------
@@ -414,7 +417,7 @@ FAST_COMMANDS: dict[tuple[str, ...], tuple[dict[str, OptionKind], Runner]] = {
         {"--descriptor": "path", "--timeout": "float", "--json": "flag"},
         run_status,
     ),
-    ("mcp",): ({"--server": "path"}, run_mcp),
+    ("mcp",): ({"--server": "path", "--profile": "path"}, run_mcp),
 }
 """Command words -> (options, runner). Options are ``--name``: kind."""
 

@@ -27,6 +27,7 @@ from typer.core import TyperCommand
 
 from bicameral.cli import _fast
 from bicameral.cli._context import complete_server, root_home
+from bicameral.cli._mcp_tools import offered_cell, schema_cell
 from bicameral.cli._table import table
 from bicameral.cli._usage import OneLineGroup, UsageError
 
@@ -195,23 +196,28 @@ def _mcp(
             autocompletion=complete_server,
         ),
     ] = None,
+    profile: Annotated[
+        str | None,
+        typer.Option("--profile", help="The view of [mcp.profiles.NAME] (docs/tools.md)."),
+    ] = None,
 ) -> None:
     """Without a subcommand: the MCP stdio bridge that MCP clients launch."""
     if ctx.invoked_subcommand is not None:
-        if server is not None:
+        flag = "--server" if server is not None else "--profile" if profile is not None else None
+        if flag is not None:
             raise _fail(
-                f"--server is for the bridge (`bicameral mcp --server NAME`), "
+                f"{flag} is for the bridge (`bicameral mcp {flag} NAME`), "
                 f"not for `mcp {ctx.invoked_subcommand}`",
                 2,
             )
         return
-    if server is not None and not server:
-        raise _fail("--server needs a server name", 2)
+    if "" in (server, profile) or None not in (server, profile):
+        raise _fail("give --server NAME or --profile NAME (a view of many servers), not both", 2)
     try:
         from bicameral.mcp import run_bridge
     except ImportError:
         raise _fail("the MCP bridge is not available in this installation") from None
-    raise typer.Exit(run_bridge(root_home(ctx), server))
+    raise typer.Exit(run_bridge(root_home(ctx), server, profile))
 
 
 # --- configuration commands --------------------------------------------------------------
@@ -513,7 +519,8 @@ def ps(
         result = server_rows(paths, name, warn=_warn)
     except (ConfigError, DaemonError) as exc:
         raise _failed(json, str(exc)) from None
-    rows = [["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "TOOLS", "CLIENTS", "MEM", "LAST ERROR"]]
+    rows = [["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "TOOLS", "SCHEMA", "CLIENTS", "MEM"]]
+    rows[0].append("LAST ERROR")
     for r in result["servers"]:
         error = r["last_error"] if r["state"] not in ("ready",) or r["restarts"] else None
         state = r["state"]
@@ -527,7 +534,8 @@ def ps(
                 str(r["pid"] or "-") if not r.get("url") else "remote",
                 _fast._duration(r["uptime_s"]) if r["uptime_s"] is not None else "-",
                 str(r["restarts"]),
-                "-" if r["tools"] is None else str(r["tools"]),
+                offered_cell(r),
+                schema_cell(r),
                 "-" if r["clients"] is None else str(r["clients"]),
                 _mib(r["memory_bytes"]),
                 error or "-",
@@ -546,9 +554,7 @@ def ps(
                     f"  {inst['name']}",
                     inst["state"],
                     str(inst["pid"] or "-"),
-                    "",
-                    "",
-                    "",
+                    *[""] * 4,  # uptime, restarts, tools, schema: the server's row says
                     str(len(inst["clients"])),
                     "",
                     f"{what} ({caps})",

@@ -148,11 +148,15 @@ def _is_tty() -> bool:
         return False
 
 
-def _attach(sock: socket.socket, server: str | None, token: str | None) -> tuple[bytes, bool]:
+def _attach(
+    sock: socket.socket, server: str | None, token: str | None, profile: str | None = None
+) -> tuple[bytes, bool]:
     """Send ``system.attach``; (bytes that arrived after its answer, stdio passing agreed)."""
     params: dict[str, object] = {"mode": "mcp", "client": "bicameral mcp"}
     if server is not None:
         params["server"] = server
+    if profile is not None:
+        params["profile"] = profile
     if token is not None:
         params["token"] = token
     if sock.family == socket.AF_UNIX and hasattr(socket, "SCM_RIGHTS") and not _is_tty():
@@ -376,8 +380,26 @@ def _refuse_requests(message: str, code: int, stdin_fd: int = 0, stdout_fd: int 
                 return
 
 
-def run_bridge(home: Path | str | None, server: str | None) -> int:
-    """Run ``bicameral [--home HOME] mcp [--server SERVER]``; return the exit code.
+def _unknown_profile(home: str | None, profile: str) -> str | None:
+    """Why `profile` is not one of the configuration's profiles, or ``None`` (standard library)."""
+    import tomllib
+
+    try:
+        from bicameral.daemon import resolve_paths
+
+        path = resolve_paths(home).config
+        with open(path, "rb") as file:
+            profiles = tomllib.load(file).get("mcp", {}).get("profiles", {})
+    except Exception:  # unreadable or invalid:
+        return None  # the daemon says what is wrong with the file
+    names = ["default", *(n for n in profiles if n != "default")]
+    if profile in names:
+        return None
+    return f"no profile named {profile!r} in {path} (profiles: {', '.join(names)})"
+
+
+def run_bridge(home: Path | str | None, server: str | None, profile: str | None = None) -> int:
+    """Run ``bicameral [--home HOME] mcp [--server SERVER | --profile PROFILE]``; its exit code.
 
     Uses the process's stdin and stdout (file descriptors 0 and 1) for MCP.
     """
@@ -385,7 +407,12 @@ def run_bridge(home: Path | str | None, server: str | None) -> int:
     if _stdin_is_terminal():
         # A person ran it by hand: say what it is for, instead of waiting
         # silently for MCP messages (and starting a daemon for nobody).
+        unknown = _unknown_profile(home_arg, profile) if profile is not None else None
+        if unknown is not None:
+            _say(unknown)
+            return 1
         target = f" --server {server}" if server else ""
+        target = f" --profile {profile}" if profile else target
         _say(
             "this is the MCP stdio bridge that MCP clients launch, not an interactive command; "
             f"configure your client to run `bicameral mcp{target}` (for example "
@@ -395,7 +422,7 @@ def run_bridge(home: Path | str | None, server: str | None) -> int:
     sock: socket.socket | None = None
     try:
         sock, token = _connect(home_arg)
-        pending, passing = _attach(sock, server, token)
+        pending, passing = _attach(sock, server, token, profile)
         if passing and not pending:
             return _pass_stdio(sock, 0, 1)
         return _relay(sock, pending, 0, 1)

@@ -26,13 +26,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bicameral.daemon import ConfigError, read_regular
 from bicameral.mcp._common import CALL_WAIT
 
+if TYPE_CHECKING:
+    from bicameral.mcp.surface import SurfaceConfig
+
 __all__ = [
     "AUTH_MODES",
+    "RULE_TABLES",
     "SERVER_KEYS",
     "SHARE_MODES",
     "TRANSPORTS",
@@ -41,6 +45,7 @@ __all__ = [
     "check_url",
     "expand_env",
     "has_stored_tokens",
+    "load_mcp",
     "load_ready_timeout",
     "load_servers",
     "read_config",
@@ -64,7 +69,14 @@ SERVER_KEYS = (
     "client_metadata_url",
     "enabled",
     "share",
+    # What clients are offered of it (bicameral.mcp.surface, docs/tools.md).
+    "tools",
+    "prompts",
+    "resources",
 )
+#: The keys of a server's table that are its rules, not how to launch it:
+#: replacing the server (``mcp add --replace``, an import) keeps them.
+RULE_TABLES = ("tools", "prompts", "resources")
 
 #: How a remote server is spoken to: streamable HTTP (either era) or legacy SSE.
 TRANSPORTS = ("http", "sse")
@@ -75,7 +87,7 @@ AUTH_MODES = ("none", "bearer", "oauth")
 SHARE_MODES = ("auto", "shared", "per-client")
 
 #: The keys the ``[mcp]`` table may hold (a typo such as ``[mcp.server.x]`` is an error).
-MCP_KEYS = ("ready_timeout", "servers")
+MCP_KEYS = ("ready_timeout", "servers", "profiles")
 
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -218,6 +230,21 @@ def load_ready_timeout(config: Mapping[str, Any], path: Path | None) -> float:
     return float(value)
 
 
+def load_mcp(
+    config: Mapping[str, Any], path: Path | None
+) -> tuple[dict[str, ServerConfig], SurfaceConfig]:
+    """`load_servers`, and what clients are offered of them: the tables of docs/tools.md.
+
+    ``[mcp.servers.NAME.tools]`` (``.prompts``, ``.resources``) and
+    ``[mcp.profiles.NAME]``, validated by `bicameral.mcp.surface.load_surface`
+    with the same one-line :class:`ConfigError` naming file, table and key.
+    """
+    from bicameral.mcp.surface import load_surface
+
+    servers = load_servers(config, path)
+    return servers, load_surface(config, _file(path), servers)
+
+
 def load_servers(config: Mapping[str, Any], path: Path | None) -> dict[str, ServerConfig]:
     """Validate ``config["mcp"]["servers"]`` and return its servers by name, in file order.
 
@@ -242,7 +269,7 @@ def load_servers(config: Mapping[str, Any], path: Path | None) -> dict[str, Serv
         if key not in MCP_KEYS:
             raise ConfigError(
                 f"{where}: [mcp] unknown key {key!r} (expected: {', '.join(MCP_KEYS)}; "
-                "servers go in [mcp.servers.NAME])"
+                "servers go in [mcp.servers.NAME], profiles in [mcp.profiles.NAME])"
             )
     servers = mcp.get("servers")
     if servers is None:

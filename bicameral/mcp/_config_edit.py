@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from bicameral.daemon import ConfigError, DaemonError, check_trusted_path, flock, write_atomic
 from bicameral.mcp._config import (
+    RULE_TABLES,
     ServerConfig,
     _server,
     check_server_name,
@@ -242,8 +243,8 @@ def _set_server(servers: Any, config: ServerConfig) -> None:
             table[key] = _item(key, value)
         servers[config.name] = table
         return
-    for key in [k for k in old if k not in wanted]:
-        del old[key]
+    for key in [k for k in old if k not in wanted and k not in RULE_TABLES]:
+        del old[key]  # (its rules stay: they are not how it is launched)
     _update(old, wanted)
 
 
@@ -304,7 +305,9 @@ def _expected(data: dict[str, Any], changes: Mapping[str, dict[str, Any] | None]
         if table is None:
             servers.pop(name, None)
         else:
-            servers[name] = table
+            old = servers.get(name)
+            kept = {k: v for k, v in old.items() if k in RULE_TABLES} if old else {}
+            servers[name] = {**kept, **table}
     mcp["servers"] = servers
     result["mcp"] = mcp
     return result

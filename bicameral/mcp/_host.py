@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import array
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -52,8 +51,21 @@ from bicameral.mcp._common import (
     SERVER_INFO_KEY,
     UpstreamError,
 )
+from bicameral.mcp._registry import up_source
 from bicameral.mcp._rounds import ROUND_METHODS, Rounds
 from bicameral.mcp._state import LEVELS
+from bicameral.mcp.surface import (
+    CALL_TOOL,
+    OWN_PREFIX,
+    OWN_TOOLS,
+    SEARCH_TOOL,
+    SEPARATOR,
+    URI_PREFIX,
+    Profile,
+    Refused,
+    Source,
+    split_name,
+)
 from bicameral.protocol import (
     CONNECTION_CLOSED,
     INTERNAL_ERROR,
@@ -73,13 +85,10 @@ if TYPE_CHECKING:
     from bicameral.mcp._registry import Registry
     from bicameral.mcp._state import Upstream
 
-__all__ = ["ClientConn", "McpHost", "aggregate_name", "aggregate_split"]
+__all__ = ["ClientConn", "McpHost"]
 
 logger = logging.getLogger("bicameral.mcp.host")
 
-SEPARATOR = "__"
-URI_PREFIX = "bicameral://"
-OWN_PREFIX = "bicameral"
 KNOWN_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 #: The stateless era's revisions (``server/discover``, a ``_meta`` envelope per request).
 MODERN_VERSIONS = ("2026-07-28",)
@@ -98,8 +107,6 @@ MAX_PENDING_NOTES = 256
 DRAIN_GRACE = 10.0
 #: How long a client may take to answer ``roots/list`` (then it has none).
 ROOTS_WAIT = 5.0
-#: The longest tool or prompt name clients accept (aggregated names are cut to it).
-MAX_NAME = 64
 #: Requests about one task, routed in the aggregated view by its ``taskId``.
 _TASK_METHODS = ("tasks/get", "tasks/result", "tasks/cancel")
 _RELATED_TASK = "io.modelcontextprotocol/related-task"
@@ -114,24 +121,6 @@ _NOTIFY_FOR_KIND = {
     "resource_templates": "notifications/resources/list_changed",
     "prompts": "notifications/prompts/list_changed",
 }
-
-_OWN_TOOLS: list[dict[str, Any]] = [
-    {
-        "name": f"{OWN_PREFIX}{SEPARATOR}status",
-        "description": "bicameral: the state of every MCP server and the daemon's supervisor tree.",
-        "inputSchema": {"type": "object", "properties": {}},
-    },
-    {
-        "name": f"{OWN_PREFIX}{SEPARATOR}restart",
-        "description": "bicameral: restart one MCP server (its adapter) now.",
-        "inputSchema": {
-            "type": "object",
-            "properties": {"server": {"type": "string", "description": "the server's name"}},
-            "required": ["server"],
-        },
-    },
-]
-
 
 _FD_PASSING = hasattr(socket, "SCM_RIGHTS") and hasattr(socket.socket, "recvmsg")
 
@@ -164,29 +153,9 @@ def _usable(fd: int, direction: int) -> bool:
     return mode in (os.O_RDWR, direction)
 
 
-def aggregate_split(name: str, names: list[str]) -> tuple[str, str] | None:
-    """Split ``<server>__<name>`` against the configured server names (longest match wins)."""
-    best: str | None = None
-    for server in names:
-        if name.startswith(server + SEPARATOR) and (best is None or len(server) > len(best)):
-            best = server
-    if best is None:
-        return None
-    return best, name[len(best) + len(SEPARATOR) :]
-
-
 def _valid_id(value: Any) -> bool:
     """A JSON-RPC id we can key by: a string or a number (not a bool)."""
     return isinstance(value, str | int | float) and not isinstance(value, bool)
-
-
-def _split_uri(uri: str) -> tuple[str, str] | None:
-    if not uri.startswith(URI_PREFIX):
-        return None
-    server, sep, rest = uri[len(URI_PREFIX) :].partition("/")
-    if not sep or not server:
-        return None
-    return server, rest
 
 
 def _negotiate(requested: Any, upstream_version: str | None) -> str:
@@ -205,13 +174,19 @@ class McpHost:
         self.clients = 0  # sessions so far: names each one (client-N)
 
     async def attach(self, conn: Any, params: Mapping[str, Any]) -> dict[str, Any]:
-        """``system.attach`` with ``mode: mcp``: check ``server``, then take the connection over."""
+        """``system.attach`` with ``mode: mcp``: check ``server``, then take the connection over.
+
+        ``profile`` names the aggregated view's profile; an unknown one is
+        not refused here but answered, request by request, with an MCP
+        error naming the profiles that exist (the client shows that one).
+        """
         server = params.get("server")
+        profile = params.get("profile")
+        if profile is not None and (not isinstance(profile, str) or server is not None):
+            raise RPCError(INVALID_PARAMS, "profile must be a profile's name, without a server")
         if server is not None and (
             not isinstance(server, str) or self.registry.get(server) is None
         ):
-            from bicameral.protocol import RPCError
-
             configured = ", ".join(self.registry.configured) or "none"
             if self.registry.disabled:
                 configured += f"; disabled: {', '.join(self.registry.disabled)}"
@@ -237,12 +212,13 @@ class McpHost:
 
         async def handler(stream: Any, buffered: bytes) -> None:
             if passing and not buffered and hasattr(stream, "socket"):
-                await self.serve_passed(stream, server, **limits)
+                await self.serve_passed(stream, server, profile=profile, **limits)
             else:
-                await self.serve(stream, buffered, server, **limits)
+                await self.serve(stream, buffered, server, profile=profile, **limits)
 
         conn.upgrade(handler)
-        return {"server": server, "stdio": "pass" if passing else "relay"}
+        answer = {"server": server, "stdio": "pass" if passing else "relay"}
+        return {**answer, "profile": profile} if profile is not None else answer
 
     async def serve(
         self,
@@ -252,9 +228,11 @@ class McpHost:
         *,
         budget: InputBudget | None = None,
         max_line: int = MAX_LINE,
+        profile: str | None = None,
     ) -> None:
         """Serve one attached connection until the client or the daemon closes it."""
-        await ClientConn(self, Wire(stream), server, budget, max_line).run(buffered)
+        conn = ClientConn(self, Wire(stream), server, budget, max_line, profile=profile)
+        await conn.run(buffered)
 
     async def serve_passed(
         self,
@@ -263,6 +241,7 @@ class McpHost:
         *,
         budget: InputBudget | None = None,
         max_line: int = MAX_LINE,
+        profile: str | None = None,
     ) -> None:
         """Serve a client whose stdin/stdout the bridge passed over `stream`.
 
@@ -290,7 +269,8 @@ class McpHost:
             await client_in.aclose()
             os.close(fds[1])
             raise
-        session = ClientConn(self, Wire(client_in, client_out), server, budget, max_line)
+        wire = Wire(client_in, client_out)
+        session = ClientConn(self, wire, server, budget, max_line, profile=profile)
         async with anyio.create_task_group() as tg:
 
             async def watch_bridge() -> None:
@@ -323,10 +303,15 @@ class ClientConn:
         server: str | None,
         budget: InputBudget | None = None,
         max_line: int = MAX_LINE,
+        *,
+        profile: str | None = None,
     ) -> None:
         self.host = host
         self.registry = host.registry
         self.server = server
+        #: The aggregated view's profile (``[mcp.profiles.NAME]``; None: ``default``).
+        self.profile_name = profile
+        self._surface = host.registry.surface
         self.peer = Peer(
             wire,
             self,
@@ -361,7 +346,9 @@ class ClientConn:
             up = self.registry.get(self.server)
             wanted = {up} if up is not None else set()
         else:
-            wanted = set(self.registry.active())
+            profile = self.registry.surface.config.profile(self.profile_name)
+            shown = profile.shows if profile is not None else lambda _: False
+            wanted = {up for up in self.registry.active() if shown(up.name)}
         for up in self._attached - wanted:
             up.detach(self)
         for up in wanted - self._attached:
@@ -370,7 +357,9 @@ class ClientConn:
 
     def _config_changed(self) -> None:
         self._attach_upstreams()
-        if self.server is None:
+        rules_changed = self._surface is not self.registry.surface
+        self._surface = self.registry.surface
+        if self.server is None or rules_changed:
             for kind in ("tools", "resources", "prompts"):
                 self._queue_notice(_NOTIFY_FOR_KIND[kind])
 
@@ -429,6 +418,12 @@ class ClientConn:
         return result
 
     async def _answer(self, method: str, params: dict[str, Any]) -> Any:
+        try:
+            return await self._dispatch(method, params)
+        except Refused as exc:  # a rule hides it, or no such profile: the server never hears
+            raise RPCError(INVALID_PARAMS, str(exc)) from None
+
+    async def _dispatch(self, method: str, params: dict[str, Any]) -> Any:
         if method == "ping":
             return {}
         if method == "initialize":
@@ -447,7 +442,7 @@ class ClientConn:
             return await self._set_level(params)
         target = self._route(method, params)
         if target is None:
-            return await self._own_tool(params)
+            return await self._own_tool(params, self._view())
         up, fwd = target
         if method in ("resources/subscribe", "resources/unsubscribe"):
             return await up.subscribe(self, str(fwd.get("uri")), method == "resources/subscribe")
@@ -577,7 +572,15 @@ class ClientConn:
             self.client_capabilities = caps if isinstance(caps, dict) else {}
         requested = params.get("protocolVersion")
         if self.server is None:
-            names = ", ".join(self.registry.configured) or "none configured yet"
+            profile = self._view()
+            shown = [n for n in self.registry.configured if profile.shows(n)]
+            names = ", ".join(shown) or "none configured yet"
+            search = (
+                f" When the tools offer {SEARCH_TOOL}, find a tool by describing the task, "
+                f"then call it with {CALL_TOOL}."
+                if profile.search != "off"
+                else ""
+            )
             result: dict[str, Any] = {
                 "protocolVersion": _negotiate(requested, None),
                 "capabilities": {
@@ -591,7 +594,7 @@ class ClientConn:
                 "instructions": (
                     f"bicameral shares these MCP servers: {names}. Their tools and prompts are "
                     f"named <server>{SEPARATOR}<name>; their resources "
-                    f"{URI_PREFIX}<server>/<uri>."
+                    f"{URI_PREFIX}<server>/<uri>.{search}"
                 ),
             }
             return result
@@ -643,80 +646,74 @@ class ClientConn:
         return result
 
     def _pages(self, kind: str) -> list[list[dict[str, Any]]]:
+        surface = self.registry.surface
         if self.server is not None:
             up = self.registry.get(self.server)
             if up is None:
                 return [[]]
-            inst = up.instance_seen_by(self)
-            return _split_pages(inst.lists[kind], inst.pages[kind])
-        first: list[dict[str, Any]] = list(_OWN_TOOLS) if kind == "tools" else []
-        more: list[list[dict[str, Any]]] = []
-        for up in self.registry.active():
-            inst = up.instance_seen_by(self)
-            own_pages = _split_pages(inst.lists[kind], inst.pages[kind])
-            own_pages = [[_aggregated(up.name, kind, item) for item in page] for page in own_pages]
-            if len(own_pages) == 1:
-                first.extend(own_pages[0])
-            else:
-                more.extend(own_pages)
-        return [first, *more]
+            return surface.server_pages(up_source(up, up.instance_seen_by(self)), kind)
+        own = OWN_TOOLS if kind == "tools" else ()
+        return surface.catalog(self._view(), kind, self._sources(), own).listed()
+
+    def _view(self) -> Profile:
+        """The aggregated view's profile; `Refused` (naming those that exist) when unknown."""
+        return self.registry.surface.profile(self.profile_name)
+
+    def _sources(self) -> list[Source]:
+        """Every active server's lists as this client sees them."""
+        return [up_source(up, up.instance_seen_by(self)) for up in self.registry.active()]
 
     def _route(self, method: str, params: dict[str, Any]) -> tuple[Upstream, dict[str, Any]] | None:
-        """(upstream, params for it) for a request, or None for the daemon's own tools."""
+        """(upstream, params for it) for a request, or None for the daemon's own tools.
+
+        Names and URIs go through the view's rules (`bicameral.mcp.surface`):
+        what a rule hides raises `Refused` and never reaches a server.
+        """
         if self.server is not None:
             up = self.registry.get(self.server)
             if up is None:
                 raise RPCError(
                     INTERNAL_ERROR, f"MCP server {self.server!r} is no longer configured"
                 )
-            return up, params
+            source = up_source(up, up.instance_seen_by(self))
+            return up, self.registry.surface.server_params(source, method, params)
         names = self.registry.configured
+        surface, profile = self.registry.surface, self._view()
         if method in ("tools/call", "prompts/get"):
             name = params.get("name")
             if not isinstance(name, str):
                 raise RPCError(INVALID_PARAMS, f"{method} needs a name")
-            if method == "tools/call" and name in (t["name"] for t in _OWN_TOOLS):
+            if method == "tools/call" and name in (SEARCH_TOOL, CALL_TOOL):
                 return None
-            split = self._shortened(name, "tools" if method == "tools/call" else "prompts")
-            split = split or aggregate_split(name, names)
+            kind = "tools" if method == "tools/call" else "prompts"
+            own = OWN_TOOLS if kind == "tools" else ()
+            split = surface.route(profile, kind, name, self._sources(), own)
             if split is None:
-                raise RPCError(INVALID_PARAMS, f"unknown tool or prompt {name!r}")
+                return None
             return self._upstream(split[0]), {**params, "name": split[1]}
         if method in _TASK_METHODS:
             task = params.get("taskId")
-            split = aggregate_split(task, names) if isinstance(task, str) else None
-            if split is None:
+            split = split_name(task, names) if isinstance(task, str) else None
+            if split is None or not profile.shows(split[0]):
                 raise RPCError(INVALID_PARAMS, f"unknown task {task!r}")
             return self._upstream(split[0]), {**params, "taskId": split[1]}
         if method in ("resources/read", "resources/subscribe", "resources/unsubscribe"):
             uri = params.get("uri")
-            split = _split_uri(uri) if isinstance(uri, str) else None
-            if split is None or split[0] not in names:
+            if not isinstance(uri, str):
                 raise RPCError(INVALID_PARAMS, f"unknown resource {uri!r}")
-            return self._upstream(split[0]), {**params, "uri": split[1]}
+            server, rest = surface.resource(profile, uri, names)
+            return self._upstream(server), {**params, "uri": rest}
         if method == "completion/complete":
             ref = params.get("ref") or {}
             if ref.get("type") == "ref/prompt" and isinstance(ref.get("name"), str):
-                split = aggregate_split(ref["name"], names)
+                split = surface.route(profile, "prompts", ref["name"], self._sources())
                 if split is not None:
                     return self._upstream(split[0]), {**params, "ref": {**ref, "name": split[1]}}
             elif ref.get("type") == "ref/resource" and isinstance(ref.get("uri"), str):
-                split = _split_uri(ref["uri"])
-                if split is not None and split[0] in names:
-                    return self._upstream(split[0]), {**params, "ref": {**ref, "uri": split[1]}}
+                server, rest = surface.resource(profile, ref["uri"], names)
+                return self._upstream(server), {**params, "ref": {**ref, "uri": rest}}
             raise RPCError(INVALID_PARAMS, "unknown completion reference")
         raise RPCError(METHOD_NOT_FOUND, f"method not found: {method}")
-
-    def _shortened(self, name: str, kind: str) -> tuple[str, str] | None:
-        """(server, name) for an aggregated name that was shortened to 64 characters."""
-        if len(name) != MAX_NAME:
-            return None
-        for up in self.registry.active():
-            for item in up.lists_for(self)[kind]:
-                original = item.get("name")
-                if isinstance(original, str) and aggregate_name(up.name, original) == name:
-                    return up.name, original
-        return None
 
     def _upstream(self, name: str) -> Upstream:
         up = self.registry.get(name)
@@ -744,6 +741,8 @@ class ClientConn:
         """``tasks/list`` in the aggregated view: every server's tasks, named as routed."""
         tasks: list[dict[str, Any]] = []
         for up in self.registry.active():
+            if not self._view().shows(up.name):
+                continue
             try:
                 result = await up.request(self, "tasks/list", {})
             except RPCError:
@@ -774,9 +773,26 @@ class ClientConn:
                     if isinstance(inner.get("uri"), str):
                         inner["uri"] = f"{URI_PREFIX}{up.name}/{inner['uri']}"
 
-    async def _own_tool(self, params: dict[str, Any]) -> dict[str, Any]:
+    async def _own_tool(self, params: dict[str, Any], profile: Profile) -> dict[str, Any]:
         name = params.get("name")
         args = params.get("arguments") or {}
+        if not isinstance(args, dict):
+            raise RPCError(INVALID_PARAMS, f"{name}: arguments must be an object")
+        if name == SEARCH_TOOL:
+            catalog = self.registry.surface.catalog(profile, "tools", self._sources(), OWN_TOOLS)
+            return catalog.search_result(args)
+        if name == CALL_TOOL:
+            # As if the client had called the tool itself: its progress
+            # (the same _meta), its result and its errors, unchanged.
+            inner, arguments = args.get("name"), args.get("arguments", {})
+            if not isinstance(inner, str) or inner in (SEARCH_TOOL, CALL_TOOL):
+                raise RPCError(INVALID_PARAMS, f"{CALL_TOOL} needs the name of a tool to call")
+            if not isinstance(arguments, dict):
+                raise RPCError(INVALID_PARAMS, f"{CALL_TOOL}: arguments must be an object")
+            result = await self._dispatch(
+                "tools/call", {**params, "name": inner, "arguments": arguments}
+            )
+            return result if isinstance(result, dict) else {}
         if name == f"{OWN_PREFIX}{SEPARATOR}status":
             status = {
                 "servers": {up.name: up.status() for up in self.registry.active()},
@@ -786,7 +802,7 @@ class ClientConn:
             return {"content": [{"type": "text", "text": text}], "structuredContent": status}
         server = args.get("server")
         up = self.registry.get(server) if isinstance(server, str) else None
-        if up is None:
+        if up is None or not profile.shows(up.name):
             return _tool_error(f"no MCP server named {server!r}")
         if self.host.daemon is not None:
             try:
@@ -853,42 +869,6 @@ class ClientConn:
 
         if self.peer.start_soon(send):
             self._queued_notices.add(method)
-
-
-def aggregate_name(server: str, name: str) -> str:
-    """``<server>__<name>``, shortened to `MAX_NAME` characters with a hash where longer.
-
-    MCP clients refuse tool names over 64 characters; the hash of the whole
-    name keeps shortened names unique and stable across restarts.
-    """
-    full = f"{server}{SEPARATOR}{name}"
-    if len(full) <= MAX_NAME:
-        return full
-    digest = hashlib.sha256(full.encode()).hexdigest()[:8]
-    return f"{full[: MAX_NAME - 9]}_{digest}"
-
-
-def _aggregated(server: str, kind: str, original: dict[str, Any]) -> dict[str, Any]:
-    """One server's list item as the aggregated view names it."""
-    item = dict(original)
-    if kind == "resources":
-        item["uri"] = f"{URI_PREFIX}{server}/{item.get('uri', '')}"
-    elif kind == "resource_templates":
-        item["uriTemplate"] = f"{URI_PREFIX}{server}/{item.get('uriTemplate', '')}"
-    if "name" in item:
-        item["name"] = aggregate_name(server, str(item["name"]))
-    return item
-
-
-def _split_pages(items: list[dict[str, Any]], sizes: list[int]) -> list[list[dict[str, Any]]]:
-    """`items` cut as the server paged them (one page if it did not, or no longer matches)."""
-    if len(sizes) <= 1 or sum(sizes) != len(items):
-        return [items]
-    pages, start = [], 0
-    for size in sizes:
-        pages.append(items[start : start + size])
-        start += size
-    return pages
 
 
 def _page_index(cursor: Any) -> int | None:

@@ -1,4 +1,4 @@
-"""MCP clients over streamable HTTP: ``/mcp`` (aggregated) and ``/mcp/NAME`` (one server).
+"""MCP clients over streamable HTTP: ``/mcp``, ``/mcp/NAME`` (one server), ``/mcp/p/PROFILE``.
 
 Mounted on the daemon's HTTP listener (``bicameral.daemon``'s, which has
 already checked ``Host``, ``Origin`` and the bearer token). Each session is a
@@ -64,6 +64,9 @@ if TYPE_CHECKING:
 
 __all__ = ["HttpSessions"]
 
+#: What a path under ``/mcp`` serves: (one server's name, or a profile's name), or neither.
+View = tuple[str | None, str | None]
+
 logger = logging.getLogger("bicameral.mcp.http")
 
 #: A handshake-era session with nothing in flight for this long ends.
@@ -116,9 +119,9 @@ class _Session:
     newest request still in flight, or else to the GET stream.
     """
 
-    def __init__(self, session_id: str | None, server: str | None) -> None:
+    def __init__(self, session_id: str | None, view: View) -> None:
         self.id = session_id
-        self.server = server
+        self.view = view
         self._in_send, self._in_recv = anyio.create_memory_object_stream[bytes](INBOX)
         self.waiting: dict[bytes, _Stream] = {}  # request id (JSON) -> its stream
         self.tokens: dict[bytes, bytes] = {}  # progress token (JSON) -> request id (JSON)
@@ -265,7 +268,9 @@ class HttpSessions:
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         """Run one session's `ClientConn` until its input ends."""
-        conn = ClientConn(self.host, Wire(session), session.server, None, self.max_frame)
+        server, profile = session.view
+        wire = Wire(session)
+        conn = ClientConn(self.host, wire, server, None, self.max_frame, profile=profile)
         task_status.started()
         try:
             await conn.run(b"")
@@ -279,9 +284,10 @@ class HttpSessions:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         await self._started.wait()
         path = scope.get("path", "")[len(scope.get("root_path", "")) :].strip("/")
-        server = path or None
+        view = _view(path)
         registry = self.host.registry
-        if server is not None and ("/" in server or registry.get(server) is None):
+        server = view[0] if view is not None else path
+        if view is None or (server is not None and registry.get(server) is None):
             configured = ", ".join(registry.configured) or "none"
             await _error(send, 404, f"no MCP server named {server!r} (configured: {configured})")
             return
@@ -296,16 +302,16 @@ class HttpSessions:
         if method == "POST":
             self.posts += 1
             try:
-                await self._post(server, modern, headers, receive, send)
+                await self._post(view, modern, headers, receive, send)
             finally:
                 self.posts -= 1
                 if not self.posts:
                     self._posts_done.set()
                     self._posts_done = anyio.Event()
         elif method == "GET":
-            await self._get(server, headers, receive, send)
+            await self._get(view, headers, receive, send)
         elif method == "DELETE":
-            session = await self._session(server, headers, send)
+            session = await self._session(view, headers, send)
             if session is not None:
                 self._end(session)
                 await _respond(send, 200, b"", [])
@@ -318,7 +324,7 @@ class HttpSessions:
             )
 
     async def _session(
-        self, server: str | None, headers: Mapping[bytes, bytes], send: Any
+        self, view: View, headers: Mapping[bytes, bytes], send: Any
     ) -> _Session | None:
         """The session the request names (or an error response sent, and None)."""
         given = headers.get(_SESSION_HEADER)
@@ -326,14 +332,14 @@ class HttpSessions:
             await _error(send, 400, "Bad Request: Missing session ID")
             return None
         session = self.sessions.get(given.decode("latin-1"))
-        if session is None or session.server != server:
+        if session is None or session.view != view:
             await _error(send, 404, "Session not found")
             return None
         return session
 
     async def _post(
         self,
-        server: str | None,
+        view: View,
         modern: bool,
         headers: Mapping[bytes, bytes],
         receive: Any,
@@ -382,20 +388,20 @@ class HttpSessions:
             params = message.get("params")
             state = params.get("requestState") if isinstance(params, dict) else None
             parked = self.parked.pop(state, None) if isinstance(state, str) else None
-            if parked is not None and parked.server == server:
+            if parked is not None and parked.view == view:
                 session = parked
             else:
-                session = opened = _Session(None, server)
+                session = opened = _Session(None, view)
         elif message.get("method") == "initialize" and _SESSION_HEADER not in headers:
             if self.draining or len(self.sessions) >= MAX_SESSIONS:
                 why = "the daemon is stopping" if self.draining else "too many open MCP sessions"
                 await _error(send, 503, why)
                 return
-            session = opened = _Session(os.urandom(16).hex(), server)
+            session = opened = _Session(os.urandom(16).hex(), view)
             assert session.id is not None
             self.sessions[session.id] = session
         else:
-            found = await self._session(server, headers, send)
+            found = await self._session(view, headers, send)
             if found is None:
                 return
             session = found
@@ -457,12 +463,12 @@ class HttpSessions:
             line, final = await stream.inbox.receive()
 
     async def _get(
-        self, server: str | None, headers: Mapping[bytes, bytes], receive: Any, send: Any
+        self, view: View, headers: Mapping[bytes, bytes], receive: Any, send: Any
     ) -> None:
         if _SSE not in headers.get(b"accept", b""):
             await _error(send, 406, "Not Acceptable: accept text/event-stream")
             return
-        session = await self._session(server, headers, send)
+        session = await self._session(view, headers, send)
         if session is None:
             return
         if session.standalone is not None or self.draining:
@@ -497,6 +503,22 @@ class HttpSessions:
             if session.standalone is stream:
                 session.standalone = None
             session.last_used = time.monotonic()
+
+
+def _view(path: str) -> View | None:
+    """(server, profile) of a path under ``/mcp``: ``""``, ``NAME`` or ``p/PROFILE``.
+
+    ``None`` for any other path. An unknown profile is a session that
+    answers with an MCP error naming the profiles (`ClientConn`), not a 404.
+    """
+    if not path:
+        return None, None
+    if "/" not in path:
+        return path, None
+    head, _, profile = path.partition("/")
+    if head == "p" and profile and "/" not in profile:
+        return None, profile
+    return None
 
 
 def _prefers_sse(accept: bytes) -> bool:

@@ -1,4 +1,4 @@
-"""``/metrics`` for the MCP layer: per-server state, restarts, calls, errors, latency.
+"""``/metrics`` for the MCP layer: per-server state, restarts, calls, errors, latency, tools.
 
 Counting costs the ``tools/call`` path one ``perf_counter`` pair and a few
 dict updates (`CallStats.record`), plus one entry in the bounded ring of
@@ -123,13 +123,35 @@ class McpCollector:
             "forwarded requests that ended in an error",
             labels=["server", "method"],
         )
+        offered = GaugeMetricFamily(
+            "bicameral_mcp_server_offered_tools",
+            "tools the server's clients are offered (its [mcp.servers.NAME.tools] rules applied)",
+            labels=["server"],
+        )
+        schema_bytes = GaugeMetricFamily(
+            "bicameral_mcp_server_tool_schema_bytes",
+            "bytes of JSON of the offered tools' definitions (names, descriptions, schemas)",
+            labels=["server"],
+        )
+        schema_tokens = GaugeMetricFamily(
+            "bicameral_mcp_server_tool_schema_tokens_estimate",
+            "an estimate of the tokens the offered tools' definitions cost a model (bytes / 4)",
+            labels=["server"],
+        )
         latency = HistogramMetricFamily(
             "bicameral_mcp_request_duration_seconds",
             "time to answer a forwarded request",
             labels=["server", "method"],
         )
+        from bicameral.mcp._registry import up_source
+
+        surface = self.registry.surface
         for upstream in self.registry.active():
             name = upstream.name
+            sizes = surface.accounting(up_source(upstream))
+            offered.add_metric([name], float(sizes["offered_tools"]))
+            schema_bytes.add_metric([name], float(sizes["schema_bytes"]))
+            schema_tokens.add_metric([name], float(sizes["schema_tokens"]))
             for each in _STATES:
                 state.add_metric([name, each], 1.0 if upstream.state == each else 0.0)
             up.add_metric([name], 1.0 if upstream.state == "ready" else 0.0)
@@ -146,6 +168,7 @@ class McpCollector:
                 buckets.append(("+Inf", row[0]))
                 latency.add_metric([name, method], buckets, row[2])
         yield from (state, up, restarts, instances, clients, calls, errors, latency)
+        yield from (offered, schema_bytes, schema_tokens)
         sessions = GaugeMetricFamily(
             "bicameral_mcp_clients",
             "MCP client sessions attached to the daemon",

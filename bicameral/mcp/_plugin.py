@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from bicameral.daemon import DaemonHost
     from bicameral.mcp._config import ServerConfig
     from bicameral.mcp._host import McpHost
     from bicameral.mcp._registry import Registry
+    from bicameral.mcp.surface import SurfaceConfig
     from bicameral.supervisor import ChildSpec
 
 __all__ = ["McpPlugin", "plugin"]
@@ -44,15 +45,20 @@ class McpPlugin:
             self._registry = Registry()
         return self._registry
 
-    def load_config(self, config: Mapping[str, Any], path: Path | None) -> dict[str, ServerConfig]:
-        from bicameral.mcp._config import load_ready_timeout, load_servers
+    def load_config(
+        self, config: Mapping[str, Any], path: Path | None
+    ) -> tuple[dict[str, ServerConfig], SurfaceConfig]:
+        from bicameral.mcp._config import load_mcp, load_ready_timeout
 
-        servers = load_servers(config, path)
+        servers, surface = load_mcp(config, path)
+        enabled = [name for name, server in servers.items() if server.enabled]
+        _check_against_lists(surface, self.registry, enabled)
         self.registry.ready_timeout = load_ready_timeout(config, path)
-        return servers
+        return servers, surface
 
     def adapter_specs(self, loaded: object) -> list[ChildSpec]:
-        servers: Mapping[str, ServerConfig] = loaded  # type: ignore[assignment]
+        servers, surface = cast("tuple[dict[str, ServerConfig], SurfaceConfig]", loaded)
+        self.registry.set_surface(surface)
         enabled = [s for s in servers.values() if s.enabled]
         self.registry.set_configured([s.name for s in enabled])
         self.registry.disabled = [s.name for s in servers.values() if not s.enabled]
@@ -75,6 +81,7 @@ class McpPlugin:
 
     def install(self, host: DaemonHost) -> None:
         from bicameral.mcp._host import McpHost
+        from bicameral.mcp._registry import up_source
 
         self.host = McpHost(self.registry, host)
         self.registry.max_frame = host.limits.max_frame
@@ -85,9 +92,30 @@ class McpPlugin:
         registry = self.registry
 
         async def servers(params: Any, conn: Any) -> list[dict[str, Any]]:
-            return [{"name": up.name, **up.status()} for up in registry.active()]
+            surface = registry.surface
+            return [
+                {"name": up.name, **up.status(), **surface.accounting(up_source(up))}
+                for up in registry.active()
+            ]
+
+        async def tools(params: Any, conn: Any) -> dict[str, Any]:
+            """``mcp.tools {server?, profile?}``: what a client of that view receives."""
+            from bicameral.mcp.surface import Refused, view_report
+            from bicameral.protocol import INVALID_PARAMS, RPCError
+
+            params = params if isinstance(params, dict) else {}
+            server, profile = params.get("server"), params.get("profile")
+            if not isinstance(server, str | None) or not isinstance(profile, str | None):
+                raise RPCError(INVALID_PARAMS, "server and profile must be names")
+            try:
+                return view_report(
+                    registry.surface, registry.sources(), server=server, profile=profile
+                )
+            except Refused as exc:
+                raise RPCError(INVALID_PARAMS, str(exc)) from None
 
         host.dispatcher.add("mcp.servers", servers)
+        host.dispatcher.add("mcp.tools", tools)
         mcp_host = self.host
 
         def serve_http(listener: object) -> None:
@@ -124,6 +152,24 @@ class McpPlugin:
         host.dispatcher.add("dashboard.link", link)
         host.on_http(serve_http)
         host.start_soon(terminate_on_stop, host, self.registry)
+
+
+def _check_against_lists(surface: SurfaceConfig, registry: Registry, servers: list[str]) -> None:
+    """A reload's rules checked against what the running servers listed (docs/tools.md).
+
+    A glob that matches none of a server's tools, a rename onto a name it
+    has, a pinned tool the view lacks: the reload is refused, naming the
+    table and key, and the running configuration stays. Servers that have not
+    listed yet are checked when they do (a warning in the log).
+    """
+    from bicameral.daemon import ConfigError
+    from bicameral.mcp.surface import check_lists
+
+    running = [s for s in registry.sources() if s.server in servers]
+    problems = check_lists(surface, running, servers)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ConfigError(f"{surface.file}: {problems[0]}{more}")
 
 
 async def terminate_on_stop(host: DaemonHost, registry: Registry) -> None:

@@ -19,7 +19,14 @@ if TYPE_CHECKING:
 
     from bicameral.daemon import DaemonPaths
 
-__all__ = ["ACTIONS", "control_server", "join_rows", "process_table", "server_rows"]
+__all__ = [
+    "ACTIONS",
+    "control_server",
+    "join_rows",
+    "process_table",
+    "server_rows",
+    "view_tools",
+]
 
 #: ``mcp ACTION NAME`` -> the daemon's method.
 ACTIONS = {"restart": "adapters.restart", "start": "adapters.start", "stop": "adapters.stop"}
@@ -118,7 +125,9 @@ def server_rows(
     Returns ``{"daemon": "running" | "stopped", "config_path", "servers": [...]}``
     where each server has ``name``, ``state`` (``starting | ready | backoff
     | failed | stopped | disabled``), ``enabled``, ``pid``, ``uptime_s``,
-    ``restarts``, ``tools``, ``clients``, ``memory_bytes`` (all its
+    ``restarts``, ``tools`` (listed by the server), ``offered_tools`` (after
+    its rules), ``schema_bytes`` and ``schema_tokens`` (their size, the
+    second an estimate), ``clients``, ``memory_bytes`` (all its
     instances), ``last_error``, ``share``, ``protocol_version`` (the era the
     server is spoken to in) and ``instances`` (each with
     ``name``, ``state``, ``pid``, ``clients``, ``capabilities``, ``roots``,
@@ -211,6 +220,12 @@ def join_rows(
                 "uptime_s": round(now - started, 1) if up else None,
                 "restarts": int(status.get("restarts") or 0),
                 "tools": status.get("tools"),
+                # What clients are offered of them (its rules applied) and what
+                # their schemas cost: bytes of JSON, and tokens as an estimate
+                # (bytes / 4; docs/tools.md).
+                "offered_tools": status.get("offered_tools"),
+                "schema_bytes": status.get("schema_bytes"),
+                "schema_tokens": status.get("schema_tokens"),
                 "clients": status.get("clients"),
                 "memory_bytes": memory,
                 "last_error": status.get("last_error") or None,
@@ -292,4 +307,24 @@ def control_server(
         )
     method = ACTIONS[action]
     result = call_daemon(paths, method, {"name": name}, timeout=30.0)
+    return dict(result) if isinstance(result, dict) else {"result": result}
+
+
+def view_tools(
+    paths: DaemonPaths, server: str | None = None, profile: str | None = None
+) -> dict[str, Any]:
+    """What a client of one view of the running daemon receives from ``tools/list``.
+
+    `server`: the one-server view (``/mcp/NAME``); else the aggregated view
+    of `profile` (``None``: ``default``). Returns ``view``, ``search``,
+    ``tools`` (each ``name``, ``bytes``, ``tokens``), ``total`` and
+    ``catalog`` (``tools``, ``bytes``, ``tokens``: the view without search
+    mode), ``problems`` and ``listed`` (whether every server has listed).
+
+    Raises:
+      DaemonError: no daemon is running, or it refused (an unknown profile
+        or server: the message names those that exist).
+    """
+    params = {k: v for k, v in (("server", server), ("profile", profile)) if v is not None}
+    result = call_daemon(paths, "mcp.tools", params, timeout=30.0)
     return dict(result) if isinstance(result, dict) else {"result": result}

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from bicameral.mcp._common import CALL_WAIT, MAX_FRAME
 from bicameral.mcp._metrics import RecentCalls
+from bicameral.mcp.surface import Source, Surface
 
 if TYPE_CHECKING:
     from bicameral.mcp._config import ServerConfig
-    from bicameral.mcp._state import Upstream
+    from bicameral.mcp._state import Instance, Upstream
+    from bicameral.mcp.surface import SurfaceConfig
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "up_source"]
 
 
 class Registry:
@@ -39,6 +41,8 @@ class Registry:
         self.home: Path | None = None
         #: The last calls forwarded to any server (the dashboard's list).
         self.recent = RecentCalls()
+        #: What each view offers (``[mcp.servers.NAME.tools]``, ``[mcp.profiles.NAME]``).
+        self.surface = Surface()
 
     def upstream(self, config: ServerConfig) -> Upstream:
         from bicameral.mcp._state import Upstream
@@ -54,7 +58,28 @@ class Registry:
         up.max_frame = self.max_frame
         up.start_soon = self.start_soon
         up.home = self.home
+        up.on_publish = self._published
         return up
+
+    def _published(self, up: Upstream) -> None:
+        """`up`'s state or lists changed: what the rules say of its lists goes to the log.
+
+        At load a server may not have listed yet; its rules (a glob that
+        matches nothing, a pinned tool that is not there) are checked here,
+        once it has, and each problem is logged once. Cached by the lists'
+        identity, so an unchanged list costs lookups only.
+        """
+        if up.init_result is None:
+            return
+        from bicameral.mcp.surface import OWN_TOOLS
+
+        surface = self.surface
+        surface.check(up_source(up))
+        if surface.config.profiles:
+            sources = self.sources()
+            for profile in surface.config.profiles.values():
+                if profile.shows(up.name):
+                    surface.catalog(profile, "tools", sources, OWN_TOOLS)
 
     def _changed(self) -> None:
         for callback in list(self.on_change):
@@ -65,6 +90,16 @@ class Registry:
         if names != self.configured:
             self.configured = list(names)
             self._changed()
+
+    def set_surface(self, config: SurfaceConfig) -> None:
+        """Apply a reload's rules and profiles; attached clients are told their lists changed."""
+        if config != self.surface.config:
+            self.surface = Surface(config)
+            self._changed()
+
+    def sources(self) -> list[Source]:
+        """Every active server's lists as a client with no instance of its own sees them."""
+        return [up_source(up) for up in self.active()]
 
     def terminate_all(self) -> None:
         """The daemon is stopping: SIGTERM every live server's process group now."""
@@ -78,3 +113,9 @@ class Registry:
         if name in self.configured:
             return self.upstreams.get(name)
         return None
+
+
+def up_source(up: Upstream, inst: Instance | None = None) -> Source:
+    """`up`'s lists for the surface: those of `inst`, else the primary's."""
+    inst = inst if inst is not None else up.primary
+    return Source(up.name, inst.lists, inst.pages, inst.init_result is not None)

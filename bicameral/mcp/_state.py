@@ -296,6 +296,8 @@ class Upstream:
         #: The OAuth provider all instances share (made by `_upstream`, SDK-side).
         self.auth: Any = None
         self.shutting_down = False
+        #: Called after each `publish` (the registry's check of its rules, docs/tools.md).
+        self.on_publish: Callable[[Upstream], None] | None = None
         self.ready_timeout = CALL_WAIT
         #: The longest line accepted from the server (the daemon's ``max_frame``).
         self.max_frame = MAX_FRAME
@@ -358,6 +360,8 @@ class Upstream:
         """Show the live status in the server's tree entry (its ``started_value``)."""
         if self.entry is not None:
             self.entry.report(value=self.status())
+        if self.on_publish is not None:
+            self.on_publish(self)  # the registry checks the rules against new lists
 
     def touch(self) -> None:
         changed, self._changed = self._changed, anyio.Event()

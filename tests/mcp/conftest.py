@@ -56,14 +56,17 @@ class McpHome:
             **extra,
         }
 
-    def bridge_argv(self, server: str | None = None) -> list[str]:
+    def bridge_argv(self, server: str | None = None, profile: str | None = None) -> list[str]:
         argv = ["--home", str(self.path), "mcp"]
+        if profile:
+            return [*argv, "--profile", profile]
         return [*argv, "--server", server] if server else argv
 
-    def params(self, server: str | None = None) -> Any:
+    def params(self, server: str | None = None, profile: str | None = None) -> Any:
         from mcp import StdioServerParameters
 
-        return StdioServerParameters(command=BICAMERAL, args=self.bridge_argv(server), env=self.env)
+        argv = self.bridge_argv(server, profile)
+        return StdioServerParameters(command=BICAMERAL, args=argv, env=self.env)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
