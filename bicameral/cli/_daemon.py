@@ -321,18 +321,26 @@ def logs(
 
 
 def _check_server_name(paths: Any, server: str) -> None:
-    """`--server NAME` of a server config.toml does not have is a DaemonError naming them.
+    """`--server NAME` that names no server is a DaemonError naming the configured ones.
 
-    A file that cannot be read now (half-edited) does not block reading the log.
+    A server is one config.toml has, or one the log has lines of (removed
+    since, its history is still worth reading). A file that cannot be read
+    now (half-edited) does not block reading the log.
     """
-    from bicameral.daemon import ConfigError, DaemonError
+    from bicameral.daemon import ConfigError, DaemonError, LogFilter, tail_log
     from bicameral.mcp import list_servers
 
     try:
         names = [s.name for s in list_servers(paths.config, must_exist=paths.config_explicit)]
     except ConfigError:
         return
-    if server not in names:
+    if server in names:
+        return
+    try:
+        logged = bool(tail_log(paths.log, 1, LogFilter(server, None)))
+    except DaemonError:
+        logged = False
+    if not logged:
         raise DaemonError(
             f"no MCP server named {server!r} in {paths.config} "
             f"(configured: {', '.join(names) or 'none'})"
