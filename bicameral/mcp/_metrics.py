@@ -42,7 +42,7 @@ class RecentCalls:
         self.count = 0
 
     def add(self, server: str, method: str, seconds: float, failed: bool) -> None:
-        self.items.append((time.time(), server, method[:64], seconds, failed))
+        self.items.append((time.time(), server, str(method)[:64], seconds, failed))
         self.count += 1
 
 
