@@ -10,7 +10,9 @@ from __future__ import annotations
 import sys
 from typing import Protocol
 
-__all__ = ["READABLE", "EventPoll", "event_poll"]
+from bicameral.platform._os import CURRENT, Platform
+
+__all__ = ["READABLE", "EventPoll", "event_poll", "has_event_poll"]
 
 READABLE = 0x001  # EPOLLIN
 
@@ -21,6 +23,11 @@ class EventPoll(Protocol):
     def poll(self, timeout: float | None = ..., maxevents: int = ...) -> list[tuple[int, int]]: ...
     def fileno(self) -> int: ...
     def close(self) -> None: ...
+
+
+def has_event_poll(platform: Platform = CURRENT) -> bool:
+    """Whether `event_poll` gives one: Linux only."""
+    return platform.linux
 
 
 def event_poll() -> EventPoll | None:

@@ -15,17 +15,12 @@ import sys
 
 from bicameral.platform._os import CURRENT, Platform
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
 __all__ = [
-    "directory_lock",
+    "can_lock_directories",
+    "flock",
     "lock_held_anywhere",
     "locks_pass_to_children",
-    "probe_lock",
     "record_in_lock",
-    "try_lock",
 ]
 
 
@@ -34,9 +29,27 @@ def locks_pass_to_children(platform: Platform = CURRENT) -> bool:
     return platform.posix
 
 
-def try_lock(fd: int) -> bool:
-    """Take an exclusive lock on ``fd`` without blocking; ``False`` if another holds it."""
+def can_lock_directories(platform: Platform = CURRENT) -> bool:
+    """Whether a directory can be opened and locked (POSIX; Windows opens no directory)."""
+    return platform.posix
+
+
+def flock(fd: int, *, shared: bool = False, wait: bool = False) -> bool:
+    """Lock the open file (or directory) ``fd``: exclusive, or ``shared``.
+
+    The lock belongs to the open file description: it is dropped when the
+    last descriptor sharing it is closed, or when the holder dies. Without
+    ``wait``, returns False at once when another holder's lock conflicts;
+    with it, blocks until the lock is ours (and returns True).
+
+    Windows has no ``flock``: there an exclusive lock that does not wait is
+    taken with ``msvcrt.locking`` on the file's first byte, and the other
+    kinds are not taken at all (True: callers there rely on nothing else).
+    This is the one place bicameral takes a file lock.
+    """
     if sys.platform == "win32":
+        if shared or wait:
+            return True
         import msvcrt
 
         try:
@@ -47,8 +60,9 @@ def try_lock(fd: int) -> bool:
         return True
     import fcntl
 
+    operation = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, operation if wait else operation | fcntl.LOCK_NB)
     except BlockingIOError:
         return False
     return True
@@ -65,29 +79,6 @@ def record_in_lock(fd: int, text: bytes) -> None:
     with contextlib.suppress(OSError):  # informational only
         os.ftruncate(fd, 0)
         os.pwrite(fd, text, 0)
-
-
-def probe_lock(path: str | os.PathLike[str]) -> bool | None:
-    """Whether some process holds ``path``'s lock; ``None`` if there is no file (or no way to tell).
-
-    POSIX: a shared, non-blocking ``flock``, released at once, which fails
-    only against an exclusive lock. Windows: ``None``.
-    """
-    if sys.platform == "win32":
-        return None
-    import fcntl
-
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)  # closing drops our shared lock, if we got it
-    return False
 
 
 def lock_held_anywhere(path: str | os.PathLike[str]) -> bool:
@@ -112,25 +103,3 @@ def lock_held_anywhere(path: str | os.PathLike[str]) -> bool:
         if b"FLOCK" in fields[:3] and wanted in fields:
             return True
     return False
-
-
-@contextlib.contextmanager
-def directory_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``directory`` for the block (blocking).
-
-    POSIX only: Windows cannot open a directory as a file, and this lock
-    serialises edits of a client's config file, which are rare and quick;
-    there the block runs unlocked. Raises ``OSError`` when the directory
-    cannot be opened.
-    """
-    if sys.platform == "win32":
-        yield
-        return
-    import fcntl
-
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing drops the lock

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 
-__all__ = ["fd_from_env", "fd_to_env", "read_line", "set_nonblocking"]
+__all__ = ["fd_from_env", "fd_to_env", "read_chunk", "read_line", "set_nonblocking"]
 
 
 def set_nonblocking(fd: int) -> None:
@@ -89,3 +89,36 @@ def _read_line_thread(fd: int, timeout: float) -> bytes | None:
     thread.start()
     thread.join(timeout)
     return result[0] if result else None
+
+
+def read_chunk(fd: int, size: int, timeout: float) -> bytes | None:
+    """One read of up to ``size`` bytes from ``fd`` within ``timeout`` seconds.
+
+    ``b""`` at end of file (or a read error), ``None`` when nothing came in
+    time. POSIX waits with ``select``; Windows reads in a daemon thread (left
+    blocked in its read after a timeout: for a caller about to give up).
+    """
+    if sys.platform == "win32":
+        import threading
+
+        result: list[bytes] = []
+
+        def reader() -> None:
+            try:
+                result.append(os.read(fd, size))
+            except OSError:
+                result.append(b"")
+
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+        thread.join(timeout)
+        return result[0] if result else None
+    import select
+
+    ready, _, _ = select.select([fd], [], [], timeout)
+    if not ready:
+        return None
+    try:
+        return os.read(fd, size)
+    except OSError:
+        return b""

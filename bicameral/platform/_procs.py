@@ -32,6 +32,7 @@ __all__ = [
     "ProcessInfo",
     "ProcessPin",
     "probe",
+    "process_environ",
     "reap_if_child",
     "start_time_tolerance",
 ]
@@ -129,6 +130,32 @@ def probe(pid: int) -> ProcessInfo | None:
         return _probe_psutil(pid)
 
 
+def process_environ(pid: int) -> dict[str, str] | None:
+    """The environment of ``pid`` (a process of this user), or ``None`` if it cannot be read.
+
+    Linux reads ``/proc/<pid>/environ``; elsewhere psutil asks the OS
+    (``KERN_PROCARGS2`` on macOS, the process's memory on Windows).
+    """
+    if sys.platform == "linux":
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                raw = f.read()
+        except OSError:
+            return None
+        env: dict[str, str] = {}
+        for item in raw.split(b"\0"):
+            key, sep, value = item.partition(b"=")
+            if sep and key:
+                env[os.fsdecode(key)] = os.fsdecode(value)
+        return env
+    import psutil  # type: ignore[import-untyped, unused-ignore]
+
+    try:
+        return dict(psutil.Process(pid).environ())
+    except psutil.Error:
+        return None
+
+
 def reap_if_child(pid: int) -> None:
     """Collect ``pid``'s exit status if it is our exited child, so no zombie lingers."""
     # Windows has no zombies: a process object lives as long as a handle to it.
@@ -165,7 +192,7 @@ class ProcessPin:
                 return cls(pid, os.pidfd_open(pid))
             except ProcessLookupError:
                 return None
-            except OSError:  # pragma: no cover - a kernel without pidfds
+            except (OSError, AttributeError):  # a kernel, or a Python, without pidfds
                 return cls(pid, None)
         else:
             import select

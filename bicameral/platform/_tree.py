@@ -43,7 +43,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["ProcessTree", "pipes_are_pollable", "start_tree", "tree_popen_kwargs"]
+__all__ = ["ProcessTree", "adopt_tree", "pipes_are_pollable", "start_tree", "tree_popen_kwargs"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -60,7 +60,13 @@ StdioArg = int | IO[Any] | None
 
 
 def pipes_are_pollable(platform: Platform = CURRENT) -> bool:
-    """Whether a pipe's descriptor can be waited on by the event loop (not on Windows)."""
+    """Whether a pipe's descriptor can be waited on by the event loop (not on Windows).
+
+    Where it can, the supervisor starts trees with `start_tree` on the event
+    loop's thread and drives the pipes itself; where it cannot, it lets its
+    event loop start the process (overlapped pipes on Windows) with
+    `tree_popen_kwargs` and hands the pid to `adopt_tree`.
+    """
     return platform.posix
 
 
@@ -91,17 +97,26 @@ def tree_popen_kwargs(platform: Platform = CURRENT) -> dict[str, Any]:
 
 
 class ProcessTree:
-    """A started child and its descendants. Use `start_tree`."""
+    """A started child and its descendants. Use `start_tree` or `adopt_tree`.
 
-    def __init__(self, popen: subprocess.Popen[bytes], job: Any = None) -> None:
+    Without a ``popen`` (a tree adopted by pid) only `terminate`, `kill` and
+    `release` apply: whoever started the process waits for it.
+    """
+
+    def __init__(
+        self, popen: subprocess.Popen[bytes] | None, job: Any = None, *, pid: int | None = None
+    ) -> None:
         self.popen = popen
-        self.pid: int = popen.pid
+        self.pid: int = popen.pid if popen is not None else (pid or 0)
         self.returncode: int | None = None
         self._job = job
         self._released = False
         self._watch: Any = None  # a pidfd (Linux), a kqueue (macOS)
-        if sys.platform == "linux":
-            with contextlib.suppress(OSError):  # ENOSYS on old kernels
+        if popen is None:
+            pass
+        elif sys.platform == "linux":
+            # ENOSYS on old kernels; no os.pidfd_open in a Python built without it.
+            with contextlib.suppress(OSError, AttributeError):
                 self._watch = os.pidfd_open(self.pid)
         elif sys.platform != "win32":
             import select
@@ -142,7 +157,8 @@ class ProcessTree:
             code = info.si_status if info.si_code == os.CLD_EXITED else -info.si_status
             self.returncode = code
             return code
-        self.returncode = self.popen.poll()
+        if self.popen is not None:
+            self.returncode = self.popen.poll()
         return self.returncode
 
     def wait_blocking(self) -> None:
@@ -150,7 +166,7 @@ class ProcessTree:
         if sys.platform == "linux":
             with contextlib.suppress(ChildProcessError):
                 os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
-        else:
+        elif self.popen is not None:
             self.popen.wait()
 
     def terminate(self) -> None:
@@ -174,8 +190,9 @@ class ProcessTree:
             if self._job is not None:
                 with contextlib.suppress(OSError):
                     self._job.terminate()
-            with contextlib.suppress(OSError):
-                self.popen.kill()
+            if self.popen is not None:
+                with contextlib.suppress(OSError):
+                    self.popen.kill()
             return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
@@ -184,9 +201,10 @@ class ProcessTree:
         """Reap the child and close what watched it. Call once it has exited (after `kill`)."""
         if self._released:
             return
-        self.popen.wait()
-        if self.returncode is None:
-            self.returncode = self.popen.returncode
+        if self.popen is not None:
+            self.popen.wait()
+            if self.returncode is None:
+                self.returncode = self.popen.returncode
         self._released = True
         watch, self._watch = self._watch, None
         if isinstance(watch, int):
@@ -237,3 +255,23 @@ def start_tree(
         popen.wait()
         raise
     return ProcessTree(popen, job)
+
+
+def adopt_tree(pid: int) -> ProcessTree:
+    """Make the process ``pid``, started suspended with `tree_popen_kwargs`, a tree's root.
+
+    Windows: it joins a new Job Object and is resumed. POSIX needs nothing
+    beyond its flags (it leads its own group already). On failure the
+    caller kills the process it started.
+    """
+    if sys.platform != "win32":
+        return ProcessTree(None, pid=pid)
+    from bicameral.platform._winjob import JobObject
+
+    job = JobObject()
+    try:
+        job.adopt_suspended(pid)
+    except BaseException:
+        job.close()
+        raise
+    return ProcessTree(None, job, pid=pid)

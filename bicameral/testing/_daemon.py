@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bicameral.platform import kill_process
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -285,7 +286,7 @@ def _left_behind(paths: DaemonPaths, descriptor: Descriptor, processes: list[Any
         probe(descriptor.pid), descriptor.process_start_time, descriptor.socket_path
     ):
         problems.append(f"the daemon process {descriptor.pid}")
-        os.kill(descriptor.pid, signal.SIGKILL)
+        kill_process(descriptor.pid)
     # Servers die with the daemon (process group stop, parent-death signal);
     # give the kernel a moment to deliver that, then count who is still there.
     _, alive = psutil.wait_procs(processes, timeout=5.0)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -83,11 +82,11 @@ def test_handle_signals_and_waits_without_polling() -> None:
     with handle:
         assert not handle.wait(0.05)
         t0 = time.monotonic()
-        handle.send_signal(signal.SIGTERM)
+        handle.terminate()
         assert handle.wait(5.0)
         assert time.monotonic() - t0 < 3.0
         assert handle.has_exited()
-        handle.send_signal(signal.SIGTERM)  # gone: not an error
+        handle.terminate()  # gone: not an error
     # wait() reaped our child.
     assert proc.poll() is not None
 

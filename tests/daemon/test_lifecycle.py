@@ -22,9 +22,17 @@ from pathlib import Path
 import pytest
 
 from bicameral.daemon import resolve_paths, start, stop
-from bicameral.daemon._identity import ProcessHandle, process_start_time
+from bicameral.daemon._identity import process_start_time
+from bicameral.platform import ProcessPin
 
 from .conftest import Home, Run, alive
+
+
+def _pin(pid: int) -> ProcessPin:
+    """`pid` held for waiting (a pidfd on Linux, kqueue on macOS, a handle on Windows)."""
+    pin = ProcessPin.open(pid)
+    assert pin is not None, f"pid {pid} is gone"
+    return pin
 
 
 def wait_exit(pid: int, timeout: float = 10.0) -> int:
@@ -136,7 +144,7 @@ def test_a_second_sigterm_cancels_a_slow_graceful_stop_at_once(home: Home) -> No
     os.kill(pid, signal.SIGTERM)
     # The slow adapter keeps the graceful stop going for 30 s; the daemon must
     # still be there to hear the second signal.
-    with ProcessHandle(pid, os.pidfd_open(pid)) as handle:
+    with _pin(pid) as handle:
         assert not handle.wait(0.3)
     os.kill(pid, signal.SIGTERM)
     assert wait_exit(pid) == 0
@@ -150,7 +158,7 @@ def test_sigkill_leaves_a_stale_descriptor_that_status_reports_and_start_recover
 ) -> None:
     first = home.cli("daemon", "start").json
     os.kill(first["pid"], signal.SIGKILL)
-    with ProcessHandle(first["pid"], os.pidfd_open(first["pid"])) as handle:
+    with _pin(first["pid"]) as handle:
         assert handle.wait(5.0)
 
     status = home.cli("daemon", "status")
@@ -169,7 +177,7 @@ def test_sigkill_leaves_a_stale_descriptor_that_status_reports_and_start_recover
 def test_stop_of_a_stale_descriptor_cleans_it(home: Home) -> None:
     first = home.cli("daemon", "start").json
     os.kill(first["pid"], signal.SIGKILL)
-    with ProcessHandle(first["pid"], os.pidfd_open(first["pid"])) as handle:
+    with _pin(first["pid"]) as handle:
         assert handle.wait(5.0)
     run = home.cli("daemon", "stop")
     assert run.code == 0
@@ -300,7 +308,7 @@ def test_a_killed_unreaped_daemon_is_a_stale_zombie(home: Home) -> None:
     pid = start(paths)["pid"]
     home.pids.add(pid)
     os.kill(pid, signal.SIGKILL)
-    with ProcessHandle(pid, os.pidfd_open(pid)) as handle:
+    with _pin(pid) as handle:
         assert handle.wait(5.0)  # exited, and a zombie until reaped
     status = home.cli("daemon", "status")
     assert status.json["status"] == "stale"

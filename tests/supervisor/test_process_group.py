@@ -203,10 +203,10 @@ async def test_runs_under_asyncio_too() -> None:
 
 
 async def test_exit_is_awaited_by_a_thread_without_pidfd(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The fallback for platforms without pidfd_open (macOS): waitid in a thread.
+    # The fallback for a kernel without pidfd_open: waitid(WNOWAIT) in a thread.
     monkeypatch.delattr(os, "pidfd_open", raising=False)
     async with open_process_group(["sh", "-c", "exit 7"], stdin=DEVNULL, stdout=DEVNULL) as proc:
-        assert proc._pidfd is None
+        assert proc._tree.exit_fd() is None
         assert await proc.wait() == 7
     with pytest.raises(ChildProcessError):
         os.waitpid(proc.pid, os.WNOHANG)
