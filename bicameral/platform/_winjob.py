@@ -87,8 +87,8 @@ class THREADENTRY32(ctypes.Structure):
         ("cntUsage", _DWORD),
         ("th32ThreadID", _DWORD),
         ("th32OwnerProcessID", _DWORD),
-        ("tpBasePri", ctypes.c_long),
-        ("tpDeltaPri", ctypes.c_long),
+        ("tpBasePri", ctypes.c_int32),  # LONG: 32 bits on Windows
+        ("tpDeltaPri", ctypes.c_int32),
         ("dwFlags", _DWORD),
     ]
 
