@@ -49,6 +49,7 @@ if TYPE_CHECKING:
         current_uid,
         default_home,
         restrict_to_user,
+        short_temp_root,
         user_acl_command,
     )
     from bicameral.platform._locks import (
@@ -180,6 +181,7 @@ __all__ = [
     "service_file",
     "service_path",
     "set_nonblocking",
+    "short_temp_root",
     "socket_path_limit",
     "socket_path_problem",
     "spawn_detached",
@@ -214,6 +216,7 @@ _MODULES = {
     "current_uid": "_home",
     "default_home": "_home",
     "restrict_to_user": "_home",
+    "short_temp_root": "_home",
     "user_acl_command": "_home",
     "detach_popen_kwargs": "_signals",
     "graceful_signal_names": "_signals",

@@ -24,6 +24,7 @@ __all__ = [
     "current_uid",
     "default_home",
     "restrict_to_user",
+    "short_temp_root",
     "user_acl_command",
 ]
 
@@ -101,3 +102,10 @@ def restrict_to_user(path: str | os.PathLike[str], platform: Platform = CURRENT)
     if done.returncode != 0:
         why = (done.stderr or done.stdout).strip().splitlines()
         raise OSError(f"icacls could not restrict {path} to you: {why[-1] if why else '?'}")
+
+
+def short_temp_root(platform: Platform = CURRENT) -> str | None:
+    """Where a throwaway state dir goes: ``/tmp`` on POSIX, whose paths are short enough
+    for a Unix socket (a per-user ``$TMPDIR`` on macOS is not); Windows' own temp dir
+    (``None``: `tempfile`'s default), where there are no Unix sockets."""
+    return "/tmp" if platform.posix else None

@@ -9,6 +9,7 @@ import sys
 import time
 
 import psutil
+import pytest
 
 from bicameral.daemon._identity import (
     ProcessHandle,
@@ -41,6 +42,7 @@ def test_a_dead_pid_has_no_identity() -> None:
     assert probe(0) is None and probe(-5) is None
 
 
+@pytest.mark.linux_only("waits for the exit without reaping, through a pidfd")
 def test_a_zombie_is_not_alive() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     start = process_start_time(proc.pid)

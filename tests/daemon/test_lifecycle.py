@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -36,16 +36,13 @@ def _pin(pid: int) -> ProcessPin:
 
 
 def wait_exit(pid: int, timeout: float = 10.0) -> int:
-    """Wait for our child ``pid`` to exit (poll on a pidfd) and return its exit code."""
-    pidfd = os.pidfd_open(pid)
-    try:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        assert poller.poll(timeout * 1000), f"pid {pid} did not exit within {timeout} s"
-    finally:
-        os.close(pidfd)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    """Wait for our child ``pid`` to exit (``waitpid`` in a thread) and return its exit code."""
+    statuses: list[int] = []
+    waiter = threading.Thread(target=lambda: statuses.append(os.waitpid(pid, 0)[1]), daemon=True)
+    waiter.start()
+    waiter.join(timeout)
+    assert statuses, f"pid {pid} did not exit within {timeout} s"
+    return os.waitstatus_to_exitcode(statuses[0])
 
 
 def test_start_status_stop_round_trip(home: Home) -> None:
