@@ -50,7 +50,6 @@ from bicameral.daemon._lock import LockFile, lock_held, read_holder
 from bicameral.daemon._paths import unwritable_dir
 from bicameral.daemon._readiness import READY_FD_ENV, read_readiness
 from bicameral.platform import (
-    DetachedChild,
     DirectoryWatch,
     default_transport,
     fd_to_env,
@@ -66,6 +65,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from bicameral.daemon._paths import DaemonPaths
+    from bicameral.platform import DetachedChild
 
 __all__ = [
     "LOCK_FD_ENV",

@@ -38,7 +38,6 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -289,6 +288,8 @@ def _relay(sock: socket.socket, pending: bytes, stdin_fd: int, stdout_fd: int) -
     or after `_CLOSE_GRACE`) or stopped reading; 1, with a message, when the
     daemon went away first.
     """
+    import threading
+
     sock.settimeout(None)
     if pending:
         _write_all(stdout_fd, pending)

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import subprocess
 import sys
 from typing import Any
 
@@ -24,6 +22,7 @@ from bicameral.platform._signals import detach_popen_kwargs
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Mapping, Sequence
 
 __all__ = ["DetachedChild", "spawn_detached"]
@@ -43,6 +42,8 @@ class DetachedChild:
     def wait(self, timeout: float) -> int | None:
         """Reap it within ``timeout``; its exit code, or ``None`` if still running."""
         if self._popen is not None:
+            import subprocess
+
             try:
                 return self._popen.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -76,6 +77,8 @@ class DetachedChild:
             self._popen.wait()
             return
         if sys.platform != "win32":
+            import signal
+
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
@@ -90,6 +93,9 @@ def spawn_detached(
     stdin and stdout are ``/dev/null`` (``NUL``), stderr is ``log_fd``.
     Raises ``OSError`` when it cannot be started.
     """
+    import signal
+    import subprocess
+
     args, environ = list(argv), dict(env)
     if sys.platform == "win32":
         import msvcrt

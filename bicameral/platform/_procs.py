@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 import time
 
@@ -236,6 +235,8 @@ class ProcessPin:
 
     def terminate(self) -> None:
         """Ask it to exit (SIGTERM); Windows has no such request, so it ends it."""
+        import signal
+
         if sys.platform == "win32":
             self.kill()
         else:
@@ -250,11 +251,15 @@ class ProcessPin:
                 with contextlib.suppress(OSError):
                     _winapi.TerminateProcess(self._handle, 1)
         else:
+            import signal
+
             self._signal(signal.SIGKILL)
 
     def _signal(self, signum: int) -> None:
         if sys.platform == "win32":
             return
+        import signal
+
         with contextlib.suppress(ProcessLookupError):
             if sys.platform == "linux" and isinstance(self._handle, int):
                 signal.pidfd_send_signal(self._handle, signum)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 
 from bicameral.platform._os import CURRENT, Platform
@@ -70,12 +69,16 @@ def terminate_process(pid: int) -> None:
 
     A process that is already gone is not an error.
     """
+    import signal
+
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
 
 
 def kill_process(pid: int) -> None:
     """End ``pid`` now: SIGKILL; TerminateProcess on Windows. Gone already: fine."""
+    import signal
+
     with contextlib.suppress(ProcessLookupError):
         if sys.platform == "win32":
             os.kill(pid, signal.SIGTERM)
@@ -91,6 +94,8 @@ def terminate_group(leader: int) -> None:
     console's foreground); a detached daemon's servers get their cue from
     their stdin closing, and their Job Object ends whatever is left.
     """
+    import signal
+
     with contextlib.suppress(OSError):
         if sys.platform == "win32":
             os.kill(leader, signal.CTRL_BREAK_EVENT)

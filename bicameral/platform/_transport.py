@@ -11,18 +11,19 @@ hand its stdio to the daemon.
 
 from __future__ import annotations
 
-import array
 import errno
 import os
-import socket
-import struct
 import sys
 
 from bicameral.platform._os import CURRENT, Platform
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import socket
     from collections.abc import Iterable
+
+# socket, struct and array are imported where used: the CLI's fast paths
+# import this module and most of them never open a socket.
 
 __all__ = [
     "can_pass_fds",
@@ -79,17 +80,25 @@ def socket_path_problem(path: str | os.PathLike[str], platform: Platform = CURRE
     )
 
 
-def unix_socket(kind: int = socket.SOCK_STREAM) -> socket.socket:
-    """A new AF_UNIX socket; on Windows, an ``OSError`` that says what to use instead."""
+def unix_socket(kind: int | None = None) -> socket.socket:
+    """A new AF_UNIX socket (``SOCK_STREAM`` unless ``kind`` says otherwise).
+
+    On Windows, an ``OSError`` that says what to use instead.
+    """
+    import socket
+
     if sys.platform == "win32":
         raise OSError(errno.EAFNOSUPPORT, "no Unix sockets on Windows: use the TCP transport")
-    return socket.socket(socket.AF_UNIX, kind)
+    return socket.socket(socket.AF_UNIX, socket.SOCK_STREAM if kind is None else kind)
 
 
 def peer_uid(sock: socket.socket) -> int | None:
     """The uid of the process at the other end of a Unix socket; ``None`` if unknown."""
     if sys.platform == "win32":
         return None
+    import socket
+    import struct
+
     try:
         if sys.platform == "linux":
             creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -105,6 +114,9 @@ def peer_uid(sock: socket.socket) -> int | None:
 def _peer_pid(sock: socket.socket) -> int | None:
     if sys.platform == "win32":
         return None
+    import socket
+    import struct
+
     if sys.platform == "linux":
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
         pid, _uid, _gid = struct.unpack("3i", creds)
@@ -139,6 +151,8 @@ def listener_of(socket_path: str, timeout: float = 1.0) -> tuple[int, int | None
 
 def can_pass_fds(platform: Platform = CURRENT) -> bool:
     """Whether a Unix socket here can carry file descriptors (``SCM_RIGHTS``)."""
+    import socket
+
     return platform.posix and hasattr(socket, "SCM_RIGHTS")
 
 
@@ -146,6 +160,9 @@ def send_fds(sock: socket.socket, fds: Iterable[int]) -> None:
     """Send ``fds`` with one byte, ``F``, over a connected Unix socket."""
     if sys.platform == "win32":
         raise OSError(errno.EOPNOTSUPP, "no descriptor passing on Windows")
+    import array
+    import socket
+
     data = array.array("i", list(fds)).tobytes()
     sock.sendmsg([b"F"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, data)])
 
@@ -154,6 +171,9 @@ def fds_space(count: int) -> int:
     """The ancillary buffer size ``recvmsg`` needs for ``count`` descriptors."""
     if sys.platform == "win32":
         raise OSError(errno.EOPNOTSUPP, "no descriptor passing on Windows")
+    import array
+    import socket
+
     return socket.CMSG_SPACE(count * array.array("i").itemsize)
 
 
@@ -161,6 +181,9 @@ def fds_from_ancillary(ancdata: Iterable[tuple[int, int, bytes]]) -> list[int]:
     """The descriptors in ``recvmsg``'s ancillary data (a truncated tail dropped)."""
     if sys.platform == "win32":
         return []
+    import array
+    import socket
+
     fds = array.array("i")
     for level, kind, data in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:

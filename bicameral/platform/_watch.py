@@ -9,7 +9,6 @@ busier.
 from __future__ import annotations
 
 import os
-import struct
 import sys
 import time
 
@@ -76,6 +75,8 @@ class DirectoryWatch:
                 return True
 
     def _relevant(self, data: bytes) -> bool:
+        import struct
+
         offset = 0
         while offset + 16 <= len(data):
             _wd, _mask, _cookie, length = struct.unpack_from("iIII", data, offset)
