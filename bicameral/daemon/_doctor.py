@@ -280,7 +280,7 @@ def lock_file_held(path: Path) -> bool | None:
     """Whether some process holds ``path``'s lock; ``None`` if there is no lock file.
 
     Probed with a shared, non-blocking ``flock`` released at once
-    (`bicameral.platform.probe_lock`): it fails only against the daemon's
+    (`bicameral.platform.flock`): it fails only against the daemon's
     exclusive lock. The file is not created and the holder pid it records
     is left as it is. ``None`` on Windows, which has no such probe.
     """

@@ -30,14 +30,13 @@ from bicameral.platform import (
     fd_to_env,
     fds_from_ancillary,
     fds_space,
+    flock,
     listener_of,
     peer_uid,
     probe,
-    probe_lock,
     process_environ,
     read_line,
     send_fds,
-    try_lock,
     unix_socket,
 )
 
@@ -152,25 +151,22 @@ def test_the_environment_of_a_process_is_read() -> None:
 # --- locks -----------------------------------------------------------------------------
 
 
-def test_a_lock_is_exclusive_and_probing_does_not_take_it(tmp_path: Path) -> None:
+def test_a_lock_is_exclusive_and_dropped_with_its_descriptor(tmp_path: Path) -> None:
     path = tmp_path / "daemon.lock"
     first = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     second = os.open(path, os.O_RDWR)
     try:
-        assert try_lock(first)
-        assert not try_lock(second)
-        if CURRENT.posix:
-            assert probe_lock(path) is True
+        assert flock(first)
+        assert not flock(second)
+        if CURRENT.posix:  # a shared probe fails against it (the doctor's way to ask)
+            assert not flock(second, shared=True)
         os.close(first)
         first = -1
-        if CURRENT.posix:
-            assert probe_lock(path) is False
-        assert try_lock(second)
+        assert flock(second)
     finally:
         for fd in (first, second):
             if fd >= 0:
                 os.close(fd)
-    assert probe_lock(tmp_path / "none") is None
 
 
 # --- directory watch ----------------------------------------------------------------
