@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 #: Windows' paths. docs/platforms.md says what runs where.
 POSIX_TREES = {
     "daemon": "the fixtures use Unix sockets, /tmp, mode bits and SIGKILL",
+    "dashboard": "the fixtures use /tmp state dirs and the MCP tests' daemons",
     "doctor": "the checks under test are mode bits and Unix socket paths",
     "hardening": "raw Unix sockets, signals, mode bits, a second user",
     "mcp": "the fixtures use /tmp state dirs, Unix sockets and SIGKILL",
