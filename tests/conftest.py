@@ -9,6 +9,32 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: Test trees whose fixtures need POSIX, and why. Their tests are marked
+#: ``posix`` (bicameral.testing's platform markers): on Windows they are
+#: skipped, saying so, until their fixtures learn the TCP transport and
+#: Windows' paths. docs/platforms.md says what runs where.
+POSIX_TREES = {
+    "daemon": "the fixtures use Unix sockets, /tmp, mode bits and SIGKILL",
+    "dashboard": "the fixtures use /tmp state dirs and the MCP tests' daemons",
+    "doctor": "the checks under test are mode bits and Unix socket paths",
+    "hardening": "raw Unix sockets, signals, mode bits, a second user",
+    "mcp": "the fixtures use /tmp state dirs, Unix sockets and SIGKILL",
+    "test_cli_root.py": "a /tmp state dir and signals",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test of a `POSIX_TREES` tree ``posix``, with the tree's reason."""
+    tests = ROOT / "tests"
+    for item in items:
+        try:
+            first = item.path.relative_to(tests).parts[0]
+        except ValueError:
+            continue
+        reason = POSIX_TREES.get(first)
+        if reason is not None:
+            item.add_marker(pytest.mark.posix(reason))
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Bring the bytecode of bicameral and the test servers up to date, once.

@@ -355,21 +355,15 @@ def install(
         bool, typer.Option("--print", help="Print the service file instead of writing it.")
     ] = False,
 ) -> None:
-    """Write a per-user systemd unit (Linux) or launchd agent (macOS) for the daemon."""
+    """Write a per-user service: systemd (Linux), launchd (macOS), a logon task (Windows)."""
     import sys
 
-    from bicameral.daemon import (
-        DaemonError,
-        install_service,
-        resolve_paths,
-        serve_argv,
-        service_file,
-    )
+    from bicameral.daemon import DaemonError, install_service, resolve_paths, service_for
 
     paths = resolve_paths(root_home(ctx))
     try:
         if print_only:
-            sys.stdout.write(service_file(serve_argv(paths), log_path=paths.log))
+            sys.stdout.write(service_for(paths).text)
             return
         target, hint = install_service(paths)
     except DaemonError as exc:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         STATUS_EXIT_CODES,
         StartError,
         call_daemon,
+        default_transport,
         inspect,
         is_alive,
         reload,
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
     from bicameral.daemon._install import (
         install_service,
         serve_argv,
-        service_file,
+        service_for,
         uninstall_service,
     )
     from bicameral.daemon._lock import flock
@@ -59,7 +60,6 @@ if TYPE_CHECKING:
         check_trusted_path,
         resolve_paths,
     )
-    from bicameral.daemon._platform import default_transport
     from bicameral.daemon._plugin import DaemonHost, DaemonPlugin
     from bicameral.daemon._serve import ServeOptions, serve
 

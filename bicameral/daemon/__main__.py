@@ -89,9 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         return value if isinstance(value, str) else None
 
     from bicameral.daemon._paths import resolve_paths
-    from bicameral.daemon._platform import default_transport
     from bicameral.daemon._serve import ServeOptions, serve
     from bicameral.daemon._signals import remember_early_reloads, remember_early_stops
+    from bicameral.platform import default_transport
 
     remember_early_reloads(_EARLY_HUPS)
     remember_early_stops(_EARLY_STOPS)  # serve acts on them first thing
@@ -145,6 +145,8 @@ def _run() -> int:
 
         _signal.signal(_signal.SIGTERM, _stop_early)
         _signal.signal(_signal.SIGINT, _stop_early)
+        if hasattr(_signal, "SIGBREAK"):  # CTRL_BREAK in a Windows console
+            _signal.signal(_signal.SIGBREAK, _stop_early)
         if hasattr(_signal, "SIGHUP"):
             _signal.signal(_signal.SIGHUP, _hup_early)
         if hasattr(_signal, "pthread_sigmask"):

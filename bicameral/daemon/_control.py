@@ -10,15 +10,15 @@ The rules it keeps (SPEC §5, §6):
 - The lock decides who spawns. ``start`` takes ``daemon.lock`` before it
   spawns and passes the locked descriptor to the daemon, so of many
   concurrent starts exactly one spawns; the others wait for that daemon's
-  descriptor (inotify on Linux, no sleep loop) and report it as
+  descriptor (a directory watch: inotify on Linux) and report it as
   already-running, with the same pid.
 - Readiness comes down a pipe (:mod:`._readiness`): ``start`` returns the
   moment the daemon has published its descriptor, or prints why it could not.
   A failed start kills what it spawned, so nothing is left behind.
 - Identity before signals: ``stop`` signals only a process whose pid, start
-  time and uid match the descriptor, through a pidfd that pins it, and waits
-  for its exit with ``poll`` on that pidfd, so a zombie (exited, not yet
-  reaped) is seen as stopped at once.
+  time and uid match the descriptor, through a pin that holds it (a pidfd on
+  Linux, a process handle on Windows), and waits for its exit through the
+  same pin, so a zombie (exited, not yet reaped) is seen as stopped at once.
 - Only a lock holder deletes: a stale descriptor or socket is removed only
   while holding the lock, so a cleanup can never race a daemon that is
   starting at the same moment.
@@ -48,8 +48,15 @@ from bicameral.daemon._identity import (
 )
 from bicameral.daemon._lock import LockFile, lock_held, read_holder
 from bicameral.daemon._paths import unwritable_dir
-from bicameral.daemon._platform import default_transport, detach_popen_kwargs, stop_uses_rpc
 from bicameral.daemon._readiness import READY_FD_ENV, read_readiness
+from bicameral.platform import (
+    DirectoryWatch,
+    default_transport,
+    fd_to_env,
+    locks_pass_to_children,
+    spawn_detached,
+    stop_uses_rpc,
+)
 from bicameral.protocol import RPCError
 
 TYPE_CHECKING = False
@@ -58,11 +65,13 @@ if TYPE_CHECKING:
     from typing import Any
 
     from bicameral.daemon._paths import DaemonPaths
+    from bicameral.platform import DetachedChild
 
 __all__ = [
     "LOCK_FD_ENV",
     "StartError",
     "call",
+    "default_transport",
     "inspect",
     "is_alive",
     "restart",
@@ -307,7 +316,7 @@ def start(
     _check_home(paths, create=True)
     transport = transport or default_transport()
     deadline = time.monotonic() + wait
-    watcher: _Watcher | None = None
+    watcher: DirectoryWatch | None = None
     try:
         while True:
             found = inspect(paths)
@@ -335,7 +344,11 @@ def start(
             # Another start holds the lock: its daemon is starting. Arm the
             # watcher first, then look again, so no change can slip between.
             if watcher is None:
-                watcher = _Watcher(paths)
+                # A rename onto the descriptor (it is published) or the last
+                # close of the lock file (the starting daemon died with it).
+                watcher = DirectoryWatch(
+                    paths.descriptor.parent, (paths.descriptor.name, paths.lock.name)
+                )
                 continue
             if not watcher.wait(deadline):
                 holder = read_holder(paths.lock)
@@ -392,9 +405,10 @@ def _spawn_and_wait(  # noqa: PLR0917 - private, one caller
             log_fd = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except OSError as exc:
             raise StartError(f"cannot open log {log_path}: {exc.strerror}", log_path) from None
-        lock_fd = lock.fileno()
-        if sys.platform == "win32":  # pragma: no cover - the daemon locks by itself there
+        lock_fd: int | None = lock.fileno()
+        if not locks_pass_to_children():  # the daemon locks by itself there
             lock.release()
+            lock_fd = None
         try:
             child = _spawn(argv, write_end, lock_fd, log_fd, env)
         except OSError as exc:
@@ -456,242 +470,40 @@ def _remove_leftovers(paths: DaemonPaths, pid: int) -> None:
         remove_descriptor_if(paths.descriptor, pid=pid, start_time=None)
     _remove_socket(str(paths.socket))
     from bicameral.daemon._paths import environment_fallback_socket_path
-    from bicameral.daemon._platform import socket_path_limit
+    from bicameral.platform import socket_path_limit
 
-    limit = socket_path_limit(sys.platform)
+    limit = socket_path_limit()
     if limit is not None and len(os.fsencode(paths.socket)) > limit:
         _remove_socket(str(environment_fallback_socket_path(paths.socket)))
 
 
-class _Child:
-    """The spawned daemon, from its parent's side, for the failure paths.
-
-    Until the parent reaps it, the pid cannot be reused, so signalling it by
-    pid is safe here.
-    """
-
-    def __init__(self, pid: int, popen: Any = None) -> None:
-        self.pid = pid
-        self._popen = popen
-
-    def wait(self, timeout: float) -> int | None:
-        """Reap the child within ``timeout``; its exit code, or ``None`` if still running."""
-        if self._popen is not None:  # pragma: no cover - not Linux
-            import subprocess
-
-            try:
-                code: int = self._popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                return None
-            return code
-        pidfd = _pidfd(self.pid)
-        if pidfd is not None:
-            import select
-
-            try:
-                poller = select.poll()
-                poller.register(pidfd, select.POLLIN)
-                if not poller.poll(timeout * 1000):
-                    return None
-            finally:
-                os.close(pidfd)
-        try:
-            _, status = os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            return None
-        return os.waitstatus_to_exitcode(status)
-
-    def kill_and_wait(self) -> None:
-        if self._popen is not None:  # pragma: no cover - not Linux
-            self._popen.kill()
-            self._popen.wait()
-            return
-        import signal
-
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGKILL)
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self.pid, 0)
-
-
-def _pidfd(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):  # pragma: no cover - not Linux
-        return None
-
-
 def _spawn(
-    argv: list[str], ready_fd: int, lock_fd: int, log_fd: int, base_env: Mapping[str, str] | None
-) -> _Child:
+    argv: list[str],
+    ready_fd: int,
+    lock_fd: int | None,
+    log_fd: int,
+    base_env: Mapping[str, str] | None,
+) -> DetachedChild:
     """Spawn the detached daemon with the readiness pipe and the lock inherited.
 
-    POSIX uses ``os.posix_spawn`` (vfork speed, and no ``Popen`` object whose
-    finaliser would warn about a still running child): a new session, stdin
-    and stdout on ``/dev/null``, stderr appended to the log (so even an import
-    error is recorded), and the signals a daemon must handle reset to their
-    defaults in case our caller ignores them.
-
-    The daemon starts with SIGHUP, SIGTERM and SIGINT *blocked* (the mask
-    survives ``exec``): one that arrives while it is still importing stays
-    pending instead of taking the default action, and is delivered as soon
-    as its first lines have installed their handlers and unblocked them. A
-    SIGHUP then becomes a reload after readiness, a stop signal a clean exit.
+    `bicameral.platform.spawn_detached` does it: a new session (POSIX) or no
+    console and a new process group (Windows), stdin and stdout on the null
+    device, stderr appended to the log (so even an import error is
+    recorded). On Linux the daemon starts with SIGHUP, SIGTERM and SIGINT
+    *blocked* (the mask survives ``exec``): one that arrives while it is
+    still importing stays pending until its first lines have installed
+    their handlers and unblocked them. A SIGHUP then becomes a reload after
+    readiness, a stop signal a clean exit. ``lock_fd`` is ``None`` where a
+    lock cannot be handed down (Windows: the daemon takes it itself).
     """
     env = dict(os.environ if base_env is None else base_env)
-    env[READY_FD_ENV] = str(ready_fd)
-    env[LOCK_FD_ENV] = str(lock_fd)
-    if sys.platform == "win32":  # pragma: no cover - Windows
-        return _spawn_windows(argv, env, ready_fd, log_fd)
-    import signal
-
-    inheritable = (ready_fd, lock_fd)
-    for fd in inheritable:
-        os.set_inheritable(fd, True)
-    try:
-        if hasattr(os, "posix_spawn") and sys.platform.startswith("linux"):
-            reset = {signal.SIGPIPE, signal.SIGXFSZ, signal.SIGHUP, signal.SIGINT, signal.SIGTERM}
-            pid = os.posix_spawn(
-                argv[0],
-                argv,
-                env,
-                file_actions=[
-                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-                    (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
-                    (os.POSIX_SPAWN_DUP2, log_fd, 2),
-                ],
-                setsid=True,
-                setsigmask={signal.SIGHUP, signal.SIGINT, signal.SIGTERM},
-                setsigdef=reset,
-            )
-            return _Child(pid)
-        import subprocess  # pragma: no cover - macOS
-
-        popen = subprocess.Popen(  # pragma: no cover - macOS
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log_fd,
-            pass_fds=inheritable,
-            env=env,
-            **detach_popen_kwargs(),
-        )
-        return _Child(popen.pid, popen)  # pragma: no cover - macOS
-    finally:
-        for fd in inheritable:
-            os.set_inheritable(fd, False)
-
-
-if sys.platform == "win32":  # pragma: no cover - Windows
-
-    def _spawn_windows(
-        argv: list[str], env: dict[str, str], ready_fd: int, log_fd: int
-    ) -> _Child:  # pragma: no cover - Windows
-        """Windows: a detached process inheriting only the readiness pipe's handle."""
-        import msvcrt
-        import subprocess
-
-        handle = msvcrt.get_osfhandle(ready_fd)
-        os.set_handle_inheritable(handle, True)
-        env[READY_FD_ENV] = str(handle)
-        env.pop(LOCK_FD_ENV, None)  # the daemon takes the lock itself on Windows
-        startupinfo = subprocess.STARTUPINFO()
-        startupinfo.lpAttributeList = {"handle_list": [handle]}
-        popen = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=log_fd,
-            env=env,
-            startupinfo=startupinfo,
-            close_fds=True,
-            **detach_popen_kwargs(),
-        )
-        return _Child(popen.pid, popen)
-
-else:
-
-    def _spawn_windows(argv: list[str], env: dict[str, str], ready_fd: int, log_fd: int) -> _Child:
-        raise NotImplementedError("Windows only")
-
-
-class _Watcher:
-    """Wakes a waiting ``start`` when the descriptor or the lock may have changed.
-
-    On Linux it is an inotify watch on the descriptor's directory: a rename
-    onto the descriptor (it is published) or the last close of the lock file
-    (the starting daemon died and its lock went with it). Every wake-up only
-    means "look again". Elsewhere it is a 20 ms tick.
-    """
-
-    def __init__(self, paths: DaemonPaths) -> None:
-        self._names = {paths.descriptor.name.encode(), paths.lock.name.encode()}
-        self._fd: int | None = None
-        if sys.platform.startswith("linux"):
-            try:
-                self._fd = _inotify_watch(str(paths.descriptor.parent))
-            except OSError:  # pragma: no cover - inotify unavailable or exhausted
-                self._fd = None
-
-    def wait(self, deadline: float) -> bool:
-        """Block until something relevant happens (``True``) or ``deadline`` (``False``)."""
-        import select
-
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            if self._fd is None:  # pragma: no cover - not Linux
-                time.sleep(min(0.02, remaining))
-                return True
-            ready, _, _ = select.select([self._fd], [], [], remaining)
-            if not ready:
-                return False
-            if self._relevant(os.read(self._fd, 65536)):
-                return True
-
-    def _relevant(self, data: bytes) -> bool:
-        import struct
-
-        offset = 0
-        while offset + 16 <= len(data):
-            _wd, _mask, _cookie, length = struct.unpack_from("iIII", data, offset)
-            name = data[offset + 16 : offset + 16 + length].rstrip(b"\0")
-            offset += 16 + length
-            if name in self._names or not name:
-                return True
-        return False
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-_IN_CLOSE_WRITE = 0x008
-_IN_CLOSE_NOWRITE = 0x010
-_IN_MOVED_TO = 0x080
-_IN_CREATE = 0x100
-_IN_DELETE_SELF = 0x400
-_IN_NONBLOCK = 0o4000
-_IN_CLOEXEC = 0o2000000
-
-
-def _inotify_watch(directory: str) -> int:
-    """An inotify fd watching ``directory`` for files being created, renamed in or closed."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = int(libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC))
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
-    mask = _IN_CLOSE_WRITE | _IN_CLOSE_NOWRITE | _IN_MOVED_TO | _IN_CREATE | _IN_DELETE_SELF
-    if libc.inotify_add_watch(fd, os.fsencode(directory), mask) < 0:
-        err = ctypes.get_errno()
-        os.close(fd)
-        raise OSError(err, os.strerror(err))
-    return fd
+    env[READY_FD_ENV] = fd_to_env(ready_fd)
+    inherit = [ready_fd]
+    env.pop(LOCK_FD_ENV, None)
+    if lock_fd is not None:
+        env[LOCK_FD_ENV] = fd_to_env(lock_fd)
+        inherit.append(lock_fd)
+    return spawn_detached(argv, env, inherit=inherit, log_fd=log_fd)
 
 
 # --- stop ---------------------------------------------------------------------------
@@ -741,17 +553,13 @@ def stop(paths: DaemonPaths, *, timeout: float = 10.0) -> dict[str, Any]:
         return stale
     killed = False
     with handle:
-        if stop_uses_rpc():  # pragma: no cover - Windows
+        if stop_uses_rpc():
             with contextlib.suppress(OSError, RPCError, ValueError):
                 call(descriptor, "system.shutdown", timeout=min(timeout, 2.0))
         else:
-            import signal
-
-            handle.send_signal(signal.SIGTERM)
+            handle.terminate()
         if not handle.wait(timeout):
-            import signal
-
-            handle.send_signal(getattr(signal, "SIGKILL", signal.SIGTERM))
+            handle.kill()
             killed = True
             if not handle.wait(KILL_WAIT):  # pragma: no cover - unkillable (D state)
                 raise DaemonError(f"daemon pid {descriptor.pid} did not exit even after SIGKILL")

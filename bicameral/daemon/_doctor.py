@@ -31,10 +31,16 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
 from dataclasses import dataclass
 
 from bicameral.daemon._paths import unwritable_dir
+from bicameral.platform import (
+    CURRENT,
+    Platform,
+    can_lock_directories,
+    checks_mode_bits,
+    current_uid,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -129,9 +135,9 @@ def _check_dir(name: str, path: Path, what: str) -> Check:
             f"{what} {path} is not a directory",
             f"move the file away (mv {path} {path}.bak) or use another --home",
         )
-    if sys.platform == "win32":  # pragma: no cover - ACLs, not mode bits
+    uid = current_uid()
+    if uid is None or not checks_mode_bits():  # Windows: ACLs, not mode bits
         return Check(name, OK, f"{what} {path} is a directory")
-    uid = os.geteuid()
     if st.st_uid != uid:
         return Check(
             name,
@@ -179,14 +185,14 @@ def check_socket_path(
     paths: DaemonPaths,
     *,
     environ: Mapping[str, str] | None = None,
-    platform: str = sys.platform,
+    platform: Platform = CURRENT,
 ) -> list[Check]:
     """Whether the socket path fits AF_UNIX, and the fallback the daemon would use."""
     from bicameral.daemon._paths import environment_fallback_socket_path
-    from bicameral.daemon._platform import socket_path_limit
+    from bicameral.platform import socket_path_limit
 
     limit = socket_path_limit(platform)
-    if limit is None:  # pragma: no cover - Windows
+    if limit is None:
         return [Check("socket-path", OK, "no AF_UNIX here: the daemon uses loopback TCP")]
     requested = paths.socket
     length = len(os.fsencode(requested))
@@ -273,11 +279,12 @@ def check_descriptor(paths: DaemonPaths, found: Inspection | None = None) -> lis
 def lock_file_held(path: Path) -> bool | None:
     """Whether some process holds ``path``'s lock; ``None`` if there is no lock file.
 
-    Probed with a shared, non-blocking ``flock`` released at once: it fails
-    only against the daemon's exclusive lock. The file is not created and the
-    holder pid it records is left as it is.
+    Probed with a shared, non-blocking ``flock`` released at once
+    (`bicameral.platform.flock`): it fails only against the daemon's
+    exclusive lock. The file is not created and the holder pid it records
+    is left as it is. ``None`` on Windows, which has no such probe.
     """
-    if sys.platform == "win32":  # pragma: no cover - Windows: no shared lock to probe with
+    if not can_lock_directories():  # Windows: no shared lock to probe with
         return None
     from bicameral.daemon._lock import flock
 
@@ -449,7 +456,7 @@ def check_daemon(
 
 
 def daemon_environ(paths: DaemonPaths) -> dict[str, str] | None:
-    """The running daemon's environment (Linux, same user), or ``None``.
+    """The running daemon's environment (same user; ``/proc`` or psutil), or ``None``.
 
     MCP servers inherit it, so their commands are looked up on *its* ``PATH``,
     which may not be the one of the shell running the doctor.
@@ -459,17 +466,9 @@ def daemon_environ(paths: DaemonPaths) -> dict[str, str] | None:
     found = inspect(paths)
     if found.state != "alive" or found.descriptor is None:
         return None
-    try:
-        with open(f"/proc/{found.descriptor.pid}/environ", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return None
-    env: dict[str, str] = {}
-    for item in raw.split(b"\0"):
-        key, sep, value = item.partition(b"=")
-        if sep and key:
-            env[os.fsdecode(key)] = os.fsdecode(value)
-    return env
+    from bicameral.platform import process_environ
+
+    return process_environ(found.descriptor.pid)
 
 
 def daemon_checks(paths: DaemonPaths) -> list[Check]:

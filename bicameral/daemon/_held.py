@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from pathlib import Path
+
+from bicameral.platform import CURRENT
 
 __all__ = ["HeldDirs"]
 
@@ -28,7 +29,7 @@ _PROC_FD = Path("/proc/self/fd")
 
 
 def _proc_fd_usable() -> bool:
-    return sys.platform.startswith("linux") and _PROC_FD.is_dir()
+    return CURRENT.linux and _PROC_FD.is_dir()
 
 
 class HeldDirs:

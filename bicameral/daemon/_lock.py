@@ -16,57 +16,23 @@ never keep the lock alive after it exits.
 
 The holder writes its pid into the file: informational only, for messages.
 
-`flock` is the one place bicameral takes a file lock: this lock, the
-doctor's probe of it, and the config editor's lock on its directory.
+`flock` (`bicameral.platform.flock`, re-exported here) is the one place
+bicameral takes a file lock: this lock, the doctor's probe of it, the config
+editor's lock on its directory and the client records'.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 
 from bicameral.daemon._errors import DaemonError
+from bicameral.platform import flock, lock_held_anywhere, record_in_lock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 
 __all__ = ["LockFile", "flock"]
-
-_WINDOWS = sys.platform == "win32"
-
-
-def flock(fd: int, *, shared: bool = False, wait: bool = False) -> bool:
-    """Lock the open file (or directory) ``fd``: exclusive, or ``shared``.
-
-    The lock belongs to the open file description: it is dropped when the
-    last descriptor sharing it is closed, or when the holder dies. Without
-    ``wait``, returns False at once when another holder's lock conflicts;
-    with it, blocks until the lock is ours (and returns True).
-
-    Windows has no ``flock``: there an exclusive lock that does not wait is
-    taken with ``msvcrt.locking`` on the file's first byte, and the other
-    kinds are not taken at all (True: callers there rely on nothing else).
-    """
-    if sys.platform == "win32":  # pragma: no cover - Windows
-        if shared or wait:
-            return True
-        import msvcrt
-
-        try:
-            os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        except OSError:
-            return False
-        return True
-    import fcntl
-
-    operation = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
-    try:
-        fcntl.flock(fd, operation if wait else operation | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
 
 
 class LockFile:
@@ -120,13 +86,8 @@ class LockFile:
 
     def write_holder(self, pid: int) -> None:
         """Record ``pid`` in the file, for messages about who holds it."""
-        if self._fd is None or _WINDOWS:
-            return
-        try:
-            os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, f"{pid}\n".encode(), 0)
-        except OSError:  # pragma: no cover - informational only
-            pass
+        if self._fd is not None:
+            record_in_lock(self._fd, f"{pid}\n".encode())
 
     def release(self) -> None:
         """Close our file descriptor; the lock is free once every sharer has closed it."""
@@ -152,22 +113,10 @@ def read_holder(path: Path) -> int | None:
 
 
 def lock_held(path: Path) -> bool:
-    """Whether some process holds the ``flock`` on ``path`` right now (Linux).
+    """Whether some process holds the lock on ``path`` right now, without taking it.
 
-    Read from ``/proc/locks``, which lists every lock with the inode it is
-    on: asking never takes the lock, so a daemon starting at that very
-    moment cannot lose its lock to someone who only looked. ``False``
-    where there is no ``/proc/locks`` (status then cannot tell "starting").
+    Linux reads ``/proc/locks`` (`bicameral.platform.lock_held_anywhere`), so a
+    daemon starting at that very moment cannot lose its lock to someone who
+    only looked; ``False`` elsewhere (status then cannot tell "starting").
     """
-    try:
-        st = os.stat(path)
-        with open("/proc/locks", "rb") as f:
-            table = f.read()
-    except OSError:
-        return False
-    wanted = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}".encode()
-    for line in table.splitlines():
-        fields = line.split()
-        if b"FLOCK" in fields[:3] and wanted in fields:
-            return True
-    return False
+    return lock_held_anywhere(path)

@@ -23,18 +23,31 @@ log                ``daemon.log``              ``D`` with ``.log`` for ``.json``
 AF_UNIX paths are limited to 107 bytes on Linux and 103 on macOS. A longer
 socket path does not fail with an obscure ``bind`` error: the daemon binds a
 short fallback instead (:func:`fallback_socket_path`) and records the real
-path in the descriptor, which is where every client looks it up.
+path in the descriptor, which is where every client looks it up; should even
+the fallback be too long, the error says so and what to do.
+
+The default state directory is ``~/.bicameral``, ``%LOCALAPPDATA%\\bicameral``
+on Windows (`bicameral.platform.default_home`); there a new one gets an ACL
+granting this user alone access, in place of mode 0700.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-import sys
 from pathlib import Path
 
 from bicameral.daemon._errors import DaemonError
-from bicameral.daemon._platform import socket_path_limit
+from bicameral.platform import (
+    CURRENT,
+    Platform,
+    checks_mode_bits,
+    current_uid,
+    default_home,
+    restrict_to_user,
+    socket_path_limit,
+    socket_path_problem,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -135,7 +148,7 @@ def resolve_paths(
             raise DaemonError("BICAMERAL_HOME is set but empty: give it a directory, or unset it")
         home_path = _absolute(env["BICAMERAL_HOME"])
     else:
-        home_path = _absolute(Path("~") / DEFAULT_HOME_NAME)
+        home_path = _absolute(default_home())
     default_descriptor = home_path / DESCRIPTOR_NAME
     descriptor_path = _absolute(descriptor) if descriptor else default_descriptor
     if descriptor_path == default_descriptor:
@@ -173,9 +186,9 @@ def check_trusted_path(path: Path, what: str = "state directory") -> None:
 
     Raises :class:`DaemonError` naming the component and the owner.
     """
-    if sys.platform == "win32":  # pragma: no cover - ACLs, not mode bits
+    uid = current_uid()
+    if uid is None or not checks_mode_bits():  # Windows: ACLs, not mode bits
         return
-    uid = os.geteuid()
     trusted = {0, uid}
     pending = list(Path(os.path.abspath(path)).parts[1:])
     current = Path("/")
@@ -246,8 +259,10 @@ def check_private_dir(path: Path, *, create: bool = True, what: str = "state dir
             raise DaemonError(f"{what} {path} does not exist") from None
         try:
             os.makedirs(path, mode=0o700, exist_ok=True)
+            if not checks_mode_bits():
+                restrict_to_user(path)  # an ACL for this user alone, in place of 0700
         except OSError as exc:
-            raise DaemonError(f"cannot create {what} {path}: {exc.strerror}") from None
+            raise DaemonError(f"cannot create {what} {path}: {exc.strerror or exc}") from None
         st = os.stat(path)
     except NotADirectoryError:
         raise DaemonError(f"{what} {path} is not a directory (a parent is a file)") from None
@@ -255,9 +270,9 @@ def check_private_dir(path: Path, *, create: bool = True, what: str = "state dir
         raise DaemonError(f"cannot use {what} {path}: {exc.strerror}") from None
     if not stat.S_ISDIR(st.st_mode):
         raise DaemonError(f"{what} {path} is not a directory")
-    if sys.platform == "win32":
+    uid = current_uid()
+    if uid is None or not checks_mode_bits():
         return
-    uid = os.geteuid()
     if st.st_uid != uid:
         raise DaemonError(
             f"{what} {path} is owned by uid {st.st_uid}, not by you (uid {uid}); "
@@ -277,7 +292,7 @@ def unwritable_dir(path: Path, what: str = "state directory") -> str | None:
     Root ignores mode bits but not an immutable flag or a read-only mount,
     which `os.access` sees (as the kernel's permission check does).
     """
-    if sys.platform == "win32" or os.access(path, os.W_OK | os.X_OK):
+    if not checks_mode_bits() or os.access(path, os.W_OK | os.X_OK):
         return None
     return (
         f"{what} {path} is not writable, so the daemon cannot make its lock, socket and log "
@@ -287,7 +302,7 @@ def unwritable_dir(path: Path, what: str = "state directory") -> str | None:
 
 
 def fallback_socket_path(
-    requested: Path, *, runtime_dir: str | None, uid: int, platform: str = sys.platform
+    requested: Path, *, runtime_dir: str | None, uid: int, platform: Platform = CURRENT
 ) -> Path:
     """A short socket path standing in for ``requested``, which is too long.
 
@@ -313,7 +328,7 @@ def fallback_socket_path(
 def effective_socket_path(
     requested: Path,
     *,
-    platform: str = sys.platform,
+    platform: Platform = CURRENT,
     environ: Mapping[str, str] | None = None,
 ) -> Path:
     """The path the daemon binds: ``requested``, or its fallback if too long.
@@ -324,6 +339,11 @@ def effective_socket_path(
     if limit is None or len(os.fsencode(requested)) <= limit:
         return requested
     path = environment_fallback_socket_path(requested, platform=platform, environ=environ)
+    problem = socket_path_problem(path, platform)
+    if problem is not None:  # only an absurdly long $XDG_RUNTIME_DIR or /tmp
+        raise DaemonError(
+            f"the socket path {requested} is too long, and so is its fallback: {problem}"
+        )
     check_private_dir(path.parent, what="socket directory")
     return path
 
@@ -331,7 +351,7 @@ def effective_socket_path(
 def environment_fallback_socket_path(
     requested: Path,
     *,
-    platform: str = sys.platform,
+    platform: Platform = CURRENT,
     environ: Mapping[str, str] | None = None,
 ) -> Path:
     """:func:`fallback_socket_path` for this process: an absolute $XDG_RUNTIME_DIR, our uid."""
@@ -340,5 +360,5 @@ def environment_fallback_socket_path(
     if runtime_dir is not None and not os.path.isabs(runtime_dir):
         runtime_dir = None
     return fallback_socket_path(
-        requested, runtime_dir=runtime_dir, uid=os.geteuid(), platform=platform
+        requested, runtime_dir=runtime_dir, uid=current_uid() or 0, platform=platform
     )

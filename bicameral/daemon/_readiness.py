@@ -18,8 +18,9 @@ Two listeners, both optional:
 from __future__ import annotations
 
 import os
-import sys
 import time
+
+from bicameral.platform import fd_from_env, read_line, unix_socket
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class Notifier:
         raw = env.get(READY_FD_ENV)
         if raw:
             try:
-                fd = _fd_from_env(raw)
+                fd = fd_from_env(raw)
             except (ValueError, OSError):
                 fd = None
         notify = env.get("NOTIFY_SOCKET") or None
@@ -111,8 +112,9 @@ class Notifier:
         self.sd_notify("STOPPING=1")
 
     def reloading(self) -> None:
-        # systemd >= 253 wants MONOTONIC_USEC with RELOADING=1.
-        usec = time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000 if _HAS_MONOTONIC else 0
+        # systemd >= 253 wants MONOTONIC_USEC with RELOADING=1; Python's
+        # monotonic clock is CLOCK_MONOTONIC where systemd runs.
+        usec = time.monotonic_ns() // 1000
         self.sd_notify(f"RELOADING=1\nMONOTONIC_USEC={usec}")
 
     def reloaded(self) -> None:
@@ -130,30 +132,17 @@ class Notifier:
     def sd_notify(self, message: str) -> None:
         """Send ``message`` to ``$NOTIFY_SOCKET``; errors are ignored, as in libsystemd."""
         path = self._notify_socket
-        if not path or sys.platform == "win32":
+        if not path:
             return
         import socket
 
         address = "\0" + path[1:] if path.startswith("@") else path
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            with unix_socket(socket.SOCK_DGRAM) as sock:
                 sock.connect(address)
                 sock.sendall(message.encode())
         except OSError:
             pass
-
-
-_HAS_MONOTONIC = hasattr(time, "CLOCK_MONOTONIC")
-
-
-def _fd_from_env(raw: str) -> int:
-    if sys.platform == "win32":  # pragma: no cover - Windows passes a handle
-        import msvcrt
-
-        return msvcrt.open_osfhandle(int(raw), os.O_WRONLY)
-    fd = int(raw)
-    os.fstat(fd)  # raises if it is not open
-    return fd
 
 
 def watchdog_interval(environ: Mapping[str, str] | None = None) -> float | None:
@@ -195,49 +184,8 @@ def parse_readiness(line: bytes) -> ReadinessMessage:
 
 def read_readiness(fd: int, timeout: float) -> ReadinessMessage:
     """Block until the daemon writes its line, closes the pipe, or ``timeout`` passes."""
-    if sys.platform == "win32":  # pragma: no cover - no select() on pipes there
-        return _read_readiness_thread(fd, timeout)
-    import selectors
-
-    buf = b""
-    deadline = time.monotonic() + timeout
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        while b"\n" not in buf:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not sel.select(remaining):
-                return ReadinessMessage("TIMEOUT")
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                if buf:
-                    break
-                return ReadinessMessage("EOF")
-            buf += chunk
-    return parse_readiness(buf.split(b"\n", 1)[0])
-
-
-def _read_readiness_thread(fd: int, timeout: float) -> ReadinessMessage:  # pragma: no cover
-    """Windows: a blocking read in a daemon thread, joined with the timeout."""
-    import threading
-
-    result: list[bytes] = []
-
-    def reader() -> None:
-        buf = b""
-        while b"\n" not in buf:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            buf += chunk
-        result.append(buf)
-
-    thread = threading.Thread(target=reader, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if not result:
+    data = read_line(fd, timeout)
+    if data is None:
         return ReadinessMessage("TIMEOUT")
-    line = result[0].split(b"\n", 1)[0]
+    line = data.split(b"\n", 1)[0]
     return parse_readiness(line) if line else ReadinessMessage("EOF")

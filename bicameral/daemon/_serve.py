@@ -59,7 +59,6 @@ from bicameral.daemon._lock import LockFile, read_holder
 from bicameral.daemon._paths import check_private_dir, check_trusted_path, effective_socket_path
 from bicameral.daemon._plugin import DaemonHost, LoadedPlugins, load_config_file, load_plugins
 from bicameral.daemon._readiness import Notifier, watchdog_interval
-from bicameral.daemon._reaper import start_reaper
 from bicameral.daemon._signals import (
     StopRequested,
     graceful_signals,
@@ -71,6 +70,7 @@ from bicameral.daemon._signals import (
     take_early_reload,
     take_early_stop,
 )
+from bicameral.platform import start_reaper
 from bicameral.protocol import (
     INVALID_PARAMS,
     SERVER_ERROR,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import trio
 
-from bicameral.daemon._platform import graceful_signal_names
+from bicameral.platform import graceful_signal_names, reload_signal_names
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -76,7 +76,7 @@ def graceful_signals() -> list[int]:
 
 def reload_signals() -> list[int]:
     """SIGHUP where it exists."""
-    return [int(signal.SIGHUP)] if hasattr(signal, "SIGHUP") else []
+    return [int(getattr(signal, name)) for name in reload_signal_names()]
 
 
 _state = {"quiet": False, "reload_pending": False}

@@ -10,34 +10,38 @@ its start-up. It:
 2. connects to the socket the descriptor names (or its TCP address, with the
    token), sends ``system.attach {"mode": "mcp", "server"?}`` and reads the
    answer;
-3. on the Unix socket, hands its own stdin and stdout to the daemon
-   (``SCM_RIGHTS``), so the daemon reads and writes the MCP client's pipes
+3. where descriptors can be passed (a Unix socket: POSIX), hands its own
+   stdin and stdout to the daemon (``SCM_RIGHTS``), so the daemon reads and
+   writes the MCP client's pipes
    directly and no byte passes through this process; it then waits for the
    daemon to end the session: ``bye`` when the client closed stdin (exit 0),
    or the socket closing without it when the daemon went away (a one-line
    message on stderr, exit 1);
-4. otherwise (the TCP transport) relays bytes, stdin to the socket and the
-   socket to stdout, unchanged, until the client closes stdin (exit 0, after
-   the daemon has closed the session, or 2 s at most) or the daemon goes away
-   (a one-line message on stderr, exit 1).
+4. otherwise (the TCP transport, the only one on Windows) relays bytes,
+   stdin to the socket and the socket to stdout, unchanged, until the client
+   closes stdin (exit 0, after the daemon has closed the session, or 2 s at
+   most) or the daemon goes away (a one-line message on stderr, exit 1).
 
-The relay is one thread and `select.poll`: reads are taken as soon as either
-side is readable; writes block, which is safe because the daemon reads and
-writes a connection in separate tasks, and an MCP client reads its server's
-stdout independently of writing to its stdin.
+The relay is two threads, the same on every platform (Windows cannot
+``select`` on a pipe): one copies stdin to the socket, the main one the
+socket to stdout. Each blocks in its read and takes data as soon as it
+comes; writes block, which is safe because the daemon reads and writes a
+connection in separate tasks, and an MCP client reads its server's stdout
+independently of writing to its stdin.
 """
 
 from __future__ import annotations
 
-import array
+import contextlib
 import json
 import os
-import select
 import signal
 import socket
 import sys
 import time
 from pathlib import Path
+
+from bicameral.platform import can_pass_fds, read_chunk, send_fds, unix_socket
 
 __all__ = ["run_bridge"]
 
@@ -126,7 +130,7 @@ def _connect(home: str | None) -> tuple[socket.socket, str | None]:
             host, _, port = (descriptor.address or "").rpartition(":")
             sock = socket.create_connection((host, int(port)), timeout=_ATTACH_TIMEOUT)
             return sock, descriptor.token
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock = unix_socket()
         sock.settimeout(_ATTACH_TIMEOUT)
         sock.connect(descriptor.socket_path or "")
         return sock, None
@@ -159,7 +163,8 @@ def _attach(
         params["profile"] = profile
     if token is not None:
         params["token"] = token
-    if sock.family == socket.AF_UNIX and hasattr(socket, "SCM_RIGHTS") and not _is_tty():
+    over_tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+    if not over_tcp and can_pass_fds() and not _is_tty():
         # Not a terminal: the daemon makes the fds non-blocking, and a
         # terminal's mode is shared with the shell that owns it.
         params["stdio"] = "pass"
@@ -194,9 +199,8 @@ def _pass_stdio(sock: socket.socket, stdin_fd: int, stdout_fd: int) -> int:
     The daemon says ``bye`` when the client closed its stdin (exit 0); the
     socket closing without it means the daemon went away (exit 1).
     """
-    fds = array.array("i", [stdin_fd, stdout_fd])
     sock.settimeout(None)
-    sock.sendmsg([b"F"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds.tobytes())])
+    send_fds(sock, [stdin_fd, stdout_fd])
     # Only the daemon holds the client's pipes now: when it closes them, the
     # client sees end of file at once, whatever this process does.
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -282,55 +286,63 @@ def _write_all(fd: int, data: bytes) -> None:
 
 
 def _relay(sock: socket.socket, pending: bytes, stdin_fd: int, stdout_fd: int) -> int:
+    """Copy stdin to the socket (a thread) and the socket to stdout (here) until the end.
+
+    Exit 0 when the client closed stdin (once the daemon closed the session,
+    or after `_CLOSE_GRACE`) or stopped reading; 1, with a message, when the
+    daemon went away first.
+    """
+    import threading
+
     sock.settimeout(None)
-    sock_fd = sock.fileno()
     if pending:
         _write_all(stdout_fd, pending)
-    poller = select.poll()
-    poller.register(sock_fd, select.POLLIN)
-    poller.register(stdin_fd, select.POLLIN)
-    close_deadline: float | None = None
-    while True:
-        timeout_ms = None
-        if close_deadline is not None:
-            timeout_ms = max(0, int((close_deadline - time.monotonic()) * 1000))
-        events = poller.poll(timeout_ms)
-        if not events and close_deadline is not None:
-            return 0  # the client is gone and the daemon took too long to notice
-        for fd, _ in events:
-            if fd == sock_fd:
-                try:
-                    data = sock.recv(_READ_SIZE)
-                except OSError:
-                    data = b""
-                if not data:
-                    if close_deadline is not None:
-                        return 0
-                    _say(_closed())
-                    return 1
-                try:
-                    _write_all(stdout_fd, data)
-                except OSError:  # the client stopped reading: it is gone
+    client_closed = threading.Event()
+    finished = threading.Event()
+
+    def pump_stdin() -> None:
+        while True:
+            try:
+                data = os.read(stdin_fd, _READ_SIZE)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            try:
+                sock.sendall(data)
+            except OSError:  # the daemon is gone: wake the main thread's recv
+                _shutdown(sock, socket.SHUT_RDWR)
+                return
+        # The client closed stdin: end the session, let the daemon close it,
+        # and stop waiting for that after the grace.
+        client_closed.set()
+        _shutdown(sock, socket.SHUT_WR)
+        if not finished.wait(_CLOSE_GRACE):
+            _shutdown(sock, socket.SHUT_RDWR)
+
+    threading.Thread(target=pump_stdin, name="bicameral-mcp-stdin", daemon=True).start()
+    try:
+        while True:
+            try:
+                data = sock.recv(_READ_SIZE)
+            except OSError:
+                data = b""
+            if not data:
+                if client_closed.is_set():
                     return 0
-            else:
-                try:
-                    data = os.read(stdin_fd, _READ_SIZE)
-                except OSError:
-                    data = b""
-                if data:
-                    try:
-                        sock.sendall(data)
-                    except OSError:
-                        _say(_closed())
-                        return 1
-                    continue
-                # The client closed stdin: end the session, let the daemon close it.
-                poller.unregister(stdin_fd)
-                close_deadline = time.monotonic() + _CLOSE_GRACE
-                try:
-                    sock.shutdown(socket.SHUT_WR)
-                except OSError:
-                    return 0
+                _say(_closed())
+                return 1
+            try:
+                _write_all(stdout_fd, data)
+            except OSError:  # the client stopped reading: it is gone
+                return 0
+    finally:
+        finished.set()
+
+
+def _shutdown(sock: socket.socket, how: int) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(how)
 
 
 #: How long a refused client may stay silent before the bridge stops waiting for it.
@@ -349,17 +361,10 @@ def _refuse_requests(message: str, code: int, stdin_fd: int = 0, stdout_fd: int 
     Notifications are ignored. Bounded: a line over `_REFUSE_MAX_LINE` bytes
     is skipped, and a client silent for `_REFUSE_IDLE` seconds is left.
     """
-    poller = select.poll()
-    poller.register(stdin_fd, select.POLLIN)
     buffer = b""
     while True:
-        if not poller.poll(int(_REFUSE_IDLE * 1000)):
-            return
-        try:
-            chunk = os.read(stdin_fd, _READ_SIZE)
-        except OSError:
-            return
-        if not chunk:
+        chunk = read_chunk(stdin_fd, _READ_SIZE, _REFUSE_IDLE)
+        if not chunk:  # silent too long (None), or the end (b"")
             return
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +48,7 @@ from bicameral.mcp._config_import import (
     convert_entry,
     parse_mcp_servers,
 )
+from bicameral.platform import can_lock_directories
 
 if TYPE_CHECKING:
     import tomlkit.container
@@ -100,7 +100,7 @@ def _locked_dir(directory: Path) -> Iterator[None]:
         os.makedirs(directory, mode=0o700, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create directory {directory}: {exc.strerror}") from None
-    if sys.platform == "win32":  # pragma: no cover - no flock there; edits are rare and quick
+    if not can_lock_directories():  # Windows: edits are rare and quick
         yield
         return
     try:

@@ -8,7 +8,7 @@
   ``command`` can be found the way the daemon will launch it; for a remote
   (``url``) server, that its ``${env:...}`` values are set and, with OAuth,
   that a login was done (`check_remote`; nothing is sent to it). The environment
-  is the running daemon's when there is one (read from ``/proc`` on Linux),
+  is the running daemon's when there is one (`bicameral.platform.process_environ`),
   else this process's, with the server's ``env`` over it. A command without
   ``/`` is looked up on that ``PATH`` (relative ``PATH`` entries, and a
   command with a ``/``, are taken from the server's ``cwd``, or from the state
@@ -22,11 +22,11 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bicameral.daemon import OK, PROBLEM, WARNING, Check, daemon_environ, run_checks
+from bicameral.platform import checks_mode_bits
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -63,7 +63,7 @@ def check_config(paths: DaemonPaths) -> tuple[list[Check], dict[str, ServerConfi
         return [Check("config", PROBLEM, str(exc), fix)], None
     enabled = sum(1 for server in servers.values() if server.enabled)
     checks = [Check("config", OK, f"{path}: {len(servers)} server(s), {enabled} enabled")]
-    if sys.platform != "win32":
+    if checks_mode_bits():
         try:
             mode = stat.S_IMODE(os.stat(path).st_mode)
         except OSError:  # pragma: no cover - it was just read

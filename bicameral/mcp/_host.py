@@ -29,12 +29,10 @@ dict lookup, the SDK dispatcher's send, and one ``orjson`` dump.
 
 from __future__ import annotations
 
-import array
 import contextlib
 import json
 import logging
 import os
-import socket
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +64,7 @@ from bicameral.mcp.surface import (
     Source,
     split_name,
 )
+from bicameral.platform import can_pass_fds, fd_opened_for, fds_from_ancillary, fds_space
 from bicameral.protocol import (
     CONNECTION_CLOSED,
     INTERNAL_ERROR,
@@ -122,35 +121,11 @@ _NOTIFY_FOR_KIND = {
     "prompts": "notifications/prompts/list_changed",
 }
 
-_FD_PASSING = hasattr(socket, "SCM_RIGHTS") and hasattr(socket.socket, "recvmsg")
-
 
 async def _receive_fds(sock: Any) -> list[int]:
     """Receive the file descriptors the bridge sends with one byte (SCM_RIGHTS)."""
-    fds = array.array("i")
-    _, ancdata, _, _ = await sock.recvmsg(1, socket.CMSG_SPACE(2 * fds.itemsize))
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            usable = len(data) - len(data) % fds.itemsize
-            fds.frombytes(data[:usable])
-    return list(fds)
-
-
-def _usable(fd: int, direction: int) -> bool:
-    """Whether a passed `fd` can be read (``O_RDONLY``) or written (``O_WRONLY``).
-
-    An ``O_PATH`` descriptor, or one open the other way, is not.
-    """
-    import fcntl
-
-    try:
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-    except OSError:
-        return False
-    if flags & getattr(os, "O_PATH", 0):
-        return False
-    mode = flags & os.O_ACCMODE
-    return mode in (os.O_RDWR, direction)
+    _, ancdata, _, _ = await sock.recvmsg(1, fds_space(2))
+    return fds_from_ancillary(ancdata)
 
 
 def _valid_id(value: Any) -> bool:
@@ -205,7 +180,7 @@ class McpHost:
         # Unix socket): the daemon then reads and writes the MCP client's
         # pipes itself and the bridge relays nothing, which takes two process
         # hops off every message each way.
-        passing = params.get("stdio") == "pass" and _FD_PASSING
+        passing = params.get("stdio") == "pass" and can_pass_fds()
         # The session's unfinished messages count against the daemon's one
         # budget of unfinished input, and its lines obey the same max_frame.
         limits = dict(budget=conn.input_budget, max_line=conn.limits.max_frame)
@@ -249,7 +224,8 @@ class McpHost:
         told ``bye`` and exits 0) or when the bridge's socket closes.
         """
         fds = await _receive_fds(stream.socket)
-        if len(fds) != 2 or not _usable(fds[0], os.O_RDONLY) or not _usable(fds[1], os.O_WRONLY):
+        usable = len(fds) == 2 and fd_opened_for(fds[0], os.O_RDONLY)
+        if not usable or not fd_opened_for(fds[1], os.O_WRONLY):
             # Whatever was passed (too many, too few, O_PATH, the wrong
             # direction) is closed here: nothing the bridge sends may leak.
             for fd in fds:

@@ -42,6 +42,7 @@ from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAu
 
 from bicameral.daemon import write_atomic
 from bicameral.mcp._config import ServerConfig, check_url, token_path
+from bicameral.platform import CURRENT
 
 __all__ = [
     "NeedsLogin",
@@ -386,7 +387,7 @@ async def show_url(name: str, url: str) -> None:
     sys.stderr.write(f"bicameral: to log in to {name!r}, open this URL:\n{url}\n")
     sys.stderr.flush()
     graphical = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    if (sys.platform == "darwin" or graphical) and not os.environ.get("BICAMERAL_NO_BROWSER"):
+    if (CURRENT.macos or graphical) and not os.environ.get("BICAMERAL_NO_BROWSER"):
         import webbrowser
 
         with contextlib.suppress(Exception):

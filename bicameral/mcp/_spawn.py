@@ -1,4 +1,9 @@
-"""Launching an upstream server's command in its own process group (no SDK here)."""
+"""Launching an upstream server's command as its own process tree (no SDK here).
+
+The command is resolved as the OS will run it first (`resolve_command`: on
+Windows ``npx`` is ``npx.cmd``, found through ``PATH`` and ``PATHEXT``), so a
+command that cannot run says why in one line instead of ENOENT.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import os
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
+from bicameral.platform import CommandError, resolve_command
 from bicameral.supervisor import PIPE, ManagedProcess, open_process_group
 
 if TYPE_CHECKING:
@@ -40,9 +46,14 @@ async def spawn_server(config: ServerConfig) -> Spawned:
     problem = _cwd_problem(config)
     if problem is not None:
         raise SpawnError(problem)
+    env = {**os.environ, **config.env_dict()}
+    try:
+        argv = resolve_command([config.command, *config.args], environ=env)
+    except CommandError as exc:
+        raise SpawnError(str(exc)) from None
     manager = open_process_group(
-        [config.command, *config.args],
-        env={**os.environ, **config.env_dict()},
+        argv,
+        env=env,
         cwd=config.cwd or None,
         stdin=PIPE,
         stdout=PIPE,

@@ -29,8 +29,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
-import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -41,6 +39,7 @@ import anyio
 
 from bicameral.mcp._common import CALL_WAIT, LIST_METHODS, MAX_FRAME, UpstreamError
 from bicameral.mcp._metrics import CallStats
+from bicameral.platform import terminate_group
 from bicameral.protocol import INTERNAL_ERROR, INVALID_REQUEST, PeerClosed
 
 if TYPE_CHECKING:
@@ -353,8 +352,7 @@ class Upstream:
         for inst in list(self.instances.values()):
             pid = inst.pid  # our own child, not yet reaped while set: never a stranger's pid
             if pid is not None:
-                with contextlib.suppress(OSError):
-                    os.killpg(pid, signal.SIGTERM)  # its own group: pgid == pid
+                terminate_group(pid)  # its own group: pgid == pid (CTRL_BREAK on Windows)
 
     def publish(self) -> None:
         """Show the live status in the server's tree entry (its ``started_value``)."""

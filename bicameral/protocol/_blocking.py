@@ -35,7 +35,9 @@ class BlockingClient:
 
     @classmethod
     def connect_unix(cls, path: str, *, timeout: float | None = 5.0) -> BlockingClient:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        from bicameral.platform import unix_socket
+
+        sock = unix_socket()
         try:
             sock.settimeout(timeout)
             sock.connect(str(path))

@@ -1,4 +1,4 @@
-"""Non-blocking pipe I/O with as few trips through the scheduler as possible.
+"""Non-blocking pipe I/O with as few trips through the scheduler as possible (POSIX).
 
 On the ``tools/call`` path every message crosses four pipe ends in the
 daemon (client in, server out, server in, client out). Trio's and the
@@ -16,6 +16,8 @@ import os
 import anyio
 import anyio.lowlevel
 
+from bicameral.platform import set_nonblocking
+
 __all__ = ["FdReader", "FdWriter"]
 
 _READ_SIZE = 65536
@@ -25,7 +27,7 @@ class _Fd:
     """A non-blocking fd; closing it closes the fd only when ``owned``."""
 
     def __init__(self, fd: int, *, owned: bool = False) -> None:
-        os.set_blocking(fd, False)
+        set_nonblocking(fd)
         self.fd = fd
         self._owned = owned
         self._closed = False

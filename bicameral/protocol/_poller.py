@@ -1,4 +1,4 @@
-"""One task that watches every idle connection of a server (Linux: epoll).
+"""One task that watches every idle connection of a server (where there is epoll: Linux).
 
 Waiting in `trio.lowlevel.wait_readable` costs, per request, an
 ``epoll_ctl`` (Trio registers every wait one-shot) and a task switch: the
@@ -39,17 +39,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import select
 from collections.abc import Callable
 
 import trio
+
+from bicameral.platform import READABLE, EventPoll, event_poll, has_event_poll
 
 __all__ = ["ENABLED", "INLINE_BUDGET", "SHARE_FROM", "Poller", "Watch"]
 
 logger = logging.getLogger("bicameral.protocol")
 
 #: Whether servers use a poller (tests turn it off to cover the other path).
-ENABLED = hasattr(select, "epoll")
+ENABLED = has_event_poll()
 
 #: Connections from which readers park in the poller (tests set 1).
 SHARE_FROM = 2
@@ -100,7 +101,10 @@ class Poller:
     """The epoll of one server, and the task that serves it (`run`)."""
 
     def __init__(self) -> None:
-        self._ep = select.epoll()
+        ep = event_poll()
+        if ep is None:  # pragma: no cover - servers check ENABLED first
+            raise RuntimeError("no epoll on this platform")
+        self._ep: EventPoll = ep
         self._conns: dict[int, Watch] = {}
         self._again: list[Watch] = []
         #: Connections being served (parked or not), kept by `ServedConnection.serve`.
@@ -128,7 +132,7 @@ class Poller:
         parked task, so the poller never touches a reader that left.
         """
         if not conn.armed:
-            self._ep.register(conn.fd, select.EPOLLIN)
+            self._ep.register(conn.fd, READABLE)
             self._conns[conn.fd] = conn
             conn.armed = True
         conn.parked = trio.lowlevel.current_task()

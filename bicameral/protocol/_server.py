@@ -16,12 +16,11 @@ import logging
 import os
 import socket
 import stat
-import struct
-import sys
 from typing import Literal
 
 import trio
 
+from bicameral.platform import peer_uid, socket_path_problem, unix_socket
 from bicameral.protocol import _poller
 from bicameral.protocol._burst import BurstLog
 from bicameral.protocol._dispatcher import Dispatcher
@@ -38,27 +37,6 @@ logger = logging.getLogger("bicameral.protocol")
 ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 ACCEPT_RETRY_DELAY = 0.100
 BACKLOG = 4096  # the kernel caps it at somaxconn; SPEC §7 asks for at least 1024
-
-# macOS: getsockopt(SOL_LOCAL, LOCAL_PEERCRED) fills a struct xucred, whose
-# first two fields are cr_version (u_int) and cr_uid (uid_t).
-_SOL_LOCAL = 0
-_LOCAL_PEERCRED = 0x001
-
-
-def peer_uid(sock: socket.socket) -> int | None:
-    """The uid of the process at the other end of a Unix socket, None if unknown."""
-    try:
-        if hasattr(socket, "SO_PEERCRED"):
-            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            _pid, uid, _gid = struct.unpack("3i", creds)
-            return int(uid)
-        if sys.platform == "darwin" or "bsd" in sys.platform:
-            creds = sock.getsockopt(_SOL_LOCAL, _LOCAL_PEERCRED, struct.calcsize("2I"))
-            _version, uid = struct.unpack("2I", creds[:8])
-            return int(uid)
-    except OSError:
-        return None
-    return None
 
 
 def peer_allowed(uid: int | None, own_uid: int) -> bool:
@@ -220,15 +198,11 @@ def _bind_unix(path: str) -> socket.socket:
     connect in the window before a chmod. A leftover socket file nobody
     listens on is replaced; a live one is left alone (EADDRINUSE).
     """
-    if len(os.fsencode(path)) > _max_unix_path():
-        raise OSError(
-            errno.ENAMETOOLONG,
-            f"socket path is {len(os.fsencode(path))} bytes, over the platform's "
-            f"AF_UNIX limit of {_max_unix_path()}: choose a shorter path",
-            path,
-        )
+    problem = socket_path_problem(path)
+    if problem is not None:
+        raise OSError(errno.ENAMETOOLONG, problem, path)
     _remove_stale_socket(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = unix_socket()
     try:
         old_umask = os.umask(0o177)
         try:
@@ -246,10 +220,6 @@ def _bind_unix(path: str) -> socket.socket:
     return sock
 
 
-def _max_unix_path() -> int:
-    return 103 if sys.platform == "darwin" or "bsd" in sys.platform else 107
-
-
 def _remove_stale_socket(path: str) -> None:
     try:
         mode = os.lstat(path).st_mode
@@ -257,7 +227,7 @@ def _remove_stale_socket(path: str) -> None:
         return
     if not stat.S_ISSOCK(mode):
         return  # bind fails with EADDRINUSE and names the path
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe = unix_socket()
     probe.settimeout(1.0)
     try:
         probe.connect(path)

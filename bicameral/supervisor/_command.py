@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,20 +19,23 @@ __all__ = ["Command"]
 class Command:
     """A `ChildSpec.target` that runs `argv` as a *process* child.
 
-    The process runs through `open_process_group`: its own session and
-    process group, SIGKILL on our death (Linux), stdin from ``/dev/null``,
-    stdout and stderr inherited. It counts as started once it has been
-    spawned, with ``started_value`` ``{"pid": N}``.
+    The process runs through `open_process_group`: its own process tree
+    (session and process group; a Job Object on Windows), ended on our death
+    (a parent-death signal on Linux, the job on Windows, the daemon's reaper
+    on macOS), stdin from the null device, stdout and stderr inherited. It
+    counts as started once it has been spawned, with ``started_value``
+    ``{"pid": N}``.
 
     Exit status 0 is a normal exit; anything else, a signal included, is a
     crash (`ProcessExitedError`), so `Restart` applies as to any child. A
     program that cannot be started at all (`OSError`) crashes likewise.
 
-    Stopping: a graceful stop sends SIGTERM to the whole group as soon as
-    ``current_child().stopping`` is set; if the leader has not exited when the
-    spec's `shutdown` grace runs out, the supervisor cancels the child and
-    the group gets SIGKILL at once. Cancellation from outside, likewise,
-    SIGTERMs and then at once SIGKILLs the group. No grandchild survives.
+    Stopping: a graceful stop asks the whole tree to exit (SIGTERM to the
+    group; CTRL_BREAK on Windows) as soon as ``current_child().stopping`` is
+    set; if the root has not exited when the spec's `shutdown` grace runs
+    out, the supervisor cancels the child and the tree is killed at once
+    (SIGKILL to the group; the job ended). Cancellation from outside,
+    likewise, asks and then at once kills. No grandchild survives.
 
     Compared by value (argv, env, cwd), so a reload can tell a changed
     command from an unchanged one.
@@ -72,7 +74,7 @@ class Command:
     ) -> None:
         handle = _current.get(None)
         # grace=0: by the time the context exits on cancellation, the
-        # supervisor's own grace (SIGTERM sent on `stopping`) is spent.
+        # supervisor's own grace (the request sent on `stopping`) is spent.
         async with open_process_group(
             self.argv, env=self.env, cwd=self.cwd, stdin=DEVNULL, stdout=None, grace=0.0
         ) as proc:
@@ -84,7 +86,7 @@ class Command:
 
                     async def terminate_on_stop() -> None:
                         await handle.stopping.wait()
-                        proc.signal_group(signal.SIGTERM)
+                        proc.terminate()
 
                     tg.start_soon(terminate_on_stop)
                     code = await proc.wait()

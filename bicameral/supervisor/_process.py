@@ -1,72 +1,62 @@
-"""OS processes in their own process group, stopped as a group.
+"""OS processes as trees, stopped as one: process groups, or Job Objects on Windows.
 
-Why not `anyio.open_process`: Trio forks from a worker thread, and Linux's
-`PR_SET_PDEATHSIG` fires when the *thread* that forked exits, not the process.
-A cached worker thread retiring after its idle timeout would then SIGKILL a
-perfectly healthy upstream server. So the fork happens here, on the event
-loop's own thread (`subprocess.Popen` is synchronous and quick: it returns
-once the child has exec'd), and the pipes are plain non-blocking file
-descriptors driven with `anyio.wait_readable` / `anyio.wait_writable`.
+The platform's part (how a tree is started, signalled, killed and watched)
+is `bicameral.platform.ProcessTree`; this module puts it on the event loop.
 
-Why the exit is observed with `waitid(..., WNOWAIT)` and the child is reaped
-only at the very end: while the leader is an unreaped zombie its pid cannot be
-reused, so its process group id stays ours and the final `killpg(SIGKILL)`
-cannot hit an unrelated group that happened to get the same number.
+POSIX: why not `anyio.open_process`. Trio forks from a worker thread, and
+Linux's `PR_SET_PDEATHSIG` fires when the *thread* that forked exits, not the
+process. A cached worker thread retiring after its idle timeout would then
+SIGKILL a perfectly healthy upstream server. So the fork happens here, on
+the event loop's own thread (`subprocess.Popen` is synchronous and quick: it
+returns once the child has exec'd), and the pipes are plain non-blocking
+file descriptors driven with `anyio.wait_readable` / `anyio.wait_writable`.
+The exit is watched through a pidfd (Linux) or a kqueue (macOS) and, on
+Linux, observed without reaping (``waitid(WNOWAIT)``): while the leader is
+an unreaped zombie its pid cannot be reused, so its process group id stays
+ours and the final group SIGKILL cannot hit an unrelated group that
+happened to get the same number.
+
+Windows: pipes cannot be waited on by descriptor, so the event loop starts
+the process (`anyio.open_process`: overlapped pipes under Trio), suspended,
+and the tree adopts it into its Job Object before it runs.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import signal
 import subprocess
-import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import IO, Any
 
 import anyio
 import anyio.lowlevel
 from anyio.abc import ByteReceiveStream, ByteSendStream
 
+from bicameral.platform import (
+    ProcessTree,
+    adopt_tree,
+    pipes_are_pollable,
+    set_nonblocking,
+    start_tree,
+    tree_popen_kwargs,
+)
+
 __all__ = ["ManagedProcess", "open_process_group"]
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
 
-_PR_SET_PDEATHSIG = 1
 _READ_SIZE = 65536
 
-# Loaded once in the parent: loading a shared library between fork and exec
-# (in `preexec_fn`) is not async-signal-safe.
-_libc: Any = None
-if sys.platform == "linux":  # pragma: no branch
-    with contextlib.suppress(OSError):
-        _libc = ctypes.CDLL(None, use_errno=True)
-
 _StdioArg = int | IO[Any] | None
-
-
-def _pdeathsig_preexec(parent_pid: int) -> Any:
-    """Build the `preexec_fn` that arms SIGKILL-on-parent-death in the child.
-
-    The getppid() check closes the race where the parent died between fork()
-    and prctl(): the signal would then never come, so the child kills itself.
-    """
-
-    def preexec() -> None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return preexec
 
 
 class _PipeEnd:
     """One end of a pipe, owned and non-blocking: what both stream kinds share."""
 
     def __init__(self, fd: int) -> None:
-        os.set_blocking(fd, False)
+        set_nonblocking(fd)
         self._fd = fd
         self._closed = False
 
@@ -127,12 +117,12 @@ class _FdSendStream(_PipeEnd, ByteSendStream):
 
 
 class ManagedProcess:
-    """A running OS process that leads its own process group.
+    """A running OS process leading its own tree (process group, or Job Object).
 
     Yielded by `open_process_group`; do not construct it yourself.
 
     Attributes:
-      pid: the process id, which is also its process group (and session) id.
+      pid: the process id (on POSIX also its process group and session id).
       stdin / stdout / stderr: anyio byte streams for the pipes that were
         requested with ``PIPE``, else ``None``.
       returncode: ``None`` while it runs; then its exit status, or minus the
@@ -141,23 +131,20 @@ class ManagedProcess:
 
     def __init__(
         self,
-        popen: subprocess.Popen[bytes],
-        stdin: _FdSendStream | None,
-        stdout: _FdReceiveStream | None,
-        stderr: _FdReceiveStream | None,
+        tree: ProcessTree,
+        stdin: ByteSendStream | None,
+        stdout: ByteReceiveStream | None,
+        stderr: ByteReceiveStream | None,
+        wait_exit: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
-        self._popen = popen
-        self.pid: int = popen.pid
+        self._tree = tree
+        self.pid: int = tree.pid
         self.stdin: ByteSendStream | None = stdin
         self.stdout: ByteReceiveStream | None = stdout
         self.stderr: ByteReceiveStream | None = stderr
         self.returncode: int | None = None
         self._wait_lock = anyio.Lock()
-        self._reaped = False
-        self._pidfd: int | None = None
-        if hasattr(os, "pidfd_open"):
-            with contextlib.suppress(OSError):  # ENOSYS on old kernels
-                self._pidfd = os.pidfd_open(self.pid)
+        self._wait_exit = wait_exit if wait_exit is not None else self._wait_tree
 
     def __repr__(self) -> str:
         return f"<ManagedProcess pid={self.pid} returncode={self.returncode}>"
@@ -166,7 +153,8 @@ class ManagedProcess:
     def stdin_fd(self) -> int | None:
         """Our end of the stdin pipe (``PIPE`` only), non-blocking, for a caller's own writer.
 
-        It stays owned by `stdin`: closed when `open_process_group` is left.
+        It stays owned by `stdin`: closed when `open_process_group` is left. ``None``
+        where pipes are not descriptors the event loop can wait on (Windows).
         """
         return self.stdin.fileno() if isinstance(self.stdin, _FdSendStream) else None
 
@@ -174,83 +162,64 @@ class ManagedProcess:
     def stdout_fd(self) -> int | None:
         """Our end of the stdout pipe (``PIPE`` only), non-blocking, for a caller's own reader.
 
-        It stays owned by `stdout`: closed when `open_process_group` is left.
+        It stays owned by `stdout`: closed when `open_process_group` is left. ``None``
+        where pipes are not descriptors the event loop can wait on (Windows).
         """
         return self.stdout.fileno() if isinstance(self.stdout, _FdReceiveStream) else None
 
-    def _peek_exit(self) -> bool:
-        """Record the exit status if the process has exited, without reaping it."""
-        if self.returncode is not None:
-            return True
-        try:
-            info = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:  # already reaped (only by _reap)
-            return self.returncode is not None
-        if info is None:
-            return False
-        if info.si_code == os.CLD_EXITED:
-            self.returncode = info.si_status
-        else:  # CLD_KILLED / CLD_DUMPED
-            self.returncode = -info.si_status
-        return True
+    async def _wait_tree(self) -> int:
+        tree = self._tree
+        while (code := tree.peek_exit()) is None:
+            fd = tree.exit_fd()
+            if fd is not None:
+                await anyio.wait_readable(fd)
+            else:
+                await anyio.to_thread.run_sync(tree.wait_blocking, abandon_on_cancel=True)
+        return code
 
     async def wait(self) -> int:
-        """Wait for the process (the group leader) to exit; return `returncode`.
+        """Wait for the process (the tree's root) to exit; return `returncode`.
 
-        Does not poll: on Linux it waits for its pidfd to become readable;
-        elsewhere a worker thread blocks in ``waitid``. The process is not
-        reaped here (see the module docstring); leaving `open_process_group`
-        reaps it. Safe to call from several tasks and after the exit.
+        Does not poll: on Linux it waits for its pidfd to become readable, on
+        macOS for a kqueue ``NOTE_EXIT``, on Windows for the process handle.
+        Safe to call from several tasks and after the exit.
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
         async with self._wait_lock:
-            while not self._peek_exit():
-                if self._pidfd is not None:
-                    await anyio.wait_readable(self._pidfd)
-                else:
-                    await anyio.to_thread.run_sync(
-                        os.waitid,
-                        os.P_PID,
-                        self.pid,
-                        os.WEXITED | os.WNOWAIT,
-                        abandon_on_cancel=True,
-                    )
-        assert self.returncode is not None
+            if self.returncode is None:
+                self.returncode = await self._wait_exit()
         return self.returncode
 
-    def signal_group(self, sig: int) -> None:
-        """Send `sig` to every process in the group; a no-op once it is empty.
+    def terminate(self) -> None:
+        """Ask the whole tree to exit: SIGTERM to the group (CTRL_BREAK on Windows).
 
-        Also a no-op after the context has exited: the leader is reaped then,
-        and its group id could already belong to someone else.
+        A no-op once the context has exited.
         """
-        if self._reaped:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.pid, sig)
+        self._tree.terminate()
+
+    def kill(self) -> None:
+        """End the whole tree now: SIGKILL to the group, or the Job Object ended."""
+        self._tree.kill()
 
     async def _shutdown(self, grace: float) -> None:
-        """SIGTERM the group, wait up to `grace` for the leader, SIGKILL the group, reap."""
-        if isinstance(self.stdin, _FdSendStream):
+        """Close stdin, terminate the tree, wait up to `grace` for the root, kill the tree, reap."""
+        if self.stdin is not None:
             # An MCP stdio server's documented cue to exit is EOF on stdin.
-            self.stdin.close()
-        self.signal_group(signal.SIGTERM)
+            with contextlib.suppress(Exception):
+                await self.stdin.aclose()
+        self.terminate()
         if grace > 0:
             with anyio.move_on_after(grace):
                 await self.wait()
-        # Unconditional: a grandchild may outlive (or ignore) the leader's exit.
-        # The leader is still an unreaped zombie at worst, so the group id is ours.
-        self.signal_group(signal.SIGKILL)
+        # Unconditional: a grandchild may outlive (or ignore) the root's exit.
+        # On Linux the root is still an unreaped zombie at worst, so the group id is ours.
+        self.kill()
         await self.wait()
-        self._popen.wait()  # reaps the zombie at once; keeps Popen's bookkeeping right
-        self._reaped = True
-        if self._pidfd is not None:
-            anyio.notify_closing(self._pidfd)
-            os.close(self._pidfd)
-            self._pidfd = None
+        self._tree.release()
         for rstream in (self.stdout, self.stderr):
-            if isinstance(rstream, _FdReceiveStream):
-                rstream.close()
+            if rstream is not None:
+                with contextlib.suppress(Exception):
+                    await rstream.aclose()
 
 
 def _pipe_for(arg: _StdioArg, child_reads: bool) -> tuple[_StdioArg, int | None, int | None]:
@@ -274,35 +243,56 @@ async def open_process_group(
     stderr: _StdioArg = None,
     grace: float = 5.0,
 ) -> AsyncIterator[ManagedProcess]:
-    """Run `argv` as the leader of a new session and process group.
+    """Run `argv` as the root of a new process tree.
 
     Yields a `ManagedProcess`. `stdin`, `stdout` and `stderr` take what
     `subprocess.Popen` takes (``PIPE``, ``DEVNULL``, ``None`` to inherit, a
     file descriptor or file); ``PIPE`` gives an anyio stream on the
     `ManagedProcess`. `env`, when given, is the child's whole environment.
 
-    Semantics a caller relies on:
+    Semantics a caller relies on (docs/platforms.md has them per platform):
 
-    * The process is started with ``start_new_session=True``: it leads its own
-      session and process group, so signals for the group reach every
-      grandchild it spawns (``npx``/``uvx`` wrappers) and a terminal's
-      Ctrl-C does not.
-    * On Linux it gets ``PR_SET_PDEATHSIG(SIGKILL)``: if this process dies,
-      even by SIGKILL, the kernel kills the leader. The fork happens on the
-      calling (event loop) thread because the signal follows the forking
-      *thread*. Grandchildren are not covered by the kernel; they lose their
-      leader's pipes and are killed as a group by any orderly exit below.
+    * POSIX: the process leads its own session and process group, so
+      signals for the group reach every grandchild it spawns (``npx``/``uvx``
+      wrappers) and a terminal's Ctrl-C does not. Windows: it runs in its
+      own Job Object (``KILL_ON_JOB_CLOSE``) and process group, and is put in
+      the job before its first instruction runs.
+    * If this process dies, even by SIGKILL: on Linux the kernel kills the
+      leader (``PR_SET_PDEATHSIG``; the fork happens on the calling thread
+      because the signal follows the forking *thread*); on Windows the job
+      dies with our handle to it, the whole tree with it; on macOS, and for
+      grandchildren on Linux, the daemon's reaper ends what carries its tag.
     * Leaving the block, normally, by an exception or by cancellation: our end
-      of stdin is closed, the group gets SIGTERM, the leader gets up to
-      `grace` seconds to exit, then the whole group gets SIGKILL (always, so
-      that a grandchild that ignored SIGTERM or outlived its leader dies
-      too), and the leader is reaped. This cleanup is shielded from
-      cancellation; it is bounded by `grace` (plus the kernel's SIGKILL).
+      of stdin is closed, the tree is asked to exit (SIGTERM to the group;
+      CTRL_BREAK on Windows), the root gets up to `grace` seconds to exit,
+      then the whole tree is killed (always, so that a grandchild that
+      ignored the request or outlived its root dies too: SIGKILL to the
+      group, or the job ended), and the root is reaped. This cleanup is
+      shielded from cancellation; it is bounded by `grace` (plus the kill).
       ``grace=0`` kills at once.
     * Failing to start (no such program, bad cwd) raises `OSError` from here,
       with nothing left behind.
     """
-    parent_pid = os.getpid()
+    if pipes_are_pollable():
+        proc = _start_posix(argv, env, cwd, stdin, stdout, stderr)
+    else:
+        proc = await _start_with_loop(argv, env, cwd, stdin, stdout, stderr)
+    try:
+        yield proc
+    finally:
+        with anyio.CancelScope(shield=True):
+            await proc._shutdown(grace)
+
+
+def _start_posix(  # noqa: PLR0917 - private, one caller
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    cwd: str | os.PathLike[str] | None,
+    stdin: _StdioArg,
+    stdout: _StdioArg,
+    stderr: _StdioArg,
+) -> ManagedProcess:
+    """Fork on this (the event loop's) thread; our pipe ends become non-blocking streams."""
     popen_stdin, our_stdin, child_stdin = _pipe_for(stdin, child_reads=True)
     popen_stdout, our_stdout, child_stdout = _pipe_for(stdout, child_reads=False)
     popen_stderr, our_stderr, child_stderr = _pipe_for(stderr, child_reads=False)
@@ -310,16 +300,8 @@ async def open_process_group(
     theirs = [fd for fd in (child_stdin, child_stdout, child_stderr) if fd is not None]
     try:
         # Deliberately synchronous, on this thread: see the module docstring.
-        popen = subprocess.Popen(  # noqa: ASYNC220
-            list(argv),
-            stdin=popen_stdin,
-            stdout=popen_stdout,
-            stderr=popen_stderr,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            start_new_session=True,
-            # The hook only calls prctl/getppid/kill; accepted for PDEATHSIG.
-            preexec_fn=_pdeathsig_preexec(parent_pid) if _libc is not None else None,  # noqa: PLW1509
+        tree = start_tree(
+            argv, stdin=popen_stdin, stdout=popen_stdout, stderr=popen_stderr, env=env, cwd=cwd
         )
     except BaseException:
         for fd in ours:
@@ -328,14 +310,38 @@ async def open_process_group(
     finally:
         for fd in theirs:
             os.close(fd)
-    proc = ManagedProcess(
-        popen,
+    return ManagedProcess(
+        tree,
         _FdSendStream(our_stdin) if our_stdin is not None else None,
         _FdReceiveStream(our_stdout) if our_stdout is not None else None,
         _FdReceiveStream(our_stderr) if our_stderr is not None else None,
     )
+
+
+async def _start_with_loop(  # noqa: PLR0917 - private, one caller
+    argv: Sequence[str],
+    env: Mapping[str, str] | None,
+    cwd: str | os.PathLike[str] | None,
+    stdin: _StdioArg,
+    stdout: _StdioArg,
+    stderr: _StdioArg,
+) -> ManagedProcess:
+    """Windows: the event loop starts it suspended; the tree adopts it, then it runs."""
+    process = await anyio.open_process(
+        list(argv),
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        **tree_popen_kwargs(),
+    )
     try:
-        yield proc
-    finally:
+        tree = adopt_tree(process.pid)
+    except BaseException:
         with anyio.CancelScope(shield=True):
-            await proc._shutdown(grace)
+            process.kill()
+            await process.wait()
+            await process.aclose()
+        raise
+    return ManagedProcess(tree, process.stdin, process.stdout, process.stderr, process.wait)

@@ -2,8 +2,8 @@
 
 The daemon is the real thing, started the way ``bicameral daemon start``
 starts it (detached, readiness over a pipe, descriptor published when it
-answers) in a directory made with ``tempfile.mkdtemp(dir="/tmp")``: pytest's
-``tmp_path`` is usually too long for an AF_UNIX socket path.
+answers) in a directory made under ``/tmp`` (on POSIX): pytest's ``tmp_path``
+is usually too long for an AF_UNIX socket path.
 
 Standard library and bicameral's client side only (plus psutil at teardown):
 no Trio, no MCP SDK in the test process.
@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bicameral.platform import kill_process, short_temp_root
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -68,7 +69,7 @@ class BicameralDaemon:
     def __init__(self, *, prefix: str = "bcm-") -> None:
         from bicameral.daemon import resolve_paths
 
-        self.home = Path(tempfile.mkdtemp(dir="/tmp", prefix=prefix))
+        self.home = Path(tempfile.mkdtemp(dir=short_temp_root(), prefix=prefix))
         self.home.chmod(0o700)
         self.paths: DaemonPaths = resolve_paths(self.home, environ={})
         self.env: dict[str, str] = {
@@ -285,7 +286,7 @@ def _left_behind(paths: DaemonPaths, descriptor: Descriptor, processes: list[Any
         probe(descriptor.pid), descriptor.process_start_time, descriptor.socket_path
     ):
         problems.append(f"the daemon process {descriptor.pid}")
-        os.kill(descriptor.pid, signal.SIGKILL)
+        kill_process(descriptor.pid)
     # Servers die with the daemon (process group stop, parent-death signal);
     # give the kernel a moment to deliver that, then count who is still there.
     _, alive = psutil.wait_procs(processes, timeout=5.0)

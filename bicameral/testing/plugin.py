@@ -12,6 +12,11 @@ MCP SDK are loaded by the fixtures when a test uses them.
   or module ``pytestmark`` sets a default that a test can override).
 - When a test using ``bicameral_daemon`` fails (in setup, call or
   teardown), the daemon's log is added to its report as a section.
+- Platform markers: ``@pytest.mark.posix("why")``, ``linux_only("why")``,
+  ``macos_only("why")``, ``windows_only("why")``. A marked test runs only
+  there; elsewhere it is *skipped*, with the platform and the reason in the
+  skip message (``-ra`` lists them), never silently passed. The reason is
+  required.
 """
 
 from __future__ import annotations
@@ -25,7 +30,20 @@ if TYPE_CHECKING:
 
     from bicameral.testing._daemon import BicameralDaemon
 
-__all__ = ["bicameral_daemon", "pytest_configure", "pytest_runtest_makereport"]
+__all__ = [
+    "bicameral_daemon",
+    "pytest_configure",
+    "pytest_runtest_makereport",
+    "pytest_runtest_setup",
+]
+
+#: marker -> (which Platform attribute allows it, what the skip message calls it)
+PLATFORM_MARKERS = {
+    "posix": ("posix", "POSIX only (Linux, macOS)"),
+    "linux_only": ("linux", "Linux only"),
+    "macos_only": ("macos", "macOS only"),
+    "windows_only": ("windows", "Windows only"),
+}
 
 _DAEMONS = pytest.StashKey[list["BicameralDaemon"]]()
 
@@ -36,6 +54,10 @@ def pytest_configure(config: pytest.Config) -> None:
         "bicameral_config(servers=None, *, text=None): the config.toml of the test's "
         "bicameral_daemon (servers: name -> [mcp.servers.NAME] table)",
     )
+    for name, (_, label) in PLATFORM_MARKERS.items():
+        config.addinivalue_line(
+            "markers", f"{name}(reason): {label}; skipped elsewhere, saying the reason"
+        )
     # The supervisor fixture is async only where pytest-trio can run it; a
     # plain async fixture without it would be an obscure error in pytest.
     if config.pluginmanager.hasplugin("trio"):
@@ -43,6 +65,20 @@ def pytest_configure(config: pytest.Config) -> None:
     else:
         from bicameral.testing import _fixtures_no_trio as fixtures  # type: ignore[no-redef]
     config.pluginmanager.register(fixtures, "bicameral.testing.supervisor")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a test marked for another platform, saying which and why."""
+    from bicameral.platform import CURRENT
+
+    for name, (allows, label) in PLATFORM_MARKERS.items():
+        for marker in item.iter_markers(name):
+            reason = marker.args[0] if marker.args else marker.kwargs.get("reason")
+            if not isinstance(reason, str) or not reason:
+                raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.{name} needs a reason")
+            if not getattr(CURRENT, allows):
+                pytest.skip(f"{label}, this is {CURRENT.label}: {reason}")
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from bicameral.daemon._identity import probe
@@ -150,10 +151,10 @@ def leftovers(home: Home) -> list[str]:
         if info is None or info.zombie:
             continue
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
+            cmdline = psutil.Process(pid).cmdline()
+        except psutil.Error:
             continue
-        if b"bicameral.daemon" in cmdline:
+        if "bicameral.daemon" in cmdline:
             os.kill(pid, signal.SIGKILL)
             problems.append(f"daemon pid {pid} still running")
     for name in ("daemon.json", "daemon.sock"):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import subprocess
 import sys
 import time
 
 import psutil
+import pytest
 
 from bicameral.daemon._identity import (
     ProcessHandle,
@@ -42,6 +42,7 @@ def test_a_dead_pid_has_no_identity() -> None:
     assert probe(0) is None and probe(-5) is None
 
 
+@pytest.mark.linux_only("waits for the exit without reaping, through a pidfd")
 def test_a_zombie_is_not_alive() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     start = process_start_time(proc.pid)
@@ -83,11 +84,11 @@ def test_handle_signals_and_waits_without_polling() -> None:
     with handle:
         assert not handle.wait(0.05)
         t0 = time.monotonic()
-        handle.send_signal(signal.SIGTERM)
+        handle.terminate()
         assert handle.wait(5.0)
         assert time.monotonic() - t0 < 3.0
         assert handle.has_exited()
-        handle.send_signal(signal.SIGTERM)  # gone: not an error
+        handle.terminate()  # gone: not an error
     # wait() reaped our child.
     assert proc.poll() is not None
 

@@ -1,8 +1,7 @@
-"""Service files for systemd and launchd, and `daemon logs`."""
+"""`daemon install` and `daemon logs` (the service files themselves: tests/platform)."""
 
 from __future__ import annotations
 
-import plistlib
 import shutil
 import signal
 import stat
@@ -11,34 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bicameral.daemon._install import service_file, service_path
-
 from .conftest import Home
-
-ARGV = ["/usr/bin/python3", "-m", "bicameral.daemon", "serve", "--home", "/home/u/my dir"]
-
-
-def test_systemd_unit_is_notify_type_with_quoted_args() -> None:
-    unit = service_file(ARGV, platform="linux")
-    assert "Type=notify" in unit
-    assert 'ExecStart=/usr/bin/python3 -m bicameral.daemon serve --home "/home/u/my dir"' in unit
-    assert "ExecReload=/bin/kill -HUP $MAINPID" in unit
-    assert service_path("linux", Path("/home/u")) == Path(
-        "/home/u/.config/systemd/user/bicameral.service"
-    )
-
-
-def test_launchd_plist_is_valid_and_runs_the_argv() -> None:
-    text = service_file(ARGV, platform="darwin", log_path=Path("/home/u/.bicameral/daemon.log"))
-    plist = plistlib.loads(text.encode())
-    assert plist["ProgramArguments"] == ARGV
-    assert plist["RunAtLoad"] is True
-    assert service_path("darwin", Path("/Users/u")).name == "dev.bicameral.daemon.plist"
-
-
-def test_no_service_manager_on_windows() -> None:
-    with pytest.raises(NotImplementedError):
-        service_path("win32")
 
 
 def test_logs_shows_the_tail_of_daemon_log(home: Home) -> None:

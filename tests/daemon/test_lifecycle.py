@@ -11,33 +11,38 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from bicameral.daemon import resolve_paths, start, stop
-from bicameral.daemon._identity import ProcessHandle, process_start_time
+from bicameral.daemon._identity import process_start_time
+from bicameral.platform import ProcessPin
 
 from .conftest import Home, Run, alive
 
 
+def _pin(pid: int) -> ProcessPin:
+    """`pid` held for waiting (a pidfd on Linux, kqueue on macOS, a handle on Windows)."""
+    pin = ProcessPin.open(pid)
+    assert pin is not None, f"pid {pid} is gone"
+    return pin
+
+
 def wait_exit(pid: int, timeout: float = 10.0) -> int:
-    """Wait for our child ``pid`` to exit (poll on a pidfd) and return its exit code."""
-    pidfd = os.pidfd_open(pid)
-    try:
-        poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        assert poller.poll(timeout * 1000), f"pid {pid} did not exit within {timeout} s"
-    finally:
-        os.close(pidfd)
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)
+    """Wait for our child ``pid`` to exit (``waitpid`` in a thread) and return its exit code."""
+    statuses: list[int] = []
+    waiter = threading.Thread(target=lambda: statuses.append(os.waitpid(pid, 0)[1]), daemon=True)
+    waiter.start()
+    waiter.join(timeout)
+    assert statuses, f"pid {pid} did not exit within {timeout} s"
+    return os.waitstatus_to_exitcode(statuses[0])
 
 
 def test_start_status_stop_round_trip(home: Home) -> None:
@@ -136,7 +141,7 @@ def test_a_second_sigterm_cancels_a_slow_graceful_stop_at_once(home: Home) -> No
     os.kill(pid, signal.SIGTERM)
     # The slow adapter keeps the graceful stop going for 30 s; the daemon must
     # still be there to hear the second signal.
-    with ProcessHandle(pid, os.pidfd_open(pid)) as handle:
+    with _pin(pid) as handle:
         assert not handle.wait(0.3)
     os.kill(pid, signal.SIGTERM)
     assert wait_exit(pid) == 0
@@ -150,7 +155,7 @@ def test_sigkill_leaves_a_stale_descriptor_that_status_reports_and_start_recover
 ) -> None:
     first = home.cli("daemon", "start").json
     os.kill(first["pid"], signal.SIGKILL)
-    with ProcessHandle(first["pid"], os.pidfd_open(first["pid"])) as handle:
+    with _pin(first["pid"]) as handle:
         assert handle.wait(5.0)
 
     status = home.cli("daemon", "status")
@@ -169,7 +174,7 @@ def test_sigkill_leaves_a_stale_descriptor_that_status_reports_and_start_recover
 def test_stop_of_a_stale_descriptor_cleans_it(home: Home) -> None:
     first = home.cli("daemon", "start").json
     os.kill(first["pid"], signal.SIGKILL)
-    with ProcessHandle(first["pid"], os.pidfd_open(first["pid"])) as handle:
+    with _pin(first["pid"]) as handle:
         assert handle.wait(5.0)
     run = home.cli("daemon", "stop")
     assert run.code == 0
@@ -300,7 +305,7 @@ def test_a_killed_unreaped_daemon_is_a_stale_zombie(home: Home) -> None:
     pid = start(paths)["pid"]
     home.pids.add(pid)
     os.kill(pid, signal.SIGKILL)
-    with ProcessHandle(pid, os.pidfd_open(pid)) as handle:
+    with _pin(pid) as handle:
         assert handle.wait(5.0)  # exited, and a zombie until reaped
     status = home.cli("daemon", "status")
     assert status.json["status"] == "stale"

@@ -17,6 +17,7 @@ from bicameral.daemon._paths import (
     fallback_socket_path,
     resolve_paths,
 )
+from bicameral.platform import Platform
 
 
 @pytest.fixture
@@ -110,36 +111,40 @@ def test_missing_dir_without_create_is_an_error(tmp: Path) -> None:
 
 def test_short_socket_paths_are_used_as_is() -> None:
     short = Path("/tmp/x/daemon.sock")
-    assert effective_socket_path(short, platform="linux") == short
+    assert effective_socket_path(short, platform=Platform.LINUX) == short
 
 
 def test_fallback_is_short_stable_and_per_request() -> None:
     long_a = Path("/" + "a" * 200 + "/daemon.sock")
     long_b = Path("/" + "b" * 200 + "/daemon.sock")
-    fa = fallback_socket_path(long_a, runtime_dir=None, uid=1000, platform="linux")
-    assert fa == fallback_socket_path(long_a, runtime_dir=None, uid=1000, platform="linux")
-    assert fa != fallback_socket_path(long_b, runtime_dir=None, uid=1000, platform="linux")
+    fa = fallback_socket_path(long_a, runtime_dir=None, uid=1000, platform=Platform.LINUX)
+    assert fa == fallback_socket_path(long_a, runtime_dir=None, uid=1000, platform=Platform.LINUX)
+    assert fa != fallback_socket_path(long_b, runtime_dir=None, uid=1000, platform=Platform.LINUX)
     assert fa.parent == Path("/tmp/bicameral-1000")
     assert len(os.fsencode(fa)) <= 103
-    xdg = fallback_socket_path(long_a, runtime_dir="/run/user/1000", uid=1000, platform="linux")
+    xdg = fallback_socket_path(
+        long_a, runtime_dir="/run/user/1000", uid=1000, platform=Platform.LINUX
+    )
     assert xdg.parent == Path("/run/user/1000/bicameral")
-    silly = fallback_socket_path(long_a, runtime_dir="/" + "r" * 150, uid=7, platform="linux")
+    silly = fallback_socket_path(
+        long_a, runtime_dir="/" + "r" * 150, uid=7, platform=Platform.LINUX
+    )
     assert silly.parent == Path("/tmp/bicameral-7")
 
 
 def test_effective_socket_path_uses_and_checks_the_runtime_dir(tmp: Path) -> None:
     long_path = tmp / ("x" * 120) / "daemon.sock"
     env = {"XDG_RUNTIME_DIR": str(tmp)}
-    chosen = effective_socket_path(long_path, platform="linux", environ=env)
+    chosen = effective_socket_path(long_path, platform=Platform.LINUX, environ=env)
     assert chosen.parent == tmp / "bicameral"
     assert (tmp / "bicameral").stat().st_mode & 0o777 == 0o700
     os.chmod(tmp / "bicameral", 0o777)
     with pytest.raises(DaemonError, match="socket directory"):
-        effective_socket_path(long_path, platform="linux", environ=env)
+        effective_socket_path(long_path, platform=Platform.LINUX, environ=env)
 
 
 def test_the_limit_is_107_on_linux_and_103_on_macos() -> None:
     path_104 = Path("/" + "p" * 96 + "/d.sock")  # 104 bytes
     assert len(os.fsencode(path_104)) == 104
-    assert effective_socket_path(path_104, platform="linux") == path_104
-    assert effective_socket_path(path_104, platform="win32") == path_104  # no AF_UNIX: TCP
+    assert effective_socket_path(path_104, platform=Platform.LINUX) == path_104
+    assert effective_socket_path(path_104, platform=Platform.WINDOWS) == path_104  # no AF_UNIX: TCP

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from bicameral.daemon._lock import LockFile, read_holder
@@ -51,29 +52,29 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = ""
 
 
 def fd_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    return int(psutil.Process(pid).num_fds())
 
 
 def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no VmRSS for pid {pid}")
+    return int(psutil.Process(pid).memory_info().rss) // 1024
+
+
+def _cmdlines() -> list[tuple[int, list[str]]]:
+    """(pid, argv) of every process whose command line can be read."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"]
+        if cmdline:
+            found.append((proc.pid, cmdline))
+    return found
 
 
 def daemon_pids(home: Path) -> list[int]:
     """Live daemon processes whose command line names ``home`` (zombies excluded)."""
     found = []
-    needle = str(home).encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"bicameral.daemon" in cmdline and needle in cmdline.split(b"\0") and alive(int(entry)):
-            found.append(int(entry))
+    for pid, cmdline in _cmdlines():
+        if "bicameral.daemon" in cmdline and str(home) in cmdline and alive(pid):
+            found.append(pid)
     return sorted(found)
 
 
@@ -128,15 +129,9 @@ class Home(BaseHome):
     def upstream_pids(self) -> list[int]:
         """Live MCP test servers started for this home (tagged with its path)."""
         found = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if b"--home-tag" in args and str(self.path).encode() in args and alive(int(entry)):
-                found.append(int(entry))
+        for pid, args in _cmdlines():
+            if "--home-tag" in args and str(self.path) in args and alive(pid):
+                found.append(pid)
         return sorted(found)
 
     def connect(self, timeout: float = 10.0) -> socket.socket:
@@ -152,8 +147,8 @@ def leftovers(home: Home) -> list[str]:
     pids = set(daemon_pids(home.path))
     holder = read_holder(home.lock)
     if holder is not None and alive(holder):
-        with contextlib.suppress(OSError):
-            if b"bicameral.daemon" in Path(f"/proc/{holder}/cmdline").read_bytes():
+        with contextlib.suppress(psutil.Error):
+            if "bicameral.daemon" in psutil.Process(holder).cmdline():
                 pids.add(holder)
     for pid in sorted(pids):
         with contextlib.suppress(ProcessLookupError):

@@ -21,8 +21,9 @@ import pytest
 
 from .conftest import TESTSERVER, Home, alive, wait_for
 
-pytestmark = pytest.mark.skipif(
-    not sys.platform.startswith("linux"), reason="the reaper needs /proc (Linux)"
+pytestmark = pytest.mark.linux_only(
+    "finds processes through /proc; the macOS reaper's process table is pinned in "
+    "tests/platform/test_reaper.py"
 )
 
 

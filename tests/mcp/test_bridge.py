@@ -277,8 +277,14 @@ def test_the_bridge_exits_0_when_its_client_closes_stdin(mcp_home: McpHome, tran
     proc.stderr.close()
 
 
-def test_the_bridge_exits_1_with_a_message_when_the_daemon_goes_away(mcp_home: McpHome) -> None:
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_the_bridge_exits_1_with_a_message_when_the_daemon_goes_away(
+    mcp_home: McpHome, transport: str
+) -> None:
+    # tcp: the relay (Windows' only way) notices the daemon's end while idle.
     mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    if transport == "tcp":
+        assert mcp_home.cli("daemon", "start", "--transport", "tcp").returncode == 0
     proc = subprocess.Popen(
         [BICAMERAL, *mcp_home.bridge_argv("alpha")],
         stdin=subprocess.PIPE,

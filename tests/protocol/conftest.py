@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import trio
 
+from bicameral.platform import CURRENT
 from bicameral.protocol import (
     Connection,
     Dispatcher,
@@ -143,6 +144,8 @@ def poller_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
 
 @pytest.fixture
 def sockdir() -> Iterator[str]:
+    if not CURRENT.posix:
+        pytest.skip(f"POSIX only, this is {CURRENT.label}: a Unix socket server")
     # pytest's tmp_path is too long for AF_UNIX's 107 bytes.
     path = tempfile.mkdtemp(dir="/tmp", prefix="bcp")
     yield path

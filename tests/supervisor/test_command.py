@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from bicameral.supervisor import ChildSpec, Command, ProcessExitedError, Restart
 
 from .conftest import alive, running
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+pytestmark = pytest.mark.posix("POSIX process groups, signals and sh")
 
 
 async def until(pred: Callable[[], object], limit: float = 10.0) -> None:

@@ -21,7 +21,7 @@ from bicameral.supervisor import DEVNULL, open_process_group
 
 from .conftest import alive
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups")
+pytestmark = pytest.mark.posix("POSIX process groups, signals and sh")
 
 
 async def wait_gone(pid: int) -> None:
@@ -159,7 +159,7 @@ async def test_env_and_cwd(tmp_path: os.PathLike[str]) -> None:
     assert line == f"bar {os.path.realpath(tmp_path)}\n".encode()
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+@pytest.mark.linux_only("PR_SET_PDEATHSIG")
 def test_sigkill_of_the_parent_kills_the_upstream() -> None:
     # A separate python process opens a group (sleep) and prints its pid; we
     # SIGKILL that python process. PDEATHSIG must take the sleep down with it,
@@ -202,11 +202,12 @@ async def test_runs_under_asyncio_too() -> None:
     assert await trio.to_thread.run_sync(lambda: anyio.run(main, backend="asyncio")) == b"hi\n"
 
 
+@pytest.mark.linux_only("pidfds and waitid(WNOWAIT)")
 async def test_exit_is_awaited_by_a_thread_without_pidfd(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The fallback for platforms without pidfd_open (macOS): waitid in a thread.
+    # The fallback for a kernel without pidfd_open: waitid(WNOWAIT) in a thread.
     monkeypatch.delattr(os, "pidfd_open", raising=False)
     async with open_process_group(["sh", "-c", "exit 7"], stdin=DEVNULL, stdout=DEVNULL) as proc:
-        assert proc._pidfd is None
+        assert proc._tree.exit_fd() is None
         assert await proc.wait() == 7
     with pytest.raises(ChildProcessError):
         os.waitpid(proc.pid, os.WNOHANG)

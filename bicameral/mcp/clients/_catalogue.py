@@ -65,7 +65,8 @@ def _app_data(platform: str, home: PurePath, env: Mapping[str, str]) -> PurePath
 
 
 def known_clients(platform: str, home: str, env: Mapping[str, str], cwd: str) -> list[Client]:
-    """Every known client with its config path on ``platform`` (``sys.platform`` values).
+    """Every known client with its config path on ``platform`` (a `Platform` value: ``linux``,
+    ``darwin``, ``win32``).
 
     ``home`` is the user's home directory and ``cwd`` the project directory
     (for the project-scoped files), both as that platform spells them.

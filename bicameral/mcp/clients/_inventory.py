@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from bicameral.mcp.clients._catalogue import Client, find_client, known_clients
 from bicameral.mcp.clients._dialect import through_bicameral
 from bicameral.mcp.clients._formats import ClientDocument, load_document
 from bicameral.mcp.clients._records import Records
+from bicameral.platform import CURRENT
 
 if TYPE_CHECKING:
     from bicameral.daemon import DaemonPaths
@@ -33,7 +33,7 @@ class Machine:
     @classmethod
     def current(cls) -> Machine:
         """This machine, this user, this process's environment and directory."""
-        return cls(sys.platform, str(Path.home()), dict(os.environ), os.getcwd())
+        return cls(CURRENT.value, str(Path.home()), dict(os.environ), os.getcwd())
 
     def clients(self) -> list[Client]:
         """Every known client with its path here."""
