@@ -9,6 +9,10 @@ Run as ``python server.py`` it speaks MCP over stdio (how bicameral runs it,
 behind ``/mcp/NAME``); ``python server.py --http PORT`` serves it directly
 over streamable HTTP on 127.0.0.1 with the SDK's DNS-rebinding protection,
 the baseline the suite is run against first.
+
+The 0.2 suite's scenario families live in ``scenarios/``: ``mrtr`` (the
+``input-required-result-*`` tools and prompt) and ``tasks`` (the
+``io.modelcontextprotocol/tasks`` extension and its fixtures).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from scenarios import mrtr
+from scenarios import mrtr, tasks
 
 warnings.simplefilter(
     "ignore"
@@ -37,7 +41,13 @@ IMAGE = (
 )
 AUDIO = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA="
 
-server: MCPServer = MCPServer("bicameral-conformance", version="1.0.0", log_level="WARNING")
+task_store = tasks.TaskStore()
+server: MCPServer = MCPServer(
+    "bicameral-conformance",
+    version="1.0.0",
+    log_level="WARNING",
+    extensions=[tasks.extension(task_store)],
+)
 subscriptions: set[str] = set()
 
 JSON_SCHEMA_2020_12: dict[str, Any] = {
@@ -354,6 +364,7 @@ for tool_name, schema in (
     assert registered is not None
     registered.parameters = schema
 mrtr.install(server)
+tasks.install(server)
 
 
 # -- resources ----------------------------------------------------------------------
@@ -455,11 +466,21 @@ async def serve_http(port: int) -> None:
     )
     app = server.streamable_http_app(transport_security=security)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    await uvicorn.Server(config).serve()
+    async with anyio.create_task_group() as group:
+        task_store.bind(group)
+        await uvicorn.Server(config).serve()
+        group.cancel_scope.cancel()
+
+
+async def serve_stdio() -> None:
+    async with anyio.create_task_group() as group:
+        task_store.bind(group)
+        await server.run_stdio_async()
+        group.cancel_scope.cancel()
 
 
 if __name__ == "__main__":
     if "--http" in sys.argv:
         anyio.run(serve_http, int(sys.argv[sys.argv.index("--http") + 1]))
     else:
-        server.run()
+        anyio.run(serve_stdio)
