@@ -275,7 +275,13 @@ class TasksExtension(Extension):
             return await call_next(ctx)
         if not _declared(ctx):
             if tool.support == "required":
-                require_client_extension(ctx, TASKS)
+                # Refused even for a handshake-era client that declared the
+                # extension: CreateTaskResult exists on the 2026-07-28 wire only.
+                raise MCPError(
+                    code=types.MISSING_REQUIRED_CLIENT_CAPABILITY,
+                    message=f"{params.name} runs only as a task: declare the {TASKS} extension",
+                    data={"requiredCapabilities": {"extensions": {TASKS: {}}}},
+                )
             return await call_next(ctx)
         args = dict(params.arguments or {})
         if tool.gather is not None:
