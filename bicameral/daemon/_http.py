@@ -379,13 +379,15 @@ class HttpListener:
             self.drained.set()
 
     def caps(self) -> tuple[int, int]:
-        """Connections with and without the token at most, within the descriptors' budget."""
+        """Connections with and without the token at most, within the descriptors' budget.
+
+        The owner's connections are bounded by descriptors alone (what they
+        may have in flight is `max_requests`, answered 503 past it).
+        """
         strangers = self.settings.max_unauthenticated
-        trusted = self.max_requests
-        if self.fds is not None:
-            budget = self.fds.connection_budget()
-            strangers = max(1, min(strangers, budget // 4))
-            trusted = max(1, min(trusted, budget - strangers))
+        budget = self.fds.connection_budget() if self.fds is not None else 2**16
+        strangers = max(1, min(strangers, budget // 4))
+        trusted = max(1, budget - strangers)
         return trusted, strangers
 
     async def wait_drained(self) -> None:
