@@ -61,6 +61,8 @@ logger = logging.getLogger("bicameral.daemon")
 
 HTTP_ENV = "BICAMERAL_HTTP"
 TOKEN_FILE = "http.token"
+STRANGER_MIN_AGE = 0.5
+"""Seconds a connection without the token is safe from being dropped for a newer one."""
 HTTP_GRACE = 5.0
 """Seconds in-flight HTTP requests get to finish when the daemon stops."""
 
@@ -352,6 +354,7 @@ class HttpListener:
             max_connections=trusted,
             max_strangers=strangers,
             auth_timeout=settings.auth_timeout,
+            min_age=STRANGER_MIN_AGE,
             what="HTTP",
         )
         timeouts = HttpTimeouts(
@@ -386,7 +389,7 @@ class HttpListener:
         """
         strangers = self.settings.max_unauthenticated
         budget = self.fds.connection_budget() if self.fds is not None else 2**16
-        strangers = max(1, min(strangers, budget // 4))
+        strangers = max(1, min(strangers, budget // 2))
         trusted = max(1, budget - strangers)
         return trusted, strangers
 

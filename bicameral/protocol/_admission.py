@@ -13,7 +13,10 @@ hold before a client gets to say anything:
   `max_strangers`; at that cap the *oldest* stranger is dropped, not the
   newcomer (as OpenSSH's ``MaxStartups`` drops early), so a flood of
   strangers evicts itself and the owner's connection, which shows the token
-  at once, gets in;
+  at once, gets in. A stranger younger than `min_age` is not dropped:
+  accepting waits for it (newcomers queue in the backlog), so a burst of the
+  owner's own connections, each a stranger until its first request is read,
+  is served whole even when its clients are slow to write;
 - **the grace**: a stranger is closed after `auth_timeout` seconds
   (OpenSSH's ``LoginGraceTime``), when given;
 - **quiet logs**: refusals and ``EMFILE`` are logged once per burst with a
@@ -81,17 +84,21 @@ class Admission:
         max_connections: int,
         max_strangers: int | None = None,
         auth_timeout: float | None = None,
+        min_age: float = 0.0,
         what: str = "",
         log: logging.Logger = logger,
     ) -> None:
         self.max_connections = max_connections
         self.max_strangers = max_strangers
         self.auth_timeout = auth_timeout
+        self.min_age = min_age
         self.what = f"{what} " if what else ""
         self.active = 0
         self.trusted = 0
-        # Connections that have not shown the token yet, oldest first.
-        self.strangers: dict[int, trio.CancelScope] = {}
+        # Connections that have not shown the token yet, oldest first, with
+        # when each was accepted.
+        self.strangers: dict[int, tuple[trio.CancelScope, float]] = {}
+        self._left = trio.Event()  # set (and replaced) when a stranger leaves
         self._next = 0
         self.refused = BurstLog(log, logging.WARNING)
         self.overloaded = BurstLog(log, logging.ERROR)
@@ -108,6 +115,7 @@ class Admission:
         ``ticket.scope``, which the admission cancels to drop the connection.
         """
         while True:
+            await self._room_for_a_stranger()
             await trio.lowlevel.wait_readable(listener)
             try:
                 sock, _ = listener.accept()
@@ -130,15 +138,27 @@ class Admission:
             if ticket is not None:
                 nursery.start_soon(self._run, handler, sock, ticket)
 
+    async def _room_for_a_stranger(self) -> None:
+        """Drop the oldest strangers past the cap, once they are `min_age` old."""
+        if self.max_strangers is None:
+            return
+        while len(self.strangers) >= self.max_strangers:
+            oldest = next(iter(self.strangers))
+            scope, born = self.strangers[oldest]
+            wait = born + self.min_age - trio.current_time()
+            if wait > 0:
+                with trio.move_on_after(wait):
+                    await self._left.wait()
+                continue
+            del self.strangers[oldest]
+            scope.cancel()
+            self.refused.note(
+                f"dropping the oldest of {self.max_strangers} {self.what}connections "
+                "without the token (max_unauthenticated)"
+            )
+
     def _admit(self, sock: socket.socket) -> Ticket | None:
         if self.max_strangers is not None:
-            while len(self.strangers) >= self.max_strangers:
-                oldest = next(iter(self.strangers))
-                self.strangers.pop(oldest).cancel()
-                self.refused.note(
-                    f"dropping the oldest of {self.max_strangers} {self.what}connections "
-                    "without the token (max_unauthenticated)"
-                )
             full = self.trusted >= self.max_connections
         else:
             full = self.active >= self.max_connections
@@ -157,16 +177,21 @@ class Admission:
             ticket.trusted = True
             self.trusted += 1
         else:
-            self.strangers[self._next] = scope
+            self.strangers[self._next] = (scope, trio.current_time())
             if self.auth_timeout is not None:
                 scope.deadline = trio.current_time() + self.auth_timeout
         return ticket
 
     def _trust(self, key: int) -> None:
-        scope = self.strangers.pop(key, None)
-        if scope is not None:
-            scope.deadline = math.inf
+        entry = self.strangers.pop(key, None)
+        if entry is not None:
+            entry[0].deadline = math.inf
+            self._stranger_left()
         self.trusted += 1
+
+    def _stranger_left(self) -> None:
+        self._left.set()
+        self._left = trio.Event()
 
     async def _run(
         self,
@@ -178,7 +203,8 @@ class Admission:
             with ticket.scope:
                 await handler(sock, ticket)
         finally:
-            self.strangers.pop(ticket._key, None)
+            if self.strangers.pop(ticket._key, None) is not None:
+                self._stranger_left()
             if ticket.trusted:
                 self.trusted -= 1
             self.active -= 1
