@@ -47,7 +47,7 @@ import anyio
 
 from bicameral.mcp._common import CALL_WAIT, LIST_METHODS, MAX_FRAME, UpstreamError
 from bicameral.mcp._metrics import CallStats
-from bicameral.protocol import INTERNAL_ERROR, INVALID_REQUEST, PeerClosed
+from bicameral.protocol import INTERNAL_ERROR, INVALID_REQUEST, PeerClosed, RPCError
 
 if TYPE_CHECKING:
     from mcp.client.session import ClientSession
@@ -302,6 +302,8 @@ class Upstream:
         self.shutting_down = False
         #: Called after each `publish` (the registry's check of its rules, docs/tools.md).
         self.on_publish: Callable[[Upstream], None] | None = None
+        #: Why a remote server is degraded now (HTTP 5xx, a stalled call), or None.
+        self.trouble: str | None = None
         self.ready_timeout = CALL_WAIT
         #: The longest line accepted from the server (the daemon's ``max_frame``).
         self.max_frame = MAX_FRAME
@@ -866,12 +868,17 @@ class Upstream:
             live = inst.live or await self._wait_ready(
                 inst, self.ready_timeout if wait is None else wait
             )
-            result = await live.dispatcher.call(method, params, on_progress=on_progress)
+            if self.config.remote:
+                result = await self._bounded_call(live, method, params, on_progress)
+            else:
+                result = await live.dispatcher.call(method, params, on_progress=on_progress)
             if result.get("resultType") == "input_required":
                 result = await self._rounds(
                     inst, live, method=method, params=params, on_progress=on_progress, result=result
                 )
             failed = False
+            if self.config.remote:
+                self.remote_fine()
             return result
         except PeerClosed:
             # The server went away under this call. Give the adapter a moment
@@ -890,6 +897,13 @@ class Upstream:
                 f"MCP server {self.name!r} failed during {method}: {live.cause}; "
                 "it is being restarted, retry the call",
             ) from None
+        except RPCError as exc:
+            if self.trouble is not None and not isinstance(exc, UpstreamError):
+                # The SDK's own words for an HTTP error say neither who nor what.
+                raise UpstreamError(
+                    exc.code, f"MCP server {self.name!r}: {self.trouble} ({exc.message})"
+                ) from None
+            raise
         finally:
             self.calls.record(method, time.perf_counter() - started, failed)
             if peer is not None:
@@ -900,6 +914,45 @@ class Upstream:
                     del inst.inflight[peer]
                     if inst.key.routed:
                         self.touch()  # a client may wait for this instance to be free
+
+    async def _bounded_call(
+        self, live: Live, method: str, params: Mapping[str, Any] | None, on_progress: Any
+    ) -> dict[str, Any]:
+        """A remote call, cut when it shows no sign of life for ``call_timeout`` seconds.
+
+        Its progress notifications count as signs of life (the call always
+        asks for them), so a long call that reports progress is never cut.
+        """
+        bound = self.config.call_timeout
+        with anyio.CancelScope() as scope:
+            scope.deadline = anyio.current_time() + bound
+
+            async def alive(progress: float, total: float | None, message: str | None) -> None:
+                scope.deadline = anyio.current_time() + bound
+                if on_progress is not None:
+                    await on_progress(progress, total, message)
+
+            return await live.dispatcher.call(method, params, on_progress=alive)
+        stalled = f"stalled: no answer to {method} for {bound:g} s (call_timeout)"
+        self.remote_trouble(stalled)
+        raise UpstreamError(
+            INTERNAL_ERROR,
+            f"MCP server {self.name!r} ({self.config.url}) {stalled}; the call was cancelled",
+        )
+
+    def remote_trouble(self, reason: str) -> None:
+        """A remote server answered HTTP 5xx, or stalled: ``degraded`` while it lasts."""
+        self.trouble = reason
+        if self.state in ("ready", "degraded"):
+            self._set_state("degraded", reason)
+
+    def remote_fine(self) -> None:
+        """A remote server answered again: no longer degraded for what `remote_trouble` saw."""
+        if self.trouble is None:
+            return
+        self.trouble = None
+        if self.state == "degraded":
+            self._set_state("ready")
 
     async def notify(self, peer: Peer, method: str, params: Mapping[str, Any] | None) -> None:
         """Send a client's notification on to its instance (dropped while it is down)."""
