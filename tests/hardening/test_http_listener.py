@@ -166,6 +166,10 @@ def test_a_tokenless_flood_under_a_low_fd_limit_never_locks_the_owner_out(home: 
                     return text(await client.call_tool("echo", {"text": "through the flood"}))
 
         assert trio.run(bridge) == "through the flood"
+        # A server that starts during the flood finds descriptors (finding 9).
+        restarted = home.cli("mcp", "restart", "alpha")
+        assert restarted.returncode == 0, restarted.stderr
+        assert trio.run(bridge) == "through the flood"
         assert daemon_fds(home) < 256 - 32  # the reserve is left alone
         assert flood.opened >= 600, flood.opened
     log = (home.path / "daemon.log").read_text()
@@ -312,3 +316,30 @@ def test_memory_goes_back_after_large_refused_bodies(home: McpHome) -> None:
     with contextlib.suppress(AssertionError):
         wait_for(back, 10)
     assert back(), f"the daemon's RSS stayed at {seen[-1]} MiB, from {before >> 20} MiB"
+
+
+def test_two_origin_headers_and_a_foreign_host_on_metrics_are_refused(home: McpHome) -> None:
+    """Finding 9: a request with two ``Origin`` headers gets 403 (a browser cannot
+    send that; the last one no longer wins), and ``/metrics`` checks ``Host``."""
+    home.configure({"alpha": home.test_server("alpha")})
+    _, port, key = start(home)
+    auth = f"Authorization: Bearer {key}\r\n"
+    ours = f"Origin: http://127.0.0.1:{port}\r\n"
+    body = json.dumps(INITIALIZE).encode()
+    twice = (
+        f"POST /mcp/alpha HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{auth}"
+        f"Origin: http://evil.example\r\n{ours}Content-Type: application/json\r\n"
+        f"Accept: application/json, text/event-stream\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
+    foreign = (
+        f"GET /metrics HTTP/1.1\r\nHost: evil.example:{port}\r\n{auth}Connection: close\r\n\r\n"
+    ).encode()
+    for raw in (twice, foreign):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(raw)
+            answer = read_until_closed(sock, 10)
+        assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request(port, "GET", "/metrics", {"Authorization": f"Bearer {key}"}))
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
