@@ -526,7 +526,8 @@ def ps(
         state = r["state"]
         if isinstance(r.get("retry_at"), int | float):
             # Down, and the daemon tries it again by itself: say when.
-            state += f", retry in {_fast._duration(max(0.0, r['retry_at'] - time.time()))}"
+            when = _fast._duration(max(0.0, r["retry_at"] - time.time()))
+            state += f", retrying in {when}" if state == "down" else f", retry in {when}"
         rows.append(
             [
                 r["name"],
