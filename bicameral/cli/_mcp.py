@@ -211,7 +211,11 @@ def _mcp(
                 2,
             )
         return
-    if "" in (server, profile) or None not in (server, profile):
+    if server == "":
+        raise _fail("--server needs a server name", 2)
+    if profile == "":
+        raise _fail("--profile needs a profile name", 2)
+    if None not in (server, profile):
         raise _fail("give --server NAME or --profile NAME (a view of many servers), not both", 2)
     try:
         from bicameral.mcp import run_bridge
