@@ -369,6 +369,7 @@ def test_command_line_mistakes_are_one_line(mcp_home: McpHome) -> None:
     configure(mcp_home)
     for argv, code, words in (
         (["mcp", "--server", "alpha", "--profile", "small"], 2, "cannot be combined"),
+        (["mcp", "--profile="], 2, "--profile needs a profile's name"),
         (["mcp", "tools", "--profile", "small", "--server", "alpha"], 2, "not both"),
         (["mcp", "tools"], 1, "no daemon is running"),
         (["mcp", "--profile", "small", "list"], 2, "--profile is for the bridge"),
