@@ -387,3 +387,20 @@ def test_replacing_a_server_keeps_its_rules_and_comments(mcp_home: McpHome) -> N
     assert 'command = "cat"' in text_
     assert '[mcp.servers.alpha.tools]\ndeny = ["crash*"]' in text_
     assert "[mcp.servers.alpha.resources]" in text_ and "[mcp.profiles.small]" in text_
+
+
+async def test_a_hidden_tool_is_absent_from_every_page(mcp_home: McpHome) -> None:
+    paged = mcp_home.test_server("alpha", env={"TESTSERVER_PAGE_SIZE": "4"})
+    configure(mcp_home, RULES, alpha=paged)
+    for server, crash, say in (("alpha", "crash", "say"), (None, "alpha__crash", "alpha__say")):
+        async with Client(mcp_home.params(server), mode="legacy") as client:
+            pages, cursor = [], None
+            while True:
+                page = await client.list_tools(cursor=cursor)
+                pages.append(names(page))
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+            listed = [name for page in pages for name in page]
+            assert len(pages) > 2 and crash not in listed and say in listed, pages
+            assert len(listed) == len(set(listed))
