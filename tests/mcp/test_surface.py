@@ -404,3 +404,27 @@ async def test_a_hidden_tool_is_absent_from_every_page(mcp_home: McpHome) -> Non
             listed = [name for page in pages for name in page]
             assert len(pages) > 2 and crash not in listed and say in listed, pages
             assert len(listed) == len(set(listed))
+
+
+@ERAS
+async def test_a_call_through_call_tool_gets_its_servers_requests_answered(
+    mcp_home: McpHome, mode: str, era: str
+) -> None:
+    # The server asks its client for sampling during the inner call: a
+    # handshake-era client gets the request, a stateless-era one a round.
+    configure(mcp_home)
+    start(mcp_home)
+
+    async def sampling(context: Any, params: types.CreateMessageRequestParams) -> Any:
+        content = params.messages[0].content
+        assert isinstance(content, types.TextContent)
+        reply = types.TextContent(type="text", text=f"sampled {content.text}")
+        return types.CreateMessageResult(role="assistant", model="m", content=reply)
+
+    params = mcp_home.params(profile="small")
+    async with Client(params, mode=mode, sampling_callback=sampling) as small:
+        assert small.protocol_version == era
+        answer = await small.call_tool(
+            "bicameral__call_tool", {"name": "alpha__sample", "arguments": {"prompt": "q"}}
+        )
+        assert text(answer) == "sampled q"
