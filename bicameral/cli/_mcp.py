@@ -211,12 +211,8 @@ def _mcp(
                 2,
             )
         return
-    if server == "":
+    if server is not None and not server:
         raise _fail("--server needs a server name", 2)
-    if profile == "":
-        raise _fail("--profile needs a profile name", 2)
-    if None not in (server, profile):
-        raise _fail("give --server NAME or --profile NAME (a view of many servers), not both", 2)
     try:
         from bicameral.mcp import run_bridge
     except ImportError:
