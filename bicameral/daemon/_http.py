@@ -53,6 +53,7 @@ __all__ = [
     "HttpSettings",
     "SessionGuard",
     "http_from_config",
+    "listener_token",
     "parse_listen",
     "read_http_token",
 ]
@@ -60,9 +61,13 @@ __all__ = [
 logger = logging.getLogger("bicameral.daemon")
 
 HTTP_ENV = "BICAMERAL_HTTP"
+TOKEN_ENV = "BICAMERAL_HTTP_TOKEN"
+"""The listener's token itself, for a platform that injects secrets as variables."""
 TOKEN_FILE = "http.token"
 STRANGER_MIN_AGE = 0.5
 """Seconds a connection without the token is safe from being dropped for a newer one."""
+MIN_TOKEN = 32
+"""Characters a token must have at least (ours are 64 hex digits)."""
 HTTP_GRACE = 5.0
 """Seconds in-flight HTTP requests get to finish when the daemon stops."""
 
@@ -80,6 +85,7 @@ HTTP_KEYS: dict[str, type] = {
     "header_timeout": float,
     "body_timeout": float,
     "idle_timeout": float,
+    "token_file": str,
 }
 """The keys of ``[daemon.http]``."""
 
@@ -119,6 +125,8 @@ class HttpSettings:
     body_timeout: float = 30.0
     #: Seconds a connection may stay idle between requests.
     idle_timeout: float = 75.0
+    #: The token from this file (a mounted secret) instead of ``<home>/http.token``.
+    token_file: str | None = None
 
     @property
     def loopback(self) -> bool:
@@ -202,6 +210,7 @@ def http_from_config(
         allowed_hosts=tuple(str(h) for h in table.get("allowed_hosts", ())),
         allowed_origins=tuple(str(o) for o in table.get("allowed_origins", ())),
         **{k: HTTP_KEYS[k](table[k]) for k in _BOUNDS if k in table},
+        token_file=table.get("token_file") or None,
     )
     if not settings.loopback and not settings.allow_remote:
         raise ConfigError(
@@ -254,8 +263,66 @@ def read_http_token(home: Path, *, create: bool = False) -> str | None:
                 f"{path} is readable by others (mode {st.st_mode & 0o777:o}); remove it"
             )
         token = f.read(256).decode("ascii", "replace").strip()
-    if len(token) < 32:
+    if len(token) < MIN_TOKEN:
         raise DaemonError(f"{path} does not hold a token; remove it and restart the daemon")
+    return token
+
+
+def listener_token(settings: HttpSettings, home: Path, env_token: str | None) -> str:
+    """The token the listener requires, from the first source that is set.
+
+    1. `env_token` (``$BICAMERAL_HTTP_TOKEN``, which `ServeOptions` takes out
+       of the environment so no MCP server inherits it);
+    2. ``[daemon.http] token_file``: a file the operator names, typically a
+       mounted secret. Unlike ``http.token`` it may be readable by others
+       (a Kubernetes secret is 0644 unless told otherwise), but it must
+       belong to root or to us and nobody else may write it;
+    3. ``<home>/http.token``, made (0600) at the first start.
+
+    A token shorter than `MIN_TOKEN` characters, or with spaces or
+    non-ASCII characters (it goes in a header), is refused.
+    """
+    if env_token is not None:
+        return _check_token(env_token.strip(), f"${TOKEN_ENV}")
+    if settings.token_file is not None:
+        return _check_token(_read_token_file(Path(settings.token_file)), settings.token_file)
+    token = read_http_token(home, create=True)
+    assert token is not None
+    return token
+
+
+def _read_token_file(path: Path) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise DaemonError(
+            f"[daemon.http] token_file {path}: cannot read it: {exc.strerror}"
+        ) from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise DaemonError(f"[daemon.http] token_file {path} is not a regular file")
+        if hasattr(os, "getuid") and st.st_uid not in (0, os.getuid()):
+            raise DaemonError(
+                f"[daemon.http] token_file {path} belongs to uid {st.st_uid}, "
+                "neither root nor this user"
+            )
+        if st.st_mode & 0o022:
+            raise DaemonError(
+                f"[daemon.http] token_file {path} is writable by group or others "
+                f"(mode {st.st_mode & 0o777:o}); run: chmod go-w {path}"
+            )
+        return f.read(1024).decode("ascii", "replace").strip()
+
+
+def _check_token(token: str, source: str) -> str:
+    if len(token) < MIN_TOKEN:
+        raise DaemonError(
+            f"{source}: the HTTP token must have at least {MIN_TOKEN} characters "
+            "(for example: openssl rand -hex 32)"
+        )
+    if not all(33 <= ord(c) < 127 for c in token):
+        raise DaemonError(f"{source}: the HTTP token must be printable ASCII without spaces")
     return token
 
 

@@ -54,7 +54,7 @@ from bicameral.daemon._errors import ConfigError, DaemonError
 from bicameral.daemon._fds import fd_table
 from bicameral.daemon._files import sweep_temporaries
 from bicameral.daemon._held import HeldDirs
-from bicameral.daemon._http import HTTP_ENV, http_from_config, parse_listen
+from bicameral.daemon._http import HTTP_ENV, TOKEN_ENV, http_from_config, parse_listen
 from bicameral.daemon._identity import process_start_time
 from bicameral.daemon._listener import ListenerSlot
 from bicameral.daemon._lock import LockFile, read_holder
@@ -128,6 +128,9 @@ class ServeOptions:
         #: ``HOST:PORT`` for the HTTP listener over config.toml's (``--http``;
         #: ``daemon start --http`` passes it as ``$BICAMERAL_HTTP``).
         self.http = http or os.environ.get(HTTP_ENV) or None
+        #: The listener's token from ``$BICAMERAL_HTTP_TOKEN``, taken out of the
+        #: environment here so no MCP server the daemon starts inherits it.
+        self.http_token = os.environ.pop(TOKEN_ENV, None) or None
 
 
 LIMIT_KEYS = {
@@ -417,6 +420,7 @@ class _Daemon:
             ready=lambda: self.published,
             stopping=lambda: self.stopping,
             max_requests=lambda: self.options.limits.max_connections,
+            env_token=self.options.http_token,
         )
 
     # The Control protocol of the signal child.
