@@ -86,6 +86,7 @@ HTTP_KEYS: dict[str, type] = {
     "body_timeout": float,
     "idle_timeout": float,
     "token_file": str,
+    "session_id_header": str,
 }
 """The keys of ``[daemon.http]``."""
 
@@ -127,6 +128,10 @@ class HttpSettings:
     idle_timeout: float = 75.0
     #: The token from this file (a mounted secret) instead of ``<home>/http.token``.
     token_file: str | None = None
+    #: A header a trusted proxy sets on ``initialize``: the new session's id,
+    #: which is also the proxy's hash key, so the session's later requests
+    #: come back here (docs/hosting.md, "Affinity").
+    session_id_header: str | None = None
 
     @property
     def loopback(self) -> bool:
@@ -211,6 +216,7 @@ def http_from_config(
         allowed_origins=tuple(str(o) for o in table.get("allowed_origins", ())),
         **{k: HTTP_KEYS[k](table[k]) for k in _BOUNDS if k in table},
         token_file=table.get("token_file") or None,
+        session_id_header=(table.get("session_id_header") or "").lower() or None,
     )
     if not settings.loopback and not settings.allow_remote:
         raise ConfigError(

@@ -131,7 +131,13 @@ class McpPlugin:
             from bicameral.mcp._http import HttpSessions
             from bicameral.mcp._metrics import McpCollector
 
-            sessions = HttpSessions(mcp_host, host.limits.max_frame, host.limits.max_buffered)
+            sessions = HttpSessions(
+                mcp_host,
+                host.limits.max_frame,
+                host.limits.max_buffered,
+                # Read at each new session: a reload may change it.
+                session_id_header=lambda: listener.settings.session_id_header,  # type: ignore[attr-defined]
+            )
             host.add_http_app("/mcp", sessions)
             host.add_metrics(McpCollector(registry, sessions))
             host.on_http_drain(sessions.drain)

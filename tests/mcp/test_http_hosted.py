@@ -1,10 +1,17 @@
-"""Where the listener's token comes from in hosted mode: an env variable or a mounted file.
+"""Hosted mode's settings of the listener: where the token comes from, whose session ids.
+
+The token:
 
 A platform hands secrets to a container as a variable or as a file it
 mounts (a Kubernetes Secret's files are root's, 0644 or 0440): the daemon
 takes the token from ``$BICAMERAL_HTTP_TOKEN`` or ``[daemon.http]
 token_file`` instead of making ``http.token``, keeps the variable from the
 servers it starts, and refuses a token too short, or a file others may write.
+
+Session ids: behind a proxy that hashes on ``Mcp-Session-Id``, a session's
+id must be the key the proxy hashed its ``initialize`` on, or its next
+request lands on another replica; with ``session_id_header`` the proxy
+names it (docs/hosting.md, "Affinity").
 """
 
 from __future__ import annotations
@@ -83,3 +90,31 @@ def test_a_missing_token_file_is_named(mcp_home: McpHome) -> None:
     assert done.returncode == 1
     assert "/nonexistent/token" in done.stderr and "No such file" in done.stderr, done.stderr
     assert not (mcp_home.path / "daemon.sock").exists()
+
+
+async def test_a_new_session_takes_its_id_from_the_proxys_header(mcp_home: McpHome) -> None:
+    mcp_home.configure({}, daemon='[daemon.http]\nsession_id_header = "X-Request-ID"\n')
+    base = start(mcp_home)
+    key = (mcp_home.path / "http.token").read_text().strip()
+    chosen = "0123456789abcdef" * 2
+    async with httpx2.AsyncClient(timeout=30) as http:
+
+        async def initialize(request_id: str | None) -> str:
+            headers = post_headers(key)
+            if request_id is not None:
+                headers["X-Request-ID"] = request_id
+            answer = await http.post(f"{base}/mcp", json=INITIALIZE, headers=headers)
+            assert answer.status_code == 200, answer.text
+            return str(answer.headers["mcp-session-id"])
+
+        assert await initialize(chosen) == chosen
+        ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+        pong = await http.post(
+            f"{base}/mcp", json=ping, headers={**post_headers(key), "Mcp-Session-Id": chosen}
+        )
+        assert pong.status_code == 200, pong.text
+        # In use already, too short, or with characters a header value must
+        # not carry into an id: a random id instead, never a shared session.
+        for bad in (chosen, "short", "x" * 31 + "/", None):
+            other = await initialize(bad)
+            assert other != chosen and len(other) == 32
