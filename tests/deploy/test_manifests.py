@@ -112,7 +112,10 @@ def test_the_service_ingress_and_budget_select_the_pods(
     assert budget["maxUnavailable"] == 1 < rendered["Deployment"]["spec"]["replicas"]
     ingress = rendered["Ingress"]
     notes = ingress["metadata"]["annotations"]
-    assert notes["nginx.ingress.kubernetes.io/upstream-hash-by"] == "$http_mcp_session_id"
+    # Hashed on Mcp-Session-Id, or on the request id a new session takes as its id.
+    assert notes["nginx.ingress.kubernetes.io/upstream-hash-by"] == "$mcp_affinity"
+    config = rendered["ConfigMap"]["data"]["config.toml"]
+    assert 'session_id_header = "X-Request-ID"' in config
     assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
     (rule,) = ingress["spec"]["rules"]
     (path,) = rule["http"]["paths"]
