@@ -107,6 +107,7 @@ class DaemonHost:
         limits: Limits | None = None,
         http: HttpListener | None = None,
         state_dir: Path | None = None,
+        audit: Callable[[Mapping[str, Any]], None] | None = None,
     ) -> None:
         from bicameral.protocol import Limits as _Limits
 
@@ -136,6 +137,9 @@ class DaemonHost:
         self.attach_modes: dict[str, AttachHandler] = {}
         #: The HTTP listener, when one is configured (``[daemon.http]``).
         self.http = http
+        #: Writes one entry to the audit log, when ``[daemon.audit] enabled``
+        #: (`bicameral.daemon._audit`): the MCP layer calls it once per ``tools/call``.
+        self.audit = audit
         self._http_waiting: list[Callable[[HttpListener], None]] = []
 
     def on_http(self, callback: Callable[[HttpListener], None]) -> None:

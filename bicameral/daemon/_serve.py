@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 import bicameral
+from bicameral.daemon._audit import AUDIT_FILE, AuditLog, AuditSettings, audit_from_config
 from bicameral.daemon._descriptor import (
     Descriptor,
     remove_descriptor_if,
@@ -133,6 +134,9 @@ class ServeOptions:
         self.http_token = os.environ.pop(TOKEN_ENV, None) or None
 
 
+DAEMON_TABLES = ("limits", "http", "audit")
+"""The tables of ``[daemon]``; each is validated by its own ``*_from_config``."""
+
 LIMIT_KEYS = {
     "max_frame": int,
     "max_in_flight": int,
@@ -156,8 +160,10 @@ def limits_from_config(config: Mapping[str, Any], path: Path | None, default: Li
     if not isinstance(section, dict):
         raise ConfigError(f"{where}: [daemon] must be a table")
     for key in section:
-        if key not in ("limits", "http"):
-            raise ConfigError(f"{where}: unknown key {key!r} in [daemon] (known: limits, http)")
+        if key not in DAEMON_TABLES:
+            raise ConfigError(
+                f"{where}: unknown key {key!r} in [daemon] (known: {', '.join(DAEMON_TABLES)})"
+            )
     table = section.get("limits", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: [daemon.limits] must be a table")
@@ -226,6 +232,7 @@ def serve(options: ServeOptions) -> int:
             config, config_path = load_config_file(paths, daemon.home_fd)
             options.limits = limits_from_config(config, config_path, options.limits)
             daemon.http.open(http_from_config(config, config_path, options.http))
+            daemon.open_audit(audit_from_config(config, config_path))
             daemon.plugins = load_plugins(config, config_path)
             daemon.adapter_specs = daemon.plugins.adapter_specs()
             if options.transport == "unix":
@@ -422,6 +429,7 @@ class _Daemon:
             max_requests=lambda: self.options.limits.max_connections,
             env_token=self.options.http_token,
         )
+        self.audit: AuditLog | None = None
 
     # The Control protocol of the signal child.
 
@@ -510,6 +518,7 @@ class _Daemon:
             limits=self.options.limits,
             http=self.http.listener,
             state_dir=self.held.directory(self.paths.home),
+            audit=self.audit.write if self.audit is not None else None,
         )
         self.http.on_listener = self.host.set_http
         self._install_methods()
@@ -596,6 +605,9 @@ class _Daemon:
 
     def cleanup(self) -> None:
         """Remove what this run published; safe to call on every exit path."""
+        if self.audit is not None:
+            self.audit.close()
+            self.audit = None
         self.http.close()
         if self.published:
             try:
@@ -652,6 +664,12 @@ class _Daemon:
             await stopping.wait()
             nursery.cancel_scope.cancel()
 
+    def open_audit(self, settings: AuditSettings) -> None:
+        """Open ``audit.log`` when ``[daemon.audit] enabled`` (docs/configuration.md)."""
+        if settings.enabled:
+            path = self.held.directory(self.paths.home) / AUDIT_FILE
+            self.audit = AuditLog(path, settings, _private_rotating_handler(path))
+
     # The HTTP listener.
 
     async def apply_http(self, settings: Any) -> str | None:
@@ -664,6 +682,11 @@ class _Daemon:
                 self._descriptor.http_url = self.http.url
                 write_descriptor(self.held.path(self.paths.descriptor), self._descriptor)
         return change
+
+    def _audit_settings(self) -> AuditSettings:
+        if self.audit is None:
+            return AuditSettings()
+        return AuditSettings(enabled=True, arguments=self.audit.arguments)
 
     # RPC methods.
 
@@ -874,6 +897,10 @@ class _Daemon:
                 # Validated like the rest (a bad table rejects the reload),
                 # applied after the servers (`apply_http`).
                 wanted_http = http_from_config(config, path, self.options.http)
+                if audit_from_config(config, path) != self._audit_settings():
+                    logger.warning(
+                        "[daemon.audit] changed: the audit log changes when the daemon restarts"
+                    )
                 plugins = self.plugins.reconfigure(config, path)
                 specs = plugins.adapter_specs()
                 current = {child.name: child.spec for child in self.adapters.children}
