@@ -22,7 +22,8 @@ RUN python3 -m venv /opt/bicameral \
  && python3 -c 'import subprocess, tomllib; \
 project = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; \
 subprocess.check_call(["/opt/bicameral/bin/pip", "install", "--no-cache-dir", \
-    "--disable-pip-version-check", "setuptools>=68", *project["dependencies"]])'
+    "--disable-pip-version-check", "setuptools>=68", *project["dependencies"], \
+    *project["optional-dependencies"]["store"]])'
 COPY README.md /src/
 COPY bicameral /src/bicameral
 RUN /opt/bicameral/bin/pip install --no-cache-dir --disable-pip-version-check \

@@ -567,6 +567,10 @@ def ps(
         human = table(rows, wrap_last=True)
         if result["daemon"] != "running":
             human += "\n(no daemon is running: bicameral daemon start)"
+    store = result.get("store")
+    if store:
+        why = f": {store['problem']}" if store.get("problem") else ""
+        human += f"\nshared store {store['url']}: {store['state']}{why}"
     _fast.emit(result, _fast.wants_json(json), human)
 
 

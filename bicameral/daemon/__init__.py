@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     )
     from bicameral.daemon._plugin import DaemonHost, DaemonPlugin
     from bicameral.daemon._serve import ServeOptions, serve
+    from bicameral.daemon._store import SharedStore, StoreError
 
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__, __file__, eager=["ConfigError", "DaemonError"]

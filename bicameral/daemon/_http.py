@@ -350,6 +350,9 @@ class HttpListener:
     max_requests: int
     mounts: dict[str, ASGIApp] = field(default_factory=dict)
     collectors: list[Any] = field(default_factory=list)
+    #: What ``/readyz`` adds under ``ready``: what works less than it should
+    #: (an unreachable store). Still 200: the daemon serves what it can.
+    problems: Callable[[], list[str]] | None = None
     #: Called when the graceful stop begins, to end long-lived streams.
     on_drain: list[Callable[[], None]] = field(default_factory=list)
     active: int = 0
@@ -495,7 +498,8 @@ class HttpListener:
             elif not self.ready():
                 await _text(send, 503, "starting\n")
             else:
-                await _text(send, 200, "ready\n")
+                notes = self.problems() if self.problems is not None else []
+                await _text(send, 200, "".join(f"{line}\n" for line in ["ready", *notes]))
             return
         headers: dict[str, str] = {}
         repeated = set()

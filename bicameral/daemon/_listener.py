@@ -64,10 +64,13 @@ class ListenerSlot:
         stopping: Callable[[], bool],
         max_requests: Callable[[], int],
         env_token: str | None = None,
+        problems: Callable[[], list[str]] | None = None,
     ) -> None:
         self._state_dir = state_dir
         #: ``$BICAMERAL_HTTP_TOKEN``, when the platform gave the token that way.
         self._env_token = env_token
+        #: What ``/readyz`` adds under ``ready`` (`HttpListener.problems`).
+        self._problems = problems
         self._ready = ready
         self._stopping = stopping
         self._max_requests = max_requests
@@ -156,6 +159,7 @@ class ListenerSlot:
                 stopping=self._stopping,
                 max_requests=self._max_requests(),
                 fds=self.fds,
+                problems=self._problems,
             )
             if self.on_listener is not None:
                 self.on_listener(self.listener)

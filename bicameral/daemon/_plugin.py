@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from bicameral.daemon._http import HttpListener
     from bicameral.daemon._paths import DaemonPaths
+    from bicameral.daemon._store import SharedStore
     from bicameral.protocol import Connection, Dispatcher, Limits
     from bicameral.supervisor import ChildSpec, Supervisor
 
@@ -108,6 +109,7 @@ class DaemonHost:
         http: HttpListener | None = None,
         state_dir: Path | None = None,
         audit: Callable[[Mapping[str, Any]], None] | None = None,
+        store: SharedStore | None = None,
     ) -> None:
         from bicameral.protocol import Limits as _Limits
 
@@ -140,6 +142,9 @@ class DaemonHost:
         #: Writes one entry to the audit log, when ``[daemon.audit] enabled``
         #: (`bicameral.daemon._audit`): the MCP layer calls it once per ``tools/call``.
         self.audit = audit
+        #: The store replicas share, when ``[daemon.store]`` names one
+        #: (`bicameral.daemon._store`): the MCP layer keeps OAuth tokens there.
+        self.store = store
         self._http_waiting: list[Callable[[HttpListener], None]] = []
 
     def on_http(self, callback: Callable[[HttpListener], None]) -> None:

@@ -73,6 +73,7 @@ from bicameral.daemon._signals import (
     take_early_reload,
     take_early_stop,
 )
+from bicameral.daemon._store import STORE_ENV, SharedStore, StoreSettings, store_from_config
 from bicameral.platform import start_reaper
 from bicameral.protocol import (
     INVALID_PARAMS,
@@ -132,9 +133,11 @@ class ServeOptions:
         #: The listener's token from ``$BICAMERAL_HTTP_TOKEN``, taken out of the
         #: environment here so no MCP server the daemon starts inherits it.
         self.http_token = os.environ.pop(TOKEN_ENV, None) or None
+        #: ``$BICAMERAL_STORE_URL`` (it may hold a password), taken out likewise.
+        self.store_url = os.environ.pop(STORE_ENV, None) or None
 
 
-DAEMON_TABLES = ("limits", "http", "audit")
+DAEMON_TABLES = ("limits", "http", "audit", "store")
 """The tables of ``[daemon]``; each is validated by its own ``*_from_config``."""
 
 LIMIT_KEYS = {
@@ -231,6 +234,7 @@ def serve(options: ServeOptions) -> int:
                 logger.info("removed %s, left by an interrupted edit of the config", name)
             config, config_path = load_config_file(paths, daemon.home_fd)
             options.limits = limits_from_config(config, config_path, options.limits)
+            daemon.open_store(store_from_config(config, config_path, options.store_url))
             daemon.http.open(http_from_config(config, config_path, options.http))
             daemon.open_audit(audit_from_config(config, config_path))
             daemon.plugins = load_plugins(config, config_path)
@@ -428,8 +432,10 @@ class _Daemon:
             stopping=lambda: self.stopping,
             max_requests=lambda: self.options.limits.max_connections,
             env_token=self.options.http_token,
+            problems=self.problems,
         )
         self.audit: AuditLog | None = None
+        self.store: SharedStore | None = None
 
     # The Control protocol of the signal child.
 
@@ -519,6 +525,7 @@ class _Daemon:
             http=self.http.listener,
             state_dir=self.held.directory(self.paths.home),
             audit=self.audit.write if self.audit is not None else None,
+            store=self.store,
         )
         self.http.on_listener = self.host.set_http
         self._install_methods()
@@ -542,6 +549,8 @@ class _Daemon:
 
         await nursery.start(run_root)
         self._publish()
+        if self.store is not None:
+            nursery.start_soon(self.store.watch)  # its first connection: after readiness
         if take_early_reload() or self._reload_after_ready:
             self._reload_after_ready = False
             self.request_reload("SIGHUP before ready")
@@ -608,6 +617,8 @@ class _Daemon:
         if self.audit is not None:
             self.audit.close()
             self.audit = None
+        if self.store is not None:
+            self.store.close()
         self.http.close()
         if self.published:
             try:
@@ -664,6 +675,18 @@ class _Daemon:
             await stopping.wait()
             nursery.cancel_scope.cancel()
 
+    def open_store(self, settings: StoreSettings | None) -> None:
+        """The shared store, when ``[daemon.store]`` names one (connected after readiness)."""
+        if settings is not None:
+            self.store = SharedStore(settings)
+            logger.info("shared store: %s", settings.shown)
+
+    def problems(self) -> list[str]:
+        """What ``/readyz`` adds to ``ready``: what works less than it should, and why."""
+        if self.store is not None and self.store.problem is not None:
+            return [f"store unreachable: {self.store.problem}"]
+        return []
+
     def open_audit(self, settings: AuditSettings) -> None:
         """Open ``audit.log`` when ``[daemon.audit] enabled`` (docs/configuration.md)."""
         if settings.enabled:
@@ -709,12 +732,15 @@ class _Daemon:
     def health(self) -> dict[str, Any]:
         assert self.root is not None
         tree = self.root.snapshot()
-        return {
+        health = {
             "status": "ok" if _all_running(tree) else "degraded",
             "pid": self.pid,
             "uptime_s": round(time.monotonic() - self._t0, 3),
             "tree": tree,
         }
+        if self.store is not None:
+            health["store"] = self.store.status()
+        return health
 
     async def _m_health(self, params: Any, conn: Connection) -> Any:
         return self.health()
@@ -897,6 +923,11 @@ class _Daemon:
                 # Validated like the rest (a bad table rejects the reload),
                 # applied after the servers (`apply_http`).
                 wanted_http = http_from_config(config, path, self.options.http)
+                store = store_from_config(config, path, self.options.store_url)
+                if store != (self.store.settings if self.store is not None else None):
+                    logger.warning(
+                        "[daemon.store] changed: the store changes when the daemon restarts"
+                    )
                 if audit_from_config(config, path) != self._audit_settings():
                     logger.warning(
                         "[daemon.audit] changed: the audit log changes when the daemon restarts"

@@ -93,6 +93,7 @@ class McpPlugin:
         self.registry.daemon_ready = host.ready
         self.registry.start_soon = host.start_soon
         self.registry.home = host.state_dir if host.paths is not None else None
+        self.registry.store = getattr(host, "store", None)
         host.add_attach_mode("mcp", self.host.attach)
         registry = self.registry
 
