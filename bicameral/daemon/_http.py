@@ -350,6 +350,10 @@ class HttpListener:
     max_requests: int
     mounts: dict[str, ASGIApp] = field(default_factory=dict)
     collectors: list[Any] = field(default_factory=list)
+    #: Why the daemon is not ready to take traffic yet although it runs (its
+    #: servers' first start, say): each returns a reason, or None. ``/readyz``
+    #: answers 503 ``starting: <reason>`` while one has a reason.
+    warming: list[Callable[[], str | None]] = field(default_factory=list)
     #: What ``/readyz`` adds under ``ready``: what works less than it should
     #: (an unreachable store). Still 200: the daemon serves what it can.
     problems: Callable[[], list[str]] | None = None
@@ -497,6 +501,8 @@ class HttpListener:
                 await _text(send, 503, "stopping\n")
             elif not self.ready():
                 await _text(send, 503, "starting\n")
+            elif reason := next((r for check in self.warming if (r := check())), None):
+                await _text(send, 503, f"starting: {reason}\n")
             else:
                 notes = self.problems() if self.problems is not None else []
                 await _text(send, 200, "".join(f"{line}\n" for line in ["ready", *notes]))

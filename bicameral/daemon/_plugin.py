@@ -181,6 +181,15 @@ class DaemonHost:
         if self.http is not None:
             self.http.collectors.append(collector)
 
+    def add_warming(self, check: Callable[[], str | None]) -> None:
+        """Hold ``/readyz`` at 503 while `check` returns a reason (the plugin is warming up).
+
+        A platform sends a replica traffic once it is ready: a plugin whose
+        work is not ready yet (servers in their first start) says so here.
+        """
+        if self.http is not None:
+            self.http.warming.append(check)
+
     def on_http_drain(self, callback: Callable[[], None]) -> None:
         """Call `callback` when the listener begins to drain (to end long-lived streams)."""
         if self.http is not None:

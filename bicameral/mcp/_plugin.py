@@ -84,6 +84,15 @@ class McpPlugin:
             for s in enabled
         ]
 
+    def _warming(self) -> str | None:
+        """The servers still in their first start (``/readyz`` waits for them)."""
+        names = [
+            up.name
+            for up in self.registry.active()
+            if up.state == "starting" and up.init_result is None and not up.restarts
+        ]
+        return f"servers warming up: {', '.join(names)}" if names else None
+
     def install(self, host: DaemonHost) -> None:
         from bicameral.mcp._host import McpHost
         from bicameral.mcp._registry import up_source
@@ -142,6 +151,7 @@ class McpPlugin:
             host.add_http_app("/mcp", sessions)
             host.add_metrics(McpCollector(registry, sessions))
             host.on_http_drain(sessions.drain)
+            host.add_warming(self._warming)
             host.start_soon(sessions.run)
             # The dashboard, for people: `GET /` and `/dashboard/*`.
             from bicameral.mcp.dashboard import Dashboard

@@ -14,10 +14,13 @@ replica's refresh costs the server a request. With a store:
   at the record: another replica may have refreshed already. If not, it
   takes the lock ``<prefix>:oauth:<server>:refresh`` in the store and, once
   it holds it, looks again (the holder before it may have just finished)
-  before it refreshes and writes the record. A replica that finds the lock
-  taken waits for the record to change, or for the lock to be free; the
-  lock expires after ``lock_timeout`` seconds, so a replica that dies
-  holding it never blocks the others for longer.
+  before it refreshes and writes the record. It refreshes a little before
+  the expiry (`_margin`), so no request carries a token in its last
+  moment. A replica that finds the lock taken waits for the record to
+  change, or for the lock to be free; the lock expires after
+  ``lock_timeout`` seconds, so a replica that dies holding it never blocks
+  the others for longer. A token the server refuses before its time is
+  refreshed the same way, once, and the request sent again.
 
 So the replicas' refreshes of one token are one refresh at the
 authorization server, however many calls wait for it.
@@ -46,6 +49,19 @@ logger = logging.getLogger("bicameral.mcp")
 
 #: How often a replica waiting for another's refresh looks at the store.
 POLL = 0.05
+#: At most this many seconds before its expiry a token is refreshed (`_margin`).
+MARGIN = 30.0
+
+
+def _margin(tokens: OAuthToken) -> float:
+    """How long before its expiry a token counts as expired: a quarter of its life, 30 s at most.
+
+    A request sent with a token in its last moment reaches the server after
+    it expired (latency, an authorization server that rounds its expiry
+    down), and a refused token sends the SDK into a full login: refresh a
+    little early instead.
+    """
+    return min(MARGIN, 0.25 * tokens.expires_in) if tokens.expires_in else 0.0
 
 
 class StoreTokens(TokenStorage):
@@ -127,13 +143,19 @@ class SharedRefreshProvider(OAuthClientProvider):
         await super()._initialize()
         self.context.token_expiry_time = self.shared.expires_at()
 
-    def _adopt(self) -> bool:
-        """Take the record's tokens if they are newer than ours and still valid."""
+    def _adopt(self, *, force: bool = False) -> bool:
+        """Take the record's tokens if they are not ours and not about to expire.
+
+        `force`: ours were refused; the record's count if they are other ones,
+        whatever their expiry says.
+        """
         raw = self.shared.record.get("tokens")
         expires = self.shared.expires_at()
-        if not isinstance(raw, dict) or (expires is not None and expires <= time.time()):
+        if not isinstance(raw, dict):
             return False
         tokens = OAuthToken.model_validate(raw)
+        if not force and expires is not None and expires - _margin(tokens) <= time.time():
+            return False
         current = self.context.current_tokens
         if current is not None and current.access_token == tokens.access_token:
             return False
@@ -142,9 +164,13 @@ class SharedRefreshProvider(OAuthClientProvider):
         return True
 
     def _stale(self) -> bool:
+        """Ours to refresh: expired, or about to (`_margin`), and refreshable."""
+        tokens = self.context.current_tokens
+        expiry = self.context.token_expiry_time
+        soon = expiry is not None and tokens is not None and time.time() > expiry - _margin(tokens)
         return (
             self._initialized
-            and not self.context.is_token_valid()
+            and (soon or not self.context.is_token_valid())
             and self.context.can_refresh_token()
         )
 
@@ -167,17 +193,47 @@ class SharedRefreshProvider(OAuthClientProvider):
                     pass
         flow = super()._auth_flow(request)
         response: Any = None
+        retried = False
         try:
             while True:
-                response = yield await flow.asend(response)
+                outgoing = await flow.asend(response)
+                response = yield outgoing
+                if (
+                    outgoing is request
+                    and response.status_code == 401
+                    and not retried
+                    and self.context.can_refresh_token()
+                ):
+                    # Our token was refused before its time (a server that
+                    # rounds expiries down, a slow answer): refresh once, as
+                    # for an expired one, and send again, rather than let the
+                    # SDK's flow conclude that a person must log in. (The
+                    # SDK's flow holds the lock meanwhile, for us.)
+                    retried = True
+                    again = self._refresh_once(force=True)
+                    reply: Any = None
+                    try:
+                        while True:
+                            reply = yield await again.asend(reply)
+                    except StopAsyncIteration:
+                        pass
+                    if self.context.is_token_valid():
+                        self._add_auth_header(request)
+                        response = yield request
         except StopAsyncIteration:
             pass
 
-    async def _refresh_once(self) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        """Refresh, unless another replica does or did: yields the refresh request if ours."""
+    async def _refresh_once(
+        self, *, force: bool = False
+    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        """Refresh, unless another replica does or did: yields the refresh request if ours.
+
+        `force`: our token was refused, so the record's, if it is the same,
+        is no better: refresh it (once, under the lock) whatever its expiry.
+        """
         try:
             await self.shared.load()
-            if self._adopt():
+            if self._adopt(force=force):
                 return
             deadline = time.monotonic() + self.shared.store.settings.lock_timeout + 1.0
             while True:
@@ -186,7 +242,7 @@ class SharedRefreshProvider(OAuthClientProvider):
                     break
                 await anyio.sleep(POLL)
                 await self.shared.load()
-                if self._adopt():
+                if self._adopt(force=force):
                     return
                 if time.monotonic() > deadline:  # the store's lock outlived its timeout?
                     raise StoreError("the refresh lock was not released in time")
@@ -198,7 +254,7 @@ class SharedRefreshProvider(OAuthClientProvider):
             return
         try:
             await self.shared.load()  # the holder before us may have just written it
-            if self._adopt():
+            if self._adopt(force=force):
                 return
             await self._refresh((yield await self._refresh_token()))
         finally:

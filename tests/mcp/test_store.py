@@ -72,7 +72,7 @@ async def test_replicas_share_a_login_and_refresh_it_once(
     store = f'[daemon.store]\nurl = "{redis.url}"\nlock_timeout = 3\n'
     for home in (mcp_home, replica):
         home.configure({"g": {"url": f"http://127.0.0.1:{port}/mcp", "auth": "oauth"}}, store)
-    with remote_oauth(port, "--token-ttl", "2"):
+    with remote_oauth(port, "--token-ttl", "8"):
         for home in (mcp_home, replica):
             assert home.cli("daemon", "start").returncode == 0
         for home in (mcp_home, replica):
@@ -132,9 +132,10 @@ async def test_an_unreachable_store_is_said_and_the_rest_keeps_serving(
         async with httpx2.AsyncClient(timeout=10) as http:
 
             async def readyz() -> str:
+                # 200 once its server has started (not before: it warms up),
+                # and still 200 without the store: it stays in rotation.
                 answer = await http.get(f"{base}/readyz")
-                assert answer.status_code == 200  # still serving: not out of rotation
-                return answer.text
+                return answer.text if answer.status_code == 200 else ""
 
             said = await _until(readyz, lambda text: "store unreachable" in text)
             assert said.startswith("ready\n")
