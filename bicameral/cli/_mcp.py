@@ -512,7 +512,7 @@ def ps(
 ) -> None:
     """Show every configured server's live state: a table on a terminal, JSON otherwise."""
     from bicameral.daemon import ConfigError, DaemonError
-    from bicameral.mcp import server_rows
+    from bicameral.mcp import ps_footer, server_rows
 
     paths = _paths(ctx, config)
     try:
@@ -564,13 +564,7 @@ def ps(
     if not result["servers"]:
         human = f"no MCP servers in {result['config_path']}; add one with `{_ADD_USAGE}`"
     else:
-        human = table(rows, wrap_last=True)
-        if result["daemon"] != "running":
-            human += "\n(no daemon is running: bicameral daemon start)"
-    store = result.get("store")
-    if store:
-        why = f": {store['problem']}" if store.get("problem") else ""
-        human += f"\nshared store {store['url']}: {store['state']}{why}"
+        human = table(rows, wrap_last=True) + ps_footer(result)
     _fast.emit(result, _fast.wants_json(json), human)
 
 

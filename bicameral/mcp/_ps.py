@@ -24,6 +24,7 @@ __all__ = [
     "control_server",
     "join_rows",
     "process_table",
+    "ps_footer",
     "server_rows",
     "view_tools",
 ]
@@ -174,6 +175,18 @@ def server_rows(
     rows = join_rows(paths, configured, entries, live, running=running, name=name)
     rows["store"] = store
     return rows
+
+
+def ps_footer(result: dict[str, Any]) -> str:
+    """What ``mcp ps`` prints under its table: no daemon running, the shared store's state."""
+    lines = []
+    if result["daemon"] != "running":
+        lines.append("(no daemon is running: bicameral daemon start)")
+    store = result.get("store")
+    if store:
+        why = f": {store['problem']}" if store.get("problem") else ""
+        lines.append(f"shared store {store['url']}: {store['state']}{why}")
+    return "".join(f"\n{line}" for line in lines)
 
 
 def join_rows(
