@@ -16,12 +16,14 @@ names it (docs/hosting.md, "Affinity").
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import httpx2
 import pytest
+import trio
 
-from tests.mcp._support import INITIALIZE, wait_until
+from tests.mcp._support import INITIALIZE, TESTSERVER, wait_until
 from tests.mcp.conftest import McpHome
 from tests.mcp.test_http import post_headers, start
 
@@ -118,3 +120,40 @@ async def test_a_new_session_takes_its_id_from_the_proxys_header(mcp_home: McpHo
         for bad in (chosen, "short", "x" * 31 + "/", None):
             other = await initialize(bad)
             assert other != chosen and len(other) == 32
+
+
+#: A test server that waits for a file before it starts (its first start, held open).
+GATED = (
+    "import os, runpy, sys, time\n"
+    "while not os.path.exists(sys.argv[1]):\n"
+    "    time.sleep(0.02)\n"
+    "sys.argv = sys.argv[2:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+async def test_readyz_waits_for_the_servers_first_start(mcp_home: McpHome, tmp_path: Path) -> None:
+    """A platform routes to a replica once /readyz says ready: its servers are up by then."""
+    gate = tmp_path / "gate"
+    mcp_home.configure(
+        {
+            "slow": {
+                "command": sys.executable,
+                "args": ["-c", GATED, str(gate), TESTSERVER, "--name", "slow"]
+                + ["--home-tag", str(mcp_home.path)],
+            }
+        }
+    )
+    base = start(mcp_home)
+    async with httpx2.AsyncClient(timeout=10) as http:
+        held = await http.get(f"{base}/readyz")
+        assert held.status_code == 503, held.text
+        assert held.text == "starting: servers warming up: slow\n"
+        gate.touch()
+        with trio.fail_after(60):
+            while True:
+                answer = await http.get(f"{base}/readyz")
+                if answer.status_code == 200:
+                    break
+                await trio.sleep(0.05)
+        assert answer.text == "ready\n"
