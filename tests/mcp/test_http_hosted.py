@@ -135,14 +135,9 @@ GATED = (
 async def test_readyz_waits_for_the_servers_first_start(mcp_home: McpHome, tmp_path: Path) -> None:
     """A platform routes to a replica once /readyz says ready: its servers are up by then."""
     gate = tmp_path / "gate"
+    server = [TESTSERVER, "--name", "slow", "--home-tag", str(mcp_home.path)]
     mcp_home.configure(
-        {
-            "slow": {
-                "command": sys.executable,
-                "args": ["-c", GATED, str(gate), TESTSERVER, "--name", "slow"]
-                + ["--home-tag", str(mcp_home.path)],
-            }
-        }
+        {"slow": {"command": sys.executable, "args": ["-c", GATED, str(gate), *server]}}
     )
     base = start(mcp_home)
     async with httpx2.AsyncClient(timeout=10) as http:
