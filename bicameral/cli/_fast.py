@@ -399,9 +399,6 @@ def run_mcp(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral mcp [--server NAME | --profile NAME]``: the MCP stdio bridge (stdlib only)."""
     from bicameral.mcp import run_bridge
 
-    if "server" in options and "profile" in options:
-        error("--server and --profile cannot be combined: a profile is a view of many servers")
-        return 2
     return run_bridge(home, options.get("server"), options.get("profile"))
 
 

@@ -211,8 +211,8 @@ def _mcp(
                 2,
             )
         return
-    if "" in (server, profile) or None not in (server, profile):
-        raise _fail("give --server NAME or --profile NAME (a view of many servers), not both", 2)
+    if server is not None and not server:
+        raise _fail("--server needs a server name", 2)
     try:
         from bicameral.mcp import run_bridge
     except ImportError:

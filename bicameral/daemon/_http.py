@@ -117,7 +117,7 @@ class HttpSettings:
     allowed_origins: tuple[str, ...] = ()
     #: Connections that have not shown the token yet, at most (the oldest is
     #: dropped past it; fewer when the descriptor table is small).
-    max_unauthenticated: int = 256
+    max_unauthenticated: int = 512
     #: Seconds a connection has to show the token.
     auth_timeout: float = 10.0
     #: Seconds a request's headers may take from its first byte.

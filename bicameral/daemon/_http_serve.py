@@ -190,6 +190,7 @@ class _Connection:
                 break
             if self.idle and self.request_began is None:
                 self.request_began = trio.current_time()
+            self.ticket.spoke = True
             await self.protocol.handle(RawData(bytes(data)))
             if not data:
                 break

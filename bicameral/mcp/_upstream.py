@@ -266,11 +266,20 @@ async def _read_stderr(
 _STDERR_DRAIN = 0.5
 
 
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def _exit_reason(returncode: int | None, tail: collections.deque[str]) -> str:
     if returncode is None:
         what = "closed its stdout"
     elif returncode < 0:
-        what = f"was killed by signal {-returncode}"
+        what = f"was killed by signal {-returncode} ({_signal_name(-returncode)})"
     else:
         what = f"exited with status {returncode}"
     if tail:

@@ -13,10 +13,12 @@ hold before a client gets to say anything:
   `max_strangers`; at that cap the *oldest* stranger is dropped, not the
   newcomer (as OpenSSH's ``MaxStartups`` drops early), so a flood of
   strangers evicts itself and the owner's connection, which shows the token
-  at once, gets in. A stranger younger than `min_age` is not dropped:
-  accepting waits for it (newcomers queue in the backlog), so a burst of the
-  owner's own connections, each a stranger until its first request is read,
-  is served whole even when its clients are slow to write;
+  at once, gets in. Silent strangers (nothing sent) go first; one younger
+  than `min_age` (one that sent something: `SPEAKER_AGE` times that) is not
+  dropped: accepting waits for it (newcomers queue in the backlog), so a
+  burst of the owner's own connections, each a stranger until its first
+  request is read, is served whole even when its clients are slow to write
+  or the daemon slow to read;
 - **the grace**: a stranger is closed after `auth_timeout` seconds
   (OpenSSH's ``LoginGraceTime``), when given;
 - **quiet logs**: refusals and ``EMFILE`` are logged once per burst with a
@@ -30,6 +32,7 @@ import logging
 import math
 import os
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -46,18 +49,43 @@ ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, er
 ACCEPT_RETRY_DELAY = 0.100
 BACKLOG = 4096
 """listen(2)'s backlog: the kernel caps it at ``somaxconn`` (4096 on Linux 5.4+)."""
+SCAN = 64
+"""Strangers looked at, oldest first, to choose the one to drop."""
+SPEAKER_AGE = 4
+"""A stranger that has sent something may be dropped at this many times `min_age`."""
 
 
 class Ticket:
     """One admitted connection: the scope that closes it, and whether it showed the token."""
 
-    __slots__ = ("_admission", "_key", "scope", "trusted")
+    __slots__ = ("_admission", "_key", "born", "scope", "sock", "spoke", "trusted")
 
-    def __init__(self, admission: Admission, key: int, scope: trio.CancelScope) -> None:
+    def __init__(
+        self, admission: Admission, key: int, scope: trio.CancelScope, sock: socket.socket
+    ) -> None:
         self._admission = admission
         self._key = key
         self.scope = scope
+        self.sock = sock
+        self.born = trio.current_time()
         self.trusted = False
+        #: The handler has read bytes from it (set by the handler).
+        self.spoke = False
+
+    def silent(self) -> bool:
+        """Nothing came from the client yet: no bytes read, none waiting in the kernel."""
+        if self.spoke:
+            return False
+        if sys.platform == "win32":  # no FIONREAD through fcntl: what the handler saw
+            return True
+        import fcntl
+        import termios
+
+        try:
+            waiting = fcntl.ioctl(self.sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+        except (OSError, ValueError):
+            return True
+        return int.from_bytes(waiting, sys.byteorder) == 0
 
     def authenticated(self) -> None:
         """The connection presented the token: it is no stranger any more."""
@@ -95,9 +123,8 @@ class Admission:
         self.what = f"{what} " if what else ""
         self.active = 0
         self.trusted = 0
-        # Connections that have not shown the token yet, oldest first, with
-        # when each was accepted.
-        self.strangers: dict[int, tuple[trio.CancelScope, float]] = {}
+        # Connections that have not shown the token yet, oldest first.
+        self.strangers: dict[int, Ticket] = {}
         self._left = trio.Event()  # set (and replaced) when a stranger leaves
         self._next = 0
         self.refused = BurstLog(log, logging.WARNING)
@@ -139,23 +166,49 @@ class Admission:
                 nursery.start_soon(self._run, handler, sock, ticket)
 
     async def _room_for_a_stranger(self) -> None:
-        """Drop the oldest strangers past the cap, once they are `min_age` old."""
+        """Past the cap, drop the oldest stranger that may be dropped (`_droppable`)."""
         if self.max_strangers is None:
             return
         while len(self.strangers) >= self.max_strangers:
-            oldest = next(iter(self.strangers))
-            scope, born = self.strangers[oldest]
-            wait = born + self.min_age - trio.current_time()
-            if wait > 0:
-                with trio.move_on_after(wait):
+            victim, wake = self._droppable()
+            if victim is None:
+                with trio.move_on_at(wake):
                     await self._left.wait()
                 continue
-            del self.strangers[oldest]
-            scope.cancel()
+            del self.strangers[victim._key]
+            victim.scope.cancel()
             self.refused.note(
                 f"dropping the oldest of {self.max_strangers} {self.what}connections "
                 "without the token (max_unauthenticated)"
             )
+
+    def _droppable(self) -> tuple[Ticket | None, float]:
+        """The stranger to drop: the oldest *silent* one at least `min_age` old, else the
+        oldest one at least `SPEAKER_AGE` times that; or None and when to look again.
+
+        Silent first: a flood's idle connections go before the owner's, which
+        has sent its request (read, or waiting in the kernel) and is about to
+        show the token, even when the loop is too busy to have read it yet.
+        Only the `SCAN` oldest are looked at, so a drop costs the same at any cap.
+        """
+        now = trio.current_time()
+        wake = math.inf
+        speaker: Ticket | None = None
+        for n, ticket in enumerate(self.strangers.values()):
+            if n >= SCAN:
+                break
+            if ticket.silent():
+                if ticket.born + self.min_age <= now:
+                    return ticket, now
+                wake = min(wake, ticket.born + self.min_age)
+            else:
+                speaker = speaker or ticket
+        if speaker is not None:
+            due = speaker.born + self.min_age * SPEAKER_AGE
+            if due <= now:
+                return speaker, now
+            wake = min(wake, due)
+        return None, wake
 
     def _admit(self, sock: socket.socket) -> Ticket | None:
         if self.max_strangers is not None:
@@ -172,12 +225,12 @@ class Admission:
         self.active += 1
         self._next += 1
         scope = trio.CancelScope()
-        ticket = Ticket(self, self._next, scope)
+        ticket = Ticket(self, self._next, scope, sock)
         if self.max_strangers is None:
             ticket.trusted = True
             self.trusted += 1
         else:
-            self.strangers[self._next] = (scope, trio.current_time())
+            self.strangers[self._next] = ticket
             if self.auth_timeout is not None:
                 scope.deadline = trio.current_time() + self.auth_timeout
         return ticket
@@ -185,7 +238,7 @@ class Admission:
     def _trust(self, key: int) -> None:
         entry = self.strangers.pop(key, None)
         if entry is not None:
-            entry[0].deadline = math.inf
+            entry.scope.deadline = math.inf
             self._stranger_left()
         self.trusted += 1
 
