@@ -109,6 +109,7 @@ if TYPE_CHECKING:
         terminate_process,
     )
     from bicameral.platform._transport import (
+        bytes_waiting,
         can_pass_fds,
         default_transport,
         fd_opened_for,
