@@ -17,10 +17,10 @@ call them, so both paths print byte-for-byte the same thing:
   given, else a readable summary;
 - diagnostics on stderr, one line, never a traceback for a user's error.
 
-To add a fast command (the MCP bridge will), add a row to
-:data:`FAST_COMMANDS`: the words after the global options, the options it
-takes (name -> kind: ``"path"``, ``"float"``, ``"flag"``, or a tuple of
-choices) and a runner ``f(home, options) -> exit code``.
+To add a fast command, add a row to :data:`FAST_COMMANDS`: the words after
+the global options, the options it takes (rows of the daemon's options
+table, `bicameral.daemon.DAEMON_OPTIONS`, parsed by its strict parser) and a
+runner ``f(home, options) -> exit code``.
 """
 
 from __future__ import annotations
@@ -33,9 +33,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from bicameral.daemon import DaemonError, DaemonPaths
+    from bicameral.daemon import DaemonError, DaemonOption, DaemonPaths
 
-    OptionKind = str | tuple[str, ...]
     Runner = Callable[[str | None, dict[str, Any]], int]
 
 __all__ = [
@@ -205,18 +204,12 @@ def run_start(home: str | None, options: dict[str, Any]) -> int:
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options)
-    level = options.get("log-level") or options.get("log_level")
-    if level:
-        import os
-
-        os.environ["BICAMERAL_LOG_LEVEL"] = str(level)  # the spawned daemon reads it
-    if options.get("http"):
-        import os
-
-        os.environ["BICAMERAL_HTTP"] = str(options["http"])  # likewise
     try:
         result = start(
-            paths, wait=float(options.get("wait", 10.0)), transport=options.get("transport")
+            paths,
+            wait=float(options.get("wait", 10.0)),
+            transport=options.get("transport"),
+            options=options,
         )
     except DaemonError as exc:
         return _start_failed(exc, paths, as_json)
@@ -373,16 +366,13 @@ def run_restart(home: str | None, options: dict[str, Any]) -> int:
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options)
-    if options.get("http"):
-        import os
-
-        os.environ["BICAMERAL_HTTP"] = str(options["http"])  # the spawned daemon reads it
     try:
         result = restart(
             paths,
             wait=float(options.get("wait", 10.0)),
             timeout=float(options.get("timeout", 10.0)),
             transport=options.get("transport"),
+            options=options,
         )
     except DaemonError as exc:
         return _start_failed(exc, paths, as_json)
@@ -404,78 +394,35 @@ def run_mcp(home: str | None, options: dict[str, Any]) -> int:
 
 # --- the parser ------------------------------------------------------------------------
 
-_START_OPTIONS: dict[str, OptionKind] = {
-    "--socket": "path",
-    "--descriptor": "path",
-    "--config": "path",
-    "--wait": "float",
-    "--transport": ("unix", "tcp"),
-    "--log-level": ("debug", "info", "warning", "error"),
-    "--json": "flag",
+
+def _daemon_command(command: str) -> list[DaemonOption]:
+    from bicameral.daemon import daemon_options
+
+    return daemon_options(command, hidden=False)
+
+
+def _mcp_options() -> list[DaemonOption]:
+    from bicameral.daemon import DaemonOption
+
+    return [
+        DaemonOption("server", "path", "", ("mcp",)),
+        DaemonOption("profile", "path", "", ("mcp",)),
+    ]
+
+
+FAST_COMMANDS: dict[tuple[str, ...], tuple[list[DaemonOption], Runner]] = {
+    ("daemon", "start"): (_daemon_command("start"), run_start),
+    ("daemon", "stop"): (_daemon_command("stop"), run_stop),
+    ("daemon", "status"): (_daemon_command("status"), run_status),
+    ("mcp",): (_mcp_options(), run_mcp),
 }
-
-FAST_COMMANDS: dict[tuple[str, ...], tuple[dict[str, OptionKind], Runner]] = {
-    ("daemon", "start"): (_START_OPTIONS, run_start),
-    ("daemon", "stop"): (
-        {"--descriptor": "path", "--timeout": "float", "--json": "flag"},
-        run_stop,
-    ),
-    ("daemon", "status"): (
-        {"--descriptor": "path", "--timeout": "float", "--json": "flag"},
-        run_status,
-    ),
-    ("mcp",): ({"--server": "path", "--profile": "path"}, run_mcp),
-}
-"""Command words -> (options, runner). Options are ``--name``: kind."""
-
-
-def _convert(kind: OptionKind, raw: str) -> Any:
-    """The option's value, or ``None`` when Typer would reject it (so it reports it)."""
-    if isinstance(kind, tuple):
-        return raw if raw in kind else None
-    if kind == "float":
-        try:
-            value = float(raw)
-        except ValueError:
-            return None
-        return value if value >= 0 else None
-    if kind == "path":
-        return raw if raw else None
-    return None  # pragma: no cover
-
-
-def _parse_options(args: list[str], spec: dict[str, OptionKind]) -> dict[str, Any] | None:
-    options: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        name, eq, inline = arg.partition("=")
-        kind = spec.get(name)
-        if kind is None or not name.startswith("--"):
-            return None
-        if kind == "flag":
-            if eq:
-                return None
-            options[name[2:]] = True
-            i += 1
-            continue
-        if eq:
-            raw = inline
-            i += 1
-        else:
-            if i + 1 >= len(args):
-                return None
-            raw = args[i + 1]
-            i += 2
-        value = _convert(kind, raw)
-        if value is None:
-            return None
-        options[name[2:]] = value  # the last occurrence wins, as in Click
-    return options
+"""Command words -> (options, runner); the daemon's options are its table's."""
 
 
 def try_fast(argv: list[str]) -> int | None:
     """Run ``argv`` if it is a fast command; its exit code, or ``None`` to use Typer."""
+    from bicameral.daemon import parse_options
+
     i = 0
     home: str | None = None
     while i < len(argv) and argv[i].startswith("--home"):
@@ -493,7 +440,7 @@ def try_fast(argv: list[str]) -> int | None:
         end = i + len(words)
         if tuple(argv[i:end]) == words:
             spec, runner = FAST_COMMANDS[words]
-            options = _parse_options(argv[end:], spec)
+            options = parse_options(argv[end:], spec)
             if options is not None:
                 return runner(home, options)
     return None

@@ -28,6 +28,7 @@ from typer.core import TyperCommand
 from bicameral.cli import _fast
 from bicameral.cli._context import complete_server, root_home
 from bicameral.cli._mcp_tools import offered_cell, schema_cell
+from bicameral.cli._options import daemon_option
 from bicameral.cli._table import table
 from bicameral.cli._usage import OneLineGroup, UsageError
 
@@ -79,10 +80,7 @@ mcp_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", help="Configuration file (default: <home>/config.toml)."),
-]
+ConfigOpt = Annotated[Path | None, daemon_option("config")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON even on a terminal.")]
 ReloadOpt = Annotated[
     bool,

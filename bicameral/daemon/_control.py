@@ -47,6 +47,7 @@ from bicameral.daemon._identity import (
     reap_if_child,
 )
 from bicameral.daemon._lock import LockFile, lock_held, read_holder
+from bicameral.daemon._options import serve_args
 from bicameral.daemon._paths import unwritable_dir
 from bicameral.daemon._readiness import READY_FD_ENV, read_readiness
 from bicameral.platform import (
@@ -304,6 +305,7 @@ def start(
     transport: str | None = None,
     python: str | None = None,
     env: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Start a detached daemon and return once it is ready (SPEC §5 ``start``).
 
@@ -311,7 +313,9 @@ def start(
     "descriptor_path"}``. Raises :class:`StartError` (reason and log path) when
     it cannot start, and :class:`DaemonError` for an unusable state dir or a
     daemon that is alive but does not answer within ``wait`` seconds.
-    ``python`` and ``env`` default to this interpreter and ``os.environ``.
+    ``python`` and ``env`` default to this interpreter and ``os.environ``;
+    ``options`` are more of ``serve``'s options for the daemon (``http``,
+    ``log-level``: `bicameral.daemon._options`), passed in its argv.
     """
     _check_home(paths, create=True)
     transport = transport or default_transport()
@@ -336,7 +340,9 @@ def start(
                 with lock:
                     if found.state in ("malformed", "stale"):
                         _clean_stale(paths, found, lock)
-                    spawned = _spawn_and_wait(paths, lock, transport, deadline, python, env)
+                    spawned = _spawn_and_wait(
+                        paths, lock, _daemon_argv(paths, transport, python, options), deadline, env
+                    )
                 if spawned is not None:
                     return _started("started", spawned, paths)
                 # BUSY: lost the lock to another daemon after all; wait for it.
@@ -363,33 +369,27 @@ def start(
             watcher.close()
 
 
-def _daemon_argv(paths: DaemonPaths, transport: str, python: str | None) -> list[str]:
-    argv = [
-        python or sys.executable,
-        "-m",
-        "bicameral.daemon",
-        "serve",
-        "--detached",
-        "--home",
-        str(paths.home),
-        "--descriptor",
-        str(paths.descriptor),
-        "--socket",
-        str(paths.socket),
-        "--transport",
-        transport,
-    ]
-    if paths.config_explicit:
-        argv += ["--config", str(paths.config)]
-    return argv
+def _daemon_argv(
+    paths: DaemonPaths, transport: str, python: str | None, options: Mapping[str, Any] | None
+) -> list[str]:
+    """``python -m bicameral.daemon serve ...``: `options` and this state dir's paths."""
+    values = {
+        **(options or {}),
+        "detached": True,
+        "home": str(paths.home),
+        "descriptor": str(paths.descriptor),
+        "socket": str(paths.socket),
+        "transport": transport,
+        "config": str(paths.config) if paths.config_explicit else None,
+    }
+    return [python or sys.executable, "-m", "bicameral.daemon", *serve_args(values)]
 
 
-def _spawn_and_wait(  # noqa: PLR0917 - private, one caller
+def _spawn_and_wait(
     paths: DaemonPaths,
     lock: LockFile,
-    transport: str,
+    argv: list[str],
     deadline: float,
-    python: str | None,
     env: Mapping[str, str] | None,
 ) -> Descriptor | None:
     """Spawn the daemon holding ``lock`` and wait for its readiness line.
@@ -397,7 +397,6 @@ def _spawn_and_wait(  # noqa: PLR0917 - private, one caller
     Returns its descriptor once ready, ``None`` if it reports BUSY, and raises
     :class:`StartError` otherwise, after making sure it is gone.
     """
-    argv = _daemon_argv(paths, transport, python)
     log_path = str(paths.log)
     read_end, write_end = os.pipe()
     try:
@@ -708,6 +707,7 @@ def restart(
     transport: str | None = None,
     python: str | None = None,
     env: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Stop (if running) and start; start's object with ``previous_pid``.
 
@@ -719,7 +719,7 @@ def restart(
             transport = previous_descriptor.transport
     stopped = stop(paths, timeout=timeout)
     previous = stopped.get("pid") if not stopped.get("stale") else None
-    result = start(paths, wait=wait, transport=transport, python=python, env=env)
+    result = start(paths, wait=wait, transport=transport, python=python, env=env, options=options)
     result["status"] = "started"
     result["previous_pid"] = previous
     return result

@@ -1,8 +1,8 @@
 """The daemon's HTTP listener: health, readiness, metrics, and what plugins mount.
 
 Off by default; on with ``[daemon.http] listen = "127.0.0.1:8765"`` in
-config.toml, ``--http HOST:PORT`` on ``daemon serve``, or ``$BICAMERAL_HTTP``
-(which ``daemon start --http`` sets for the daemon it spawns).
+config.toml, or ``--http HOST:PORT`` on ``daemon serve`` (and on ``daemon
+start``, which passes it on to the daemon it spawns).
 
 The daemon owns the listener and its guards; the layers above mount ASGI
 apps under a path prefix (the MCP layer mounts ``/mcp``) and add metrics
@@ -47,7 +47,6 @@ TICKET = "bicameral.connection"
 """Where a request's ``scope["state"]`` holds its connection's admission ticket."""
 
 __all__ = [
-    "HTTP_ENV",
     "HTTP_KEYS",
     "HttpListener",
     "HttpSettings",
@@ -60,7 +59,6 @@ __all__ = [
 
 logger = logging.getLogger("bicameral.daemon")
 
-HTTP_ENV = "BICAMERAL_HTTP"
 TOKEN_ENV = "BICAMERAL_HTTP_TOKEN"
 """The listener's token itself, for a platform that injects secrets as variables."""
 TOKEN_FILE = "http.token"
@@ -166,7 +164,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 def http_from_config(
     config: Mapping[str, Any], path: Path | None, override: str | None = None
 ) -> HttpSettings | None:
-    """``[daemon.http]`` of config.toml, with ``--http`` / ``$BICAMERAL_HTTP`` as `override`.
+    """``[daemon.http]`` of config.toml, with ``--http`` as `override`.
 
     ``None`` when no listener is configured. Raises :class:`ConfigError`
     naming the file and the key for anything unknown or invalid, and for a

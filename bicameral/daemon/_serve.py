@@ -55,10 +55,11 @@ from bicameral.daemon._errors import ConfigError, DaemonError
 from bicameral.daemon._fds import fd_table
 from bicameral.daemon._files import sweep_temporaries
 from bicameral.daemon._held import HeldDirs
-from bicameral.daemon._http import HTTP_ENV, TOKEN_ENV, http_from_config, parse_listen
+from bicameral.daemon._http import TOKEN_ENV, http_from_config, parse_listen
 from bicameral.daemon._identity import process_start_time
 from bicameral.daemon._listener import ListenerSlot
 from bicameral.daemon._lock import LockFile, read_holder
+from bicameral.daemon._options import LOG_FORMATS, LOG_LEVELS, env_default
 from bicameral.daemon._paths import check_private_dir, check_trusted_path, effective_socket_path
 from bicameral.daemon._plugin import DaemonHost, LoadedPlugins, load_config_file, load_plugins
 from bicameral.daemon._readiness import Notifier, watchdog_interval
@@ -92,14 +93,12 @@ if TYPE_CHECKING:
 
     from bicameral.daemon._paths import DaemonPaths
 
-__all__ = ["PROTOCOL_VERSION", "ServeOptions", "limits_from_config", "serve"]
+__all__ = ["PROTOCOL_VERSION", "ServeOptions", "limits_from_config", "run_serve", "serve"]
 
 logger = logging.getLogger("bicameral.daemon")
 
 PROTOCOL_VERSION = "1"
 LOCK_FD_ENV = "BICAMERAL_LOCK_FD"
-LOG_FORMAT_ENV = "BICAMERAL_LOG_FORMAT"
-LOG_FORMATS = ("text", "json")
 LOG_MAX_BYTES = 5 * 1024 * 1024
 LOG_BACKUPS = 3
 SERVER_GRACE = 1.0
@@ -117,24 +116,46 @@ class ServeOptions:
         detached: bool = False,
         limits: Limits | None = None,
         log_format: str | None = None,
+        log_level: str | None = None,
         http: str | None = None,
     ) -> None:
         self.paths = paths
         self.transport = transport
         self.detached = detached
         self.limits = limits if limits is not None else Limits()
-        # The environment carries the choice through `daemon start`'s detached
-        # spawn without another option on the hot path.
         # Checked by `serve`, which can report it through the readiness pipe.
-        self.log_format = log_format or os.environ.get(LOG_FORMAT_ENV) or "text"
-        #: ``HOST:PORT`` for the HTTP listener over config.toml's (``--http``;
-        #: ``daemon start --http`` passes it as ``$BICAMERAL_HTTP``).
-        self.http = http or os.environ.get(HTTP_ENV) or None
+        self.log_format = log_format or env_default("log-format") or "text"
+        #: The least severe records logged (an unknown one: ``info``).
+        self.log_level = log_level or env_default("log-level") or "info"
+        #: ``HOST:PORT`` for the HTTP listener over config.toml's (``--http``).
+        self.http = http or None
         #: The listener's token from ``$BICAMERAL_HTTP_TOKEN``, taken out of the
         #: environment here so no MCP server the daemon starts inherits it.
         self.http_token = os.environ.pop(TOKEN_ENV, None) or None
         #: ``$BICAMERAL_STORE_URL`` (it may hold a password), taken out likewise.
         self.store_url = os.environ.pop(STORE_ENV, None) or None
+
+
+def run_serve(values: Mapping[str, Any]) -> int:
+    """``daemon serve`` with the options table's values (`bicameral.daemon._options`)."""
+    from bicameral.daemon._paths import resolve_paths
+    from bicameral.platform import default_transport
+
+    paths = resolve_paths(
+        values.get("home"),
+        descriptor=values.get("descriptor"),
+        socket=values.get("socket"),
+        config=values.get("config"),
+    )
+    options = ServeOptions(
+        paths,
+        transport=values.get("transport") or default_transport(),
+        detached=bool(values.get("detached")),
+        log_format=values.get("log-format"),
+        log_level=values.get("log-level"),
+        http=values.get("http"),
+    )
+    return serve(options)
 
 
 DAEMON_TABLES = ("limits", "http", "audit", "store")
@@ -199,7 +220,7 @@ def serve(options: ServeOptions) -> int:
     if options.log_format not in LOG_FORMATS:
         message = (
             f"log format must be one of {', '.join(LOG_FORMATS)}, not {options.log_format!r} "
-            f"(--log-format or ${LOG_FORMAT_ENV})"
+            "(--log-format or $BICAMERAL_LOG_FORMAT)"
         )
         notifier.error(message)
         sys.stderr.write(f"bicameral: {message}\n")
@@ -366,13 +387,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-LOG_LEVEL_ENV = "BICAMERAL_LOG_LEVEL"
-LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
 def _setup_logging(options: ServeOptions) -> logging.Handler:
     root = logging.getLogger("bicameral")
-    level = os.environ.get(LOG_LEVEL_ENV, "info").lower()
+    level = options.log_level.lower()
     root.setLevel(getattr(logging, level.upper()) if level in LOG_LEVELS else logging.INFO)
     fmt: logging.Formatter
     if options.log_format == "json":
