@@ -115,7 +115,6 @@ def logs(
     import sys
 
     from bicameral.daemon import (
-        DaemonError,
         LogFilter,
         follow_log,
         parse_since,
@@ -134,9 +133,6 @@ def logs(
         for line in follow_log(paths.log, lines, keep=keep):
             sys.stdout.write(line)
             sys.stdout.flush()
-    except DaemonError as exc:
-        _fast.error(str(exc))
-        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
@@ -179,28 +175,20 @@ def install(
     """Write a per-user service: systemd (Linux), launchd (macOS), a logon task (Windows)."""
     import sys
 
-    from bicameral.daemon import DaemonError, install_service, resolve_paths, service_for
+    from bicameral.daemon import install_service, resolve_paths, service_for
 
     paths = resolve_paths(root_home(ctx))
-    try:
-        if print_only:
-            sys.stdout.write(service_for(paths).text)
-            return
-        target, hint = install_service(paths)
-    except DaemonError as exc:
-        _fast.error(str(exc))
-        raise typer.Exit(1) from None
+    if print_only:
+        sys.stdout.write(service_for(paths).text)
+        return
+    target, hint = install_service(paths)
     typer.echo(f"wrote {target}\nstart it with: {hint}")
 
 
 @daemon_app.command()
 def uninstall(ctx: typer.Context) -> None:
     """Remove the service file that `install` wrote (stop and disable it first)."""
-    from bicameral.daemon import DaemonError, uninstall_service
+    from bicameral.daemon import uninstall_service
 
-    try:
-        removed = uninstall_service()
-    except DaemonError as exc:
-        _fast.error(str(exc))
-        raise typer.Exit(1) from None
+    removed = uninstall_service()
     typer.echo(f"removed {removed}" if removed else "nothing to remove (no service file)")

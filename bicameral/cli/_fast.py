@@ -28,12 +28,14 @@ from __future__ import annotations
 import json
 import sys
 
+from bicameral.cli._errors import error, failing
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from bicameral.daemon import DaemonError, DaemonOption, DaemonPaths
+    from bicameral.daemon import DaemonOption, DaemonPaths
 
     Runner = Callable[[str | None, dict[str, Any]], int]
 
@@ -76,12 +78,6 @@ def emit(result: dict[str, Any], as_json: bool, human: str) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-
-
-def error(message: str) -> None:
-    """One diagnostic line on stderr."""
-    sys.stderr.write(f"bicameral: error: {message}\n")
-    sys.stderr.flush()
 
 
 def _duration(seconds: float | None) -> str:
@@ -167,63 +163,39 @@ def _where(result: dict[str, Any]) -> str:
 
 def _paths(home: str | None, options: dict[str, Any], *, unusable: int = 2) -> DaemonPaths:
     """The daemon's paths; an unusable one ends the command with exit `unusable`."""
-    from bicameral.daemon import DaemonError, resolve_paths
+    from bicameral.daemon import resolve_paths
 
-    try:
+    status = "unknown" if unusable == 4 else "failed"
+    with failing(bool(options.get("json")), code=unusable, status=status):
         return resolve_paths(
             home,
             descriptor=options.get("descriptor"),
             socket=options.get("socket"),
             config=options.get("config"),
         )
-    except DaemonError as exc:
-        error(str(exc))
-        if wants_json(bool(options.get("json"))):
-            emit({"status": "unknown" if unusable == 4 else "failed", "error": str(exc)}, True, "")
-        raise SystemExit(unusable) from None
-
-
-def _start_failed(exc: DaemonError, paths: DaemonPaths, as_json: bool) -> int:
-    """Report a failed ``start``/``restart`` (stderr, and the JSON result); exit 1."""
-    from bicameral.daemon import StartError
-
-    if isinstance(exc, StartError):
-        error(f"daemon failed to start: {exc.reason} (log: {exc.log_path})")
-        if as_json:
-            emit({"status": "failed", "error": exc.reason, "log_path": exc.log_path}, True, "")
-        return 1
-    error(str(exc))
-    if as_json:
-        emit({"status": "failed", "error": str(exc), "log_path": str(paths.log)}, True, "")
-    return 1
 
 
 def run_start(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral daemon start``: exit 0 started or already running, 1 failed."""
-    from bicameral.daemon import DaemonError, start
+    from bicameral.daemon import start
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options)
-    try:
+    with failing(as_json, log_path=str(paths.log)):
         result = start(
             paths,
             wait=float(options.get("wait", 10.0)),
             transport=options.get("transport"),
             options=options,
         )
-    except DaemonError as exc:
-        return _start_failed(exc, paths, as_json)
-    if options.get("http") and result["status"] != "started":
-        # The daemon runs already: it opens (or moves) its listener, no restart.
-        from bicameral.daemon import call_daemon
+        if options.get("http") and result["status"] != "started":
+            # The daemon runs already: it opens (or moves) its listener, no restart.
+            from bicameral.daemon import call_daemon
 
-        try:
             answer = call_daemon(
                 paths, "system.http", {"listen": str(options["http"])}, timeout=30.0
             )
-        except DaemonError as exc:
-            return _start_failed(exc, paths, as_json)
-        result["http_url"] = answer.get("http_url") if isinstance(answer, dict) else None
+            result["http_url"] = answer.get("http_url") if isinstance(answer, dict) else None
     verb = "started" if result["status"] == "started" else "already running"
     human = f"bicameral daemon {verb} (pid {result['pid']}, {_where(result)})"
     if result.get("http_url"):
@@ -238,16 +210,12 @@ def run_start(home: str | None, options: dict[str, Any]) -> int:
 
 def run_stop(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral daemon stop``: exit 0 stopped, already stopped or stale; 1 failed."""
-    from bicameral.daemon import DaemonError, stop
+    from bicameral.daemon import stop
 
     as_json = wants_json(bool(options.get("json")))
-    try:
-        result = stop(_paths(home, options), timeout=float(options.get("timeout", 10.0)))
-    except DaemonError as exc:
-        error(str(exc))
-        if as_json:
-            emit({"status": "failed", "error": str(exc)}, True, "")
-        return 1
+    paths = _paths(home, options)
+    with failing(as_json):
+        result = stop(paths, timeout=float(options.get("timeout", 10.0)))
     if result["status"] == "already-stopped":
         human = "bicameral daemon is not running"
     elif result.get("stale"):
@@ -267,21 +235,12 @@ def run_stop(home: str | None, options: dict[str, Any]) -> int:
 
 def run_status(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral daemon status``: LSB exit codes 0 running, 1 stale, 3 stopped, 4 unknown."""
-    from bicameral.daemon import STATUS_EXIT_CODES, DaemonError, status
+    from bicameral.daemon import STATUS_EXIT_CODES, status
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options, unusable=4)
-    try:
+    with failing(as_json, code=4, status="unknown", descriptor_path=str(paths.descriptor)):
         result = status(paths, timeout=float(options.get("timeout", 2.0)))
-    except DaemonError as exc:
-        error(str(exc))
-        if as_json:
-            emit(
-                {"status": "unknown", "descriptor_path": str(paths.descriptor), "error": str(exc)},
-                True,
-                "",
-            )
-        return 4
     state = result["status"]
     if state == "running":
         lines = [
@@ -329,17 +288,12 @@ def run_reload(home: str | None, options: dict[str, Any]) -> int:
     start reads the file anyway), 1 when the daemon rejected the file (it
     keeps running as it was) or did not answer.
     """
-    from bicameral.daemon import DaemonError, reload
+    from bicameral.daemon import reload
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options)
-    try:
+    with failing(as_json):
         result = reload(paths)
-    except DaemonError as exc:
-        error(str(exc))
-        if as_json:
-            emit({"status": "failed", "error": str(exc)}, True, "")
-        return 1
     if result["status"] != "reloaded":
         human = "bicameral daemon is not running: nothing to reload"
         emit(result, as_json, human)
@@ -362,11 +316,11 @@ def run_reload(home: str | None, options: dict[str, Any]) -> int:
 
 def run_restart(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral daemon restart``: stop if running, then start; prints ``previous_pid``."""
-    from bicameral.daemon import DaemonError, restart
+    from bicameral.daemon import restart
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options)
-    try:
+    with failing(as_json, log_path=str(paths.log)):
         result = restart(
             paths,
             wait=float(options.get("wait", 10.0)),
@@ -374,8 +328,6 @@ def run_restart(home: str | None, options: dict[str, Any]) -> int:
             transport=options.get("transport"),
             options=options,
         )
-    except DaemonError as exc:
-        return _start_failed(exc, paths, as_json)
     previous = result.get("previous_pid")
     was = f", was pid {previous}" if previous is not None else ""
     human = f"bicameral daemon started (pid {result['pid']}{was}, {_where(result)})"
