@@ -31,24 +31,16 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-import mcp_types as types
-from mcp.client.session import ClientRequestContext, ClientSession
-from mcp.shared.exceptions import MCPError
 
 from bicameral.mcp._adapter import ServerExited
-from bicameral.mcp._common import (
-    CLIENT_CAPABILITIES_KEY,
-    CLIENT_INFO_KEY,
-    LIST_METHODS,
-    PROTOCOL_VERSION_KEY,
-    SERVER_INFO_KEY,
-)
+from bicameral.mcp._common import LIST_METHODS, PROTOCOL_VERSION_KEY
 from bicameral.mcp._dispatcher import LeanDispatcher
+from bicameral.mcp._handshake import HandshakeRefused, client_capabilities, open_session, ping
 from bicameral.mcp._spawn import SpawnError, spawn_server
 from bicameral.mcp._state import Instance, Live, Upstream
 from bicameral.protocol import (
+    INVALID_REQUEST,
     METHOD_NOT_FOUND,
-    UNSUPPORTED_PROTOCOL_VERSION,
     FdReader,
     FdWriter,
     PeerClosed,
@@ -99,11 +91,6 @@ _CAPABILITY_FOR = {
 }
 
 
-def _dump(model: Any) -> dict[str, Any]:
-    result: dict[str, Any] = model.model_dump(by_alias=True, mode="json", exclude_none=True)
-    return result
-
-
 async def _list_all(
     dispatcher: LeanDispatcher, kind: str
 ) -> tuple[list[dict[str, Any]], list[int]]:
@@ -140,8 +127,24 @@ async def _list_everything(
     return lists, pages
 
 
+#: A server's request -> the client capability that answers it.
+_ASKS = {
+    "sampling/createMessage": "sampling",
+    "elicitation/create": "elicitation",
+    "roots/list": "roots",
+}
+#: The notifications a server sends for its clients (the rest are bicameral's own).
+_EVENTS = frozenset(
+    {"notifications/message", "notifications/resources/updated", "notifications/tasks/status"}
+)
+
+
 class _Callbacks:
-    """The SDK session's callbacks, routed to the instance's clients."""
+    """What a server sends (its requests, its notifications), routed to the instance's clients.
+
+    Plain dicts both ways (`ServerHandler`): a request goes to the client
+    that can answer it and the client's answer back as it was given.
+    """
 
     def __init__(
         self, upstream: Upstream, instance: Instance, refresh: Callable[[str], None]
@@ -150,78 +153,26 @@ class _Callbacks:
         self.instance = instance
         self.refresh = refresh
 
-    def session_kwargs(self) -> dict[str, Any]:
-        """The callbacks for the capabilities the instance's clients have, and no others.
-
-        The SDK declares a client capability for each callback it is given:
-        the server sees exactly what its clients can do (docs/mcp.md).
-        """
-        caps = self.instance.key.caps
-        kwargs: dict[str, Any] = {"message_handler": self.message}
-        if "sampling" in caps:
-            kwargs["sampling_callback"] = self.sampling
-        if "elicitation" in caps:
-            kwargs["elicitation_callback"] = self.elicitation
-        if "roots" in caps:
-            kwargs["list_roots_callback"] = self.list_roots
-        return kwargs
-
     def capabilities(self) -> dict[str, Any]:
-        """The client capabilities `session_kwargs` declares, as JSON."""
-        caps = self.instance.key.caps
-        return {cap: {} for cap in ("sampling", "elicitation", "roots") if cap in caps}
+        """The client capabilities declared to the server: its clients' (docs/mcp.md)."""
+        return client_capabilities(self.instance.key.caps)
 
-    async def sampling(
-        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
-    ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
-        raw = await self.upstream.client_request(
-            self.instance, "sampling/createMessage", "sampling", _dump(params)
-        )
-        if isinstance(raw, types.ErrorData):
-            return raw
-        if isinstance(raw.get("content"), list):
-            return types.CreateMessageResultWithTools.model_validate(raw)
-        return types.CreateMessageResult.model_validate(raw)
+    async def on_request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        capability = _ASKS.get(method)
+        if capability is None:
+            raise RPCError(METHOD_NOT_FOUND, "Method not found", method)
+        if capability not in self.instance.key.caps:
+            # Not declared to the server: it should not have asked.
+            raise RPCError(INVALID_REQUEST, f"{capability} not supported")
+        answer = await self.upstream.client_request(self.instance, method, capability, params)
+        if not isinstance(answer, dict):  # the client could not answer: its error
+            raise RPCError(answer.code, answer.message, answer.data)
+        return answer
 
-    async def elicitation(
-        self, context: ClientRequestContext, params: types.ElicitRequestParams
-    ) -> types.ElicitResult | types.ErrorData:
-        raw = await self.upstream.client_request(
-            self.instance, "elicitation/create", "elicitation", _dump(params)
-        )
-        if isinstance(raw, types.ErrorData):
-            return raw
-        return types.ElicitResult.model_validate(raw)
-
-    async def list_roots(
-        self, context: ClientRequestContext
-    ) -> types.ListRootsResult | types.ErrorData:
-        raw = await self.upstream.client_request(self.instance, "roots/list", "roots", {})
-        if isinstance(raw, types.ErrorData):
-            return raw
-        return types.ListRootsResult.model_validate(raw)
-
-    async def message(self, message: Any) -> None:
-        if isinstance(message, Exception):
-            logger.warning(
-                "MCP server %r sent something unreadable: %r", self.upstream.name, message
-            )
-            return
-        if isinstance(message, types.ToolListChangedNotification):
-            self.refresh("tools")
-        elif isinstance(message, types.ResourceListChangedNotification):
-            self.refresh("resources")
-            self.refresh("resource_templates")
-        elif isinstance(message, types.PromptListChangedNotification):
-            self.refresh("prompts")
-        elif isinstance(
-            message,
-            types.LoggingMessageNotification
-            | types.ResourceUpdatedNotification
-            | types.TaskStatusNotification,
-        ):
-            dumped = _dump(message)
-            self.upstream.server_event(self.instance, dumped["method"], dumped.get("params") or {})
+    async def on_notification(self, method: str, params: dict[str, Any]) -> None:
+        # The list_changed ones were seen in order already (`seen`).
+        if method in _EVENTS:
+            self.upstream.server_event(self.instance, method, params)
 
 
 class _Exit(Exception):
@@ -358,6 +309,7 @@ class _BytesAsMessages:
         self._write = write_stream
 
     async def send(self, data: bytes) -> None:
+        import mcp_types as types
         from mcp.shared.message import SessionMessage
 
         for line in data.splitlines():
@@ -378,6 +330,8 @@ def _era_headers(message: Any) -> Any:
     adds the negotiated version itself). The configured headers are the
     HTTP client's, on every request whatever this adds.
     """
+    import mcp_types as types
+
     if not isinstance(message, types.JSONRPCRequest):
         return None
     meta = (message.params or {}).get("_meta")
@@ -707,42 +661,6 @@ async def _session(upstream: Upstream, instance: Instance, prespawned: Any = Non
         raise _Exit(reason)
 
 
-async def _open_session(
-    session: ClientSession, dispatcher: LeanDispatcher, callbacks: _Callbacks
-) -> dict[str, Any]:
-    """The server's identity, as an ``initialize`` result, in the era it speaks.
-
-    The handshake first (every server of the handshake era, and the SDK's
-    dual-era servers, answer it); a server that refuses it for its protocol
-    version speaks only the 2026-07-28 era: it is discovered instead, and
-    every request to it carries the envelope (`LeanDispatcher.envelope`).
-    """
-    from mcp.shared.exceptions import MCPError
-
-    try:
-        return _dump(await session.initialize())
-    except MCPError as exc:
-        if exc.code not in (UNSUPPORTED_PROTOCOL_VERSION, METHOD_NOT_FOUND):
-            raise
-    found = _dump(await session.discover())
-    version = session.protocol_version
-    info = {"name": "bicameral", "version": _version()}
-    dispatcher.envelope = {
-        PROTOCOL_VERSION_KEY: version,
-        CLIENT_INFO_KEY: info,
-        CLIENT_CAPABILITIES_KEY: callbacks.capabilities(),
-    }
-    server_info = (found.get("_meta") or {}).get(SERVER_INFO_KEY)
-    init: dict[str, Any] = {
-        "protocolVersion": version,
-        "capabilities": found.get("capabilities") or {},
-        "serverInfo": server_info if isinstance(server_info, dict) else {"name": "?"},
-    }
-    if found.get("instructions"):
-        init["instructions"] = found["instructions"]
-    return init
-
-
 async def _speak(
     upstream: Upstream,
     instance: Instance,
@@ -791,12 +709,7 @@ async def _speak(
         on_notification_seen=seen,
     )
     callbacks = _Callbacks(upstream, instance, refresh)
-    session = ClientSession(
-        **callbacks.session_kwargs(),
-        client_info=types.Implementation(name="bicameral", version=_version()),
-        dispatcher=dispatcher,
-    )
-    live = Live(dispatcher, session, conn.pid)
+    live = Live(dispatcher, conn.pid)
     reason_box: list[str | None] = []
 
     def finish_once(reason: str | None) -> None:
@@ -812,8 +725,8 @@ async def _speak(
         while True:
             await anyio.sleep(ping_interval())
             with anyio.move_on_after(ping_timeout()) as scope:
-                with contextlib.suppress(MCPError):
-                    await session.send_ping()
+                with contextlib.suppress(RPCError):
+                    await ping(dispatcher)
             misses = misses + 1 if scope.cancelled_caught else 0
             if misses >= 2:
                 finish_once(f"stopped answering pings ({misses} missed)")
@@ -843,65 +756,54 @@ async def _speak(
     try:
         conn.start(tg, finish_once)
         tg.start_soon(watch_stop)
-        async with session:
-            init_raw: dict[str, Any] | None = None
-            try:
-                with anyio.fail_after(STARTUP_TIMEOUT):
-                    init = await _open_session(session, dispatcher, callbacks)
-                    lists, pages = await _list_everything(
-                        dispatcher, init.get("capabilities") or {}
-                    )
-                    init_raw = init
-            except TimeoutError:
-                finish_once(f"did not initialize within {STARTUP_TIMEOUT:g} s")
-            except (MCPError, RPCError) as exc:
-                # MCPError from the SDK's handshake (made from ours, its
-                # cause), RPCError from the lists.
-                if isinstance(exc, PeerClosed) or isinstance(exc.__cause__, PeerClosed):
-                    finish_once(await conn.closed_reason())
-                elif isinstance(conn, _Remote) and conn.errors:
-                    finish_once(f"initialize failed: {conn.errors[-1]}")
-                else:
-                    finish_once(f"initialize failed: {exc.message}")
-            if init_raw is None:
-                # finish() cancelled the task group: this raises, and the
-                # caller turns the outcome into `_Exit`. (A bare `return`
-                # here would end as a normal return.)
-                await anyio.sleep_forever()
-            assert init_raw is not None
-            # What its clients had asked of the process before this one.
-            for method, params in upstream.restored(instance):
-                with contextlib.suppress(RPCError):
-                    await dispatcher.call(method, params)
-            instance.pages = pages
-            upstream._go_live(instance, live, init_raw, lists)
-            if instance.generations > 1:
-                upstream.tell_restored(instance, instance.exit_reason)
-            logger.info(
-                "MCP server %r%s ready: %s, %d tools",
-                upstream.name,
-                "" if instance.primary else f" (instance {instance.name})",
-                f"pid {conn.pid}" if conn.pid is not None else upstream.config.url,
-                len(lists["tools"]),
-            )
-            tg.start_soon(watch_pings)
-            tg.start_soon(follow_lists)
+        await tg.start(dispatcher.run, callbacks)
+        init_raw: dict[str, Any] | None = None
+        try:
+            with anyio.fail_after(STARTUP_TIMEOUT):
+                init = await open_session(dispatcher, callbacks.capabilities())
+                lists, pages = await _list_everything(dispatcher, init.get("capabilities") or {})
+                init_raw = init
+        except TimeoutError:
+            finish_once(f"did not initialize within {STARTUP_TIMEOUT:g} s")
+        except HandshakeRefused as exc:
+            finish_once(f"initialize failed: {exc}")
+        except RPCError as exc:
+            if isinstance(exc, PeerClosed):
+                finish_once(await conn.closed_reason())
+            elif isinstance(conn, _Remote) and conn.errors:
+                finish_once(f"initialize failed: {conn.errors[-1]}")
+            else:
+                finish_once(f"initialize failed: {exc.message}")
+        if init_raw is None:
+            # finish() cancelled the task group: this raises, and the
+            # caller turns the outcome into `_Exit`. (A bare `return`
+            # here would end as a normal return.)
             await anyio.sleep_forever()
+        assert init_raw is not None
+        # What its clients had asked of the process before this one.
+        for method, params in upstream.restored(instance):
+            with contextlib.suppress(RPCError):
+                await dispatcher.call(method, params)
+        instance.pages = pages
+        upstream._go_live(instance, live, init_raw, lists)
+        if instance.generations > 1:
+            upstream.tell_restored(instance, instance.exit_reason)
+        logger.info(
+            "MCP server %r%s ready: %s, %d tools",
+            upstream.name,
+            "" if instance.primary else f" (instance {instance.name})",
+            f"pid {conn.pid}" if conn.pid is not None else upstream.config.url,
+            len(lists["tools"]),
+        )
+        tg.start_soon(watch_pings)
+        tg.start_soon(follow_lists)
+        await anyio.sleep_forever()
     finally:
         upstream._detach(instance, live)
         reason = reason_box[0] if reason_box else None
         live.cause = reason or "the server was stopped"
         live.retry_safe = isinstance(conn, _Remote) and conn.session_lost
         live.closed.set()
-
-
-def _version() -> str:
-    try:
-        from bicameral import __version__
-
-        return str(__version__)
-    except ImportError:  # pragma: no cover
-        return "0"
 
 
 async def run_instance(
