@@ -49,6 +49,12 @@ from bicameral.mcp._common import (
     SERVER_INFO_KEY,
     UpstreamError,
 )
+from bicameral.mcp._front import (
+    REMOVED_METHODS,
+    Listen,
+    check_param_headers,
+    missing_capability,
+)
 from bicameral.mcp._registry import up_source
 from bicameral.mcp._rounds import ROUND_METHODS, Rounds
 from bicameral.mcp._state import LEVELS
@@ -314,6 +320,12 @@ class ClientConn:
         self._queued_notices: set[str] = set()
         self._roots: list[dict[str, Any]] | None = None
         self._roots_fetch: anyio.Event | None = None
+        #: A stateless-era HTTP exchange: its ``Mcp-Param-*`` headers are
+        #: checked (`param_headers`: those it sent, None for none).
+        self.http_exchange = False
+        self.param_headers: dict[str, str] | None = None
+        #: Its open ``subscriptions/listen`` streams.
+        self.listens: list[Listen] = []
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -373,6 +385,14 @@ class ClientConn:
         meta = params.get("_meta")
         if isinstance(meta, dict) and PROTOCOL_VERSION_KEY in meta:
             params = self._unwrap_envelope(params, meta)
+            if method in REMOVED_METHODS:
+                raise RPCError(
+                    METHOD_NOT_FOUND, f"method not found: {method} (not in the stateless era)"
+                )
+            if method == "subscriptions/listen":
+                return await self._listen(request_id, params)
+            if self.http_exchange and method == "tools/call":
+                self._check_param_headers(params)
             if self._level_changed:
                 self._level_changed = False
                 with contextlib.suppress(RPCError):  # a server without logging: no messages
@@ -482,6 +502,48 @@ class ClientConn:
             async with anyio.create_task_group() as tg:
                 for up in ups:
                     tg.start_soon(up.settle, self)
+
+    async def _listen(self, request_id: Any, params: dict[str, Any]) -> dict[str, Any]:
+        """``subscriptions/listen``: the notices the filter asks for, until the stream ends.
+
+        Its resource subscriptions are held on the servers like any (restored
+        after a restart) and dropped when the client's session ends; a URI
+        that no server accepts is left out of the acknowledgement.
+        """
+        wanted, uris = Listen.parse(params)
+        listen = Listen(request_id, wanted)
+        self.listens.append(listen)
+        try:
+            await self._settle()
+            for uri in uris:
+                try:
+                    target = self._route("resources/subscribe", {"uri": uri})
+                    if target is not None:
+                        up, fwd = target
+                        await up.subscribe(self, str(fwd.get("uri")), True)
+                        listen.uris.add(uri)
+                except (RPCError, Refused) as exc:
+                    logger.info("%s: no subscription to %r: %s", self.client_id, uri, exc)
+            await listen.acknowledge(self.peer)
+            await listen.ended.wait()
+            return listen.result()
+        finally:
+            listen.ended.set()
+            self.listens.remove(listen)
+
+    def end_listening(self) -> None:
+        """End the client's listen streams gracefully (each answers its request)."""
+        for listen in self.listens:
+            listen.ended.set()
+
+    def _check_param_headers(self, params: dict[str, Any]) -> None:
+        """-32020 when the ``Mcp-Param-*`` headers contradict the call's arguments."""
+        name = params.get("name")
+        tool = None
+        with contextlib.suppress(Refused):
+            pages = self._pages("tools") if isinstance(name, str) else []
+            tool = next((t for page in pages for t in page if t.get("name") == name), None)
+        check_param_headers(tool, params.get("arguments"), self.param_headers)
 
     async def _set_level(self, params: dict[str, Any]) -> dict[str, Any]:
         level = params.get("level")
@@ -794,6 +856,9 @@ class ClientConn:
 
     async def client_request(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
         if self.modern:
+            refused = missing_capability(method, self.client_capabilities)
+            if refused is not None:  # never a round the client could not answer
+                raise UpstreamError(refused.code, refused.message, refused.data)
             # The stateless era has no server-to-client requests: the client's
             # call answers `input_required` instead (`bicameral.mcp._rounds`).
             return await self.rounds.ask(method, params)
@@ -812,6 +877,10 @@ class ClientConn:
             if self.server is None:
                 uri = str(params.get("uri"))
                 params = {**params, "uri": f"{URI_PREFIX}{upstream.name}/{uri}"}
+            if self.modern:  # the stateless era: on a listen stream that asked, only
+                for listen in self.listens:
+                    listen.deliver(self.peer, method, params)
+                return
         elif method == "notifications/tasks/status" and self.server is None:
             task = params.get("taskId")
             if isinstance(task, str):
@@ -827,6 +896,10 @@ class ClientConn:
         self.peer.notify_soon(method, params)
 
     def lists_changed(self, upstream: Upstream, kinds: frozenset[str]) -> None:
+        if self.modern:
+            for kind in kinds:
+                self._queue_notice(_NOTIFY_FOR_KIND[kind])
+            return
         if not self.initialized:
             # Before `notifications/initialized` a server sends no notices
             # (MCP lifecycle); the lists the client asks for next are current.
@@ -835,6 +908,10 @@ class ClientConn:
             self._queue_notice(_NOTIFY_FOR_KIND[kind])
 
     def _queue_notice(self, method: str) -> None:
+        if self.modern:  # the stateless era: on a listen stream that asked, only
+            for listen in self.listens:
+                listen.deliver(self.peer, method, None)
+            return
         # Coalesce: one list_changed per kind however many changes arrive at once.
         if method in self._queued_notices:
             return
