@@ -14,9 +14,6 @@ involved, as the era's servers must:
   ``x-mcp-header`` annotations (`check_param_headers`), as the client sees
   the tool.
 * Removed methods (`REMOVED_METHODS`): -32601.
-* What a server asks of a client that did not declare the capability it
-  needs (`missing_capability`): -32021 naming it, never an
-  ``input_required`` round the client cannot answer.
 * ``subscriptions/listen`` (`Listen`): acknowledged first, every message
   tagged with the subscription id (the listen request's id), only what the
   filter asked for, resource subscriptions held on the servers for as long
@@ -29,6 +26,7 @@ Over HTTP each JSON-RPC error code has its status (`http_status`): 400 for
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -37,7 +35,6 @@ import anyio
 from bicameral.protocol import (
     HEADER_MISMATCH,
     INVALID_PARAMS,
-    MISSING_REQUIRED_CLIENT_CAPABILITY,
     Peer,
     RPCError,
 )
@@ -49,7 +46,7 @@ __all__ = [
     "Listen",
     "check_param_headers",
     "http_status",
-    "missing_capability",
+    "load_sdk",
     "rejection",
 ]
 
@@ -65,15 +62,33 @@ LISTEN_FILTER = {
     "notifications/prompts/list_changed": "promptsListChanged",
     "notifications/resources/list_changed": "resourcesListChanged",
 }
-#: What a server may ask of a client -> the client capability it needs.
-_NEEDS = {
-    "sampling/createMessage": "sampling",
-    "elicitation/create": "elicitation",
-    "roots/list": "roots",
-}
 #: Notices a listen stream holds while its acknowledgement is being sent (level
 #: triggers: the same notice twice is held once).
 MAX_LISTEN_PENDING = 64
+
+
+#: The SDK's ``mcp.shared.inbound``, once `load_sdk` has imported it.
+_SDK: dict[str, Any] = {}
+
+
+async def load_sdk() -> None:
+    """Import the SDK's ladder (`mcp.shared.inbound`) once, off the event loop.
+
+    The SDK is imported in a worker thread, as the adapters import it
+    (`bicameral.mcp._adapter`): the same module first, so the two imports
+    wait for each other instead of meeting half-way.
+    """
+    if "inbound" not in _SDK:
+
+        def load() -> Any:
+            importlib.import_module("bicameral.mcp._upstream")
+            return importlib.import_module("mcp.shared.inbound")
+
+        _SDK["inbound"] = await anyio.to_thread.run_sync(load)
+
+
+def _sdk() -> Any:
+    return _SDK["inbound"]
 
 
 def rejection(
@@ -84,30 +99,24 @@ def rejection(
     `raw_headers` as the ASGI scope has them (a repeated header is visible
     only there); `versions`: the stateless-era versions bicameral serves.
     """
-    from mcp.shared.inbound import (
-        InboundLadderRejection,
-        classify_inbound_request,
-        find_duplicated_routing_header,
-    )
-
+    inbound = _sdk()
     # Header values without the optional whitespace around them (RFC 9110 §5.5).
     pairs = [(k.decode("latin-1").lower(), v.decode("latin-1").strip()) for k, v in raw_headers]
-    duplicated = find_duplicated_routing_header(pairs)
+    duplicated = inbound.find_duplicated_routing_header(pairs)
     if duplicated is not None:
         return RPCError(HEADER_MISMATCH, f"the {duplicated} header appears more than once")
-    verdict = classify_inbound_request(
+    verdict = inbound.classify_inbound_request(
         message, headers=dict(pairs), supported_modern_versions=list(versions)
     )
-    if isinstance(verdict, InboundLadderRejection):
+    if isinstance(verdict, inbound.InboundLadderRejection):
         return RPCError(verdict.code, verdict.message, verdict.data)
     return None
 
 
 def http_status(code: int) -> int:
     """The HTTP status of a stateless-era answer that is the JSON-RPC error `code`."""
-    from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS
-
-    return ERROR_CODE_HTTP_STATUS.get(code, 200)
+    status: int = _sdk().ERROR_CODE_HTTP_STATUS.get(code, 200)
+    return status
 
 
 def param_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str] | None:
@@ -136,26 +145,11 @@ def check_param_headers(
     schema = tool.get("inputSchema") if tool is not None else None
     if not isinstance(schema, dict) or (headers is None and "x-mcp-header" not in repr(schema)):
         return
-    from mcp.shared.inbound import validate_mcp_param_headers
-
-    found = validate_mcp_param_headers(
+    found = _sdk().validate_mcp_param_headers(
         schema, arguments if isinstance(arguments, dict) else {}, headers or {}
     )
     if found is not None:
         raise RPCError(found.code, found.message, found.data)
-
-
-def missing_capability(method: str, declared: Mapping[str, Any]) -> RPCError | None:
-    """-32021 when a server asks a client for `method`, needing a capability it did not declare."""
-    needed = _NEEDS.get(method)
-    if needed is None or needed in declared:
-        return None
-    return RPCError(
-        MISSING_REQUIRED_CLIENT_CAPABILITY,
-        f"the server asked for {method}, which needs the client capability {needed!r}: "
-        "the client did not declare it",
-        {"requiredCapabilities": {needed: {}}},
-    )
 
 
 class Listen:

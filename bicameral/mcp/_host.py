@@ -53,7 +53,6 @@ from bicameral.mcp._front import (
     REMOVED_METHODS,
     Listen,
     check_param_headers,
-    missing_capability,
 )
 from bicameral.mcp._registry import up_source
 from bicameral.mcp._rounds import ROUND_METHODS, Rounds
@@ -512,9 +511,9 @@ class ClientConn:
         """
         wanted, uris = Listen.parse(params)
         listen = Listen(request_id, wanted)
+        await self._settle()  # (a server's first start is no news to this stream)
         self.listens.append(listen)
         try:
-            await self._settle()
             for uri in uris:
                 try:
                     target = self._route("resources/subscribe", {"uri": uri})
@@ -856,9 +855,6 @@ class ClientConn:
 
     async def client_request(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
         if self.modern:
-            refused = missing_capability(method, self.client_capabilities)
-            if refused is not None:  # never a round the client could not answer
-                raise UpstreamError(refused.code, refused.message, refused.data)
             # The stateless era has no server-to-client requests: the client's
             # call answers `input_required` instead (`bicameral.mcp._rounds`).
             return await self.rounds.ask(method, params)

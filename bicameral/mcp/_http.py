@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import orjson
 
-from bicameral.mcp._front import http_status, param_headers, rejection
+from bicameral.mcp._front import http_status, load_sdk, param_headers, rejection
 from bicameral.mcp._host import KNOWN_VERSIONS, MODERN_VERSIONS, ClientConn
 from bicameral.mcp._rounds import PARK_TIMEOUT
 from bicameral.protocol import INVALID_REQUEST, PARSE_ERROR, InputBudget, RPCError, Wire
@@ -397,6 +397,7 @@ class HttpSessions:
                 await _respond(send, 202, b"", [])  # nothing to say in the stateless era
                 return
             # The front's own checks first: the envelope, the routing headers.
+            await load_sdk()
             refused = rejection(message, scope["headers"], MODERN_VERSIONS)
             if refused is not None:
                 await _rpc_error(send, message["id"], refused)
