@@ -56,7 +56,14 @@ import orjson
 from bicameral.mcp._front import http_status, load_sdk, param_headers, rejection
 from bicameral.mcp._host import KNOWN_VERSIONS, MODERN_VERSIONS, ClientConn
 from bicameral.mcp._rounds import PARK_TIMEOUT
-from bicameral.protocol import INVALID_REQUEST, PARSE_ERROR, InputBudget, RPCError, Wire
+from bicameral.protocol import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    UNSUPPORTED_PROTOCOL_VERSION,
+    InputBudget,
+    RPCError,
+    Wire,
+)
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -393,11 +400,17 @@ class HttpSessions:
             return
         opened: _Session | None = None
         if modern:
+            await load_sdk()
+            version = headers.get(b"mcp-protocol-version", b"").decode("latin-1").strip()
+            if not is_request and version not in MODERN_VERSIONS:
+                supported = {"supported": [*MODERN_VERSIONS], "requested": version}
+                why = f"unsupported protocol version {version!r}"
+                await _rpc_error(send, None, RPCError(UNSUPPORTED_PROTOCOL_VERSION, why, supported))
+                return
             if not is_request:
                 await _respond(send, 202, b"", [])  # nothing to say in the stateless era
                 return
             # The front's own checks first: the envelope, the routing headers.
-            await load_sdk()
             refused = rejection(message, scope["headers"], MODERN_VERSIONS)
             if refused is not None:
                 await _rpc_error(send, message["id"], refused)

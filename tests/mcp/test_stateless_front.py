@@ -277,3 +277,30 @@ async def test_a_listen_stream_in_the_aggregated_view_names_resources_as_the_vie
                 "notifications/resources/updated",
                 uri,
             )
+
+
+async def test_cache_hints_are_passed_through_and_bicamerals_own_are_private(
+    mcp_home: McpHome,
+) -> None:
+    """A server's ``ttlMs``/``cacheScope`` reach the client; where it gave none: 0, private."""
+    modern = mcp_home.test_server("modern")
+    modern["args"] = [*modern["args"], "--modern-only", "--cache-hints"]
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha"), "modern": modern})
+    base = start(mcp_home)
+    key = token(mcp_home)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        for path, uri, hints in (
+            ("/modern", "test://greeting", (5000, "public")),
+            ("", "bicameral://modern/test://greeting", (5000, "public")),
+            ("/alpha", "test://greeting", (0, "private")),
+        ):
+            read = request("resources/read", {"uri": uri, "_meta": envelope()})
+            status, answer = await post(http, f"{base}/mcp{path}", key, read, **{"Mcp-Name": uri})
+            assert status == 200, answer
+            result = answer["result"]
+            assert "hello from" in result["contents"][0]["text"]
+            assert (result["ttlMs"], result["cacheScope"]) == hints, path
+        # Lists are bicameral's own answer (its view, its instance): never shared.
+        listing = request("tools/list", {"_meta": envelope()})
+        status, answer = await post(http, f"{base}/mcp/modern", key, listing)
+        assert (answer["result"]["ttlMs"], answer["result"]["cacheScope"]) == (0, "private")

@@ -13,6 +13,8 @@ for sampling and returns the text), ``roots`` (asks the client for its roots),
 (-32021 to a client without sampling), ``sample_rounds``
 (sampling as a 2026-07-28 ``input_required`` round). ``--modern-only``:
 refuse the ``initialize`` handshake, as a server of that era alone does.
+``--cache-hints``: its ``resources/read`` results say ``ttlMs: 5000``,
+``cacheScope: "public"`` (to a client of the 2026-07-28 era).
 What it observed of its client(s), for the sharing tests: ``observed``
 (JSON: the client capabilities, the last ``logging/setLevel``, the notes
 remembered, the subscriptions), ``remember`` (session state: keeps a note
@@ -59,8 +61,17 @@ name = "testserver"
 if "--name" in sys.argv:  # (a --home-tag ARG is accepted and ignored)
     name = sys.argv[sys.argv.index("--name") + 1]
 
+_hints: dict[Any, Any] = {}
+if "--cache-hints" in sys.argv:  # its resources/read says: fresh for 5 s, shareable
+    from mcp.server.caching import CacheHint
+
+    _hints["resources/read"] = CacheHint(ttl_ms=5000, scope="public")
 server: MCPServer = MCPServer(
-    name, version="1.2.3", instructions=f"Test server {name} for bicameral.", log_level="WARNING"
+    name,
+    version="1.2.3",
+    instructions=f"Test server {name} for bicameral.",
+    log_level="WARNING",
+    cache_hints=_hints,
 )
 
 
