@@ -19,6 +19,7 @@ import httpx2
 import pytest
 import trio
 
+from tests.mcp._support import wait_until
 from tests.mcp.conftest import McpHome
 from tests.mcp.test_http import start, token
 
@@ -304,3 +305,18 @@ async def test_cache_hints_are_passed_through_and_bicamerals_own_are_private(
         listing = request("tools/list", {"_meta": envelope()})
         status, answer = await post(http, f"{base}/mcp/modern", key, listing)
         assert (answer["result"]["ttlMs"], answer["result"]["cacheScope"]) == (0, "private")
+
+
+async def test_closing_a_listen_stream_ends_it_and_its_session(mcp_home: McpHome) -> None:
+    """The stateless era's cancellation: the client closes the stream; nothing stays behind."""
+
+    def clients() -> int:
+        rows = json.loads(mcp_home.cli("mcp", "ps", "--json").stdout)["servers"]
+        return int(next(r for r in rows if r["name"] == "alpha")["clients"])
+
+    async with listener(mcp_home) as (base, http, key):
+        wanted = {"resourceSubscriptions": ["test://greeting"]}
+        async with listen(http, f"{base}/mcp/alpha", key, 1, wanted) as stream:
+            assert (await stream.next())["method"] == "notifications/subscriptions/acknowledged"
+            assert clients() == 1
+        await trio.to_thread.run_sync(wait_until, lambda: clients() == 0)
