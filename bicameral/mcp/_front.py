@@ -44,6 +44,7 @@ __all__ = [
     "REMOVED_METHODS",
     "SUBSCRIPTION_ID_KEY",
     "Listen",
+    "annotated_tools",
     "check_param_headers",
     "http_status",
     "load_sdk",
@@ -93,24 +94,38 @@ def _sdk() -> Any:
 
 def rejection(
     message: Mapping[str, Any], raw_headers: Iterable[tuple[bytes, bytes]], versions: Iterable[str]
-) -> RPCError | None:
-    """The error a stateless-era HTTP request gets before it is served, or None.
+) -> tuple[RPCError | None, dict[str, str] | None]:
+    """(the error a stateless-era HTTP request gets before it is served, its ``Mcp-Param-*``).
 
-    `raw_headers` as the ASGI scope has them (a repeated header is visible
-    only there); `versions`: the stateless-era versions bicameral serves.
+    The error is None when the request passes; the ``Mcp-Param-*`` headers
+    (names lowercased) None when it sent none. `raw_headers` as the ASGI
+    scope has them (a repeated header is visible only there); `versions`:
+    the stateless-era versions bicameral serves. Only the ``mcp-*`` headers
+    are looked at: this runs on every stateless-era request.
     """
     inbound = _sdk()
     # Header values without the optional whitespace around them (RFC 9110 §5.5).
-    pairs = [(k.decode("latin-1").lower(), v.decode("latin-1").strip()) for k, v in raw_headers]
+    pairs = [
+        (k.decode("latin-1").lower(), v.decode("latin-1").strip())
+        for k, v in raw_headers
+        if k[:4].lower() == b"mcp-"
+    ]
     duplicated = inbound.find_duplicated_routing_header(pairs)
     if duplicated is not None:
-        return RPCError(HEADER_MISMATCH, f"the {duplicated} header appears more than once")
+        return RPCError(HEADER_MISMATCH, f"the {duplicated} header appears more than once"), None
+    params = None
+    for name, value in pairs:
+        if name.startswith("mcp-param-"):
+            params = params or {}
+            if name in params:
+                return RPCError(HEADER_MISMATCH, f"the {name} header appears more than once"), None
+            params[name] = value
     verdict = inbound.classify_inbound_request(
         message, headers=dict(pairs), supported_modern_versions=list(versions)
     )
     if isinstance(verdict, inbound.InboundLadderRejection):
-        return RPCError(verdict.code, verdict.message, verdict.data)
-    return None
+        return RPCError(verdict.code, verdict.message, verdict.data), None
+    return None, params
 
 
 def http_status(code: int) -> int:
@@ -119,17 +134,24 @@ def http_status(code: int) -> int:
     return status
 
 
-def param_headers(raw_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str] | None:
-    """The ``Mcp-Param-*`` headers of a request (names lowercased), or None when it has none."""
-    found = None
-    for key, value in raw_headers:
-        if key[:10].lower() == b"mcp-param-":
-            if found is None:
-                found = {}
-            name = key.decode("latin-1").lower()
-            if name in found:
-                raise RPCError(HEADER_MISMATCH, f"the {name} header appears more than once")
-            found[name] = value.decode("latin-1").strip()
+#: Tool lists (by identity, the list held) -> their tools that name an ``x-mcp-header``.
+_ANNOTATED: dict[int, tuple[object, dict[str, dict[str, Any]]]] = {}
+
+
+def annotated_tools(pages: list[list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The tools of a view's pages whose schema carries ``x-mcp-header``, by name (cached)."""
+    hit = _ANNOTATED.get(id(pages))
+    if hit is not None and hit[0] is pages:
+        return hit[1]
+    found = {
+        tool["name"]: tool
+        for page in pages
+        for tool in page
+        if isinstance(tool, dict) and "x-mcp-header" in repr(tool.get("inputSchema"))
+    }
+    if len(_ANNOTATED) >= 256:
+        _ANNOTATED.clear()
+    _ANNOTATED[id(pages)] = (pages, found)
     return found
 
 
@@ -138,12 +160,13 @@ def check_param_headers(
 ) -> None:
     """Raise -32020 when a ``tools/call``'s ``Mcp-Param-*`` headers contradict its arguments.
 
-    `tool` is the tool as the client sees it (its ``inputSchema`` says which
-    arguments travel as headers, ``x-mcp-header``); `headers` the request's
-    ``Mcp-Param-*`` headers (None: it sent none).
+    `tool` is the tool as the client sees it, when its ``inputSchema`` says
+    that arguments travel as headers (``x-mcp-header``, `annotated_tools`);
+    `headers` the request's ``Mcp-Param-*`` headers (None: it sent none).
+    Headers a tool does not declare are not the front's business.
     """
     schema = tool.get("inputSchema") if tool is not None else None
-    if not isinstance(schema, dict) or (headers is None and "x-mcp-header" not in repr(schema)):
+    if not isinstance(schema, dict):
         return
     found = _sdk().validate_mcp_param_headers(
         schema, arguments if isinstance(arguments, dict) else {}, headers or {}

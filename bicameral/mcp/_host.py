@@ -52,6 +52,7 @@ from bicameral.mcp._common import (
 from bicameral.mcp._front import (
     REMOVED_METHODS,
     Listen,
+    annotated_tools,
     check_param_headers,
 )
 from bicameral.mcp._registry import up_source
@@ -538,11 +539,14 @@ class ClientConn:
     def _check_param_headers(self, params: dict[str, Any]) -> None:
         """-32020 when the ``Mcp-Param-*`` headers contradict the call's arguments."""
         name = params.get("name")
-        tool = None
-        with contextlib.suppress(Refused):
-            pages = self._pages("tools") if isinstance(name, str) else []
-            tool = next((t for page in pages for t in page if t.get("name") == name), None)
-        check_param_headers(tool, params.get("arguments"), self.param_headers)
+        if not isinstance(name, str):
+            return
+        try:
+            tool = annotated_tools(self._pages("tools")).get(name)
+        except Refused:
+            return  # (no such profile: the call itself says so)
+        if tool is not None:
+            check_param_headers(tool, params.get("arguments"), self.param_headers)
 
     async def _set_level(self, params: dict[str, Any]) -> dict[str, Any]:
         level = params.get("level")

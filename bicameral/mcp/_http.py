@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import orjson
 
-from bicameral.mcp._front import http_status, load_sdk, param_headers, rejection
+from bicameral.mcp._front import http_status, load_sdk, rejection
 from bicameral.mcp._host import KNOWN_VERSIONS, MODERN_VERSIONS, ClientConn
 from bicameral.mcp._rounds import PARK_TIMEOUT
 from bicameral.protocol import (
@@ -411,14 +411,9 @@ class HttpSessions:
                 await _respond(send, 202, b"", [])  # nothing to say in the stateless era
                 return
             # The front's own checks first: the envelope, the routing headers.
-            refused = rejection(message, scope["headers"], MODERN_VERSIONS)
+            refused, sent = rejection(message, scope["headers"], MODERN_VERSIONS)
             if refused is not None:
                 await _rpc_error(send, message["id"], refused)
-                return
-            try:
-                sent = param_headers(scope["headers"])
-            except RPCError as exc:
-                await _rpc_error(send, message["id"], exc)
                 return
             # A call sent again with the answers its server asked for goes
             # back to the session that holds it (`bicameral.mcp._rounds`).
