@@ -27,7 +27,7 @@ Over HTTP each JSON-RPC error code has its status (`http_status`): 400 for
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -35,6 +35,7 @@ import anyio
 from bicameral.protocol import (
     HEADER_MISMATCH,
     INVALID_PARAMS,
+    UNSUPPORTED_PROTOCOL_VERSION,
     Peer,
     RPCError,
 )
@@ -93,7 +94,7 @@ def _sdk() -> Any:
 
 
 def rejection(
-    message: Mapping[str, Any], raw_headers: Iterable[tuple[bytes, bytes]], versions: Iterable[str]
+    message: Mapping[str, Any], raw_headers: Sequence[tuple[bytes, bytes]], versions: Sequence[str]
 ) -> tuple[RPCError | None, dict[str, str] | None]:
     """(the error a stateless-era HTTP request gets before it is served, its ``Mcp-Param-*``).
 
@@ -104,6 +105,14 @@ def rejection(
     are looked at: this runs on every stateless-era request.
     """
     inbound = _sdk()
+    if "id" not in message:  # a notification: nothing to serve, but a version to check
+        version = next((v for k, v in raw_headers if k.lower() == b"mcp-protocol-version"), b"")
+        requested = version.decode("latin-1").strip()
+        if requested in versions:
+            return None, None
+        supported = {"supported": [*versions], "requested": requested}
+        why = f"unsupported protocol version {requested!r}"
+        return RPCError(UNSUPPORTED_PROTOCOL_VERSION, why, supported), None
     # Header values without the optional whitespace around them (RFC 9110 §5.5).
     pairs = [
         (k.decode("latin-1").lower(), v.decode("latin-1").strip())

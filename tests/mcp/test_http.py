@@ -149,7 +149,12 @@ async def test_probes_and_metrics_name_every_server(mcp_home: McpHome) -> None:
         await one.call_tool("echo", {"text": "counted"})
     async with httpx2.AsyncClient(timeout=30) as http:
         assert (await http.get(f"{base}/healthz")).status_code == 200
-        assert (await http.get(f"{base}/readyz")).text.strip() == "ready"
+        # Ready once both servers have made their first start (beta too).
+        with trio.fail_after(30):
+            while True:
+                if (await http.get(f"{base}/readyz")).text.strip() == "ready":
+                    break
+                await trio.sleep(0.05)
         assert (await http.get(f"{base}/metrics")).status_code == 401
         metrics = (
             await http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {key}"})
