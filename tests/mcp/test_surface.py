@@ -177,7 +177,11 @@ async def test_rules_and_profiles_apply_on_the_listener(
         metrics = (
             await http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {key}"})
         ).text
-    assert 'bicameral_mcp_server_offered_tools{server="alpha"} 15.0' in metrics
+    alpha = ps_row(mcp_home, "alpha")
+    assert alpha["offered_tools"] == alpha["tools"] - 1  # crash* denied
+    assert f'bicameral_mcp_server_offered_tools{{server="alpha"}} {alpha["offered_tools"]:.1f}' in (
+        metrics
+    )
     assert 'bicameral_mcp_server_tool_schema_bytes{server="alpha"}' in metrics
     assert 'bicameral_mcp_server_tool_schema_tokens_estimate{server="alpha"}' in metrics
 
@@ -312,7 +316,8 @@ async def test_a_bad_reload_keeps_the_running_rules_and_a_good_one_applies(
             ),
             (
                 good.replace('deny = ["crash*"]', 'deny = ["crash", "nothing_*"]'),
-                '[mcp.servers.alpha.tools] deny "nothing_*" matches none of its 16 tools',
+                '[mcp.servers.alpha.tools] deny "nothing_*" matches none of its '
+                f"{ps_row(mcp_home, 'alpha')['tools']} tools",
             ),
             (
                 good.replace('echo = "say"', 'echo = "add"'),
@@ -428,3 +433,9 @@ async def test_a_call_through_call_tool_gets_its_servers_requests_answered(
             "bicameral__call_tool", {"name": "alpha__sample", "arguments": {"prompt": "q"}}
         )
         assert text(answer) == "sampled q"
+
+
+def ps_row(home: McpHome, name: str) -> dict[str, Any]:
+    """`name`'s row of `mcp ps --json`."""
+    servers = json.loads(home.cli("mcp", "ps", "--json").stdout)["servers"]
+    return next(row for row in servers if row["name"] == name)
