@@ -116,7 +116,8 @@ async def test_login_calls_one_refresh_for_two_clients_and_logout(
         async with session(mcp_home, "g") as a, session(mcp_home, "g") as b:
             assert await call_until_ready(a) == "hello"
             before = await stats(a)
-            # The access token lives 6 s (room for a loaded machine to log in and connect): wait until it has expired (a fact
+            # The access token lives 6 s (room for a loaded machine to log in
+            # and connect): wait until it has expired (a fact
             # to wait for, not a margin), then let both clients call at once.
             expires_at = json.loads(tokens.read_text())["expires_at"]
             await trio.sleep(max(0.0, expires_at - time.time()) + 0.1)
