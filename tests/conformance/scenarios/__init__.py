@@ -1,0 +1,1 @@
+"""The conformance server's scenario families, one module each (see ``../server.py``)."""
