@@ -106,6 +106,9 @@ class Peer(Protocol):
 
     client_id: str
     client_capabilities: dict[str, Any]
+    #: The client speaks the stateless era: asking it anything costs it an
+    #: ``input_required`` round, so it is asked only what a server asks.
+    modern: bool
     #: The level the client asked for with ``logging/setLevel`` (None: not asked).
     log_level: str | None
 
@@ -279,6 +282,8 @@ class Upstream:
         self.last_error: str | None = None
         self.last_exit_at: float | None = None
         self.peers: set[Peer] = set()
+        #: Its server asked an instance for roots: every client is keyed by its roots.
+        self.needs_roots = False
         self.primary = Instance(self, "server", SHARED)
         self.instances: dict[str, Instance] = {"server": self.primary}
         self._assigned: dict[Peer, Instance] = {}
@@ -477,7 +482,10 @@ class Upstream:
             return SHARED
         caps = frozenset(c for c in OBSERVABLE if c in peer.client_capabilities)
         roots = None
-        if "roots" in caps:
+        if "roots" in caps and (self.needs_roots or not peer.modern):
+            # A stateless-era client is asked (a round) only once this server
+            # is known to ask for roots; until then its key has no roots, and
+            # the server's own roots/list reaches it (`client_request`).
             listed = await peer.client_roots()
             roots = json.dumps(listed, sort_keys=True, separators=(",", ":"))
         if share == "per-client":
@@ -905,6 +913,13 @@ class Upstream:
             if capability == "roots":
                 # Answered here: an instance's roots are its client's, by its key.
                 instance.asked_roots = True
+                key = instance.key
+                if key.roots is None and "roots" in key.caps and not key.spare:
+                    # Keyed before this server was known to ask (a stateless-era
+                    # client, `key_for`): ask the client it serves, once; its
+                    # later clients are keyed by their roots.
+                    self.needs_roots = True
+                    return {"roots": await instance.route_peer(method).client_roots()}
                 return {"roots": instance.roots()}
             peer = instance.route_peer(method)
             if capability not in peer.client_capabilities:

@@ -212,6 +212,8 @@ async def _learn_roots(ctx: Any, params: object) -> None:
 
 
 for _method in ("notifications/initialized", "notifications/roots/list_changed"):
+    if "--lazy-roots" in sys.argv:  # asks for roots only in its ``roots`` tool
+        break
     server._lowlevel_server.add_notification_handler(_method, NotificationParams, _learn_roots)
 
 if not os.path.exists(os.environ.get("TESTSERVER_NO_TOOLS_IF", "/nonexistent")):
