@@ -309,12 +309,22 @@ def run_status(home: str | None, options: dict[str, Any]) -> int:
             f"stale descriptor {result['descriptor_path']} (pid {result['pid']} is not the "
             "daemon); `bicameral daemon stop` cleans it up"
         )
-    else:
+    elif state == "stopping":
+        human = f"bicameral daemon pid {result['pid']} is stopping"
+    elif state == "starting":
+        # It holds the lock without a descriptor: not published yet, or
+        # already withdrawn on its way out.
         human = (
-            f"bicameral daemon pid {result['pid']} is not answering ({result.get('error')}); "
+            f"bicameral daemon pid {result['pid'] or '?'} holds the lock but has no descriptor: "
+            "it is starting or stopping"
+        )
+    else:
+        why = result.get("error") or "no answer"
+        human = (
+            f"bicameral daemon pid {result['pid']} is not answering ({why}); "
             "try `bicameral daemon stop`"
         )
-        error(f"daemon pid {result['pid']} is not answering: {result.get('error')}")
+        error(f"daemon pid {result['pid']} is not answering: {why}")
     emit(result, as_json, human)
     return STATUS_EXIT_CODES[state]
 
@@ -389,9 +399,6 @@ def run_mcp(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral mcp [--server NAME | --profile NAME]``: the MCP stdio bridge (stdlib only)."""
     from bicameral.mcp import run_bridge
 
-    if "server" in options and "profile" in options:
-        error("--server and --profile cannot be combined: a profile is a view of many servers")
-        return 2
     return run_bridge(home, options.get("server"), options.get("profile"))
 
 

@@ -211,8 +211,8 @@ def _mcp(
                 2,
             )
         return
-    if "" in (server, profile) or None not in (server, profile):
-        raise _fail("give --server NAME or --profile NAME (a view of many servers), not both", 2)
+    if server is not None and not server:
+        raise _fail("--server needs a server name", 2)
     try:
         from bicameral.mcp import run_bridge
     except ImportError:
@@ -526,7 +526,8 @@ def ps(
         state = r["state"]
         if isinstance(r.get("retry_at"), int | float):
             # Down, and the daemon tries it again by itself: say when.
-            state += f", retry in {_fast._duration(max(0.0, r['retry_at'] - time.time()))}"
+            when = _fast._duration(max(0.0, r["retry_at"] - time.time()))
+            state += f", retrying in {when}" if state == "down" else f", retry in {when}"
         rows.append(
             [
                 r["name"],

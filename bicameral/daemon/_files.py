@@ -26,7 +26,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["read_regular", "write_atomic"]
+__all__ = ["read_regular", "sweep_temporaries", "write_atomic"]
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
@@ -34,9 +34,11 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
 
     The temporary file is created exclusively (``O_EXCL``, so never through
     a planted symlink) under a name no concurrent writer shares, and is
-    removed again if anything fails, cancellation included. Raises
+    removed again if anything fails, cancellation included; what a killed
+    writer left beside `path` is swept first (`sweep_temporaries`). Raises
     ``OSError``; callers turn it into their own one-line error.
     """
+    sweep_temporaries(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
@@ -48,6 +50,43 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
             raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from None
         raise
     _fsync_dir(path.parent)
+
+
+def sweep_temporaries(path: Path) -> list[str]:
+    """Remove the temporary files `write_atomic` left beside `path` when killed mid-write.
+
+    They are named ``.<name>.<pid>.<random>.tmp``: one whose writer is no
+    longer running is removed; a live writer's is left alone. Returns the
+    names removed (nothing is raised: a sweep never stops a write).
+    """
+    prefix = f".{path.name}."
+    removed: list[str] = []
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return removed
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid_text = name[len(prefix) :].split(".", 1)[0]
+        if not pid_text.isdigit() or _running(int(pid_text)):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(path.parent / name)
+            removed.append(name)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's: running
+    return True
 
 
 def _write_replace(tmp: Path, path: Path, data: bytes, flags: int, mode: int) -> None:

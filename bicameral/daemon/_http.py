@@ -41,6 +41,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bicameral.daemon._errors import ConfigError, DaemonError
+from bicameral.protocol import BACKLOG
+
+TICKET = "bicameral.connection"
+"""Where a request's ``scope["state"]`` holds its connection's admission ticket."""
 
 __all__ = [
     "HTTP_ENV",
@@ -57,6 +61,8 @@ logger = logging.getLogger("bicameral.daemon")
 
 HTTP_ENV = "BICAMERAL_HTTP"
 TOKEN_FILE = "http.token"
+STRANGER_MIN_AGE = 0.5
+"""Seconds a connection without the token is safe from being dropped for a newer one."""
 HTTP_GRACE = 5.0
 """Seconds in-flight HTTP requests get to finish when the daemon stops."""
 
@@ -69,6 +75,11 @@ HTTP_KEYS: dict[str, type] = {
     "metrics_public": bool,
     "allowed_hosts": list,
     "allowed_origins": list,
+    "max_unauthenticated": int,
+    "auth_timeout": float,
+    "header_timeout": float,
+    "body_timeout": float,
+    "idle_timeout": float,
 }
 """The keys of ``[daemon.http]``."""
 
@@ -97,6 +108,17 @@ class HttpSettings:
     metrics_public: bool = False
     allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
+    #: Connections that have not shown the token yet, at most (the oldest is
+    #: dropped past it; fewer when the descriptor table is small).
+    max_unauthenticated: int = 512
+    #: Seconds a connection has to show the token.
+    auth_timeout: float = 10.0
+    #: Seconds a request's headers may take from its first byte.
+    header_timeout: float = 10.0
+    #: Seconds a request's body may take after its headers.
+    body_timeout: float = 30.0
+    #: Seconds a connection may stay idle between requests.
+    idle_timeout: float = 75.0
 
     @property
     def loopback(self) -> bool:
@@ -142,16 +164,26 @@ def http_from_config(
     table = section.get("http", {}) if isinstance(section, dict) else {}
     if not isinstance(table, dict):
         raise ConfigError(f"{where}: [daemon.http] must be a table")
-    for key, value in table.items():
+    for key, given in table.items():
         kind = HTTP_KEYS.get(key)
+        value = float(given) if kind is float and type(given) is int else given
         if kind is None:
             raise ConfigError(
                 f"{where}: unknown key {key!r} in [daemon.http] (known: {', '.join(HTTP_KEYS)})"
             )
-        if not isinstance(value, kind) or (
-            isinstance(value, list) and not all(isinstance(v, str) for v in value)
+        positive = isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+        if (
+            not isinstance(value, kind)
+            or (isinstance(value, list) and not all(isinstance(v, str) for v in value))
+            or (kind in (int, float) and not positive)
         ):
-            what = {str: "a string", bool: "true or false", list: "a list of strings"}[kind]
+            what = {
+                str: "a string",
+                bool: "true or false",
+                list: "a list of strings",
+                int: "a positive integer",
+                float: "a positive number of seconds",
+            }[kind]
             raise ConfigError(f"{where}: [daemon.http] {key} must be {what}, not {value!r}")
     listen = override or table.get("listen")
     if not listen:
@@ -169,6 +201,7 @@ def http_from_config(
         metrics_public=bool(table.get("metrics_public", False)),
         allowed_hosts=tuple(str(h) for h in table.get("allowed_hosts", ())),
         allowed_origins=tuple(str(o) for o in table.get("allowed_origins", ())),
+        **{k: HTTP_KEYS[k](table[k]) for k in _BOUNDS if k in table},
     )
     if not settings.loopback and not settings.allow_remote:
         raise ConfigError(
@@ -180,6 +213,12 @@ def http_from_config(
             f"{where}: [daemon.http] require_token = false is only allowed on a loopback address"
         )
     return settings
+
+
+_SINGLE = frozenset({"host", "origin", "authorization"})
+"""Headers a request may carry once: a second one is refused, not silently preferred."""
+
+_BOUNDS = ("max_unauthenticated", "auth_timeout", "header_timeout", "body_timeout", "idle_timeout")
 
 
 def read_http_token(home: Path, *, create: bool = False) -> str | None:
@@ -245,6 +284,8 @@ class HttpListener:
     #: Set once the listener has drained (or never started): what stops
     #: after it (the servers its requests were calling) waits for it.
     drained: Any = None
+    #: The daemon's descriptor table (`FdTable`): the connections' budget.
+    fds: Any = None
     _registry: Any = None
 
     # -- the socket -------------------------------------------------------------
@@ -264,7 +305,7 @@ class HttpListener:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.set_inheritable(False)
             sock.bind(address)
-            sock.listen(128)
+            sock.listen(BACKLOG)
             sock.setblocking(False)
         except OSError as exc:
             sock.close()
@@ -294,35 +335,63 @@ class HttpListener:
     async def run(self, sock: socket.socket, stopping: Any, task_status: Any) -> None:
         """Serve on `sock` until `stopping` is set, then drain (`HTTP_GRACE`)."""
         import trio
-        from hypercorn.config import Config, Sockets
-        from hypercorn.trio.run import worker_serve
+        from hypercorn.config import Config
         from hypercorn.utils import wrap_app
+
+        from bicameral.daemon._http_serve import HttpTimeouts, serve_http
+        from bicameral.protocol import Admission
 
         if self.drained is None or self.drained.is_set():
             self.drained = trio.Event()
         config = Config()
         config.graceful_timeout = HTTP_GRACE
-        config.keep_alive_timeout = 75.0
-        # No read_timeout: hypercorn applies it to every read of a connection,
-        # which would cut a long call or an event stream whose client has
-        # nothing to say. A stalled request holds one task, never the loop.
         config.accesslog = None
         config.errorlog = logging.getLogger("bicameral.http")
         config.h2_max_inbound_frame_size = 2**16
-        sockets = Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+        settings = self.settings
+        trusted, strangers = self.caps()
+        admission = Admission(
+            max_connections=trusted,
+            max_strangers=strangers,
+            auth_timeout=settings.auth_timeout,
+            min_age=STRANGER_MIN_AGE,
+            what="HTTP",
+        )
+        timeouts = HttpTimeouts(
+            header=settings.header_timeout, body=settings.body_timeout, idle=settings.idle_timeout
+        )
 
-        async def shutdown_trigger() -> None:
-            await stopping.wait()
-            logger.info("HTTP listener: draining (up to %g s)", HTTP_GRACE)
-            for drain in self.on_drain:
-                drain()
+        def drain() -> None:
+            for end in self.on_drain:
+                end()
 
         app = wrap_app(self, None, "asgi")  # type: ignore[arg-type]
         task_status.started()
         try:
-            await worker_serve(app, config, sockets=sockets, shutdown_trigger=shutdown_trigger)
+            await serve_http(
+                sock,
+                app,
+                config=config,
+                admission=admission,
+                timeouts=timeouts,
+                stopping=stopping,
+                grace=HTTP_GRACE,
+                on_drain=drain,
+            )
         finally:
             self.drained.set()
+
+    def caps(self) -> tuple[int, int]:
+        """Connections with and without the token at most, within the descriptors' budget.
+
+        The owner's connections are bounded by descriptors alone (what they
+        may have in flight is `max_requests`, answered 503 past it).
+        """
+        strangers = self.settings.max_unauthenticated
+        budget = self.fds.connection_budget() if self.fds is not None else 2**16
+        strangers = max(1, min(strangers, budget // 2))
+        trusted = max(1, budget - strangers)
+        return trusted, strangers
 
     async def wait_drained(self) -> None:
         """Until the listener has finished its requests after a stop (at most `HTTP_GRACE`)."""
@@ -355,23 +424,28 @@ class HttpListener:
             else:
                 await _text(send, 200, "ready\n")
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if path == "/metrics":
-            if not self.settings.metrics_public and not self._authorized(headers):
-                await _unauthorized(send)
-                return
-            await self._metrics(send)
-            return
+        headers: dict[str, str] = {}
+        repeated = set()
+        for k, v in scope["headers"]:
+            name = k.decode("latin-1").lower()
+            if name in headers and name in _SINGLE:
+                repeated.add(name)
+            headers[name] = v.decode("latin-1")
         app, prefix = self._mounted(path)
-        if app is None:
+        if app is None and path != "/metrics":
             await _text(send, 404, f"not found: {path}\n")
             return
-        refusal = self._foreign(headers)
+        refusal = self._foreign(headers, repeated)
         if refusal is not None:
             logger.warning("HTTP listener: refused %s %s: %s", scope.get("method"), path, refusal)
             await _text(send, 403, f"forbidden: {refusal}\n")
             return
-        if self.settings.require_token and not self._authorized(headers):
+        authorized = self._authorized(headers)
+        if app is None:  # /metrics
+            if not self.settings.metrics_public and not authorized:
+                await _unauthorized(send)
+                return
+        elif self.settings.require_token and not authorized:
             session: SessionGuard | None = getattr(app, "session", None)
             if session is None:
                 await _unauthorized(send)
@@ -379,6 +453,16 @@ class HttpListener:
             if not session.admits(scope, headers):
                 await session.refuse(scope, send)
                 return
+            authorized = True  # a session the app admits is a credential too
+        if authorized or (app is not None and not self.settings.require_token):
+            # The connection is the owner's (or the token is off, loopback
+            # only): no longer a stranger (bicameral/daemon/_http_serve.py).
+            ticket = scope.get("state", {}).get(TICKET)
+            if ticket is not None:
+                ticket.authenticated()
+        if app is None:
+            await self._metrics(send)
+            return
         if self.active >= self.max_requests:
             await _text(send, 503, "busy: too many requests in flight\n", [(b"retry-after", b"1")])
             return
@@ -411,8 +495,10 @@ class HttpListener:
             names |= {"localhost", "127.0.0.1", "[::1]"}
         return {f"{n}:{port}" for n in names} | set(self.settings.allowed_hosts)
 
-    def _foreign(self, headers: Mapping[str, str]) -> str | None:
+    def _foreign(self, headers: Mapping[str, str], repeated: set[str]) -> str | None:
         """Why `headers` name a host or origin that is not ours (None: they do not)."""
+        if repeated:
+            return f"more than one {', '.join(sorted(repeated))} header"
         own = self._own_hosts()
         host = headers.get("host")
         check_host = self.settings.loopback or bool(self.settings.allowed_hosts)

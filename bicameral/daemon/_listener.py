@@ -72,6 +72,9 @@ class ListenerSlot:
         self.serving = False
         self._socket: socket.socket | None = None
         self.on_listener: Callable[[HttpListener], None] | None = None
+        #: The daemon's descriptor table (`FdTable`, set at start): the
+        #: listener sizes its connection caps from it.
+        self.fds: Any = None
 
     @property
     def settings(self) -> HttpSettings | None:
@@ -149,6 +152,7 @@ class ListenerSlot:
                 ready=self._ready,
                 stopping=self._stopping,
                 max_requests=self._max_requests(),
+                fds=self.fds,
             )
             if self.on_listener is not None:
                 self.on_listener(self.listener)

@@ -51,6 +51,8 @@ from bicameral.daemon._descriptor import (
     write_descriptor,
 )
 from bicameral.daemon._errors import ConfigError, DaemonError
+from bicameral.daemon._fds import fd_table
+from bicameral.daemon._files import sweep_temporaries
 from bicameral.daemon._held import HeldDirs
 from bicameral.daemon._http import HTTP_ENV, http_from_config, parse_listen
 from bicameral.daemon._identity import process_start_time
@@ -214,6 +216,10 @@ def serve(options: ServeOptions) -> int:
                 os.chdir(paths.home)
             daemon.hold_home(log_handler)
             start_reaper(paths.home)
+            daemon.http.fds = fd_table()
+            logger.info("%s", daemon.http.fds.describe())
+            for name in sweep_temporaries(paths.config):
+                logger.info("removed %s, left by an interrupted edit of the config", name)
             config, config_path = load_config_file(paths, daemon.home_fd)
             options.limits = limits_from_config(config, config_path, options.limits)
             daemon.http.open(http_from_config(config, config_path, options.http))

@@ -11,7 +11,9 @@ up as OTP's does (reason *shutdown*), and its TRANSIENT entry stays
 restart intensity its siblings share, nor takes the daemon down. The
 ``adapters`` supervisor retries a failed server after `FAILED_RETRY`
 seconds (its spec's ``retry_after``, set by the MCP plugin); ``mcp
-restart``, ``adapters.restart`` and a reload do it at once.
+restart``, ``adapters.restart`` and a reload do it at once. A remote server
+is retried with `REMOTE_RETRY` instead, for as long as it is down (``mcp ps``:
+"down, retrying"): an outage is not a bug that retrying cannot fix.
 
 Readiness never waits for a server: ``server`` reports started before it
 spawns anything, so the ``adapters`` subtree counts as started as soon as
@@ -54,6 +56,7 @@ __all__ = [
     "FAILED_RETRY",
     "MAX_RESTARTS",
     "MAX_SECONDS",
+    "REMOTE_RETRY",
     "ServerExited",
     "ServerTree",
     "instance_spec",
@@ -66,6 +69,9 @@ BACKOFF = Backoff(initial=0.5, maximum=30.0, factor=2.0, jitter=0.1)
 MAX_RESTARTS, MAX_SECONDS = 5, 60.0
 #: A failed server is tried again after this long (or at once on restart/reload).
 FAILED_RETRY = 300.0
+#: A remote server that failed is down, not broken: it is tried again with this
+#: backoff for as long as the outage lasts, and is back within one step of its return.
+REMOTE_RETRY = Backoff(initial=2.0, maximum=30.0, factor=2.0, jitter=0.1)
 #: An instance's grace: the process group gets 2 s after SIGTERM, the rest is margin.
 INSTANCE_SHUTDOWN = 5.0
 

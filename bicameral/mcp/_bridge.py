@@ -408,6 +408,9 @@ def run_bridge(home: Path | str | None, server: str | None, profile: str | None 
 
     Uses the process's stdin and stdout (file descriptors 0 and 1) for MCP.
     """
+    if profile is not None and (not profile or server is not None):
+        _say("--profile needs a profile's name and cannot be combined with --server")
+        return 2
     home_arg = os.fspath(home) if home is not None else None
     if _stdin_is_terminal():
         # A person ran it by hand: say what it is for, instead of waiting

@@ -69,6 +69,8 @@ SERVER_KEYS = (
     "client_metadata_url",
     "enabled",
     "share",
+    "max_instances",
+    "call_timeout",
     # What clients are offered of it (bicameral.mcp.surface, docs/tools.md).
     "tools",
     "prompts",
@@ -111,6 +113,12 @@ class ServerConfig:
     cwd: str | None = None
     enabled: bool = True
     share: str = "auto"
+    #: Instances (processes or remote sessions) of this server at most, the
+    #: primary and the warm spare included (docs/mcp.md, "Sharing").
+    max_instances: int = 32
+    #: Seconds a call may wait for its answer from a remote server before it
+    #: is cut as stalled (docs/mcp.md, "Remote servers").
+    call_timeout: float = 60.0
     #: A remote server's endpoint (then there is no command).
     url: str | None = None
     transport: str = "http"
@@ -346,20 +354,20 @@ def _server(where: str, name: str, table: object) -> ServerConfig:
             )
         cwd = expanded
 
-    enabled, share = _common(head, table)
+    if "call_timeout" in table:
+        raise ConfigError(f'{head} "call_timeout" is for a remote server (one with a "url")')
     return ServerConfig(
         name=name,
         command=command,
         args=tuple(args),
         env=tuple(sorted(env.items())),
         cwd=cwd,
-        enabled=enabled,
-        share=share,
+        **_common(head, table),
     )
 
 
-def _common(head: str, table: Mapping[str, Any]) -> tuple[bool, str]:
-    """``enabled`` and ``share``, checked (local and remote servers alike)."""
+def _common(head: str, table: Mapping[str, Any]) -> dict[str, Any]:
+    """``enabled``, ``share``, ``max_instances``, checked (local and remote servers alike)."""
     enabled = table.get("enabled", True)
     if not isinstance(enabled, bool):
         raise ConfigError(f'{head} "enabled" must be true or false, not {_type_name(enabled)}')
@@ -369,7 +377,13 @@ def _common(head: str, table: Mapping[str, Any]) -> tuple[bool, str]:
             f'{head} "share" must be one of {", ".join(repr(m) for m in SHARE_MODES)}, '
             f"not {share!r}"
         )
-    return enabled, share
+    cap = table.get("max_instances", ServerConfig.max_instances)
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 2:
+        raise ConfigError(
+            f'{head} "max_instances" must be a whole number of at least 2 '
+            f"(the primary instance and one more), not {cap!r}"
+        )
+    return {"enabled": enabled, "share": share, "max_instances": cap}
 
 
 _ENV_REF = re.compile(r"\$\{env:([^}]*)\}")
@@ -424,7 +438,13 @@ def _remote_server(head: str, name: str, table: Mapping[str, Any]) -> ServerConf
         _check_env_refs(head, "token", token)
     elif token is not None:
         raise ConfigError(f'{head} "token" is only used with auth = "bearer"')
-    enabled, share = _common(head, table)
+    call_timeout = table.get("call_timeout", ServerConfig.call_timeout)
+    if (
+        not isinstance(call_timeout, int | float)
+        or isinstance(call_timeout, bool)
+        or not call_timeout > 0
+    ):
+        raise ConfigError(f'{head} "call_timeout" must be a positive number of seconds')
     return ServerConfig(
         name=name,
         url=url,
@@ -435,8 +455,8 @@ def _remote_server(head: str, name: str, table: Mapping[str, Any]) -> ServerConf
         scope=oauth["scope"],
         client_id=oauth["client_id"],
         client_metadata_url=cimd,
-        enabled=enabled,
-        share=share,
+        call_timeout=float(call_timeout),
+        **_common(head, table),
     )
 
 

@@ -566,13 +566,15 @@ async def _body(receive: Any, limit: int, budget: InputBudget) -> bytes | int:
     ``max_buffered``) while they are read, so that many slow senders of large
     bodies cannot hold unbounded memory between them.
     """
-    chunks: list[bytes] = []
+    # One growing buffer, not a list of 64 KiB pieces: a large one lives in
+    # its own mapping, which goes back to the system when it is freed.
+    body = bytearray()
     size = 0
     try:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return b"".join(chunks)
+                return 400  # the client went away before the end of its body
             chunk = message.get("body", b"")
             if size + len(chunk) > limit:
                 return 413
@@ -580,10 +582,11 @@ async def _body(receive: Any, limit: int, budget: InputBudget) -> bytes | int:
                 budget.claim(size + len(chunk), size)
                 return 503
             size += len(chunk)
-            chunks.append(chunk)
+            body += chunk
             if not message.get("more_body"):
-                return b"".join(chunks)
+                return bytes(body)
     finally:
+        del body
         budget.claim(size, 0)
 
 

@@ -107,7 +107,9 @@ class TokenFile(TokenStorage):
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._account = str(path.parent.parent / path.stem)
+        # Named by the state dir's real path: the daemon reaches it through a held
+        # directory (/proc/self/fd/N on Linux), the CLI by its name.
+        self._account = str(Path(os.path.realpath(path.parent.parent)) / path.stem)
         #: The file as this object last saw or wrote it (`changed_elsewhere`).
         self.seen = self._stamp()
 

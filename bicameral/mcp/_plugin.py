@@ -64,7 +64,12 @@ class McpPlugin:
         self.registry.disabled = [s.name for s in servers.values() if not s.enabled]
         if not enabled:
             return []
-        from bicameral.mcp._adapter import FAILED_RETRY, ServerTree, quiet_server_exits
+        from bicameral.mcp._adapter import (
+            FAILED_RETRY,
+            REMOTE_RETRY,
+            ServerTree,
+            quiet_server_exits,
+        )
         from bicameral.supervisor import ChildSpec, Restart
 
         quiet_server_exits()  # a server's exit is one line of ours, not a crash traceback
@@ -74,7 +79,7 @@ class McpPlugin:
                 name=s.name,
                 target=ServerTree(s, self.registry),
                 restart=Restart.TRANSIENT,
-                retry_after=FAILED_RETRY,
+                retry_after=REMOTE_RETRY if s.remote else FAILED_RETRY,
             )
             for s in enabled
         ]

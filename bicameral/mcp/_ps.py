@@ -34,7 +34,7 @@ ACTIONS = {"restart": "adapters.restart", "start": "adapters.start", "stop": "ad
 # A server's own states (`Upstream.state`) as `mcp ps` shows them (SPEC §5).
 _SHOWN = {
     "ready": "ready",
-    "degraded": "ready",
+    "degraded": "degraded",
     "starting": "starting",
     "restarting": "backoff",
     "failed": "failed",
@@ -123,8 +123,11 @@ def server_rows(
     """Every configured server (or `name` only), joined with the live daemon.
 
     Returns ``{"daemon": "running" | "stopped", "config_path", "servers": [...]}``
-    where each server has ``name``, ``state`` (``starting | ready | backoff
-    | failed | stopped | disabled``), ``enabled``, ``pid``, ``uptime_s``,
+    where each server has ``name``, ``state`` (``starting | ready | degraded
+    | backoff | failed | down | stopped | disabled | needs-login``; ``down``: a
+    remote server given up on for now and retried with backoff; ``degraded``:
+    serving, but a remote answered HTTP 5xx or stalled, or it came back with
+    no tools), ``enabled``, ``pid``, ``uptime_s``,
     ``restarts``, ``tools`` (listed by the server), ``offered_tools`` (after
     its rules), ``schema_bytes`` and ``schema_tokens`` (their size, the
     second an estimate), ``clients``, ``memory_bytes`` (all its
@@ -199,12 +202,14 @@ def join_rows(
             state = "stopped"
         elif entry.get("state") in ("failed", "stopped"):
             state = str(entry["state"])
+            if state == "failed" and server.remote and entry.get("retry_at") is not None:
+                state = "down"  # an outage: retried with backoff for as long as it lasts
         else:
             state = _SHOWN.get(str(status.get("state")), "starting")
         instance = ((entry or {}).get("children") or [{}])[0]
         started = instance.get("started_at")
-        up = state in ("ready", "starting") and isinstance(started, int | float)
-        pid = status.get("pid") if state not in ("stopped", "disabled", "failed") else None
+        up = state in ("ready", "degraded", "starting") and isinstance(started, int | float)
+        pid = status.get("pid") if state not in ("stopped", "disabled", "failed", "down") else None
         instances = _instances(status) if state not in ("stopped", "disabled") else []
         memory = _memory(pid if isinstance(pid, int) else None, table)
         for inst in instances[1:]:  # the keyed ones: their processes count too
@@ -234,7 +239,7 @@ def join_rows(
                 "instances": instances,
                 "url": server.url,
                 "auth": _auth_state(paths, server) if server.remote else None,
-                "retry_at": (entry or {}).get("retry_at") if state == "failed" else None,
+                "retry_at": (entry or {}).get("retry_at") if state in ("failed", "down") else None,
             }
         )
     return {

@@ -20,8 +20,14 @@ is the server's ``share`` setting (docs/mcp.md, "Sharing"):
 * ``per-client``: every client session has an instance of its own.
 
 Keyed instances come from a warm spare when one is ready (so a session is
-served in tens of milliseconds), and a new spare is started behind it. An
-instance nobody uses is retired after `LINGER` seconds.
+served in tens of milliseconds), and a new spare is started behind it. A
+``per-client`` instance retires as soon as its session ends (what the
+server kept for that session must not reach the next one); an ``auto``
+instance nobody uses is kept `LINGER` seconds for the next client of its
+key, and retired at once when a new instance needs its place under the
+server's ``max_instances``. So no session waits for instances nobody uses;
+one that finds them all in use waits up to ``ready_timeout``, then is told
+the cap is reached and which setting raises it.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import anyio
 from bicameral.mcp._common import CALL_WAIT, LIST_METHODS, MAX_FRAME, UpstreamError
 from bicameral.mcp._metrics import CallStats
 from bicameral.platform import terminate_group
-from bicameral.protocol import INTERNAL_ERROR, INVALID_REQUEST, PeerClosed
+from bicameral.protocol import INTERNAL_ERROR, INVALID_REQUEST, PeerClosed, RPCError
 
 if TYPE_CHECKING:
     from mcp.client.session import ClientSession
@@ -61,8 +67,6 @@ ROUTED = frozenset({"sampling", "elicitation"})
 LINGER = 30.0
 #: How long a list request waits for a list being listed again.
 FRESH_WAIT = 5.0
-#: Instances of one server at most (the primary and spares included).
-MAX_INSTANCES = 16
 #: MCP log levels, least to most severe.
 LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
 _RANK = {level: rank for rank, level in enumerate(LEVELS)}
@@ -302,6 +306,8 @@ class Upstream:
         self.shutting_down = False
         #: Called after each `publish` (the registry's check of its rules, docs/tools.md).
         self.on_publish: Callable[[Upstream], None] | None = None
+        #: Why a remote server is degraded now (HTTP 5xx, a stalled call), or None.
+        self.trouble: str | None = None
         self.ready_timeout = CALL_WAIT
         #: The longest line accepted from the server (the daemon's ``max_frame``).
         self.max_frame = MAX_FRAME
@@ -515,7 +521,10 @@ class Upstream:
                 self._tell(inst, "resources/unsubscribe", {"uri": uri})
         self._apply_level(inst)
         if not inst.clients and not inst.primary:
-            self._retire_later(inst)
+            if inst.key.owner is not None:
+                self._retire(inst)  # per-client: its session is over
+            else:
+                self._retire_later(inst)
         inst.touch()
 
     async def instance_for(self, peer: Peer, *, exclusive: bool = False) -> Instance:
@@ -533,10 +542,13 @@ class Upstream:
                 self._leave(current, peer)
             return self.primary
         exclusive = exclusive and key.routed
+        cap = self.config.max_instances
         with anyio.move_on_after(self.ready_timeout):
             while True:
                 inst = self._pick(peer, key, current, exclusive)
-                if inst is None and len(self.instances) < MAX_INSTANCES and self.tree is not None:
+                if inst is None and len(self.instances) >= cap:
+                    self._reclaim_idle(key)
+                if inst is None and len(self.instances) < cap and self.tree is not None:
                     if self.config.share == "per-client":
                         inst = await self._take_spare(key)
                     inst = inst or await self._start_instance(key)
@@ -551,10 +563,13 @@ class Upstream:
                         self.publish()
                     return inst
                 await self._changed.wait()  # at the limit: wait for one to free up
+        in_use = sum(1 for i in self.instances.values() if i.clients)
+        why = "each with another client's call in flight" if exclusive else "all in use"
         raise UpstreamError(
             INTERNAL_ERROR,
-            f"MCP server {self.name!r}: all {MAX_INSTANCES} instances are busy with other "
-            f"clients' calls (waited {self.ready_timeout:g} s)",
+            f"MCP server {self.name!r} is at its cap of {cap} instances ({why}: "
+            f"{in_use} serve other client sessions; waited {self.ready_timeout:g} s for one "
+            f"to free up): raise max_instances in [mcp.servers.{self.name}] to allow more",
         )
 
     def _pick(
@@ -599,7 +614,7 @@ class Upstream:
         """Keep one warm spare of the capabilities `caps` (the next such client's)."""
         if any(i.key.spare and i.key.caps == caps for i in self.instances.values()):
             return
-        if len(self.instances) < MAX_INSTANCES - 1:
+        if len(self.instances) < self.config.max_instances - 1:
             await self._start_instance(InstanceKey(caps, None, None, spare=True))
 
     async def _start_instance(self, key: InstanceKey) -> Instance:
@@ -625,12 +640,51 @@ class Upstream:
             await anyio.sleep(LINGER)
             if inst.clients or inst.retiring or self.instances.get(inst.name) is not inst:
                 return
-            self._forget(inst)
-            if self.tree is not None:
-                with contextlib.suppress(KeyError, RuntimeError):
-                    await self.tree.delete_child(inst.name)
+            self._retire(inst)
 
         self.start_soon(retire)
+
+    def _retire(self, inst: Instance) -> None:
+        """Stop `inst` now; its place under ``max_instances`` is free at once."""
+        if inst.retiring or inst.primary:
+            return
+        self._forget(inst)
+        tree = self.tree
+        if tree is None or self.start_soon is None:
+            return
+
+        async def delete() -> None:
+            with contextlib.suppress(KeyError, RuntimeError):
+                await tree.delete_child(inst.name)
+
+        self.start_soon(delete)
+
+    def _reclaim_idle(self, key: InstanceKey) -> None:
+        """At the cap: retire one instance nobody uses (not a spare `key` could take).
+
+        Not one being handed to a client: a per-client instance (it has its
+        owner's key from the moment it is chosen) or a keyed one still
+        starting (it was started for a client that waits for it).
+        """
+        idle = [
+            i
+            for i in self.instances.values()
+            if not i.primary
+            and not i.clients
+            and not i.retiring
+            and i.key != key
+            and i.key.owner is None
+            and (i.key.spare or i.state != "starting")
+        ]
+        idle.sort(key=lambda i: (i.key.spare and i.key.caps == key.caps, i.key.spare))
+        if idle:
+            logger.info(
+                "MCP server %r: retiring idle instance %s to make room (max_instances %d)",
+                self.name,
+                idle[0].name,
+                self.config.max_instances,
+            )
+            self._retire(idle[0])
 
     def _forget(self, inst: Instance) -> None:
         inst.retiring = True
@@ -820,12 +874,17 @@ class Upstream:
             live = inst.live or await self._wait_ready(
                 inst, self.ready_timeout if wait is None else wait
             )
-            result = await live.dispatcher.call(method, params, on_progress=on_progress)
+            if self.config.remote:
+                result = await self._bounded_call(live, method, params, on_progress)
+            else:
+                result = await live.dispatcher.call(method, params, on_progress=on_progress)
             if result.get("resultType") == "input_required":
                 result = await self._rounds(
                     inst, live, method=method, params=params, on_progress=on_progress, result=result
                 )
             failed = False
+            if self.config.remote:
+                self.remote_fine()
             return result
         except PeerClosed:
             # The server went away under this call. Give the adapter a moment
@@ -844,6 +903,13 @@ class Upstream:
                 f"MCP server {self.name!r} failed during {method}: {live.cause}; "
                 "it is being restarted, retry the call",
             ) from None
+        except RPCError as exc:
+            if self.trouble is not None and not isinstance(exc, UpstreamError):
+                # The SDK's own words for an HTTP error say neither who nor what.
+                raise UpstreamError(
+                    exc.code, f"MCP server {self.name!r}: {self.trouble} ({exc.message})"
+                ) from None
+            raise
         finally:
             self.calls.record(method, time.perf_counter() - started, failed)
             if peer is not None:
@@ -854,6 +920,45 @@ class Upstream:
                     del inst.inflight[peer]
                     if inst.key.routed:
                         self.touch()  # a client may wait for this instance to be free
+
+    async def _bounded_call(
+        self, live: Live, method: str, params: Mapping[str, Any] | None, on_progress: Any
+    ) -> dict[str, Any]:
+        """A remote call, cut when it shows no sign of life for ``call_timeout`` seconds.
+
+        Its progress notifications count as signs of life (the call always
+        asks for them), so a long call that reports progress is never cut.
+        """
+        bound = self.config.call_timeout
+        with anyio.CancelScope() as scope:
+            scope.deadline = anyio.current_time() + bound
+
+            async def alive(progress: float, total: float | None, message: str | None) -> None:
+                scope.deadline = anyio.current_time() + bound
+                if on_progress is not None:
+                    await on_progress(progress, total, message)
+
+            return await live.dispatcher.call(method, params, on_progress=alive)
+        stalled = f"stalled: no answer to {method} for {bound:g} s (call_timeout)"
+        self.remote_trouble(stalled)
+        raise UpstreamError(
+            INTERNAL_ERROR,
+            f"MCP server {self.name!r} ({self.config.url}) {stalled}; the call was cancelled",
+        )
+
+    def remote_trouble(self, reason: str) -> None:
+        """A remote server answered HTTP 5xx, or stalled: ``degraded`` while it lasts."""
+        self.trouble = reason
+        if self.state in ("ready", "degraded"):
+            self._set_state("degraded", reason)
+
+    def remote_fine(self) -> None:
+        """A remote server answered again: no longer degraded for what `remote_trouble` saw."""
+        if self.trouble is None:
+            return
+        self.trouble = None
+        if self.state == "degraded":
+            self._set_state("ready")
 
     async def notify(self, peer: Peer, method: str, params: Mapping[str, Any] | None) -> None:
         """Send a client's notification on to its instance (dropped while it is down)."""

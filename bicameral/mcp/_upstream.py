@@ -266,11 +266,20 @@ async def _read_stderr(
 _STDERR_DRAIN = 0.5
 
 
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 def _exit_reason(returncode: int | None, tail: collections.deque[str]) -> str:
     if returncode is None:
         what = "closed its stdout"
     elif returncode < 0:
-        what = f"was killed by signal {-returncode}"
+        what = f"was killed by signal {-returncode} ({_signal_name(-returncode)})"
     else:
         what = f"exited with status {returncode}"
     if tail:
@@ -392,6 +401,9 @@ def _era_headers(message: Any) -> Any:
     return ClientMessageMetadata(headers=headers)
 
 
+_HTTP_5XX = "the server answered HTTP"
+
+
 def _http_error_status(status: int) -> str:
     if status == 401:
         return "the server refused the credentials (HTTP 401): check auth, token and headers"
@@ -453,7 +465,12 @@ class _Remote:
     async def _on_response(self, response: Any) -> None:
         status = response.status_code
         if status < 400:
+            trouble = self._upstream.trouble
+            if status < 300 and trouble is not None and trouble.startswith(_HTTP_5XX):
+                self._upstream.remote_fine()
             return
+        if status >= 500:
+            self._upstream.remote_trouble(f"{_HTTP_5XX} {status} ({self._config.url})")
         if status == 404 and "mcp-session-id" in response.request.headers:
             # The server no longer knows our session (it restarted, or expired
             # it): nothing was done with this request. Connect again; the

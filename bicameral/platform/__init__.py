@@ -19,6 +19,7 @@ on any machine; the OS calls are here too, behind small interfaces
 - `_detach`: spawning the detached daemon; `_locks`, `_pipes`, `_watch`,
   `_epoll`: locks, pipes, directory watches, the poller's epoll.
 - `_reaper`: what ends a killed daemon's descendants on POSIX.
+- `_resources`: the descriptor limit and handing the heap back.
 
 Names are loaded on first use: the CLI's fast paths import this package
 and pay only for what they touch (the standard library only).
@@ -83,6 +84,12 @@ if TYPE_CHECKING:
         TAG_ENV,
         needs_reaper,
         start_reaper,
+    )
+    from bicameral.platform._resources import (
+        UNLIMITED,
+        nofile_limits,
+        release_heap,
+        set_nofile_soft,
     )
     from bicameral.platform._service import (
         LAUNCHD_LABEL,

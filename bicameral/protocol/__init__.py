@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from bicameral._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from bicameral.protocol._admission import BACKLOG, Admission, Ticket
     from bicameral.protocol._blocking import BlockingClient
     from bicameral.protocol._burst import BurstLog
     from bicameral.protocol._client import AsyncClient

@@ -78,15 +78,20 @@ class InputBudget:
     connection afterwards (an MCP session), so one limit bounds them all.
     """
 
-    __slots__ = ("limit", "used")
+    __slots__ = ("limit", "peak", "used")
 
     #: Unfinished input up to one receive is not counted: ordinary messages
     #: arrive whole, and are never refused.
     COUNT_FROM = 65536
 
+    #: When everything held goes back after more than this was, the freed
+    #: memory is handed back to the system (`release_memory`).
+    RELEASE_FROM = 8 * 1024 * 1024
+
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
+        self.peak = 0
 
     def claim(self, old: int, new: int) -> bool:
         """A reader's unfinished input goes from ``old`` to ``new`` bytes.
@@ -96,4 +101,43 @@ class InputBudget:
         Shrinking is always within it.
         """
         self.used += new - old
+        if self.used > self.peak:
+            self.peak = self.used
+        elif self.used <= 0 and self.peak > self.RELEASE_FROM:
+            self.peak = 0
+            _release_soon()
         return new <= old or self.used <= self.limit
+
+
+def _release_soon() -> None:
+    """`release_memory` once what the readers were holding around the input is gone too."""
+    try:
+        import trio
+
+        trio.lowlevel.spawn_system_task(_release_later)
+    except RuntimeError:  # not in a Trio run
+        release_memory()
+
+
+async def _release_later() -> None:
+    import trio
+
+    await trio.sleep(RELEASE_DELAY)
+    release_memory()
+
+
+RELEASE_DELAY = 0.5
+"""Seconds between the last large input's end and handing memory back."""
+
+
+def release_memory() -> None:
+    """Hand the heap's free pages back to the system (glibc's ``malloc_trim``).
+
+    Large inputs are read in many 64 KiB pieces, which the C allocator keeps
+    in its heap after they are freed: without this, the daemon's RSS would
+    stay at its high-water mark after a burst of large bodies. Elsewhere
+    (macOS, musl) the allocator returns such memory itself: nothing to do.
+    """
+    from bicameral.platform import release_heap
+
+    release_heap()

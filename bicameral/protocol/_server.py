@@ -1,11 +1,9 @@
 """The listeners: a Unix socket for the daemon, loopback TCP where there is none.
 
-The accept loop follows `trio.serve_listeners`: accept, start a task per
-connection in a nursery, and treat running out of file descriptors (or
-kernel memory) as a temporary overload to sleep through rather than a
-reason to crash. On top of it the server applies what must hold before a
-client gets to say anything: the peer's uid (Unix) and the connection cap.
-The token gate of the TCP transport is per request, in `RequestRunner`.
+The accept loop, the connection cap and the strangers' cap are `Admission`'s
+(shared with the HTTP listener). On top of it the server checks the peer's
+uid (Unix); the token gate of the TCP transport is per request, in
+`RequestRunner`.
 """
 
 from __future__ import annotations
@@ -22,7 +20,7 @@ import trio
 
 from bicameral.platform import peer_uid, socket_path_problem, unix_socket
 from bicameral.protocol import _poller
-from bicameral.protocol._burst import BurstLog
+from bicameral.protocol._admission import BACKLOG, Admission, Ticket
 from bicameral.protocol._dispatcher import Dispatcher
 from bicameral.protocol._limits import InputBudget, Limits
 from bicameral.protocol._poller import Poller
@@ -31,12 +29,6 @@ from bicameral.protocol._served import ServedConnection
 __all__ = ["peer_allowed", "peer_uid", "serve_tcp", "serve_unix"]
 
 logger = logging.getLogger("bicameral.protocol")
-
-# Errors that accept(2) returns when the system is overloaded (as in
-# trio._highlevel_serve_listeners): wait and accept again.
-ACCEPT_CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
-ACCEPT_RETRY_DELAY = 0.100
-BACKLOG = 4096  # the kernel caps it at somaxconn; SPEC §7 asks for at least 1024
 
 
 def peer_allowed(uid: int | None, own_uid: int) -> bool:
@@ -62,14 +54,13 @@ class _Server:
         self.limits = limits
         self.transport = transport
         self.token = token
-        self.active = 0
-        # TCP connections that have not shown the token yet, oldest first,
-        # each with the scope that closes it.
-        self.strangers: dict[int, trio.CancelScope] = {}
-        self._next_stranger = 0
-        self.trusted = 0  # TCP connections that showed the token
-        self.refused = BurstLog(logger, logging.WARNING)
-        self.overloaded = BurstLog(logger, logging.ERROR)
+        # On TCP, connections that have not shown the token yet are counted
+        # apart (the grace is the connection's own: `RequestRunner`).
+        self.admission = Admission(
+            max_connections=limits.max_connections,
+            max_strangers=limits.max_unauthenticated if transport == "tcp" else None,
+            what="TCP" if transport == "tcp" else "",
+        )
         self.own_uid = os.geteuid() if hasattr(os, "geteuid") else None
         self.poller: Poller | None = None
         self.budget = InputBudget(limits.max_buffered)
@@ -96,66 +87,9 @@ class _Server:
                 self.poller.close()
 
     async def accept_loop(self, listener: socket.socket, nursery: trio.Nursery) -> None:
-        while True:
-            await trio.lowlevel.wait_readable(listener)
-            try:
-                sock, _ = listener.accept()
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                if exc.errno not in ACCEPT_CAPACITY_ERRNOS:
-                    raise
-                # Out of descriptors: every other connection keeps working, and
-                # clients queue in the backlog until some are closed. Logged
-                # once per burst, with a count, not once per retry.
-                self.overloaded.note(
-                    f"accept returned {errno.errorcode[exc.errno]} ({os.strerror(exc.errno)}); "
-                    f"retrying every {ACCEPT_RETRY_DELAY} seconds"
-                )
-                await trio.sleep(ACCEPT_RETRY_DELAY)
-                continue
-            if self.transport == "tcp":
-                # Connections without the token yet are counted apart, so
-                # they never take the places of those that have it; at their
-                # cap the *oldest* is dropped, not the newcomer (as OpenSSH's
-                # MaxStartups drops early): a flood of strangers then evicts
-                # itself, and the owner's connection, which shows the token
-                # in its first message, gets in.
-                while len(self.strangers) >= self.limits.max_unauthenticated:
-                    oldest = next(iter(self.strangers))
-                    self.strangers.pop(oldest).cancel()
-                    self.refused.note(
-                        f"dropping the oldest of {self.limits.max_unauthenticated} TCP "
-                        "connections without the token (max_unauthenticated)"
-                    )
-                full = self.trusted >= self.limits.max_connections
-            else:
-                full = self.active >= self.limits.max_connections
-            if full:
-                self.refused.note(
-                    f"refusing a connection: {self.active} connections already (max_connections)"
-                )
-                sock.close()
-                continue
-            self.active += 1
-            scope = trio.CancelScope()
-            key = -1
-            if self.transport == "tcp":
-                key = self._next_stranger = self._next_stranger + 1
-                self.strangers[key] = scope
-            nursery.start_soon(self.run_connection, sock, scope, key)
+        await self.admission.accept_loop(listener, nursery, self.run_connection)
 
-    async def run_connection(
-        self, sock: socket.socket, scope: trio.CancelScope | None = None, key: int = -1
-    ) -> None:
-        trusted = [False]
-
-        def authenticated() -> None:
-            self.strangers.pop(key, None)
-            if not trusted[0]:
-                trusted[0] = True
-                self.trusted += 1
-
+    async def run_connection(self, sock: socket.socket, ticket: Ticket) -> None:
         try:
             sock.setblocking(False)
             uid: int | None = None
@@ -175,19 +109,12 @@ class _Server:
                 token=self.token,
                 poller=self.poller,
                 budget=self.budget,
-                on_authenticated=authenticated,
+                on_authenticated=ticket.authenticated,
             )
-            with scope if scope is not None else contextlib.nullcontext():
-                await conn.serve()
+            await conn.serve()
         except Exception:
             # One connection's failure must never take the server down.
             logger.exception("connection handler failed")
-        finally:
-            self.strangers.pop(key, None)
-            if trusted[0]:
-                self.trusted -= 1
-            self.active -= 1
-            sock.close()
 
 
 def _bind_unix(path: str) -> socket.socket:

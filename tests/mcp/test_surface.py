@@ -369,6 +369,7 @@ def test_command_line_mistakes_are_one_line(mcp_home: McpHome) -> None:
     configure(mcp_home)
     for argv, code, words in (
         (["mcp", "--server", "alpha", "--profile", "small"], 2, "cannot be combined"),
+        (["mcp", "--profile="], 2, "--profile needs a profile's name"),
         (["mcp", "tools", "--profile", "small", "--server", "alpha"], 2, "not both"),
         (["mcp", "tools"], 1, "no daemon is running"),
         (["mcp", "--profile", "small", "list"], 2, "--profile is for the bridge"),
@@ -386,3 +387,44 @@ def test_replacing_a_server_keeps_its_rules_and_comments(mcp_home: McpHome) -> N
     assert 'command = "cat"' in text_
     assert '[mcp.servers.alpha.tools]\ndeny = ["crash*"]' in text_
     assert "[mcp.servers.alpha.resources]" in text_ and "[mcp.profiles.small]" in text_
+
+
+async def test_a_hidden_tool_is_absent_from_every_page(mcp_home: McpHome) -> None:
+    paged = mcp_home.test_server("alpha", env={"TESTSERVER_PAGE_SIZE": "4"})
+    configure(mcp_home, RULES, alpha=paged)
+    for server, crash, say in (("alpha", "crash", "say"), (None, "alpha__crash", "alpha__say")):
+        async with Client(mcp_home.params(server), mode="legacy") as client:
+            pages, cursor = [], None
+            while True:
+                page = await client.list_tools(cursor=cursor)
+                pages.append(names(page))
+                cursor = page.next_cursor
+                if not cursor:
+                    break
+            listed = [name for page in pages for name in page]
+            assert len(pages) > 2 and crash not in listed and say in listed, pages
+            assert len(listed) == len(set(listed))
+
+
+@ERAS
+async def test_a_call_through_call_tool_gets_its_servers_requests_answered(
+    mcp_home: McpHome, mode: str, era: str
+) -> None:
+    # The server asks its client for sampling during the inner call: a
+    # handshake-era client gets the request, a stateless-era one a round.
+    configure(mcp_home)
+    start(mcp_home)
+
+    async def sampling(context: Any, params: types.CreateMessageRequestParams) -> Any:
+        content = params.messages[0].content
+        assert isinstance(content, types.TextContent)
+        reply = types.TextContent(type="text", text=f"sampled {content.text}")
+        return types.CreateMessageResult(role="assistant", model="m", content=reply)
+
+    params = mcp_home.params(profile="small")
+    async with Client(params, mode=mode, sampling_callback=sampling) as small:
+        assert small.protocol_version == era
+        answer = await small.call_tool(
+            "bicameral__call_tool", {"name": "alpha__sample", "arguments": {"prompt": "q"}}
+        )
+        assert text(answer) == "sampled q"

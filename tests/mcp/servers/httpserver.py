@@ -6,8 +6,10 @@ SSE). With ``--token``, every request without ``Authorization: Bearer TOKEN``
 is refused with 401; with ``--log FILE``, each request's method, path and
 headers are appended to FILE as one JSON line; with ``--modern-only`` the
 ``initialize`` handshake is refused (-32022), as a server of the 2026-07-28
-era alone does. Tools: ``echo``, ``pid`` (this process's pid),
-``headers`` (the headers it was sent, as JSON).
+era alone does; with ``--fail-file PATH``, every request is answered HTTP 500
+while that file exists. Tools: ``echo``, ``pid`` (this process's pid),
+``headers`` (the headers it was sent, as JSON), ``stall`` (never answers: the
+response stream stays open and silent).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ token = sys.argv[sys.argv.index("--token") + 1] if "--token" in sys.argv else No
 name = sys.argv[sys.argv.index("--name") + 1] if "--name" in sys.argv else "remote"
 log = sys.argv[sys.argv.index("--log") + 1] if "--log" in sys.argv else None
 modern_only = "--modern-only" in sys.argv
+fail_file = sys.argv[sys.argv.index("--fail-file") + 1] if "--fail-file" in sys.argv else None
 
 server: MCPServer = MCPServer(name, version="2.0.0", log_level="WARNING")
 seen_headers: dict[str, str] = {}
@@ -48,7 +51,13 @@ async def headers(ctx: Context) -> str:
     return json.dumps(seen_headers)
 
 
-for fn in (echo, pid, headers):
+async def stall() -> str:
+    """Never answers (until the call is cancelled)."""
+    await anyio.sleep_forever()
+    return "unreachable"
+
+
+for fn in (echo, pid, headers, stall):
     server.add_tool(fn)
 
 security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
@@ -67,6 +76,10 @@ async def guarded(scope: Any, receive: Any, send: Any) -> None:
             with open(log, "a") as f:  # noqa: ASYNC230 (a test server, one line)
                 entry = {"method": scope["method"], "path": scope["path"], "headers": got}
                 f.write(json.dumps(entry) + "\n")
+        if fail_file is not None and os.path.exists(fail_file):  # noqa: ASYNC240  (a stat)
+            await send({"type": "http.response.start", "status": 500, "headers": []})
+            await send({"type": "http.response.body", "body": b"internal error"})
+            return
         if token is not None and got.get("authorization") != f"Bearer {token}":
             await send(
                 {
