@@ -429,35 +429,39 @@ class ClientConn:
     def note(self, method: str, params: dict[str, Any] | None) -> bool:
         if method == "notifications/initialized":
             self.initialized = True
-            if "roots" in self.client_capabilities:
-                self.peer.start_soon(self.client_roots)  # ask now: its instances depend on them
             return True
         return method != "notifications/roots/list_changed"
 
     async def on_notification(self, method: str, params: dict[str, Any] | None) -> None:
-        # notifications/roots/list_changed: ask the client again, then give it
-        # the instances of its new roots (an instance only it used follows it,
-        # and its server is told the roots changed).
+        # notifications/roots/list_changed: forget them (asked again only when
+        # a server asks), then give it the instances of its new roots (an
+        # instance only it used follows it, and its server is told the roots
+        # changed before its next call).
         self._roots = None
-        await self.client_roots()
         for up in list(self._attached):
             with contextlib.suppress(RPCError):
                 await up.instance_for(self)
 
     # -- what upstreams ask of a client ------------------------------------------
 
+    def known_roots(self) -> list[dict[str, Any]] | None:
+        return self._roots
+
     async def client_roots(self) -> list[dict[str, Any]]:
         """The client's roots: asked once (again after its ``roots/list_changed``).
 
-        A client that does not answer within `ROOTS_WAIT`, or answers with an
-        error, has no roots.
+        Only ever because a server asked (`Upstream.key_for`). A client that
+        does not answer within `ROOTS_WAIT`, or answers with an error, has no
+        roots. A stateless-era client that cannot be asked now (no call in
+        flight to carry the round) raises `UpstreamError`, and is asked again
+        next time.
         """
         while self._roots is None:
             if self._roots_fetch is not None:
                 await self._roots_fetch.wait()
                 continue
             fetch = self._roots_fetch = anyio.Event()
-            roots: list[dict[str, Any]] = []
+            roots: list[dict[str, Any]] | None = []
             try:
                 with anyio.move_on_after(ROOTS_WAIT):
                     result = await self.client_request("roots/list", None)
@@ -466,11 +470,19 @@ class ClientConn:
                         roots = [r for r in listed if isinstance(r, dict)]
             except UpstreamError as exc:
                 logger.info("%s answered roots/list with an error: %s", self.client_id, exc)
+                if self.modern and not self.rounds.in_flight():
+                    roots = None
+                    raise
             finally:
                 self._roots = roots
                 self._roots_fetch = None
                 fetch.set()
         return self._roots
+
+    def _warm(self) -> None:
+        """Have each attached server keep a spare ready for a client like this one."""
+        for up in self._attached:
+            up.warm(self.client_capabilities)
 
     async def _settle(self) -> None:
         """Give this client its instance of every attached server, started once (bounded)."""
@@ -516,6 +528,7 @@ class ClientConn:
         if not self.modern:
             self.modern = True
             self.client_capabilities = caps if isinstance(caps, dict) else {}
+            self._warm()
         level = meta.get(LOG_LEVEL_KEY)
         if level in LEVELS and level != self.log_level:
             # The era's per-request opt-in to log messages: this client's
@@ -546,6 +559,7 @@ class ClientConn:
         if adopt:
             caps = params.get("capabilities")
             self.client_capabilities = caps if isinstance(caps, dict) else {}
+            self._warm()
         requested = params.get("protocolVersion")
         if self.server is None:
             profile = self._view()
