@@ -126,6 +126,9 @@ class _Session:
         self.waiting: dict[bytes, _Stream] = {}  # request id (JSON) -> its stream
         self.tokens: dict[bytes, bytes] = {}  # progress token (JSON) -> request id (JSON)
         self.standalone: _Stream | None = None
+        #: What came for the GET stream before the client opened it (at most
+        #: `STREAM_QUEUE`): delivered when it opens, never lost meanwhile.
+        self.early: list[bytes] = []
         self.in_flight = 0
         self.last_used = time.monotonic()
 
@@ -159,6 +162,11 @@ class _Session:
         target = target or self.standalone
         if target is not None:
             await target.put(line, _ON_THE_WAY)
+        elif self.id is not None and len(self.early) < STREAM_QUEUE:
+            # Both SDKs open the GET stream only after `initialized`: what the
+            # session says meanwhile (a server's request outside any call, a
+            # list change) waits for it.
+            self.early.append(line)
         else:
             logger.debug("no stream for %s on an HTTP session: dropped", message["method"])
 
@@ -475,6 +483,9 @@ class HttpSessions:
             await _error(send, 409, "Conflict: this session already has its GET stream")
             return
         stream = session.standalone = _Stream()
+        early, session.early = session.early, []
+        for line in early:
+            await stream.put(line, _ON_THE_WAY)
         session.last_used = time.monotonic()
         try:
             await _start_stream(send, [(b"mcp-session-id", (session.id or "").encode())])

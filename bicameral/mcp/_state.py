@@ -382,6 +382,7 @@ class Upstream:
             "protocol_version": (self.init_result or {}).get("protocolVersion"),
             "last_error": self.last_error,
             "share": self.config.share,
+            "asks_roots": self.asks_roots,
             "url": self.config.url,
             "instances": [inst.status() for inst in self.instances.values()],
         }
@@ -556,8 +557,13 @@ class Upstream:
         caps = frozenset(c for c in OBSERVABLE if c in capabilities)
         if self.config.share == "shared" or (not caps and self.config.share == "auto"):
             return
-        if self.start_soon is not None and self.tree is not None and self.state == "ready":
-            self.start_soon(self._start_spare, caps)
+        if self.start_soon is not None and self.tree is not None:
+            self.start_soon(self._warm_when_ready, caps)
+
+    async def _warm_when_ready(self, caps: frozenset[str]) -> None:
+        with anyio.move_on_after(self.ready_timeout):
+            await self.wait_first_attempt()
+        await self._start_spare(caps)
 
     def attach(self, peer: Peer) -> None:
         self.peers.add(peer)

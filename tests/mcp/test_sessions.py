@@ -1,0 +1,58 @@
+"""HTTP sessions: what bicameral sends before the GET stream exists, and quiet sessions ending.
+
+A real daemon with the listener on; raw ``httpx2`` where the test needs to
+hold the protocol at a precise step (no GET stream yet), the official SDK
+client otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx2
+import trio
+
+from tests.mcp._support import INITIALIZE, wait_until
+from tests.mcp.conftest import McpHome
+from tests.mcp.test_http import post_headers, start, token
+
+
+def _ps(home: McpHome) -> dict[str, Any]:
+    done = home.cli("mcp", "ps", "--json")
+    assert done.returncode == 0, done.stderr
+    servers: list[dict[str, Any]] = json.loads(done.stdout)["servers"]
+    return {server["name"]: server for server in servers}
+
+
+async def test_a_request_sent_before_the_get_stream_opens_waits_for_it(
+    mcp_home: McpHome,
+) -> None:
+    """A server's ``roots/list`` outside any call is delivered on the GET stream once it opens."""
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    base = start(mcp_home)
+    headers = post_headers(token(mcp_home))
+    url = f"{base}/mcp/alpha"
+    init = {**INITIALIZE, "params": {**INITIALIZE["params"], "capabilities": {"roots": {}}}}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        answer = await http.post(url, json=init)
+        assert answer.status_code == 200, answer.text
+        session = {"Mcp-Session-Id": answer.headers["mcp-session-id"]}
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert (await http.post(url, json=initialized, headers=session)).status_code == 202
+        # The spare started for a client like this one asks for roots at once:
+        # the server is known to ask.
+        wait_until(lambda: _ps(mcp_home)["alpha"].get("asks_roots"))
+        # The client's roots changed: bicameral asks it (its server asks for
+        # roots), with no call in flight and before any GET stream.
+        changed = {"jsonrpc": "2.0", "method": "notifications/roots/list_changed"}
+        assert (await http.post(url, json=changed, headers=session)).status_code == 202
+        get = {**session, "Accept": "text/event-stream"}
+        with trio.fail_after(30):  # a failure bound: the request is queued, not lost
+            async with http.stream("GET", url, headers=get) as stream:
+                assert stream.status_code == 200
+                async for line in stream.aiter_lines():
+                    if line.startswith("data:"):
+                        message = json.loads(line[len("data:") :])
+                        break
+    assert message.get("method") == "roots/list", message
