@@ -22,8 +22,12 @@ Both protocol eras:
 * **handshake era** (``initialize``, up to 2025-11-25): a POST of
   ``initialize`` without a session id opens a session; its id
   (``Mcp-Session-Id``) binds later requests, the GET stream and ``DELETE``
-  to it, and to the path it was opened on. A session with nothing in flight
-  for `SESSION_IDLE` seconds ends.
+  to it, and to the path it was opened on. A session with no request in
+  flight and no open stream for ``[mcp] session_idle`` seconds (60 by
+  default) ends: its instances go back to the pool, and the client's next
+  request gets 404 (a new session, as the spec says). A client that goes
+  away without ``DELETE`` (the TypeScript SDK's ``close()`` sends none)
+  holds nothing longer than that.
 * **stateless era** (``Mcp-Protocol-Version: 2026-07-28``): every POST is a
   self-contained exchange with its envelope in ``_meta``, served by a
   `ClientConn` that lives for that one request, so any replica of a hosted
@@ -69,8 +73,6 @@ View = tuple[str | None, str | None]
 
 logger = logging.getLogger("bicameral.mcp.http")
 
-#: A handshake-era session with nothing in flight for this long ends.
-SESSION_IDLE = 30 * 60.0
 #: Open handshake-era sessions at most; past it a new one gets 503.
 MAX_SESSIONS = 1000
 #: Messages a client may have sent that its session has not read yet.
@@ -219,11 +221,12 @@ class HttpSessions:
             self._group = tg
             self._started.set()
             while True:
-                await anyio.sleep(min(60.0, SESSION_IDLE / 4))
+                bound = self.host.registry.session_idle
+                await anyio.sleep(min(15.0, bound / 4))
                 now = time.monotonic()
                 for session in list(self.sessions.values()):
                     idle = not session.in_flight and session.standalone is None
-                    if idle and now - session.last_used > SESSION_IDLE:
+                    if idle and now - session.last_used > bound:
                         logger.info("HTTP MCP session %s ended: idle", session.id)
                         self._end(session)
 

@@ -56,3 +56,33 @@ async def test_a_request_sent_before_the_get_stream_opens_waits_for_it(
                         message = json.loads(line[len("data:") :])
                         break
     assert message.get("method") == "roots/list", message
+
+
+async def test_a_session_left_without_delete_ends_after_session_idle(mcp_home: McpHome) -> None:
+    """Its instance goes back to the pool; the client's next request gets 404."""
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")}, daemon="[mcp]\nsession_idle = 1")
+    base = start(mcp_home)
+    headers = post_headers(token(mcp_home))
+    url = f"{base}/mcp/alpha"
+    init = {**INITIALIZE, "params": {**INITIALIZE["params"], "capabilities": {"sampling": {}}}}
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        answer = await http.post(url, json=init)
+        session = {"Mcp-Session-Id": answer.headers["mcp-session-id"]}
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        assert (await http.post(url, json=initialized, headers=session)).status_code == 202
+        listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+        assert (await http.post(url, json=listing, headers=session)).status_code == 200
+
+        def served() -> list[str]:
+            alpha = _ps(mcp_home)["alpha"]
+            return [c for inst in alpha["instances"] for c in inst["clients"]]
+
+        # An open GET stream keeps the session, however long it is quiet.
+        async with http.stream("GET", url, headers={**session, "Accept": "text/event-stream"}):
+            assert served()
+            await trio.sleep(1.5)  # past session_idle: still served while the stream is open
+            assert served()
+        # The client goes away without DELETE (as the TypeScript SDK's close()).
+        wait_until(lambda: not served())
+        again = await http.post(url, json={**listing, "id": 3}, headers=session)
+        assert again.status_code == 404, again.text
