@@ -86,3 +86,36 @@ async def test_a_session_left_without_delete_ends_after_session_idle(mcp_home: M
         wait_until(lambda: not served())
         again = await http.post(url, json={**listing, "id": 3}, headers=session)
         assert again.status_code == 404, again.text
+
+
+async def test_a_client_of_a_new_key_is_served_by_the_warm_spare(mcp_home: McpHome) -> None:
+    """Its first call goes to a process that was already running: no start-up to wait for."""
+    import mcp_types as types
+    from mcp import Client
+
+    from tests.mcp._support import text
+
+    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+
+    def rooted(path: str) -> Any:
+        async def list_roots(context: Any) -> types.ListRootsResult:
+            return types.ListRootsResult(roots=[types.Root(uri=f"file:///tmp/{path}")])
+
+        return list_roots
+
+    def spares() -> list[int]:
+        alpha = _ps(mcp_home)["alpha"]
+        return [i["pid"] for i in alpha["instances"] if i["spare"] and i["state"] == "ready"]
+
+    params = mcp_home.params("alpha")
+    async with Client(params, mode="legacy", list_roots_callback=rooted("one")) as one:
+        assert text(await one.call_tool("echo", {"text": "one"})) == "one"
+        (spare,) = wait_until(spares)
+        async with Client(params, mode="legacy", list_roots_callback=rooted("two")) as two:
+            # A new key (other roots): the spare's process serves it.
+            assert int(text(await two.call_tool("pid", {}))) == spare
+            # ... given its own roots before its call (it had been told none).
+            seen = json.loads(text(await two.call_tool("observed", {})))
+            assert seen["known_roots"] == ["file:///tmp/two"], seen
+        # And another spare is started behind it.
+        assert wait_until(lambda: [p for p in spares() if p != spare])
