@@ -1207,8 +1207,12 @@ class Upstream:
         if method == "notifications/resources/updated":
             targets: list[Peer] = list(self.subscribed(instance, str(params.get("uri"))))
         elif method == "notifications/message":
+            # During calls, a log message is about them: it goes to the clients
+            # with calls in flight only (one, where its clients can be asked
+            # anything), never to a bystander sharing the instance.
             level = params.get("level")
-            targets = [p for p in self.clients_of(instance) if level_passes(level, p.log_level)]
+            heard = instance.busy_with() or self.clients_of(instance)
+            targets = [p for p in heard if level_passes(level, p.log_level)]
         else:
             targets = self.clients_of(instance)
         for peer in targets:
