@@ -407,8 +407,9 @@ class ClientConn:
         if method == "server/discover":
             return await self._discover()
         if method in _LIST_KINDS:
-            await self._settle()
             kind = _LIST_KINDS[method][0]
+            self._check_offered(method, kind)
+            await self._settle()
             for up in list(self._attached):
                 await up.fresh(self, kind)
             return self._list(method, params.get("cursor"))
@@ -478,6 +479,20 @@ class ClientConn:
                 self._roots_fetch = None
                 fetch.set()
         return self._roots
+
+    def _check_offered(self, method: str, kind: str) -> None:
+        """A stand-in for one server answers a list it does not offer as the server would.
+
+        A server that declares no ``resources`` (or ``prompts``) capability
+        answers their lists -32601; so does bicameral, not ``[]``.
+        """
+        if self.server is None or kind == "tools":
+            return
+        up = self.registry.get(self.server)
+        init = up.init_result if up is not None else None
+        wanted = "prompts" if kind == "prompts" else "resources"
+        if init is not None and wanted not in (init.get("capabilities") or {}):
+            raise RPCError(METHOD_NOT_FOUND, f"Method not found: {method}")
 
     def _warm(self) -> None:
         """Have each attached server keep a spare ready for a client like this one."""

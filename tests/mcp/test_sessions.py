@@ -119,3 +119,26 @@ async def test_a_client_of_a_new_key_is_served_by_the_warm_spare(mcp_home: McpHo
             assert seen["known_roots"] == ["file:///tmp/two"], seen
         # And another spare is started behind it.
         assert wait_until(lambda: [p for p in spares() if p != spare])
+
+
+async def test_lists_a_server_does_not_offer_are_its_own_errors_not_empty_lists(
+    mcp_home: McpHome,
+) -> None:
+    """Through ``--server``, prompts/list and resources/list of a tools-only server: -32601."""
+    import sys
+
+    import pytest
+    from mcp import Client
+    from mcp.shared.exceptions import MCPError
+
+    from tests.mcp._support import TESTSERVER
+
+    hostile = str(__import__("pathlib").Path(TESTSERVER).with_name("hostile.py"))
+    tag = ["--home-tag", str(mcp_home.path)]
+    mcp_home.configure({"plain": {"command": sys.executable, "args": [hostile, "badid", *tag]}})
+    async with Client(mcp_home.params("plain"), mode="legacy") as client:
+        assert [t.name for t in (await client.list_tools()).tools] == ["echo"]
+        for listing in (client.list_prompts, client.list_resources):
+            with pytest.raises(MCPError) as caught:
+                await listing()
+            assert caught.value.code == -32601, caught.value
