@@ -502,9 +502,14 @@ class Upstream:
             peer.lists_changed(self, kinds)
 
     def _update_list(self, instance: Instance, kind: str, items: list[dict[str, Any]]) -> None:
+        """The server said `kind` changed and was listed again: its clients are told, always.
+
+        Even when the list looks the same to bicameral (what changed may be
+        beyond what a list shows): every ``list_changed`` is passed on.
+        """
+        self._notify_lists(instance, frozenset((kind,)))
         if instance.lists[kind] != items:
             instance.lists = {**instance.lists, kind: items}
-            self._notify_lists(instance, frozenset((kind,)))
             self.publish()
 
     def restored(self, instance: Instance) -> list[tuple[str, dict[str, Any]]]:

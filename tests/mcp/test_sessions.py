@@ -142,3 +142,24 @@ async def test_lists_a_server_does_not_offer_are_its_own_errors_not_empty_lists(
             with pytest.raises(MCPError) as caught:
                 await listing()
             assert caught.value.code == -32601, caught.value
+
+
+async def test_every_list_changed_is_passed_on_in_both_views(mcp_home: McpHome) -> None:
+    """Even one that changes nothing bicameral can see in the list."""
+    from mcp import Client
+
+    table = mcp_home.test_server("alpha")
+    table["args"] = [*table["args"], "--changed-tool"]
+    mcp_home.configure({"alpha": table})
+    for server, tool in (("alpha", "changed"), (None, "alpha__changed")):
+        told = trio.Event()
+
+        async def handler(message: Any, told: trio.Event = told) -> None:
+            if type(message).__name__ == "ResourceListChangedNotification":
+                told.set()
+
+        async with Client(mcp_home.params(server), mode="legacy", message_handler=handler) as c:
+            await c.list_resources()
+            assert not (await c.call_tool(tool, {})).is_error
+            with trio.fail_after(10):  # a failure bound
+                await told.wait()
