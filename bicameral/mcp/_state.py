@@ -73,6 +73,8 @@ PRIME_WAIT = 10.0
 #: is sent to it. The protocol has no signal for it, and servers apply roots
 #: asynchronously (server-filesystem checks each directory on disk first).
 ROOTS_GRACE = 0.05
+#: ... and how many ``ping`` round trips after that.
+SETTLE_PINGS = 4
 #: How long a list request waits for a list being listed again.
 FRESH_WAIT = 5.0
 #: MCP log levels, least to most severe.
@@ -321,6 +323,9 @@ class Upstream:
         #: Its server asked an instance for roots: a handshake-era client is
         #: asked for its roots as soon as it needs an instance, and keyed by them.
         self.asks_roots = False
+        #: It asked with no call in flight (at its start, as server-filesystem
+        #: does): a new process of it is not sent a call before it has asked.
+        self.asks_early = False
         self.primary = Instance(self, "server", SHARED)
         self.instances: dict[str, Instance] = {"server": self.primary}
         self._assigned: dict[Peer, Instance] = {}
@@ -1029,16 +1034,27 @@ class Upstream:
 
         While its server is being given roots (its client may be asked, in a
         round), the call waits; then it waits until the server has read the
-        answer (a ``ping``) and had `ROOTS_GRACE` to apply it.
+        answer and had time to apply it (`ROOTS_GRACE`, then `SETTLE_PINGS`
+        pings).
         """
+        if inst.given is None and self.asks_early:
+            # A new process of a server that asks as soon as it starts: its
+            # question may not have reached us yet.
+            with anyio.move_on_after(PRIME_WAIT):
+                while inst.given is None and inst.live is live:
+                    await inst.wait_change()
         while inst.roots_asked and inst.live is live:
             await inst.wait_change()
-        if inst.given not in (None, inst.key.roots):
+        if inst.given not in (None, inst.key.roots) or (inst.given is None and self.asks_early):
             await self._prime(inst, live)
         settling = inst.roots_given_at + ROOTS_GRACE - anyio.current_time()
         if settling > 0:
             await anyio.sleep(settling)
-            await live.dispatcher.call("ping", None)
+            # Pings one after the other: each is a turn of the server's event
+            # loop, so this wait grows with the server's load (applying roots
+            # may take several: server-filesystem checks each directory).
+            for _ in range(SETTLE_PINGS):
+                await live.dispatcher.call("ping", None)
 
     async def _prime(self, inst: Instance, live: Live) -> None:
         """`inst`'s server holds other roots than its client's: have it ask again, first.
@@ -1185,6 +1201,8 @@ class Upstream:
         """
         instance.asked_roots = True
         self.asks_roots = True
+        if instance.live is None or not instance.busy_with():
+            self.asks_early = True  # while it starts, or with no call to ask for
         key = instance.key
         instance.roots_asked += 1
         try:
