@@ -341,6 +341,28 @@ def _search(quick: bool) -> list[Row]:
     ]
 
 
+def _sessions(quick: bool) -> list[Row]:
+    res = _sub("sessions.py", *(["--rounds", "3", "--clients", "20"] if quick else []))
+    key, gone = res["new_key"], res["abandoned"]
+    return [
+        Row(
+            "first call of a new client key on a warm server",
+            f"{key['first_call_median_s'] * 1000:.0f} ms",
+            f"the server's own start-up {key['direct_startup_s'] * 1000:.0f} ms",
+            "<= 100 ms",
+            key["ok"],
+        ),
+        Row(
+            f"server processes after {gone['clients']} HTTP clients left without DELETE "
+            f"(session_idle {gone['session_idle_s']} s for the bench; default 60 s)",
+            f"{gone['after']} (peak {gone['peak']}), back after {gone['back_after_s']:.0f} s",
+            f"steady {gone['steady']} (+ at most 2 spares)",
+            "back within 5 min",
+            gone["ok"],
+        ),
+    ]
+
+
 AREAS = {
     "daemon": _daemon,
     "supervisor": _supervisor,
@@ -349,6 +371,7 @@ AREAS = {
     "isolation": _isolation,
     "http": _http,
     "search": _search,
+    "sessions": _sessions,
 }
 
 

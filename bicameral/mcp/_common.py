@@ -15,12 +15,16 @@ __all__ = [
     "MAX_FRAME",
     "PROTOCOL_VERSION_KEY",
     "SERVER_INFO_KEY",
+    "SESSION_IDLE",
     "UpstreamError",
 ]
 
 #: How long a call waits for a server that is (re)starting, in seconds
 #: (``[mcp] ready_timeout`` by default).
 CALL_WAIT = 10.0
+#: Default ``[mcp] session_idle``: seconds an HTTP session with no request and no
+#: open stream is kept before it ends (its instances go back to the pool).
+SESSION_IDLE = 60.0
 #: The longest line a peer may send unless the daemon says otherwise (its ``max_frame``).
 MAX_FRAME = Limits().max_frame
 #: How long a client's ``initialize`` waits for a server's very first start

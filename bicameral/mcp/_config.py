@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bicameral.daemon import ConfigError, read_regular
-from bicameral.mcp._common import CALL_WAIT
+from bicameral.mcp._common import CALL_WAIT, SESSION_IDLE
 
 if TYPE_CHECKING:
     from bicameral.mcp.surface import SurfaceConfig
@@ -48,6 +48,7 @@ __all__ = [
     "load_mcp",
     "load_ready_timeout",
     "load_servers",
+    "load_session_idle",
     "read_config",
     "read_text",
     "token_path",
@@ -89,7 +90,7 @@ AUTH_MODES = ("none", "bearer", "oauth")
 SHARE_MODES = ("auto", "shared", "per-client")
 
 #: The keys the ``[mcp]`` table may hold (a typo such as ``[mcp.server.x]`` is an error).
-MCP_KEYS = ("ready_timeout", "servers", "profiles")
+MCP_KEYS = ("ready_timeout", "session_idle", "servers", "profiles")
 
 
 _NAME = re.compile(r"[A-Za-z0-9_-]+")
@@ -226,13 +227,22 @@ def read_text(path: Path) -> str | None:
 
 def load_ready_timeout(config: Mapping[str, Any], path: Path | None) -> float:
     """``[mcp] ready_timeout``: seconds a call waits for a (re)starting server (default 10)."""
+    return _seconds(config, path, "ready_timeout", CALL_WAIT)
+
+
+def load_session_idle(config: Mapping[str, Any], path: Path | None) -> float:
+    """``[mcp] session_idle``: seconds a quiet HTTP session is kept (default 60)."""
+    return _seconds(config, path, "session_idle", SESSION_IDLE)
+
+
+def _seconds(config: Mapping[str, Any], path: Path | None, key: str, default: float) -> float:
     mcp = config.get("mcp")
-    if not isinstance(mcp, Mapping) or "ready_timeout" not in mcp:
-        return CALL_WAIT
-    value = mcp["ready_timeout"]
+    if not isinstance(mcp, Mapping) or key not in mcp:
+        return default
+    value = mcp[key]
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
         raise ConfigError(
-            f"{_file(path)}: [mcp] ready_timeout must be a number of seconds "
+            f"{_file(path)}: [mcp] {key} must be a number of seconds "
             f"between 0 and 3600, not {value!r}"
         )
     return float(value)

@@ -430,8 +430,9 @@ class ClientConn:
         if method == "server/discover":
             return await self._discover()
         if method in _LIST_KINDS:
-            await self._settle()
             kind = _LIST_KINDS[method][0]
+            self._check_offered(method, kind)
+            await self._settle()
             for up in list(self._attached):
                 await up.fresh(self, kind)
             return self._list(method, params.get("cursor"))
@@ -465,35 +466,39 @@ class ClientConn:
     def note(self, method: str, params: dict[str, Any] | None) -> bool:
         if method == "notifications/initialized":
             self.initialized = True
-            if "roots" in self.client_capabilities:
-                self.peer.start_soon(self.client_roots)  # ask now: its instances depend on them
             return True
         return method != "notifications/roots/list_changed"
 
     async def on_notification(self, method: str, params: dict[str, Any] | None) -> None:
-        # notifications/roots/list_changed: ask the client again, then give it
-        # the instances of its new roots (an instance only it used follows it,
-        # and its server is told the roots changed).
+        # notifications/roots/list_changed: forget them (asked again only when
+        # a server asks), then give it the instances of its new roots (an
+        # instance only it used follows it, and its server is told the roots
+        # changed before its next call).
         self._roots = None
-        await self.client_roots()
         for up in list(self._attached):
             with contextlib.suppress(RPCError):
                 await up.instance_for(self)
 
     # -- what upstreams ask of a client ------------------------------------------
 
+    def known_roots(self) -> list[dict[str, Any]] | None:
+        return self._roots
+
     async def client_roots(self) -> list[dict[str, Any]]:
         """The client's roots: asked once (again after its ``roots/list_changed``).
 
-        A client that does not answer within `ROOTS_WAIT`, or answers with an
-        error, has no roots.
+        Only ever because a server asked (`Upstream.key_for`). A client that
+        does not answer within `ROOTS_WAIT`, or answers with an error, has no
+        roots. A stateless-era client that cannot be asked now (no call in
+        flight to carry the round) raises `UpstreamError`, and is asked again
+        next time.
         """
         while self._roots is None:
             if self._roots_fetch is not None:
                 await self._roots_fetch.wait()
                 continue
             fetch = self._roots_fetch = anyio.Event()
-            roots: list[dict[str, Any]] = []
+            roots: list[dict[str, Any]] | None = []
             try:
                 with anyio.move_on_after(ROOTS_WAIT):
                     result = await self.client_request("roots/list", None)
@@ -502,11 +507,33 @@ class ClientConn:
                         roots = [r for r in listed if isinstance(r, dict)]
             except UpstreamError as exc:
                 logger.info("%s answered roots/list with an error: %s", self.client_id, exc)
+                if self.modern and not self.rounds.in_flight():
+                    roots = None
+                    raise
             finally:
                 self._roots = roots
                 self._roots_fetch = None
                 fetch.set()
         return self._roots
+
+    def _check_offered(self, method: str, kind: str) -> None:
+        """A stand-in for one server answers a list it does not offer as the server would.
+
+        A server that declares no ``resources`` (or ``prompts``) capability
+        answers their lists -32601; so does bicameral, not ``[]``.
+        """
+        if self.server is None or kind == "tools":
+            return
+        up = self.registry.get(self.server)
+        init = up.init_result if up is not None else None
+        wanted = "prompts" if kind == "prompts" else "resources"
+        if init is not None and wanted not in (init.get("capabilities") or {}):
+            raise RPCError(METHOD_NOT_FOUND, f"Method not found: {method}")
+
+    def _warm(self) -> None:
+        """Have each attached server keep a spare ready for a client like this one."""
+        for up in self._attached:
+            up.warm(self.client_capabilities)
 
     async def _settle(self) -> None:
         """Give this client its instance of every attached server, started once (bounded)."""
@@ -599,6 +626,7 @@ class ClientConn:
         if not self.modern:
             self.modern = True
             self.client_capabilities = caps if isinstance(caps, dict) else {}
+            self._warm()
         level = meta.get(LOG_LEVEL_KEY)
         if level in LEVELS and level != self.log_level:
             # The era's per-request opt-in to log messages: this client's
@@ -630,6 +658,7 @@ class ClientConn:
             caps = params.get("capabilities")
             self.client_capabilities = caps if isinstance(caps, dict) else {}
             self.client_info = _client_info(params.get("clientInfo"))
+            self._warm()
         requested = params.get("protocolVersion")
         if self.server is None:
             profile = self._view()

@@ -22,8 +22,12 @@ Both protocol eras:
 * **handshake era** (``initialize``, up to 2025-11-25): a POST of
   ``initialize`` without a session id opens a session; its id
   (``Mcp-Session-Id``) binds later requests, the GET stream and ``DELETE``
-  to it, and to the path it was opened on. A session with nothing in flight
-  for `SESSION_IDLE` seconds ends.
+  to it, and to the path it was opened on. A session with no request in
+  flight and no open stream for ``[mcp] session_idle`` seconds (60 by
+  default) ends: its instances go back to the pool, and the client's next
+  request gets 404 (a new session, as the spec says). A client that goes
+  away without ``DELETE`` (the TypeScript SDK's ``close()`` sends none)
+  holds nothing longer than that.
 * **stateless era** (``Mcp-Protocol-Version: 2026-07-28``): every POST is a
   self-contained exchange with its envelope in ``_meta``, served by a
   `ClientConn` that lives for that one request, so any replica of a hosted
@@ -70,8 +74,6 @@ View = tuple[str | None, str | None]
 
 logger = logging.getLogger("bicameral.mcp.http")
 
-#: A handshake-era session with nothing in flight for this long ends.
-SESSION_IDLE = 30 * 60.0
 #: Open handshake-era sessions at most; past it a new one gets 503.
 MAX_SESSIONS = 1000
 _ID_CHARS = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_"
@@ -128,6 +130,9 @@ class _Session:
         self.waiting: dict[bytes, _Stream] = {}  # request id (JSON) -> its stream
         self.tokens: dict[bytes, bytes] = {}  # progress token (JSON) -> request id (JSON)
         self.standalone: _Stream | None = None
+        #: What came for the GET stream before the client opened it (at most
+        #: `STREAM_QUEUE`): delivered when it opens, never lost meanwhile.
+        self.early: list[bytes] = []
         self.in_flight = 0
         self.last_used = time.monotonic()
         self.conn: ClientConn | None = None
@@ -164,6 +169,11 @@ class _Session:
         target = target or self.standalone
         if target is not None:
             await target.put(line, _ON_THE_WAY)
+        elif self.id is not None and len(self.early) < STREAM_QUEUE:
+            # Both SDKs open the GET stream only after `initialized`: what the
+            # session says meanwhile (a server's request outside any call, a
+            # list change) waits for it.
+            self.early.append(line)
         else:
             logger.debug("no stream for %s on an HTTP session: dropped", message["method"])
 
@@ -227,11 +237,12 @@ class HttpSessions:
             self._group = tg
             self._started.set()
             while True:
-                await anyio.sleep(min(60.0, SESSION_IDLE / 4))
+                bound = self.host.registry.session_idle
+                await anyio.sleep(min(15.0, bound / 4))
                 now = time.monotonic()
                 for session in list(self.sessions.values()):
                     idle = not session.in_flight and session.standalone is None
-                    if idle and now - session.last_used > SESSION_IDLE:
+                    if idle and now - session.last_used > bound:
                         logger.info("HTTP MCP session %s ended: idle", session.id)
                         self._end(session)
 
@@ -561,6 +572,9 @@ class HttpSessions:
             await _error(send, 409, "Conflict: this session already has its GET stream")
             return
         stream = session.standalone = _Stream()
+        early, session.early = session.early, []
+        for line in early:
+            await stream.put(line, _ON_THE_WAY)
         session.last_used = time.monotonic()
         try:
             await _start_stream(send, [(b"mcp-session-id", (session.id or "").encode())])

@@ -48,12 +48,13 @@ class McpPlugin:
     def load_config(
         self, config: Mapping[str, Any], path: Path | None
     ) -> tuple[dict[str, ServerConfig], SurfaceConfig]:
-        from bicameral.mcp._config import load_mcp, load_ready_timeout
+        from bicameral.mcp._config import load_mcp, load_ready_timeout, load_session_idle
 
         servers, surface = load_mcp(config, path)
         enabled = [name for name, server in servers.items() if server.enabled]
         _check_against_lists(surface, self.registry, enabled)
         self.registry.ready_timeout = load_ready_timeout(config, path)
+        self.registry.session_idle = load_session_idle(config, path)
         return servers, surface
 
     def adapter_specs(self, loaded: object) -> list[ChildSpec]:

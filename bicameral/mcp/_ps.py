@@ -254,6 +254,8 @@ def join_rows(
                 "memory_bytes": memory,
                 "last_error": status.get("last_error") or None,
                 "share": status.get("share") or server.share,
+                # Whether its server has asked a client for roots (docs/mcp.md, "Sharing").
+                "asks_roots": bool(status.get("asks_roots")),
                 "protocol_version": status.get("protocol_version"),
                 "instances": instances,
                 "url": server.url,

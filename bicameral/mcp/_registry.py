@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bicameral.mcp._common import CALL_WAIT, MAX_FRAME
+from bicameral.mcp._common import CALL_WAIT, MAX_FRAME, SESSION_IDLE
 from bicameral.mcp._metrics import RecentCalls
 from bicameral.mcp.surface import Source, Surface
 
@@ -29,6 +29,8 @@ class Registry:
         self.on_change: list[Callable[[], None]] = []
         #: ``[mcp] ready_timeout``: how long a call waits for a (re)starting server.
         self.ready_timeout = CALL_WAIT
+        #: ``[mcp] session_idle``: how long a quiet HTTP session is kept.
+        self.session_idle = SESSION_IDLE
         #: MCP client sessions attached now (every transport).
         self.clients = 0
         #: The daemon's ``max_frame``: the longest line a server may write.

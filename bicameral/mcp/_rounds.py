@@ -129,6 +129,10 @@ class Rounds:
             "requestState": state,
         }
 
+    def in_flight(self) -> bool:
+        """Whether a call is in flight that a server's request could be answered with."""
+        return bool(self._calls)
+
     async def ask(self, method: str, params: Any) -> dict[str, Any]:
         """A server's request to the client: answered when the client retries its call."""
         if not self._calls:

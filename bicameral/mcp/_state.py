@@ -63,6 +63,16 @@ OBSERVABLE = ("elicitation", "roots", "sampling")
 ROUTED = frozenset({"sampling", "elicitation"})
 #: Seconds an instance nobody uses is kept before it is retired.
 LINGER = 30.0
+#: Warm spares kept per server at most (one per combination of capabilities).
+SPARES = 2
+#: How long a server told its roots changed has to ask for them again.
+PRIME_WAIT = 10.0
+#: After a server is given roots, how long it has to apply them before a call
+#: is sent to it. The protocol has no signal for it, and servers apply roots
+#: asynchronously (server-filesystem checks each directory on disk first).
+ROOTS_GRACE = 0.05
+#: ... and how many ``ping`` round trips after that.
+SETTLE_PINGS = 4
 #: How long a list request waits for a list being listed again.
 FRESH_WAIT = 5.0
 #: MCP log levels, least to most severe.
@@ -75,8 +85,10 @@ class InstanceKey:
     """What a server can observe of the client(s) an instance serves.
 
     ``caps``: the observable capabilities declared; ``roots``: the roots as
-    canonical JSON (None when not declared, or for a spare not yet given to a
-    client); ``owner``: the one client session it belongs to (``per-client``).
+    canonical JSON (None when not declared, not known yet, or for a spare not
+    yet given to a client); ``owner``: the one client session it belongs to
+    (``per-client``; in ``auto``, a client whose roots are not known yet,
+    until its server asks for them: see `Upstream.key_for`).
     """
 
     caps: frozenset[str] = frozenset()
@@ -108,11 +120,22 @@ class Peer(Protocol):
 
     client_id: str
     client_capabilities: dict[str, Any]
+    #: The client speaks the stateless era: asking it anything costs it an
+    #: ``input_required`` round, so it is asked only what a server asks.
+    modern: bool
     #: The level the client asked for with ``logging/setLevel`` (None: not asked).
     log_level: str | None
 
+    def known_roots(self) -> list[dict[str, Any]] | None:
+        """The client's roots if it has been asked for them already (None: not yet)."""
+        ...
+
     async def client_roots(self) -> list[dict[str, Any]]:
-        """The client's roots (asked once, again after its ``roots/list_changed``)."""
+        """The client's roots (asked once, again after its ``roots/list_changed``).
+
+        Raises `UpstreamError` when the client cannot be asked now (a
+        stateless-era client with no call in flight to answer it with).
+        """
         ...
 
     async def client_request(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -185,6 +208,16 @@ class Instance:
         self.retiring = False
         self.generations = 0  # how many times it went live
         self.asked_roots = False
+        #: The roots its current process was last given (canonical JSON; None:
+        #: it never asked). A spare is given ``[]``: nobody's roots.
+        self.given: str | None = None
+        #: How many times its server was answered ``roots/list`` (`Upstream._prime` waits on it).
+        self.roots_answers = 0
+        #: Its server's ``roots/list`` requests being answered now: no call is
+        #: sent to it meanwhile (it would run with the roots it had before).
+        self.roots_asked = 0
+        #: When its server was last given roots (`anyio.current_time`).
+        self.roots_given_at = -ROOTS_GRACE
         #: Why its last process ended (told to its clients when the next one is up).
         self.exit_reason: str | None = None
         self._changed = anyio.Event()
@@ -255,6 +288,10 @@ class Instance:
         return min(levels, key=_RANK.__getitem__) if levels else None
 
 
+def _canonical(roots: list[dict[str, Any]]) -> str:
+    return json.dumps(roots, sort_keys=True, separators=(",", ":"))
+
+
 def level_passes(message_level: Any, wanted: str | None) -> bool:
     """Whether a log message at `message_level` reaches a client that asked for `wanted`."""
     if wanted is None or wanted not in _RANK:
@@ -280,6 +317,12 @@ class Upstream:
         self.last_error: str | None = None
         self.last_exit_at: float | None = None
         self.peers: set[Peer] = set()
+        #: Its server asked an instance for roots: a handshake-era client is
+        #: asked for its roots as soon as it needs an instance, and keyed by them.
+        self.asks_roots = False
+        #: It asked with no call in flight (at its start, as server-filesystem
+        #: does): a new process of it is not sent a call before it has asked.
+        self.asks_early = False
         self.primary = Instance(self, "server", SHARED)
         self.instances: dict[str, Instance] = {"server": self.primary}
         self._assigned: dict[Peer, Instance] = {}
@@ -343,6 +386,7 @@ class Upstream:
             "protocol_version": (self.init_result or {}).get("protocolVersion"),
             "last_error": self.last_error,
             "share": self.config.share,
+            "asks_roots": self.asks_roots,
             "url": self.config.url,
             "instances": [inst.status() for inst in self.instances.values()],
         }
@@ -435,11 +479,13 @@ class Upstream:
         if instance.live is live:
             instance.live = None
             instance.pid = None
+            instance.given = None  # the next process knows no roots
             instance.touch()
 
     def _go_down(self, instance: Instance, state: str, reason: str) -> None:
         instance.live = None
         instance.pid = None
+        instance.given = None
         if instance.primary:
             if state in ("restarting", "failed"):
                 self.last_exit_at = time.time()
@@ -460,9 +506,14 @@ class Upstream:
             peer.lists_changed(self, kinds)
 
     def _update_list(self, instance: Instance, kind: str, items: list[dict[str, Any]]) -> None:
+        """The server said `kind` changed and was listed again: its clients are told, always.
+
+        Even when the list looks the same to bicameral (what changed may be
+        beyond what a list shows): every ``list_changed`` is passed on.
+        """
+        self._notify_lists(instance, frozenset((kind,)))
         if instance.lists[kind] != items:
             instance.lists = {**instance.lists, kind: items}
-            self._notify_lists(instance, frozenset((kind,)))
             self.publish()
 
     def restored(self, instance: Instance) -> list[tuple[str, dict[str, Any]]]:
@@ -477,19 +528,51 @@ class Upstream:
     # -- which instance serves a client ----------------------------------------
 
     async def key_for(self, peer: Peer) -> InstanceKey:
+        """`peer`'s key: what its declared capabilities (and roots, once known) let a server see.
+
+        Decided from what the client declared, never by asking it something
+        of bicameral's own: its roots are asked only of a handshake-era
+        client of a server known to ask for them (`asks_roots`). Until its
+        roots are known, a client that declares roots gets an instance no
+        other client uses (its ``owner``): when that server asks for roots,
+        the question reaches exactly this client (`client_request`), in its
+        era, and the instance is keyed by the answer from then on.
+        """
         share = self.config.share
         if share == "shared":
             return SHARED
         caps = frozenset(c for c in OBSERVABLE if c in peer.client_capabilities)
         roots = None
         if "roots" in caps:
-            listed = await peer.client_roots()
-            roots = json.dumps(listed, sort_keys=True, separators=(",", ":"))
+            known = peer.known_roots()
+            if known is None and self.asks_roots and not peer.modern:
+                known = await peer.client_roots()
+            if known is not None:
+                roots = _canonical(known)
         if share == "per-client":
             return InstanceKey(caps, roots, owner=peer.client_id)
         if not caps:
             return SHARED
+        if "roots" in caps and roots is None:
+            return InstanceKey(caps, None, owner=peer.client_id)
         return InstanceKey(caps, roots)
+
+    def warm(self, capabilities: Mapping[str, Any]) -> None:
+        """A client declaring `capabilities` arrived: have a spare of its key's kind ready.
+
+        So that its first call (or the next new key's) finds an instance
+        already started (bounded: `SPARES` per server, under ``max_instances``).
+        """
+        caps = frozenset(c for c in OBSERVABLE if c in capabilities)
+        if self.config.share == "shared" or (not caps and self.config.share == "auto"):
+            return
+        if self.start_soon is not None and self.tree is not None:
+            self.start_soon(self._warm_when_ready, caps)
+
+    async def _warm_when_ready(self, caps: frozenset[str]) -> None:
+        with anyio.move_on_after(self.ready_timeout):
+            await self.wait_first_attempt()
+        await self._start_spare(caps)
 
     def attach(self, peer: Peer) -> None:
         self.peers.add(peer)
@@ -512,11 +595,26 @@ class Upstream:
                 self._tell(inst, "resources/unsubscribe", {"uri": uri})
         self._apply_level(inst)
         if not inst.clients and not inst.primary:
-            if inst.key.owner is not None:
-                self._retire(inst)  # per-client: its session is over
+            if self._pending(inst) and inst.given in (None, "[]") and self._spare_room(inst):
+                # Its client's roots were never given to it: nothing of that
+                # client's is in the server, so it is as good as a spare.
+                inst.key = InstanceKey(inst.key.caps, None, None, spare=True)
+                self.publish()
+            elif inst.key.owner is not None:
+                self._retire(inst)  # per-client (or roots given): its session is over
             else:
                 self._retire_later(inst)
         inst.touch()
+
+    def _pending(self, inst: Instance) -> bool:
+        """`inst` was given (``auto``) to one client whose roots are not known yet."""
+        key = inst.key
+        return self.config.share == "auto" and key.owner is not None and key.roots is None
+
+    def _spare_room(self, inst: Instance | None = None) -> bool:
+        spares = [i for i in self.instances.values() if i.key.spare and i is not inst]
+        caps = inst.key.caps if inst is not None else None
+        return len(spares) < SPARES and not any(i.key.caps == caps for i in spares)
 
     async def instance_for(self, peer: Peer, *, exclusive: bool = False) -> Instance:
         """The instance `peer`'s next call goes to (started, or starting, on demand).
@@ -540,9 +638,7 @@ class Upstream:
                 if inst is None and len(self.instances) >= cap:
                     self._reclaim_idle(key)
                 if inst is None and len(self.instances) < cap and self.tree is not None:
-                    if self.config.share == "per-client":
-                        inst = await self._take_spare(key)
-                    inst = inst or await self._start_instance(key)
+                    inst = self._take_spare(key) or await self._start_instance(key)
                 if inst is not None:
                     if inst is not current:
                         if current is not None:
@@ -583,27 +679,34 @@ class Upstream:
             and current.clients <= {peer}
             and not current.primary
         ):
-            # Its only client changed its roots: the instance follows it,
-            # and the server is told to ask again.
+            # Its only client changed its roots: the instance follows it. Its
+            # server is told before the next call (`_prime`).
             current.key = key
-            self._tell(current, "notifications/roots/list_changed", None)
             return current
         return None
 
-    async def _take_spare(self, key: InstanceKey) -> Instance | None:
+    def _take_spare(self, key: InstanceKey) -> Instance | None:
+        """A warm spare for `key`, if one is ready (and another started behind it)."""
         for inst in self.instances.values():
             if inst.key.spare and inst.key.caps == key.caps and not inst.retiring:
-                inst.key = key
-                if inst.asked_roots and "roots" in key.caps:
-                    self._tell(inst, "notifications/roots/list_changed", None)
-                await self._start_spare(key.caps)
+                inst.key = key  # its server asked for roots? `_prime` tells it they changed
+                if self.start_soon is not None:
+                    self.start_soon(self._start_spare, key.caps)
                 return inst
-        await self._start_spare(key.caps)
+        if self.start_soon is not None:
+            self.start_soon(self._start_spare, key.caps)
         return None
 
     async def _start_spare(self, caps: frozenset[str]) -> None:
-        """Keep one warm spare of the capabilities `caps` (the next such client's)."""
-        if any(i.key.spare and i.key.caps == caps for i in self.instances.values()):
+        """Keep one warm spare of the capabilities `caps` (the next such client's).
+
+        At most `SPARES` per server, and never the last place under
+        ``max_instances`` (a client's own instance may need it).
+        """
+        spares = [i for i in self.instances.values() if i.key.spare]
+        if any(i.key.caps == caps for i in spares) or len(spares) >= SPARES:
+            return
+        if self.shutting_down or self.state not in ("ready", "degraded"):
             return
         if len(self.instances) < self.config.max_instances - 1:
             await self._start_instance(InstanceKey(caps, None, None, spare=True))
@@ -776,7 +879,16 @@ class Upstream:
                 await inst.wait_change()
 
     async def settle(self, peer: Peer) -> None:
-        """Give `peer` its instance now and wait (bounded) for it to have started once."""
+        """Give `peer` its instance now and wait (bounded) for it to have started once.
+
+        Not a stateless-era client whose roots are not known: a list cannot
+        carry a round to ask them, so it sees the lists of the primary (an
+        instance is chosen at its first call).
+        """
+        if peer.modern and peer.known_roots() is None and peer not in self._assigned:
+            key = await self.key_for(peer)
+            if key.owner is not None and key.roots is None and "roots" in key.caps:
+                return
         inst = await self.instance_for(peer)
         with anyio.move_on_after(self.ready_timeout):
             while inst.init_result is None and inst.state == "starting":
@@ -865,6 +977,8 @@ class Upstream:
             live = inst.live or await self._wait_ready(
                 inst, self.ready_timeout if wait is None else wait
             )
+            if "roots" in inst.key.caps:
+                await self._roots_settled(inst, live)
             if self.config.remote:
                 result = await self._bounded_call(live, method, params, on_progress)
             else:
@@ -911,6 +1025,61 @@ class Upstream:
                     del inst.inflight[peer]
                     if inst.key.routed:
                         self.touch()  # a client may wait for this instance to be free
+
+    async def _roots_settled(self, inst: Instance, live: Live) -> None:
+        """Before a call: `inst`'s server holds its client's roots, not older ones.
+
+        While its server is being given roots (its client may be asked, in a
+        round), the call waits; then it waits until the server has read the
+        answer and had time to apply it (`ROOTS_GRACE`, then `SETTLE_PINGS`
+        pings).
+        """
+        if inst.given is None and self.asks_early:
+            # A new process of a server that asks as soon as it starts: its
+            # question may not have reached us yet.
+            with anyio.move_on_after(PRIME_WAIT):
+                while inst.given is None and inst.live is live:
+                    await inst.wait_change()
+        while inst.roots_asked and inst.live is live:
+            await inst.wait_change()
+        if inst.given not in (None, inst.key.roots) or (inst.given is None and self.asks_early):
+            await self._prime(inst, live)
+        settling = inst.roots_given_at + ROOTS_GRACE - anyio.current_time()
+        if settling > 0:
+            await anyio.sleep(settling)
+            # Pings one after the other: each is a turn of the server's event
+            # loop, so this wait grows with the server's load (applying roots
+            # may take several: server-filesystem checks each directory).
+            for _ in range(SETTLE_PINGS):
+                await live.dispatcher.call("ping", None)
+
+    async def _prime(self, inst: Instance, live: Live) -> None:
+        """`inst`'s server holds other roots than its client's: have it ask again, first.
+
+        It is told ``notifications/roots/list_changed`` and the call waits
+        until it has asked and been answered (its question reaches the
+        client whose call this is, when its roots are not known yet), then
+        for a ``ping``, so the server has read the answer before the call.
+        A server that asked for roots once and does not ask again within
+        `PRIME_WAIT` cannot be given this client's roots: the instance is
+        retired and the call fails, saying so.
+        """
+        if str((inst.init_result or {}).get("protocolVersion")) >= "2026-07-28":
+            return  # a stateless-era server asks for roots in each call's rounds
+        before = inst.roots_answers
+        await live.dispatcher.notify("notifications/roots/list_changed", None)
+        with anyio.move_on_after(PRIME_WAIT):
+            while inst.roots_answers == before and inst.live is live:
+                await inst.wait_change()
+        while inst.roots_asked and inst.live is live:
+            await inst.wait_change()
+        if inst.roots_answers == before or inst.given != inst.key.roots:
+            self._retire(inst)
+            raise UpstreamError(
+                INTERNAL_ERROR,
+                f"MCP server {self.name!r} did not ask for the client's roots again within "
+                f"{PRIME_WAIT:g} s of being told they changed; the call was not sent to it",
+            )
 
     async def _bounded_call(
         self, live: Live, method: str, params: Mapping[str, Any] | None, on_progress: Any
@@ -1007,9 +1176,7 @@ class Upstream:
     ) -> dict[str, Any] | UpstreamError:
         try:
             if capability == "roots":
-                # Answered here: an instance's roots are its client's, by its key.
-                instance.asked_roots = True
-                return {"roots": instance.roots()}
+                return {"roots": await self._roots_for(instance, method)}
             peer = instance.route_peer(method)
             if capability not in peer.client_capabilities:
                 raise UpstreamError(
@@ -1019,13 +1186,53 @@ class Upstream:
         except UpstreamError as exc:
             return exc  # the client's error, returned: the caller answers the server with it
 
+    async def _roots_for(self, instance: Instance, method: str) -> list[dict[str, Any]]:
+        """The roots `instance`'s server is given: its key's, else its one client's.
+
+        A spare (no client yet) is given none. An instance whose client's
+        roots are not known yet (`key_for`) asks that client, in its era,
+        and is keyed by the answer: it serves only clients with these roots
+        from then on.
+        """
+        instance.asked_roots = True
+        self.asks_roots = True
+        if instance.live is None or not instance.busy_with():
+            self.asks_early = True  # while it starts, or with no call to ask for
+        key = instance.key
+        instance.roots_asked += 1
+        try:
+            if key.spare or "roots" not in key.caps:
+                roots: list[dict[str, Any]] = []
+            elif key.roots is not None:
+                roots = instance.roots()
+            else:
+                roots = await instance.route_peer(method).client_roots()
+                if instance.key is key:
+                    instance.key = InstanceKey(
+                        key.caps,
+                        _canonical(roots),
+                        owner=key.owner if self.config.share == "per-client" else None,
+                    )
+                    self.publish()
+            instance.given = _canonical(roots)
+            instance.roots_answers += 1
+            instance.roots_given_at = anyio.current_time()
+        finally:
+            instance.roots_asked -= 1
+            instance.touch()
+        return roots
+
     def server_event(self, instance: Instance, method: str, params: dict[str, Any]) -> None:
         """A notification from `instance`'s server for its clients."""
         if method == "notifications/resources/updated":
             targets: list[Peer] = list(self.subscribed(instance, str(params.get("uri"))))
         elif method == "notifications/message":
+            # During calls, a log message is about them: it goes to the clients
+            # with calls in flight only (one, where its clients can be asked
+            # anything), never to a bystander sharing the instance.
             level = params.get("level")
-            targets = [p for p in self.clients_of(instance) if level_passes(level, p.log_level)]
+            heard = instance.busy_with() or self.clients_of(instance)
+            targets = [p for p in heard if level_passes(level, p.log_level)]
         else:
             targets = self.clients_of(instance)
         for peer in targets:

@@ -63,3 +63,83 @@ async def test_a_modern_clients_log_level_in_its_envelope_opts_it_in_to_log_mess
         assert modern.protocol_version == "2026-07-28"
         assert text(await modern.call_tool("log", {"message": "asked"})) == "logged"
     assert seen == [("warning", "asked")]
+
+
+@pytest.mark.parametrize("upstream", ["handshake", "modern"])
+async def test_a_stateless_client_without_roots_is_never_asked_for_them_over_http(
+    mcp_home: McpHome, upstream: str
+) -> None:
+    """§8.5: bicameral's sharing decisions never cause an ``input_required`` round."""
+    import httpx2
+
+    from tests.mcp.test_http import post_headers, start, token
+
+    table = mcp_home.test_server("alpha")
+    table["args"] = [*table["args"], "--lazy-roots"]
+    if upstream == "modern":
+        table["args"] = [*table["args"], "--modern-only"]
+    mcp_home.configure({"alpha": table})
+    base = start(mcp_home)
+    headers = {**post_headers(token(mcp_home)), "Mcp-Protocol-Version": "2026-07-28"}
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+    }
+    async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+        # The suite's client declares every capability: roots too.
+        everything = {"sampling": {}, "elicitation": {}, "roots": {"listChanged": True}}
+        for caps in ({}, everything):
+            meta = dict(envelope)
+            if caps is not None:
+                meta["io.modelcontextprotocol/clientCapabilities"] = caps
+            call = {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": "hi"}, "_meta": meta},
+            }
+            answer = (await http.post(f"{base}/mcp/alpha", json=call)).json()
+            assert "result" in answer, (caps, answer)
+            result = answer["result"]
+            assert result["resultType"] == "complete", (caps, answer)
+            assert result["content"][0]["text"] == "hi"
+
+
+@pytest.mark.parametrize("transport", ["http"])  # (over stdio the SDK picks 2025-11-25)
+async def test_a_stateless_client_is_asked_for_roots_only_when_its_server_asks(
+    mcp_home: McpHome, transport: str
+) -> None:
+    """A plain call costs no round; the server's own roots/list reaches the client."""
+    import contextlib
+
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    from tests.mcp.test_http import start, token
+
+    table = mcp_home.test_server("alpha")
+    table["args"] = [*table["args"], "--lazy-roots"]
+    mcp_home.configure({"alpha": table})
+    asked: list[int] = []
+
+    async def list_roots(context: Any) -> types.ListRootsResult:
+        asked.append(1)
+        return types.ListRootsResult(roots=[types.Root(uri="file:///tmp/rooted")])
+
+    async with contextlib.AsyncExitStack() as stack:
+        if transport == "stdio":
+            opened: Any = Client(mcp_home.params("alpha"), list_roots_callback=list_roots)
+        else:
+            base = start(mcp_home)
+            auth = {"Authorization": f"Bearer {token(mcp_home)}"}
+            http = await stack.enter_async_context(httpx2.AsyncClient(headers=auth, timeout=30))
+            opened = Client(
+                streamable_http_client(f"{base}/mcp/alpha", http_client=http),
+                list_roots_callback=list_roots,
+            )
+        modern = await stack.enter_async_context(opened)
+        assert modern.protocol_version == "2026-07-28"
+        assert text(await modern.call_tool("echo", {"text": "plain"})) == "plain"
+        assert asked == []
+        assert text(await modern.call_tool("roots", {})) == "file:///tmp/rooted"
+        assert asked

@@ -179,13 +179,15 @@ async def test_log_level_is_per_client(mcp_home: McpHome) -> None:
         await b.set_logging_level("emergency")  # b must not silence a
         assert (await observed(a))["level"] == "debug"
         await a.call_tool("log_at", {"level": "info", "message": "from a"})
+        await a.call_tool("log_at", {"level": "emergency", "message": "loud a"})
         await b.call_tool("log_at", {"level": "emergency", "message": "from b"})
         with trio.fail_after(5):
             await arrived["a"].wait()
             await arrived["b"].wait()
-        # The same instance serves both; each gets only what it asked for.
+        # The same instance serves both; each gets only what it asked for, of
+        # what its own calls caused (a's emergency is not b's business).
         assert (await observed(a))["pid"] == (await observed(b))["pid"]
-    assert got["a"] == ["info:from a", "emergency:from b"]
+    assert got["a"] == ["info:from a", "emergency:loud a"]
     assert got["b"] == ["emergency:from b"]
 
 

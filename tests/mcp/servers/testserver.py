@@ -19,7 +19,8 @@ What it observed of its client(s), for the sharing tests: ``observed``
 (JSON: the client capabilities, the last ``logging/setLevel``, the notes
 remembered, the subscriptions), ``remember`` (session state: keeps a note
 and offers it as the resource ``note://N``), ``log_at`` (a log message at a
-given level).
+given level); with ``--changed-tool``, ``changed`` (says the resource list
+changed, changing nothing).
 Resource ``test://greeting`` (subscribable); prompt ``greet``.
 ``TESTSERVER_PAGE_SIZE``: ``tools/list`` answers in pages of that many.
 Tasks (2025-11-25): ``tasks/get`` and ``tasks/cancel`` answer for any task
@@ -203,6 +204,12 @@ async def remember(note: str, ctx: Context) -> str:
     return f"note://{len(notes)}"
 
 
+async def changed(ctx: Context) -> str:
+    """Say the resource list changed, without changing it."""
+    await ctx.session.send_resource_list_changed()
+    return "said"
+
+
 async def log_at(level: str, message: str, ctx: Context) -> str:
     """Send `message` as a log notification at `level`."""
     with warnings.catch_warnings():
@@ -243,6 +250,8 @@ async def _learn_roots(ctx: Any, params: object) -> None:
 
 
 for _method in ("notifications/initialized", "notifications/roots/list_changed"):
+    if "--lazy-roots" in sys.argv:  # asks for roots only in its ``roots`` tool
+        break
     server._lowlevel_server.add_notification_handler(_method, NotificationParams, _learn_roots)
 
 if not os.path.exists(os.environ.get("TESTSERVER_NO_TOOLS_IF", "/nonexistent")):
@@ -250,6 +259,8 @@ if not os.path.exists(os.environ.get("TESTSERVER_NO_TOOLS_IF", "/nonexistent")):
         server.add_tool(fn)
     for fn in (observed, remember, log_at, locate, needs_sampling):
         server.add_tool(fn)
+    if "--changed-tool" in sys.argv:
+        server.add_tool(changed)
     _locate = server._tool_manager.get_tool("locate")
     assert _locate is not None
     _locate.parameters = {
