@@ -46,6 +46,7 @@ from bicameral.mcp._common import (
 from bicameral.mcp._dispatcher import LeanDispatcher
 from bicameral.mcp._spawn import SpawnError, spawn_server
 from bicameral.mcp._state import Instance, Live, Upstream
+from bicameral.mcp._trace import TRACE_KEYS
 from bicameral.protocol import (
     METHOD_NOT_FOUND,
     UNSUPPORTED_PROTOCOL_VERSION,
@@ -381,9 +382,17 @@ def _era_headers(message: Any) -> Any:
     if not isinstance(message, types.JSONRPCRequest):
         return None
     meta = (message.params or {}).get("_meta")
-    version = meta.get(PROTOCOL_VERSION_KEY) if isinstance(meta, dict) else None
-    if not isinstance(version, str):
+    if not isinstance(meta, dict):
         return None
+    version = meta.get(PROTOCOL_VERSION_KEY)
+    # A traced call's context goes in the headers too (`bicameral.mcp._trace`).
+    traced = {k: meta[k] for k in TRACE_KEYS if isinstance(meta.get(k), str)}
+    if not isinstance(version, str):
+        if not traced:
+            return None
+        from mcp.shared.message import ClientMessageMetadata
+
+        return ClientMessageMetadata(headers=traced)
     from mcp.shared.inbound import (
         MCP_METHOD_HEADER,
         MCP_NAME_HEADER,
@@ -393,7 +402,7 @@ def _era_headers(message: Any) -> Any:
     )
     from mcp.shared.message import ClientMessageMetadata
 
-    headers = {MCP_PROTOCOL_VERSION_HEADER: version, MCP_METHOD_HEADER: message.method}
+    headers = {MCP_PROTOCOL_VERSION_HEADER: version, MCP_METHOD_HEADER: message.method, **traced}
     name_key = NAME_BEARING_METHODS.get(message.method)
     name = (message.params or {}).get(name_key) if name_key is not None else None
     if isinstance(name, str):

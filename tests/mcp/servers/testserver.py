@@ -15,7 +15,7 @@ What it observed of its client(s), for the sharing tests: ``observed``
 (JSON: the client capabilities, the last ``logging/setLevel``, the notes
 remembered, the subscriptions), ``remember`` (session state: keeps a note
 and offers it as the resource ``note://N``), ``log_at`` (a log message at a
-given level).
+given level), ``meta`` (the ``_meta`` of its request, as received).
 Resource ``test://greeting`` (subscribable); prompt ``greet``.
 ``TESTSERVER_PAGE_SIZE``: ``tools/list`` answers in pages of that many.
 Tasks (2025-11-25): ``tasks/get`` and ``tasks/cancel`` answer for any task
@@ -160,6 +160,13 @@ async def observed(ctx: Context) -> str:
     return json.dumps({**seen, "capabilities": sorted(dumped), "pid": os.getpid()})
 
 
+async def meta(ctx: Context) -> str:
+    """The ``_meta`` of this request as this server received it, as JSON."""
+    import json
+
+    return json.dumps(dict(ctx.request_context.meta or {}))
+
+
 async def remember(note: str, ctx: Context) -> str:
     """Keep `note` (session state), offered as the resource note://N."""
     notes = seen["notes"]
@@ -217,7 +224,7 @@ for _method in ("notifications/initialized", "notifications/roots/list_changed")
 if not os.path.exists(os.environ.get("TESTSERVER_NO_TOOLS_IF", "/nonexistent")):
     for fn in (echo, add, pid, slow, crash, hang, sample, roots, add_tool, ask, log, touch):
         server.add_tool(fn)
-    for fn in (observed, remember, log_at):
+    for fn in (observed, meta, remember, log_at):
         server.add_tool(fn)
 
 
