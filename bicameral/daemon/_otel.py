@@ -32,7 +32,7 @@ OTEL_KEYS = ("endpoint", "service_name", "headers")
 EXPORT_DELAY_MS = 1000
 #: One export gives up after this long (seconds): a dead collector costs the
 #: daemon's stop at most this.
-EXPORT_TIMEOUT = 3.0
+EXPORT_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)

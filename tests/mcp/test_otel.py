@@ -71,6 +71,8 @@ class Collector:
                 }.get("service.name")
                 for scope in resource_spans.scope_spans:
                     for span in scope.spans:
+                        if any(s["span_id"] == span.span_id.hex() for s in self.spans):
+                            continue  # an export sent again (its answer came late)
                         self.spans.append(
                             {
                                 "name": span.name,
