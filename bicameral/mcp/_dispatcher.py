@@ -1,40 +1,30 @@
-"""`LeanDispatcher`: the SDK's `ClientSession` over the daemon's one JSON-RPC `Peer`.
+"""`LeanDispatcher`: a server's stream, on the daemon's one JSON-RPC `Peer`, in dicts.
 
-The SDK's `ClientSession` runs on any object satisfying its `Dispatcher`
-protocol (``ClientSession(dispatcher=...)``). Its own `JSONRPCDispatcher`
-builds a pydantic model, an OpenTelemetry span and a memory-object stream
-per message, which would be most of the daemon's share of a ``tools/call``
-round trip (every client call crosses it twice). So the session keeps the
-SDK's semantics (initialize, capabilities, callbacks for sampling,
-elicitation, roots, logging) while the wire is the same bounded `Peer` that
-serves the daemon's MCP clients: this module only translates between the
-two (docs/architecture.md, "One peer").
+The daemon speaks MCP to its servers without the official SDK's session:
+the handshake is `bicameral.mcp._handshake`'s, and what the server sends
+(its requests: sampling, elicitation, roots; its notifications) reaches the
+owner's `ServerHandler` as method and params, plain dicts, with no model
+built in between. The wire is the same bounded `Peer` that serves the
+daemon's MCP clients (docs/architecture.md, "One peer"). Nothing here
+imports the SDK: a daemon whose servers are all local never loads it.
 
-Two faces for requests to the server. bicameral's own callers use `call`,
-which raises bicameral's errors: `RPCError` for the server's error answer
-(or `REQUEST_TIMEOUT`), `PeerClosed` when the stream closed first. The SDK's
-session uses `send_raw_request`, with the SDK's contract
-(`mcp.shared.dispatcher.Dispatcher`): ``opts`` understands ``timeout``,
-``on_progress`` and ``cancel_on_abandon``, and every error is an `MCPError`
-with the same code, message and data (the one place bicameral's errors are
-made into the SDK's). A server's own requests
-(sampling, roots...) run at most `MAX_INBOUND` at once (more are refused);
-its notifications at most `MAX_NOTIFY_TASKS` (more are dropped and logged).
+bicameral's callers use `call`, which raises bicameral's errors: `RPCError`
+for the server's error answer (or `REQUEST_TIMEOUT`), `PeerClosed` when the
+stream closed first. A server's own requests run at most `MAX_INBOUND` at
+once (more are refused); its notifications at most `MAX_NOTIFY_TASKS` (more
+are dropped and logged). A ``ping`` from the server is answered here.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 import anyio.abc
 import trio
 from anyio.abc import ByteReceiveStream, ByteSendStream
-from mcp.shared.dispatcher import CallOptions, OnNotify, OnNotifyIntercept, OnRequest
-from mcp.shared.exceptions import MCPError
-from mcp.shared.transport_context import TransportContext
 
 from bicameral.mcp._common import MAX_FRAME
 from bicameral.protocol import (
@@ -48,85 +38,54 @@ from bicameral.protocol import (
     Wire,
 )
 
-__all__ = ["LeanDispatcher"]
+__all__ = ["LeanDispatcher", "ServerHandler"]
 
 logger = logging.getLogger("bicameral.mcp.dispatcher")
 
-_TRANSPORT = TransportContext(kind="stdio", can_send_request=True)
 #: Notifications from one server being handled at once; more are dropped.
 MAX_NOTIFY_TASKS = 256
 #: Requests from one server (sampling, roots...) running at once; more are refused.
 MAX_INBOUND = 64
 
 
-class _Context:
-    """The `DispatchContext` handed to the session's handlers (stdio: no extras)."""
+class ServerHandler(Protocol):
+    """What the owner of a server's stream does with what the server sends."""
 
-    def __init__(self, dispatcher: LeanDispatcher, request_id: Any) -> None:
-        self._dispatcher = dispatcher
-        self.request_id = request_id
-        self.transport = _TRANSPORT
-        self.message_metadata = None
-        self.cancel_requested = anyio.Event()
-        self.can_send_request = request_id is not None
+    async def on_request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The result of the server's request; raise `RPCError` to answer with an error."""
+        ...
 
-    async def notify(
-        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
-    ) -> None:
-        await self._dispatcher.notify(method, params, opts)
-
-    async def send_raw_request(
-        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
-    ) -> dict[str, Any]:
-        return await self._dispatcher.send_raw_request(method, params, opts)
-
-    async def progress(
-        self, progress: float, total: float | None = None, message: str | None = None
-    ) -> None:
-        return None  # the server never asks a client for progress on stdio
+    async def on_notification(self, method: str, params: dict[str, Any]) -> None:
+        """A notification from the server (in a task of its own)."""
+        ...
 
 
 class _Handler:
-    """The `PeerHandler` for a server's stream: everything goes to the SDK session."""
+    """The `PeerHandler` for a server's stream: ``ping`` answered, the rest to the owner."""
 
-    def __init__(
-        self,
-        dispatcher: LeanDispatcher,
-        on_request: OnRequest,
-        on_notify: OnNotify,
-        intercept: OnNotifyIntercept | None,
-    ) -> None:
-        self._dispatcher = dispatcher
+    def __init__(self, dispatcher: LeanDispatcher, owner: ServerHandler) -> None:
         self._seen = dispatcher.on_notification_seen
-        self._on_request = on_request
-        self._on_notify = on_notify
-        self._intercept = intercept
+        self._owner = owner
 
     def in_line(self, method: str) -> bool:
-        return False
+        return method == "ping"
 
     async def on_request(self, request_id: Any, method: str, params: dict[str, Any] | None) -> Any:
-        dctx = _Context(self._dispatcher, request_id)
-        try:
-            return await self._on_request(dctx, method, params)
-        except MCPError as exc:
-            raise RPCError(exc.code, exc.message, exc.error.data) from None
-        except trio.Cancelled:
-            dctx.cancel_requested.set()
-            raise
+        if method == "ping":
+            return {}
+        return await self._owner.on_request(method, params if isinstance(params, dict) else {})
 
     def note(self, method: str, params: dict[str, Any] | None) -> bool:
         if self._seen is not None:
             self._seen(method)
-        # The SDK's receive-order intercept; a raise is contained by the peer.
-        return self._intercept is not None and bool(self._intercept(method, params))
+        return False
 
     async def on_notification(self, method: str, params: dict[str, Any] | None) -> None:
-        await self._on_notify(_Context(self._dispatcher, None), method, params)
+        await self._owner.on_notification(method, params if isinstance(params, dict) else {})
 
 
 class LeanDispatcher:
-    """The SDK `Dispatcher` over a server's stdout (`reader`) and stdin (`writer`).
+    """A server's stream: its stdout (`reader`) and stdin (`writer`), or a remote transport's.
 
     `on_eof` runs (synchronously) as soon as the server's stdout ends, before
     the waiters are woken, so the owner can stop sending new work its way.
@@ -162,30 +121,6 @@ class LeanDispatcher:
         if self._peer is None:
             raise RuntimeError("LeanDispatcher used before run()")
         return self._peer
-
-    async def send_raw_request(
-        self,
-        method: str,
-        params: Mapping[str, Any] | None,
-        opts: CallOptions | None = None,
-    ) -> dict[str, Any]:
-        """`call`, for the SDK's session: its errors are `MCPError`."""
-        opts = opts or {}
-        # The SDK gives its discover probe 10 s; the adapter bounds a
-        # server's whole start itself (`STARTUP_TIMEOUT`, as for `initialize`,
-        # which the SDK does not time), and a loaded machine needs it.
-        try:
-            return await self.call(
-                method,
-                params,
-                on_progress=opts.get("on_progress"),
-                time_limit=opts.get("timeout") if method != "server/discover" else None,
-                cancel_on_abandon=opts.get("cancel_on_abandon", True),
-            )
-        except RPCError as exc:  # PeerClosed included: CONNECTION_CLOSED
-            # Chained: bicameral code under the SDK's calls tells a closed
-            # stream by its cause (`PeerClosed`), not by its code or text.
-            raise MCPError(code=exc.code, message=exc.message, data=exc.data) from exc
 
     async def call(
         self,
@@ -225,23 +160,19 @@ class LeanDispatcher:
                 raise RPCError(REQUEST_TIMEOUT, f"Request {method!r} timed out")
         return result if isinstance(result, dict) else {}
 
-    async def notify(
-        self, method: str, params: Mapping[str, Any] | None, opts: CallOptions | None = None
-    ) -> None:
+    async def notify(self, method: str, params: Mapping[str, Any] | None) -> None:
         if self._peer is not None:
             await self._peer.notify(method, dict(params) if params is not None else None)
 
     async def run(
         self,
-        on_request: OnRequest,
-        on_notify: OnNotify,
-        on_notify_intercept: OnNotifyIntercept | None = None,
+        owner: ServerHandler,
         *,
         task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
         peer = Peer(
             self._wire,
-            _Handler(self, on_request, on_notify, on_notify_intercept),
+            _Handler(self, owner),
             name=f"MCP server {self._name!r}",
             max_frame=self._max_frame,
             max_inbound=MAX_INBOUND,

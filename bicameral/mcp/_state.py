@@ -50,8 +50,6 @@ from bicameral.platform import terminate_group
 from bicameral.protocol import INTERNAL_ERROR, INVALID_REQUEST, PeerClosed, RPCError
 
 if TYPE_CHECKING:
-    from mcp.client.session import ClientSession
-
     from bicameral.mcp._config import ServerConfig
     from bicameral.mcp._dispatcher import LeanDispatcher
     from bicameral.supervisor import ChildHandle, Supervisor
@@ -144,11 +142,10 @@ _CAPABILITY_OF = {
 class Live:
     """One running server process and its MCP session (one "generation")."""
 
-    __slots__ = ("cause", "closed", "dispatcher", "pid", "retry_safe", "session")
+    __slots__ = ("cause", "closed", "dispatcher", "pid", "retry_safe")
 
-    def __init__(self, dispatcher: LeanDispatcher, session: ClientSession, pid: int | None) -> None:
+    def __init__(self, dispatcher: LeanDispatcher, pid: int | None) -> None:
         self.dispatcher = dispatcher
-        self.session = session
         self.pid = pid
         self.closed = anyio.Event()
         self.cause = "the connection closed"
@@ -1001,7 +998,7 @@ class Upstream:
                 answer = await self.client_request(
                     inst, str(asked_method), capability, request.get("params") or {}
                 )
-                if not isinstance(answer, dict):  # an ErrorData: the client could not answer
+                if not isinstance(answer, dict):  # an error: the client could not answer
                     raise UpstreamError(answer.code, answer.message, answer.data)
                 answers[key] = answer
             again: dict[str, Any] = {**(params or {}), "inputResponses": answers}
@@ -1014,7 +1011,7 @@ class Upstream:
 
     async def client_request(
         self, instance: Instance, method: str, capability: str, params: dict[str, Any]
-    ) -> Any:
+    ) -> dict[str, Any] | UpstreamError:
         try:
             if capability == "roots":
                 # Answered here: an instance's roots are its client's, by its key.
@@ -1027,9 +1024,7 @@ class Upstream:
                 )
             return await peer.client_request(method, params)
         except UpstreamError as exc:
-            import mcp_types  # loaded: the server asking is a live instance
-
-            return mcp_types.ErrorData(code=exc.code, message=exc.message, data=exc.data)
+            return exc  # the client's error, returned: the caller answers the server with it
 
     def server_event(self, instance: Instance, method: str, params: dict[str, Any]) -> None:
         """A notification from `instance`'s server for its clients."""

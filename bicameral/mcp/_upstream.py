@@ -26,39 +26,27 @@ import contextlib
 import logging
 import os
 from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import anyio.abc
-import mcp_types as types
-from mcp.client.session import ClientRequestContext, ClientSession
-from mcp.shared.exceptions import MCPError
 
 from bicameral.mcp._adapter import ServerExited
-from bicameral.mcp._common import (
-    CLIENT_CAPABILITIES_KEY,
-    CLIENT_INFO_KEY,
-    LIST_METHODS,
-    PROTOCOL_VERSION_KEY,
-    SERVER_INFO_KEY,
-)
+from bicameral.mcp._common import LIST_METHODS
 from bicameral.mcp._dispatcher import LeanDispatcher
+from bicameral.mcp._handshake import HandshakeRefused, client_capabilities, open_session, ping
+from bicameral.mcp._remote import Remote, describe_error, until_shared_login, unwrap
 from bicameral.mcp._spawn import SpawnError, spawn_server
 from bicameral.mcp._state import Instance, Live, Upstream
-from bicameral.mcp._trace import TRACE_KEYS
 from bicameral.protocol import (
+    INVALID_REQUEST,
     METHOD_NOT_FOUND,
-    UNSUPPORTED_PROTOCOL_VERSION,
     FdReader,
     FdWriter,
     PeerClosed,
     RPCError,
 )
 from bicameral.supervisor import current_child
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["run_instance"]
 
@@ -100,11 +88,6 @@ _CAPABILITY_FOR = {
 }
 
 
-def _dump(model: Any) -> dict[str, Any]:
-    result: dict[str, Any] = model.model_dump(by_alias=True, mode="json", exclude_none=True)
-    return result
-
-
 async def _list_all(
     dispatcher: LeanDispatcher, kind: str
 ) -> tuple[list[dict[str, Any]], list[int]]:
@@ -141,8 +124,24 @@ async def _list_everything(
     return lists, pages
 
 
+#: A server's request -> the client capability that answers it.
+_ASKS = {
+    "sampling/createMessage": "sampling",
+    "elicitation/create": "elicitation",
+    "roots/list": "roots",
+}
+#: The notifications a server sends for its clients (the rest are bicameral's own).
+_EVENTS = frozenset(
+    {"notifications/message", "notifications/resources/updated", "notifications/tasks/status"}
+)
+
+
 class _Callbacks:
-    """The SDK session's callbacks, routed to the instance's clients."""
+    """What a server sends (its requests, its notifications), routed to the instance's clients.
+
+    Plain dicts both ways (`ServerHandler`): a request goes to the client
+    that can answer it and the client's answer back as it was given.
+    """
 
     def __init__(
         self, upstream: Upstream, instance: Instance, refresh: Callable[[str], None]
@@ -151,78 +150,26 @@ class _Callbacks:
         self.instance = instance
         self.refresh = refresh
 
-    def session_kwargs(self) -> dict[str, Any]:
-        """The callbacks for the capabilities the instance's clients have, and no others.
-
-        The SDK declares a client capability for each callback it is given:
-        the server sees exactly what its clients can do (docs/mcp.md).
-        """
-        caps = self.instance.key.caps
-        kwargs: dict[str, Any] = {"message_handler": self.message}
-        if "sampling" in caps:
-            kwargs["sampling_callback"] = self.sampling
-        if "elicitation" in caps:
-            kwargs["elicitation_callback"] = self.elicitation
-        if "roots" in caps:
-            kwargs["list_roots_callback"] = self.list_roots
-        return kwargs
-
     def capabilities(self) -> dict[str, Any]:
-        """The client capabilities `session_kwargs` declares, as JSON."""
-        caps = self.instance.key.caps
-        return {cap: {} for cap in ("sampling", "elicitation", "roots") if cap in caps}
+        """The client capabilities declared to the server: its clients' (docs/mcp.md)."""
+        return client_capabilities(self.instance.key.caps)
 
-    async def sampling(
-        self, context: ClientRequestContext, params: types.CreateMessageRequestParams
-    ) -> types.CreateMessageResult | types.CreateMessageResultWithTools | types.ErrorData:
-        raw = await self.upstream.client_request(
-            self.instance, "sampling/createMessage", "sampling", _dump(params)
-        )
-        if isinstance(raw, types.ErrorData):
-            return raw
-        if isinstance(raw.get("content"), list):
-            return types.CreateMessageResultWithTools.model_validate(raw)
-        return types.CreateMessageResult.model_validate(raw)
+    async def on_request(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        capability = _ASKS.get(method)
+        if capability is None:
+            raise RPCError(METHOD_NOT_FOUND, "Method not found", method)
+        if capability not in self.instance.key.caps:
+            # Not declared to the server: it should not have asked.
+            raise RPCError(INVALID_REQUEST, f"{capability} not supported")
+        answer = await self.upstream.client_request(self.instance, method, capability, params)
+        if not isinstance(answer, dict):  # the client could not answer: its error
+            raise RPCError(answer.code, answer.message, answer.data)
+        return answer
 
-    async def elicitation(
-        self, context: ClientRequestContext, params: types.ElicitRequestParams
-    ) -> types.ElicitResult | types.ErrorData:
-        raw = await self.upstream.client_request(
-            self.instance, "elicitation/create", "elicitation", _dump(params)
-        )
-        if isinstance(raw, types.ErrorData):
-            return raw
-        return types.ElicitResult.model_validate(raw)
-
-    async def list_roots(
-        self, context: ClientRequestContext
-    ) -> types.ListRootsResult | types.ErrorData:
-        raw = await self.upstream.client_request(self.instance, "roots/list", "roots", {})
-        if isinstance(raw, types.ErrorData):
-            return raw
-        return types.ListRootsResult.model_validate(raw)
-
-    async def message(self, message: Any) -> None:
-        if isinstance(message, Exception):
-            logger.warning(
-                "MCP server %r sent something unreadable: %r", self.upstream.name, message
-            )
-            return
-        if isinstance(message, types.ToolListChangedNotification):
-            self.refresh("tools")
-        elif isinstance(message, types.ResourceListChangedNotification):
-            self.refresh("resources")
-            self.refresh("resource_templates")
-        elif isinstance(message, types.PromptListChangedNotification):
-            self.refresh("prompts")
-        elif isinstance(
-            message,
-            types.LoggingMessageNotification
-            | types.ResourceUpdatedNotification
-            | types.TaskStatusNotification,
-        ):
-            dumped = _dump(message)
-            self.upstream.server_event(self.instance, dumped["method"], dumped.get("params") or {})
+    async def on_notification(self, method: str, params: dict[str, Any]) -> None:
+        # The list_changed ones were seen in order already (`seen`).
+        if method in _EVENTS:
+            self.upstream.server_event(self.instance, method, params)
 
 
 class _Exit(Exception):
@@ -329,340 +276,6 @@ class _Local:
         await self._cm.__aexit__(None, None, None)
 
 
-class _MessagesAsBytes:
-    """The SDK transport's incoming messages as JSON lines, for the daemon's `Peer`."""
-
-    def __init__(self, read_stream: Any, errors: list[str]) -> None:
-        self._read = read_stream
-        self._errors = errors
-
-    async def receive(self, max_bytes: int = 65536) -> bytes:
-        while True:
-            try:
-                item = await self._read.receive()
-            except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
-                return b""
-            if isinstance(item, Exception):
-                # The transport failed (the server went away, refused us, or
-                # forgot our session): this connection is over. The instance
-                # ends with the reason, and the supervisor connects again.
-                self._errors.append(_http_error(_unwrap(item)))
-                return b""
-            data: bytes = item.message.model_dump_json(by_alias=True, exclude_unset=True).encode()
-            return data + b"\n"
-
-
-class _BytesAsMessages:
-    """JSON lines from the daemon's `Peer`, as the SDK transport's outgoing messages."""
-
-    def __init__(self, write_stream: Any) -> None:
-        self._write = write_stream
-
-    async def send(self, data: bytes) -> None:
-        from mcp.shared.message import SessionMessage
-
-        for line in data.splitlines():
-            if line.strip():
-                message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-                await self._write.send(SessionMessage(message, metadata=_era_headers(message)))
-
-
-def _era_headers(message: Any) -> Any:
-    """The per-request HTTP headers of a 2026-07-28-era request, as the SDK's metadata.
-
-    A request of that era (``server/discover``, the probe, included) says its
-    protocol version in ``_meta``; over streamable HTTP it must say it in the
-    ``MCP-Protocol-Version`` and ``Mcp-Method`` headers too, or the server
-    answers 400. The SDK's own session stamps them through the transport's
-    per-message metadata; the daemon's `LeanDispatcher` speaks JSON lines, so
-    they are stamped here. A handshake-era request gets none (the transport
-    adds the negotiated version itself). The configured headers are the
-    HTTP client's, on every request whatever this adds.
-    """
-    if not isinstance(message, types.JSONRPCRequest):
-        return None
-    meta = (message.params or {}).get("_meta")
-    if not isinstance(meta, dict):
-        return None
-    version = meta.get(PROTOCOL_VERSION_KEY)
-    # A traced call's context goes in the headers too (`bicameral.mcp._trace`).
-    traced = {k: meta[k] for k in TRACE_KEYS if isinstance(meta.get(k), str)}
-    if not isinstance(version, str):
-        if not traced:
-            return None
-        from mcp.shared.message import ClientMessageMetadata
-
-        return ClientMessageMetadata(headers=traced)
-    from mcp.shared.inbound import (
-        MCP_METHOD_HEADER,
-        MCP_NAME_HEADER,
-        MCP_PROTOCOL_VERSION_HEADER,
-        NAME_BEARING_METHODS,
-        encode_header_value,
-    )
-    from mcp.shared.message import ClientMessageMetadata
-
-    headers = {MCP_PROTOCOL_VERSION_HEADER: version, MCP_METHOD_HEADER: message.method, **traced}
-    name_key = NAME_BEARING_METHODS.get(message.method)
-    name = (message.params or {}).get(name_key) if name_key is not None else None
-    if isinstance(name, str):
-        headers[MCP_NAME_HEADER] = encode_header_value(name)
-    return ClientMessageMetadata(headers=headers)
-
-
-_HTTP_5XX = "the server answered HTTP"
-
-
-def _http_error_status(status: int) -> str:
-    if status == 401:
-        return "the server refused the credentials (HTTP 401): check auth, token and headers"
-    if status == 403:
-        return "the server refused access (HTTP 403)"
-    if status == 404:
-        return "nothing at that URL (HTTP 404)"
-    return f"the server answered HTTP {status}"
-
-
-def _http_error(exc: BaseException) -> str:
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if isinstance(status, int):
-        return _http_error_status(status)
-    return str(exc) or type(exc).__name__
-
-
-class _Remote:
-    """A remote server's connection: streamable HTTP or SSE, through the SDK's transports."""
-
-    pid = None
-
-    def __init__(self, config: Any, name: str, upstream: Upstream) -> None:
-        self._config = config
-        self._name = name
-        self._upstream = upstream
-        self.errors: list[str] = []
-        self.session_lost = False
-        self.needs_login: str | None = None
-        self._finish: Callable[[str | None], None] | None = None
-        self.reader: Any = None
-        self.writer: Any = None
-        self._ended: str | None = None
-
-    def _headers(self) -> dict[str, str]:
-        from bicameral.mcp._config import expand_env
-
-        config = self._config
-        try:
-            headers = {k: expand_env(v, os.environ) for k, v in config.headers}
-            if config.auth == "bearer":
-                headers["Authorization"] = f"Bearer {expand_env(config.token, os.environ)}"
-        except KeyError as exc:
-            raise _Exit(f"cannot connect to {config.url}: {exc.args[0]}") from None
-        return headers
-
-    def _client(
-        self, headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None
-    ) -> Any:
-        """The SDK's HTTP client, watching every response's status for us."""
-        from mcp.shared._httpx_utils import create_mcp_http_client
-
-        if self._config.auth == "oauth":
-            auth = _shared_auth(self._upstream).provider
-        client = create_mcp_http_client(headers=headers, timeout=timeout, auth=auth)
-        client.event_hooks["response"].append(self._on_response)
-        return client
-
-    async def _on_response(self, response: Any) -> None:
-        status = response.status_code
-        if status < 400:
-            trouble = self._upstream.trouble
-            if status < 300 and trouble is not None and trouble.startswith(_HTTP_5XX):
-                self._upstream.remote_fine()
-            return
-        if status >= 500:
-            self._upstream.remote_trouble(f"{_HTTP_5XX} {status} ({self._config.url})")
-        if status == 404 and "mcp-session-id" in response.request.headers:
-            # The server no longer knows our session (it restarted, or expired
-            # it): nothing was done with this request. Connect again; the
-            # calls caught in this are retried once on the new session.
-            self.session_lost = True
-            self.errors.append("the server no longer knows the session (HTTP 404)")
-            if self._finish is not None:
-                self._finish(self.end_reason())
-            return
-        self.errors.append(_http_error_status(status))
-
-    async def open(self, tg: anyio.abc.TaskGroup, finish: Callable[[str | None], None]) -> None:
-        """Connect (in a task of `tg`, which owns the transport); `finish` when it ends."""
-        headers = self._headers()
-        ready = anyio.Event()
-        config = self._config
-        self._finish = finish
-        if config.auth == "oauth":
-            _shared_auth(self._upstream).listeners.add(self._on_needs_login)
-            if not await _has_tokens(self._upstream):
-                # Nothing to refresh: only a person can log in. (Letting the
-                # SDK's flow run here would register a client for nothing.)
-                self._on_needs_login(
-                    f"MCP server {config.name!r} needs a login: "
-                    f"run `bicameral mcp login {config.name}`"
-                )
-                await anyio.sleep_forever()  # finish() cancelled us
-
-        async def run() -> None:
-            reason = "the connection closed"
-            try:
-                async with contextlib.AsyncExitStack() as stack:
-                    if config.transport == "sse":
-                        from mcp.client.sse import sse_client
-
-                        streams = await stack.enter_async_context(
-                            sse_client(
-                                config.url, headers=headers, httpx_client_factory=self._client
-                            )
-                        )
-                    else:
-                        from mcp.client.streamable_http import streamable_http_client
-
-                        client = await stack.enter_async_context(self._client(headers=headers))
-                        streams = await stack.enter_async_context(
-                            streamable_http_client(config.url, http_client=client)
-                        )
-                    self.reader = _MessagesAsBytes(streams[0], self.errors)
-                    self.writer = _BytesAsMessages(streams[1])
-                    ready.set()
-                    await anyio.sleep_forever()
-            except anyio.get_cancelled_exc_class():
-                raise
-            except Exception as exc:
-                reason = f"cannot reach {config.url}: {_http_error(_unwrap(exc))}"
-                finish(reason)
-                return
-            finish(self.end_reason())
-
-        tg.start_soon(run)
-        await ready.wait()
-
-    def start(self, tg: anyio.abc.TaskGroup, finish: Callable[[str | None], None]) -> None:
-        return None  # `open` already watches the connection
-
-    def end_reason(self) -> str:
-        last = self.errors[-1] if self.errors else "the connection closed"
-        return f"{self._config.url}: {last}"
-
-    async def closed_reason(self) -> str:
-        return self.end_reason()
-
-    def _on_needs_login(self, message: str) -> None:
-        self.needs_login = message
-        if self._finish is not None:
-            self._finish(message)
-
-    async def aclose(self) -> None:
-        # The transport is closed by its own task, with the task group.
-        shared = self._upstream.auth
-        if shared is not None:
-            shared.listeners.discard(self._on_needs_login)
-
-
-#: Seconds between two looks at the shared store for a login (`_until_shared_login`).
-LOGIN_POLL = 2.0
-
-
-class _SharedAuth:
-    """One OAuth provider per server, shared by its instances: one refresh at a time."""
-
-    def __init__(self, upstream: Upstream) -> None:
-        from bicameral.mcp._oauth import daemon_provider
-
-        self.config = upstream.config
-        self.listeners: set[Callable[[str], None]] = set()
-        self.provider = daemon_provider(
-            upstream.config, _home(upstream), self._needs_login, upstream.store
-        )
-        self.storage: Any = self.provider.context.storage  # TokenFile, or StoreTokens
-
-    def _needs_login(self, message: str) -> None:
-        for listener in list(self.listeners):
-            listener(message)
-
-
-def _home(upstream: Upstream) -> Path:
-    """The state directory the server's tokens live under (the daemon's; else the default)."""
-    if upstream.home is not None:
-        return upstream.home
-    from bicameral.daemon import resolve_paths
-
-    return resolve_paths(None).home
-
-
-async def _has_tokens(upstream: Upstream) -> bool:
-    """Whether a login stored tokens: in the shared store if there is one, else the file."""
-    from bicameral.mcp._config import has_stored_tokens
-
-    if has_stored_tokens(_home(upstream), upstream.name):
-        return True
-    storage = _shared_auth(upstream).storage
-    if upstream.store is None:
-        return False
-    from bicameral.daemon import StoreError
-
-    try:
-        return await storage.get_tokens() is not None
-    except StoreError:
-        return False  # the store's problem is shown; a login there is what is missing
-
-
-async def _until_shared_login(upstream: Upstream) -> bool:
-    """With a shared store: True once the server's record there is new; False on a stop.
-
-    A login made in any replica (``mcp login`` in its state directory) or a
-    refresh another replica made lands in the store; looked at every
-    `LOGIN_POLL` seconds, since nothing tells this replica.
-    """
-    from bicameral.daemon import StoreError
-
-    storage = _shared_auth(upstream).storage
-    seen = storage.record.get("updated_at")
-    stopping = current_child().stopping
-    while not stopping.is_set():
-        with anyio.move_on_after(LOGIN_POLL):
-            await stopping.wait()
-        if stopping.is_set():
-            break
-        try:
-            record = await storage.load()
-        except StoreError:
-            continue  # the store's own problem is shown; keep waiting
-        if record.get("tokens") and record.get("updated_at") != seen:
-            return True
-    return False
-
-
-def _shared_auth(upstream: Upstream) -> _SharedAuth:
-    """The server's one provider; a new one after a login or logout rewrote its tokens."""
-    shared = upstream.auth
-    if (
-        not isinstance(shared, _SharedAuth)
-        or shared.config != upstream.config
-        or shared.storage.changed_elsewhere()
-    ):
-        listeners = shared.listeners if isinstance(shared, _SharedAuth) else set()
-        shared = upstream.auth = _SharedAuth(upstream)
-        shared.listeners |= listeners
-    return shared
-
-
-def _describe(exc: BaseException) -> str:
-    text = _http_error(exc)
-    return text if text and text != type(exc).__name__ else f"{type(exc).__name__}: {exc}"
-
-
-def _unwrap(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
-
-
 async def _session(upstream: Upstream, instance: Instance, prespawned: Any = None) -> None:
     """Run the server once: spawn (or connect), initialize, list, serve, watch.
 
@@ -671,9 +284,9 @@ async def _session(upstream: Upstream, instance: Instance, prespawned: Any = Non
     """
     config = upstream.config
     name = upstream.name if instance.primary else f"{upstream.name}/{instance.name}"
-    conn: _Local | _Remote
+    conn: _Local | Remote
     if config.remote:
-        conn = _Remote(config, name, upstream)
+        conn = Remote(config, name, upstream)
     else:
         try:
             if prespawned is None:
@@ -696,7 +309,7 @@ async def _session(upstream: Upstream, instance: Instance, prespawned: Any = Non
                     outcome.append(reason)
                 tg.cancel_scope.cancel()
 
-            if isinstance(conn, _Remote):
+            if isinstance(conn, Remote):
                 with anyio.fail_after(STARTUP_TIMEOUT):
                     await conn.open(tg, finish)
             await _speak(upstream, instance, conn, name=name, tg=tg, finish=finish)
@@ -705,57 +318,21 @@ async def _session(upstream: Upstream, instance: Instance, prespawned: Any = Non
     except Exception as exc:
         # A failure inside the SDK's transport (an OAuth flow that cannot go
         # on, a connection refused mid-way): this instance's end, with why.
-        outcome.append(f"the connection failed: {_describe(_unwrap(exc))}")
+        outcome.append(f"the connection failed: {describe_error(unwrap(exc))}")
     finally:
         with anyio.CancelScope(shield=True):
             await conn.aclose()
     reason = outcome[0] if outcome else None
-    if isinstance(conn, _Remote) and conn.needs_login is not None:
+    if isinstance(conn, Remote) and conn.needs_login is not None:
         raise _NeedsLoginExit(conn.needs_login)
     if reason is not None:
         raise _Exit(reason)
 
 
-async def _open_session(
-    session: ClientSession, dispatcher: LeanDispatcher, callbacks: _Callbacks
-) -> dict[str, Any]:
-    """The server's identity, as an ``initialize`` result, in the era it speaks.
-
-    The handshake first (every server of the handshake era, and the SDK's
-    dual-era servers, answer it); a server that refuses it for its protocol
-    version speaks only the 2026-07-28 era: it is discovered instead, and
-    every request to it carries the envelope (`LeanDispatcher.envelope`).
-    """
-    from mcp.shared.exceptions import MCPError
-
-    try:
-        return _dump(await session.initialize())
-    except MCPError as exc:
-        if exc.code not in (UNSUPPORTED_PROTOCOL_VERSION, METHOD_NOT_FOUND):
-            raise
-    found = _dump(await session.discover())
-    version = session.protocol_version
-    info = {"name": "bicameral", "version": _version()}
-    dispatcher.envelope = {
-        PROTOCOL_VERSION_KEY: version,
-        CLIENT_INFO_KEY: info,
-        CLIENT_CAPABILITIES_KEY: callbacks.capabilities(),
-    }
-    server_info = (found.get("_meta") or {}).get(SERVER_INFO_KEY)
-    init: dict[str, Any] = {
-        "protocolVersion": version,
-        "capabilities": found.get("capabilities") or {},
-        "serverInfo": server_info if isinstance(server_info, dict) else {"name": "?"},
-    }
-    if found.get("instructions"):
-        init["instructions"] = found["instructions"]
-    return init
-
-
 async def _speak(
     upstream: Upstream,
     instance: Instance,
-    conn: _Local | _Remote,
+    conn: _Local | Remote,
     *,
     name: str,
     tg: anyio.abc.TaskGroup,
@@ -774,7 +351,7 @@ async def _speak(
     def lost() -> None:
         if live is not None:
             upstream._detach(instance, live)
-        if isinstance(conn, _Remote):
+        if isinstance(conn, Remote):
             # No process to watch: the connection's end is the instance's end
             # (a dropped connection, an expired session), and the supervisor
             # connects again, with its backoff.
@@ -800,12 +377,7 @@ async def _speak(
         on_notification_seen=seen,
     )
     callbacks = _Callbacks(upstream, instance, refresh)
-    session = ClientSession(
-        **callbacks.session_kwargs(),
-        client_info=types.Implementation(name="bicameral", version=_version()),
-        dispatcher=dispatcher,
-    )
-    live = Live(dispatcher, session, conn.pid)
+    live = Live(dispatcher, conn.pid)
     reason_box: list[str | None] = []
 
     def finish_once(reason: str | None) -> None:
@@ -821,8 +393,8 @@ async def _speak(
         while True:
             await anyio.sleep(ping_interval())
             with anyio.move_on_after(ping_timeout()) as scope:
-                with contextlib.suppress(MCPError):
-                    await session.send_ping()
+                with contextlib.suppress(RPCError):
+                    await ping(dispatcher)
             misses = misses + 1 if scope.cancelled_caught else 0
             if misses >= 2:
                 finish_once(f"stopped answering pings ({misses} missed)")
@@ -852,65 +424,54 @@ async def _speak(
     try:
         conn.start(tg, finish_once)
         tg.start_soon(watch_stop)
-        async with session:
-            init_raw: dict[str, Any] | None = None
-            try:
-                with anyio.fail_after(STARTUP_TIMEOUT):
-                    init = await _open_session(session, dispatcher, callbacks)
-                    lists, pages = await _list_everything(
-                        dispatcher, init.get("capabilities") or {}
-                    )
-                    init_raw = init
-            except TimeoutError:
-                finish_once(f"did not initialize within {STARTUP_TIMEOUT:g} s")
-            except (MCPError, RPCError) as exc:
-                # MCPError from the SDK's handshake (made from ours, its
-                # cause), RPCError from the lists.
-                if isinstance(exc, PeerClosed) or isinstance(exc.__cause__, PeerClosed):
-                    finish_once(await conn.closed_reason())
-                elif isinstance(conn, _Remote) and conn.errors:
-                    finish_once(f"initialize failed: {conn.errors[-1]}")
-                else:
-                    finish_once(f"initialize failed: {exc.message}")
-            if init_raw is None:
-                # finish() cancelled the task group: this raises, and the
-                # caller turns the outcome into `_Exit`. (A bare `return`
-                # here would end as a normal return.)
-                await anyio.sleep_forever()
-            assert init_raw is not None
-            # What its clients had asked of the process before this one.
-            for method, params in upstream.restored(instance):
-                with contextlib.suppress(RPCError):
-                    await dispatcher.call(method, params)
-            instance.pages = pages
-            upstream._go_live(instance, live, init_raw, lists)
-            if instance.generations > 1:
-                upstream.tell_restored(instance, instance.exit_reason)
-            logger.info(
-                "MCP server %r%s ready: %s, %d tools",
-                upstream.name,
-                "" if instance.primary else f" (instance {instance.name})",
-                f"pid {conn.pid}" if conn.pid is not None else upstream.config.url,
-                len(lists["tools"]),
-            )
-            tg.start_soon(watch_pings)
-            tg.start_soon(follow_lists)
+        await tg.start(dispatcher.run, callbacks)
+        init_raw: dict[str, Any] | None = None
+        try:
+            with anyio.fail_after(STARTUP_TIMEOUT):
+                init = await open_session(dispatcher, callbacks.capabilities())
+                lists, pages = await _list_everything(dispatcher, init.get("capabilities") or {})
+                init_raw = init
+        except TimeoutError:
+            finish_once(f"did not initialize within {STARTUP_TIMEOUT:g} s")
+        except HandshakeRefused as exc:
+            finish_once(f"initialize failed: {exc}")
+        except RPCError as exc:
+            if isinstance(exc, PeerClosed):
+                finish_once(await conn.closed_reason())
+            elif isinstance(conn, Remote) and conn.errors:
+                finish_once(f"initialize failed: {conn.errors[-1]}")
+            else:
+                finish_once(f"initialize failed: {exc.message}")
+        if init_raw is None:
+            # finish() cancelled the task group: this raises, and the
+            # caller turns the outcome into `_Exit`. (A bare `return`
+            # here would end as a normal return.)
             await anyio.sleep_forever()
+        assert init_raw is not None
+        # What its clients had asked of the process before this one.
+        for method, params in upstream.restored(instance):
+            with contextlib.suppress(RPCError):
+                await dispatcher.call(method, params)
+        instance.pages = pages
+        upstream._go_live(instance, live, init_raw, lists)
+        if instance.generations > 1:
+            upstream.tell_restored(instance, instance.exit_reason)
+        logger.info(
+            "MCP server %r%s ready: %s, %d tools",
+            upstream.name,
+            "" if instance.primary else f" (instance {instance.name})",
+            f"pid {conn.pid}" if conn.pid is not None else upstream.config.url,
+            len(lists["tools"]),
+        )
+        tg.start_soon(watch_pings)
+        tg.start_soon(follow_lists)
+        await anyio.sleep_forever()
     finally:
         upstream._detach(instance, live)
         reason = reason_box[0] if reason_box else None
         live.cause = reason or "the server was stopped"
-        live.retry_safe = isinstance(conn, _Remote) and conn.session_lost
+        live.retry_safe = isinstance(conn, Remote) and conn.session_lost
         live.closed.set()
-
-
-def _version() -> str:
-    try:
-        from bicameral import __version__
-
-        return str(__version__)
-    except ImportError:  # pragma: no cover
-        return "0"
 
 
 async def run_instance(
@@ -930,7 +491,7 @@ async def run_instance(
         # restarting it would only ask again for what nobody can give.
         logger.warning("%s", exc)
         upstream._go_down(inst, "needs-login", str(exc))
-        if upstream.store is None or not await _until_shared_login(upstream):
+        if upstream.store is None or not await until_shared_login(upstream):
             await current_child().stopping.wait()
             return
         reason = "a login reached the shared store"
