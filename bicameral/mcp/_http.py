@@ -56,6 +56,7 @@ import orjson
 from bicameral.mcp._front import http_status, load_sdk, rejection
 from bicameral.mcp._host import KNOWN_VERSIONS, MODERN_VERSIONS, ClientConn
 from bicameral.mcp._rounds import PARK_TIMEOUT
+from bicameral.mcp._trace import trace_in_meta
 from bicameral.protocol import INVALID_REQUEST, PARSE_ERROR, InputBudget, RPCError, Wire
 
 if TYPE_CHECKING:
@@ -471,7 +472,7 @@ class HttpSessions:
         params = message.get("params")
         meta = params.get("_meta") if isinstance(params, dict) else None
         if b"traceparent" in headers:
-            body, meta = _trace_in_meta(message, headers, body)
+            body, meta = trace_in_meta(message, headers, body)
         token = meta.get("progressToken") if isinstance(meta, dict) else None
         token_key = orjson.dumps(token) if token is not None else None
         if request_id in session.waiting:
@@ -627,30 +628,6 @@ def _prefers_sse(accept: bytes) -> bool:
         ranks.setdefault(kind.strip().lower(), (q, -position))
     sse, json_ = ranks.get(_SSE), ranks.get(_JSON)
     return sse is not None and json_ is not None and sse > json_
-
-
-def _trace_in_meta(
-    message: dict[str, Any], headers: Mapping[bytes, bytes], body: bytes
-) -> tuple[bytes, Any]:
-    """A request's W3C trace context headers, in its ``_meta`` unless it has its own there.
-
-    `bicameral.mcp._trace` reads the context from ``_meta`` alone: it is
-    what any client (HTTP or the stdio bridge) can send. Returns the body
-    to deliver and the request's ``_meta``.
-    """
-    params = message.get("params")
-    if params is None:
-        params = message["params"] = {}
-    meta = params.get("_meta") if isinstance(params, dict) else None
-    if meta is None and isinstance(params, dict):
-        meta = params["_meta"] = {}
-    if not isinstance(meta, dict) or "traceparent" in meta:
-        return body, meta
-    for key in (b"traceparent", b"tracestate"):
-        value = headers.get(key)
-        if value is not None:
-            meta[key.decode()] = value.decode("latin-1")
-    return orjson.dumps(message), meta
 
 
 def _headers(scope: Mapping[str, Any]) -> dict[bytes, bytes]:

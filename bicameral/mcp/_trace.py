@@ -28,7 +28,9 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["TRACE_KEYS", "client_span", "upstream_span", "wait_span"]
+import orjson
+
+__all__ = ["TRACE_KEYS", "client_span", "trace_in_meta", "upstream_span", "wait_span"]
 
 #: The W3C trace context's keys, in ``_meta`` as in HTTP headers.
 TRACE_KEYS = ("traceparent", "tracestate")
@@ -113,3 +115,27 @@ def upstream_span(
         meta = sent.get("_meta")
         sent["_meta"] = {**(meta if isinstance(meta, dict) else {}), **carrier}
         yield sent
+
+
+def trace_in_meta(
+    message: dict[str, Any], headers: Mapping[bytes, bytes], body: bytes
+) -> tuple[bytes, Any]:
+    """A request's W3C trace context headers, in its ``_meta`` unless it has its own there.
+
+    For the HTTP front: the spans read the context from ``_meta`` alone, what
+    any client (HTTP or the stdio bridge) can send. Returns the body to
+    deliver and the request's ``_meta``.
+    """
+    params = message.get("params")
+    if params is None:
+        params = message["params"] = {}
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    if meta is None and isinstance(params, dict):
+        meta = params["_meta"] = {}
+    if not isinstance(meta, dict) or "traceparent" in meta:
+        return body, meta
+    for key in (b"traceparent", b"tracestate"):
+        value = headers.get(key)
+        if value is not None:
+            meta[key.decode()] = value.decode("latin-1")
+    return orjson.dumps(message), meta
