@@ -23,7 +23,7 @@ RUN python3 -m venv /opt/bicameral \
 project = tomllib.load(open("/src/pyproject.toml", "rb"))["project"]; \
 subprocess.check_call(["/opt/bicameral/bin/pip", "install", "--no-cache-dir", \
     "--disable-pip-version-check", "setuptools>=68", *project["dependencies"], \
-    *project["optional-dependencies"]["store"]])'
+    *project["optional-dependencies"]["store"], *project["optional-dependencies"]["otel"]])'
 COPY README.md /src/
 COPY bicameral /src/bicameral
 RUN /opt/bicameral/bin/pip install --no-cache-dir --disable-pip-version-check \

@@ -39,6 +39,7 @@ from bicameral.daemon._identity import process_start_time
 from bicameral.daemon._listener import ListenerSlot
 from bicameral.daemon._logging import private_rotating_handler
 from bicameral.daemon._methods import ControlMethods
+from bicameral.daemon._otel import OtelSettings, Tracing
 from bicameral.daemon._paths import check_trusted_path
 from bicameral.daemon._plugin import DaemonHost, LoadedPlugins
 from bicameral.daemon._readiness import Notifier, watchdog_interval
@@ -114,6 +115,7 @@ class RunningDaemon:
             problems=self.problems,
         )
         self.audit: AuditLog | None = None
+        self.tracing: Tracing | None = None
         self.store: SharedStore | None = None
 
     # The Control protocol of the signal child.
@@ -204,6 +206,7 @@ class RunningDaemon:
             http=self.http.listener,
             state_dir=self.held.directory(self.paths.home),
             audit=self.audit.write if self.audit is not None else None,
+            tracer=self.tracing.tracer if self.tracing is not None else None,
             store=self.store,
         )
         self.http.on_listener = self.host.set_http
@@ -296,6 +299,9 @@ class RunningDaemon:
         if self.audit is not None:
             self.audit.close()
             self.audit = None
+        if self.tracing is not None:
+            self.tracing.close()
+            self.tracing = None
         if self.store is not None:
             self.store.close()
         self.http.close()
@@ -371,6 +377,16 @@ class RunningDaemon:
         if settings.enabled:
             path = self.held.directory(self.paths.home) / AUDIT_FILE
             self.audit = AuditLog(path, settings, private_rotating_handler(path))
+
+    def open_tracing(self, settings: OtelSettings) -> None:
+        """Start exporting traces when ``[daemon.otel] endpoint`` is set (docs/hosting.md)."""
+        if settings.endpoint is not None:
+            self.tracing = Tracing(settings)
+            logger.info("traces: exported over OTLP to %s", settings.traces_url)
+
+    def otel_settings(self) -> OtelSettings:
+        """``[daemon.otel]`` as this run applies it."""
+        return self.tracing.settings if self.tracing is not None else OtelSettings()
 
     # The HTTP listener.
 

@@ -110,6 +110,7 @@ class DaemonHost:
         state_dir: Path | None = None,
         audit: Callable[[Mapping[str, Any]], None] | None = None,
         store: SharedStore | None = None,
+        tracer: Any = None,
     ) -> None:
         from bicameral.protocol import Limits as _Limits
 
@@ -145,6 +146,9 @@ class DaemonHost:
         #: The store replicas share, when ``[daemon.store]`` names one
         #: (`bicameral.daemon._store`): the MCP layer keeps OAuth tokens there.
         self.store = store
+        #: An OpenTelemetry ``Tracer`` when ``[daemon.otel] endpoint`` is set
+        #: (`bicameral.daemon._otel`), else None: the MCP layer traces with it.
+        self.tracer = tracer
         self._http_waiting: list[Callable[[HttpListener], None]] = []
 
     def on_http(self, callback: Callable[[HttpListener], None]) -> None:

@@ -4,7 +4,7 @@ On ``SIGHUP`` and ``system.reload`` (``bicameral daemon reload``). The MCP
 servers of the ``adapters`` subtree are compared by name and spec: new
 ones start, removed ones stop, changed ones are replaced, equal ones keep
 running (a failed one is retried). ``[daemon.http]`` is applied after the
-servers; ``[daemon.limits]``, ``[daemon.store]`` and ``[daemon.audit]``
+servers; ``[daemon.limits]``, ``[daemon.store]``, ``[daemon.audit]`` and ``[daemon.otel]``
 take effect at the next start (a warning says so).
 """
 
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from bicameral.daemon._audit import audit_from_config
 from bicameral.daemon._errors import DaemonError
 from bicameral.daemon._http import http_from_config
+from bicameral.daemon._otel import otel_from_config
 from bicameral.daemon._plugin import load_config_file
 from bicameral.daemon._settings import limits_from_config
 from bicameral.daemon._store import store_from_config
@@ -57,6 +58,8 @@ async def reload_config(daemon: RunningDaemon) -> dict[str, list[str]]:
                 logger.warning(
                     "[daemon.audit] changed: the audit log changes when the daemon restarts"
                 )
+            if otel_from_config(config, path) != daemon.otel_settings():
+                logger.warning("[daemon.otel] changed: traces change when the daemon restarts")
             plugins = daemon.plugins.reconfigure(config, path)
             specs = plugins.adapter_specs()
             current = {child.name: child.spec for child in daemon.adapters.children}

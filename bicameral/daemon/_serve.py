@@ -43,6 +43,7 @@ from bicameral.daemon._http import TOKEN_ENV, http_from_config
 from bicameral.daemon._lock import LOCK_FD_ENV, LockFile, read_holder
 from bicameral.daemon._logging import setup_logging
 from bicameral.daemon._options import LOG_FORMATS, env_default
+from bicameral.daemon._otel import otel_from_config
 from bicameral.daemon._paths import check_private_dir, effective_socket_path
 from bicameral.daemon._plugin import load_config_file, load_plugins
 from bicameral.daemon._readiness import Notifier
@@ -175,6 +176,7 @@ def serve(options: ServeOptions) -> int:
             daemon.open_store(store_from_config(config, config_path, options.store_url))
             daemon.http.open(http_from_config(config, config_path, options.http))
             daemon.open_audit(audit_from_config(config, config_path))
+            daemon.open_tracing(otel_from_config(config, config_path))
             daemon.plugins = load_plugins(config, config_path)
             daemon.adapter_specs = daemon.plugins.adapter_specs()
             if options.transport == "unix":

@@ -1,7 +1,8 @@
 """The ``[daemon]`` table of config.toml and its ``[daemon.limits]``.
 
-``[daemon.http]``, ``[daemon.audit]`` and ``[daemon.store]`` are read by
-their own modules (:mod:`._http`, :mod:`._audit`, :mod:`._store`); this one
+``[daemon.http]``, ``[daemon.audit]``, ``[daemon.store]`` and ``[daemon.otel]``
+are read by their own modules (:mod:`._http`, :mod:`._audit`, :mod:`._store`,
+:mod:`._otel`); this one
 checks that ``[daemon]`` holds nothing else.
 """
 
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 __all__ = ["DAEMON_TABLES", "LIMIT_KEYS", "limits_from_config"]
 
 
-DAEMON_TABLES = ("limits", "http", "audit", "store")
+DAEMON_TABLES = ("limits", "http", "audit", "store", "otel")
 """The tables of ``[daemon]``; each is validated by its own ``*_from_config``."""
 
 LIMIT_KEYS = {

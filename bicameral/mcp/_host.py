@@ -385,6 +385,15 @@ class ClientConn:
 
     async def on_request(self, request_id: Any, method: str, params: dict[str, Any] | None) -> Any:
         params = params or {}
+        tracer = getattr(self.host.daemon, "tracer", None)
+        if tracer is None:
+            return await self._request(request_id, method, params)
+        from bicameral.mcp._trace import client_span
+
+        with client_span(tracer, method, params, session=self.client_id, request_id=request_id):
+            return await self._request(request_id, method, params)
+
+    async def _request(self, request_id: Any, method: str, params: dict[str, Any]) -> Any:
         meta = params.get("_meta")
         if isinstance(meta, dict) and PROTOCOL_VERSION_KEY in meta:
             params = self._unwrap_envelope(params, meta)

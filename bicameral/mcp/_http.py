@@ -60,6 +60,7 @@ import orjson
 from bicameral.mcp._front import http_status, load_sdk, rejection
 from bicameral.mcp._host import KNOWN_VERSIONS, MODERN_VERSIONS, ClientConn
 from bicameral.mcp._rounds import PARK_TIMEOUT
+from bicameral.mcp._trace import trace_in_meta
 from bicameral.protocol import INVALID_REQUEST, PARSE_ERROR, InputBudget, RPCError, Wire
 
 if TYPE_CHECKING:
@@ -481,6 +482,8 @@ class HttpSessions:
         request_id = orjson.dumps(message["id"])
         params = message.get("params")
         meta = params.get("_meta") if isinstance(params, dict) else None
+        if b"traceparent" in headers:
+            body, meta = trace_in_meta(message, headers, body)
         token = meta.get("progressToken") if isinstance(meta, dict) else None
         token_key = orjson.dumps(token) if token is not None else None
         if request_id in session.waiting:

@@ -20,6 +20,7 @@ import anyio
 import anyio.abc
 
 from bicameral.mcp._common import PROTOCOL_VERSION_KEY
+from bicameral.mcp._trace import TRACE_KEYS
 from bicameral.supervisor import current_child
 
 if TYPE_CHECKING:
@@ -89,9 +90,17 @@ def _era_headers(message: Any) -> Any:
     if not isinstance(message, types.JSONRPCRequest):
         return None
     meta = (message.params or {}).get("_meta")
-    version = meta.get(PROTOCOL_VERSION_KEY) if isinstance(meta, dict) else None
-    if not isinstance(version, str):
+    if not isinstance(meta, dict):
         return None
+    version = meta.get(PROTOCOL_VERSION_KEY)
+    # A traced call's context goes in the headers too (`bicameral.mcp._trace`).
+    traced = {k: meta[k] for k in TRACE_KEYS if isinstance(meta.get(k), str)}
+    if not isinstance(version, str):
+        if not traced:
+            return None
+        from mcp.shared.message import ClientMessageMetadata
+
+        return ClientMessageMetadata(headers=traced)
     from mcp.shared.inbound import (
         MCP_METHOD_HEADER,
         MCP_NAME_HEADER,
@@ -101,7 +110,7 @@ def _era_headers(message: Any) -> Any:
     )
     from mcp.shared.message import ClientMessageMetadata
 
-    headers = {MCP_PROTOCOL_VERSION_HEADER: version, MCP_METHOD_HEADER: message.method}
+    headers = {MCP_PROTOCOL_VERSION_HEADER: version, MCP_METHOD_HEADER: message.method, **traced}
     name_key = NAME_BEARING_METHODS.get(message.method)
     name = (message.params or {}).get(name_key) if name_key is not None else None
     if isinstance(name, str):

@@ -45,6 +45,7 @@ import anyio
 
 from bicameral.mcp._common import CALL_WAIT, LIST_METHODS, MAX_FRAME, UpstreamError
 from bicameral.mcp._metrics import CallStats
+from bicameral.mcp._trace import upstream_span, wait_span
 from bicameral.platform import terminate_group
 from bicameral.protocol import INTERNAL_ERROR, INVALID_REQUEST, PeerClosed, RPCError
 
@@ -922,7 +923,7 @@ class Upstream:
                 f"({self.last_error}); restart it with `bicameral mcp restart {self.name}` "
                 "or the bicameral__restart tool",
             )
-        with anyio.move_on_after(wait):
+        with wait_span(self.name), anyio.move_on_after(wait):
             while inst.live is None and inst.state not in ("failed", "stopped"):
                 if self.state == "failed":
                     break
@@ -979,14 +980,20 @@ class Upstream:
             )
             if "roots" in inst.key.caps:
                 await self._roots_settled(inst, live)
-            if self.config.remote:
-                result = await self._bounded_call(live, method, params, on_progress)
-            else:
-                result = await live.dispatcher.call(method, params, on_progress=on_progress)
-            if result.get("resultType") == "input_required":
-                result = await self._rounds(
-                    inst, live, method=method, params=params, on_progress=on_progress, result=result
-                )
+            with upstream_span(self.name, method, params) as sent:
+                if self.config.remote:
+                    result = await self._bounded_call(live, method, sent, on_progress)
+                else:
+                    result = await live.dispatcher.call(method, sent, on_progress=on_progress)
+                if result.get("resultType") == "input_required":
+                    result = await self._rounds(
+                        inst,
+                        live,
+                        method=method,
+                        params=sent,
+                        on_progress=on_progress,
+                        result=result,
+                    )
             failed = False
             if self.config.remote:
                 self.remote_fine()

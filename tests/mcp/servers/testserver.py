@@ -19,8 +19,9 @@ What it observed of its client(s), for the sharing tests: ``observed``
 (JSON: the client capabilities, the last ``logging/setLevel``, the notes
 remembered, the subscriptions), ``remember`` (session state: keeps a note
 and offers it as the resource ``note://N``), ``log_at`` (a log message at a
-given level); with ``--changed-tool``, ``changed`` (says the resource list
-changed, changing nothing).
+given level), ``meta`` (the ``_meta`` of its request, as received); with
+``--changed-tool``, ``changed`` (says the resource list changed, changing
+nothing).
 Resource ``test://greeting`` (subscribable); prompt ``greet``.
 ``TESTSERVER_PAGE_SIZE``: ``tools/list`` answers in pages of that many.
 Tasks (2025-11-25): ``tasks/get`` and ``tasks/cancel`` answer for any task
@@ -192,6 +193,13 @@ async def observed(ctx: Context) -> str:
     return json.dumps({**seen, "capabilities": sorted(dumped), "pid": os.getpid()})
 
 
+async def meta(ctx: Context) -> str:
+    """The ``_meta`` of this request as this server received it, as JSON."""
+    import json
+
+    return json.dumps(dict(ctx.request_context.meta or {}))
+
+
 async def remember(note: str, ctx: Context) -> str:
     """Keep `note` (session state), offered as the resource note://N."""
     notes = seen["notes"]
@@ -257,7 +265,7 @@ for _method in ("notifications/initialized", "notifications/roots/list_changed")
 if not os.path.exists(os.environ.get("TESTSERVER_NO_TOOLS_IF", "/nonexistent")):
     for fn in (echo, add, pid, slow, crash, hang, sample, roots, add_tool, ask, log, touch):
         server.add_tool(fn)
-    for fn in (observed, remember, log_at, locate, needs_sampling):
+    for fn in (observed, meta, remember, log_at, locate, needs_sampling):
         server.add_tool(fn)
     if "--changed-tool" in sys.argv:
         server.add_tool(changed)
