@@ -66,6 +66,7 @@ SERVER_KEYS = (
     "token",
     "scope",
     "client_id",
+    "client_secret",
     "client_metadata_url",
     "enabled",
     "share",
@@ -128,9 +129,11 @@ class ServerConfig:
     #: The bearer token (``auth = "bearer"``); may hold ``${env:NAME}``.
     token: str | None = None
     #: OAuth (``auth = "oauth"``): the scope to ask for, a pre-registered
-    #: client id, a Client ID Metadata Document URL.
+    #: client id (and its secret, which may hold ``${env:NAME}``), a Client ID
+    #: Metadata Document URL.
     scope: str | None = None
     client_id: str | None = None
+    client_secret: str | None = None
     client_metadata_url: str | None = None
 
     @property
@@ -419,13 +422,20 @@ def _remote_server(head: str, name: str, table: Mapping[str, Any]) -> ServerConf
     if auth not in AUTH_MODES:
         raise ConfigError(f'{head} "auth" must be "none", "bearer" or "oauth", not {auth!r}')
     oauth: dict[str, str | None] = {}
-    for key in ("scope", "client_id", "client_metadata_url"):
+    for key in ("scope", "client_id", "client_secret", "client_metadata_url"):
         value = table.get(key)
         if value is not None and auth != "oauth":
             raise ConfigError(f'{head} "{key}" is only used with auth = "oauth"')
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ConfigError(f'{head} "{key}" must be a non-empty string')
         oauth[key] = value
+    secret = oauth["client_secret"]
+    if secret is not None:
+        if oauth["client_id"] is None:
+            raise ConfigError(f'{head} "client_secret" needs the "client_id" it belongs to')
+        if any(c in secret for c in "\r\n\x00"):
+            raise ConfigError(f'{head} "client_secret" must be one line')
+        _check_env_refs(head, "client_secret", secret)
     cimd = oauth["client_metadata_url"]
     if cimd is not None and not cimd.startswith("https://"):
         raise ConfigError(f'{head} "client_metadata_url" must be an https:// URL')
@@ -454,6 +464,7 @@ def _remote_server(head: str, name: str, table: Mapping[str, Any]) -> ServerConf
         token=token,
         scope=oauth["scope"],
         client_id=oauth["client_id"],
+        client_secret=secret,
         client_metadata_url=cimd,
         call_timeout=float(call_timeout),
         **_common(head, table),

@@ -215,13 +215,19 @@ async def _preregistered(config: ServerConfig, storage: TokenFile, redirect_uri:
     """A configured ``client_id``: registered already, the flow must not register again."""
     if config.client_id is None:
         return
+    from bicameral.mcp._config import expand_env
+
+    try:
+        secret = expand_env(config.client_secret, os.environ) if config.client_secret else None
+    except KeyError as exc:
+        raise ValueError(f"cannot read the client_secret of {config.name!r}: {exc.args[0]}") from None
     known = await storage.get_client_info()
-    if known is None or known.client_id != config.client_id:
+    if known is None or known.client_id != config.client_id or known.client_secret != secret:
+        fields = _metadata(config, redirect_uri).model_dump(exclude_none=True)
+        # A secret is sent the way RFC 6749 §2.3.1 says every server supports.
+        fields["token_endpoint_auth_method"] = "client_secret_basic" if secret else "none"
         await storage.set_client_info(
-            OAuthClientInformationFull(
-                client_id=config.client_id,
-                **_metadata(config, redirect_uri).model_dump(exclude_none=True),
-            )
+            OAuthClientInformationFull(client_id=config.client_id, client_secret=secret, **fields)
         )
 
 
@@ -384,12 +390,16 @@ def _configured_headers(config: ServerConfig) -> dict[str, str]:
         raise ValueError(f"cannot send the headers of {config.name!r}: {exc.args[0]}") from None
 
 
-async def show_url(name: str, url: str) -> None:
-    """Print the authorization URL, and open it in a browser where there is one."""
+async def show_url(name: str, url: str, *, browser: bool = True) -> None:
+    """Print the authorization URL (alone on its line), and open it in a browser where there is one.
+
+    No browser when `browser` is false (``mcp login --no-browser``) or
+    ``BICAMERAL_NO_BROWSER`` is set.
+    """
     sys.stderr.write(f"bicameral: to log in to {name!r}, open this URL:\n{url}\n")
     sys.stderr.flush()
     graphical = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    if (CURRENT.macos or graphical) and not os.environ.get("BICAMERAL_NO_BROWSER"):
+    if browser and (CURRENT.macos or graphical) and not os.environ.get("BICAMERAL_NO_BROWSER"):
         import webbrowser
 
         with contextlib.suppress(Exception):
