@@ -71,6 +71,7 @@ SERVER_KEYS = (
     "enabled",
     "share",
     "max_instances",
+    "era",
     "call_timeout",
     # What clients are offered of it (bicameral.mcp.surface, docs/tools.md).
     "tools",
@@ -88,6 +89,11 @@ AUTH_MODES = ("none", "bearer", "oauth")
 
 #: How a server's instances are shared among clients (docs/mcp.md, "Sharing").
 SHARE_MODES = ("auto", "shared", "per-client")
+
+#: Which protocol era bicameral speaks to a server (docs/mcp.md, "Protocol eras"):
+#: ``auto`` tries the ``initialize`` handshake and discovers a server that
+#: refuses it; ``handshake`` only the former, ``stateless`` only ``server/discover``.
+ERAS = ("auto", "handshake", "stateless")
 
 #: The keys the ``[mcp]`` table may hold (a typo such as ``[mcp.server.x]`` is an error).
 MCP_KEYS = ("ready_timeout", "servers", "profiles")
@@ -117,6 +123,8 @@ class ServerConfig:
     #: Instances (processes or remote sessions) of this server at most, the
     #: primary and the warm spare included (docs/mcp.md, "Sharing").
     max_instances: int = 32
+    #: The protocol era spoken to it (`ERAS`).
+    era: str = "auto"
     #: Seconds a call may wait for its answer from a remote server before it
     #: is cut as stalled (docs/mcp.md, "Remote servers").
     call_timeout: float = 60.0
@@ -386,7 +394,12 @@ def _common(head: str, table: Mapping[str, Any]) -> dict[str, Any]:
             f'{head} "max_instances" must be a whole number of at least 2 '
             f"(the primary instance and one more), not {cap!r}"
         )
-    return {"enabled": enabled, "share": share, "max_instances": cap}
+    era = table.get("era", "auto")
+    if era not in ERAS:
+        raise ConfigError(
+            f'{head} "era" must be one of {", ".join(repr(e) for e in ERAS)}, not {era!r}'
+        )
+    return {"enabled": enabled, "share": share, "max_instances": cap, "era": era}
 
 
 _ENV_REF = re.compile(r"\$\{env:([^}]*)\}")

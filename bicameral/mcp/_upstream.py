@@ -665,22 +665,28 @@ async def _session(upstream: Upstream, instance: Instance, prespawned: Any = Non
 
 
 async def _open_session(
-    session: ClientSession, dispatcher: LeanDispatcher, callbacks: _Callbacks
+    session: ClientSession, dispatcher: LeanDispatcher, callbacks: _Callbacks, era: str = "auto"
 ) -> dict[str, Any]:
     """The server's identity, as an ``initialize`` result, in the era it speaks.
 
-    The handshake first (every server of the handshake era, and the SDK's
-    dual-era servers, answer it); a server that refuses it for its protocol
-    version speaks only the 2026-07-28 era: it is discovered instead, and
-    every request to it carries the envelope (`LeanDispatcher.envelope`).
+    With ``era = "auto"``, the handshake first (every server of the handshake
+    era, and the SDK's dual-era servers, answer it); a server that refuses it
+    for its protocol version speaks only the 2026-07-28 era: it is discovered
+    instead. ``era = "stateless"`` discovers at once (no ``initialize`` is
+    ever sent), ``"handshake"`` never discovers. A discovered server gets the
+    envelope on every request (`LeanDispatcher.envelope`).
     """
     from mcp.shared.exceptions import MCPError
 
-    try:
-        return _dump(await session.initialize())
-    except MCPError as exc:
-        if exc.code not in (UNSUPPORTED_PROTOCOL_VERSION, METHOD_NOT_FOUND):
-            raise
+    if era != "stateless":
+        try:
+            return _dump(await session.initialize())
+        except MCPError as exc:
+            if era == "handshake" or exc.code not in (
+                UNSUPPORTED_PROTOCOL_VERSION,
+                METHOD_NOT_FOUND,
+            ):
+                raise
     found = _dump(await session.discover())
     version = session.protocol_version
     info = {"name": "bicameral", "version": _version()}
@@ -804,7 +810,9 @@ async def _speak(
             init_raw: dict[str, Any] | None = None
             try:
                 with anyio.fail_after(STARTUP_TIMEOUT):
-                    init = await _open_session(session, dispatcher, callbacks)
+                    init = await _open_session(
+                        session, dispatcher, callbacks, upstream.config.era
+                    )
                     lists, pages = await _list_everything(
                         dispatcher, init.get("capabilities") or {}
                     )

@@ -33,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -44,6 +45,13 @@ NAME = "conf"
 CIMD_URL = "https://conformance-test.local/client-metadata.json"
 SCENARIO = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
 VERSION = os.environ.get("MCP_CONFORMANCE_PROTOCOL_VERSION", "2025-11-25")
+T0 = time.monotonic()
+
+
+def note(what: str) -> None:
+    """A step, timed, on stderr (the suite keeps it with the scenario's results)."""
+    sys.stderr.write(f"client.py: {time.monotonic() - T0:6.2f}s {what}\n")
+    sys.stderr.flush()
 
 
 def context() -> dict[str, Any]:
@@ -60,6 +68,9 @@ def toml(value: str) -> str:
 
 def config(url: str, ctx: dict[str, Any]) -> str:
     lines = [f"[mcp.servers.{NAME}]", f"url = {toml(url)}"]
+    # The suite's scenario server speaks the one era it is run at, as its
+    # reference clients are told (MCP_CONFORMANCE_PROTOCOL_VERSION).
+    lines.append(f"era = {toml('handshake' if VERSION <= '2025-11-25' else 'stateless')}")
     if SCENARIO.startswith("auth/"):
         lines.append('auth = "oauth"')
         if ctx.get("client_id"):
@@ -126,8 +137,10 @@ class Home:
             raise SystemExit("".join(seen) + err + out)
 
     def stop(self) -> None:
+        note("stopping the daemon")
         self.cli("daemon", "stop")
         shutil.rmtree(self.path, ignore_errors=True)
+        note("stopped")
 
 
 def stub_args(schema: dict[str, Any]) -> dict[str, Any]:
@@ -225,13 +238,17 @@ def main() -> int:
     try:
         (home.path / "config.toml").write_text(config(url, ctx))
         if SCENARIO.startswith("auth/"):
+            note("logging in")
             home.login()
+        note("starting the daemon")
         started = home.cli("daemon", "start")
         if started.returncode != 0:
             raise SystemExit(f"the daemon did not start: {started.stderr.strip()}")
         import trio
 
+        note("driving the scenario")
         trio.run(drive, home, ctx)
+        note("done")
     except SystemExit as exc:
         sys.stderr.write(f"client.py: {SCENARIO}: {exc}\n")
         return 1
