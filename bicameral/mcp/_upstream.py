@@ -846,9 +846,7 @@ async def _speak(
             init_raw: dict[str, Any] | None = None
             try:
                 with anyio.fail_after(STARTUP_TIMEOUT):
-                    init = await _open_session(
-                        session, dispatcher, callbacks, upstream.config.era
-                    )
+                    init = await _open_session(session, dispatcher, callbacks, upstream.config.era)
                     lists, pages = await _list_everything(
                         dispatcher, init.get("capabilities") or {}
                     )

@@ -125,9 +125,9 @@ class Home:
                             f"the authorization server answered {answer.status_code}, no redirect"
                         )
                     query = parse_qs(urlsplit(target).query)
-                    sys.stderr.write(f"client.py: redirected with {sorted(query)}\n")
+                    note(f"redirected with {sorted(query)}")
                     http.get(target)
-                break
+                # A step-up during the login prints another URL: follow each.
             out, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
@@ -135,6 +135,22 @@ class Home:
                 proc.wait()
         if proc.returncode != 0:
             raise SystemExit("".join(seen) + err + out)
+
+    def state(self) -> str:
+        """The server's state, as `mcp ps` shows it."""
+        shown = self.cli("mcp", "ps", "--json")
+        rows = json.loads(shown.stdout or "{}").get("servers") or []
+        return next((str(r.get("state")) for r in rows if r.get("name") == NAME), "?")
+
+    async def ready(self) -> None:
+        """Wait until the daemon has connected to the server again (30 s at most)."""
+        import trio
+
+        for _ in range(300):
+            if await trio.to_thread.run_sync(self.state) == "ready":
+                return
+            await trio.sleep(0.1)
+        raise SystemExit(f"the server is still {self.state()} after 30 s")
 
     def stop(self) -> None:
         note("stopping the daemon")
@@ -155,6 +171,7 @@ def stub_args(schema: dict[str, Any]) -> dict[str, Any]:
 
 async def drive(home: Home, ctx: dict[str, Any]) -> None:
     """The scenario's client side, through the bridge ``mcp --server conf``."""
+    import trio
     from mcp import StdioServerParameters, types
     from mcp.client.client import Client
 
@@ -225,7 +242,16 @@ async def drive(home: Home, ctx: dict[str, Any]) -> None:
             try:
                 await client.call_tool(names[0], {})
             except Exception as exc:
-                sys.stderr.write(f"client.py: {names[0]}: {exc}\n")
+                note(f"{names[0]}: {exc}")
+                state = await trio.to_thread.run_sync(home.state)
+                note(f"the server is {state}")
+                if state != "needs-login":
+                    return
+                # A step-up: the server wants more scope than was granted; the
+                # operator logs in again (here, without a person) and calls again.
+                await trio.to_thread.run_sync(home.login)
+                await home.ready()
+                await client.call_tool(names[0], {})
 
 
 def main() -> int:
