@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> None:
 
     Ctrl-C anywhere, imports included, exits 130 (128 + SIGINT, as shells
     report it) without a traceback: the commands leave consistent state when
-    interrupted, so there is nothing for the user to read.
+    interrupted, so there is nothing for the user to read. A user's error
+    from any command is one line on stderr, here and only here
+    (:mod:`bicameral.cli._errors`).
     """
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -32,3 +34,10 @@ def main(argv: list[str] | None = None) -> None:
         run(args)
     except KeyboardInterrupt:
         raise SystemExit(130) from None
+    except Exception as exc:
+        from bicameral.cli._errors import exit_code
+
+        code = exit_code(exc)
+        if code is None:
+            raise
+        raise SystemExit(code) from None

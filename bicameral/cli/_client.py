@@ -14,6 +14,7 @@ import typer
 
 from bicameral.cli import _fast
 from bicameral.cli._context import root_home
+from bicameral.cli._errors import failing
 from bicameral.cli._usage import OneLineGroup
 
 __all__ = ["client_app"]
@@ -37,20 +38,10 @@ NameArg = Annotated[
 
 
 def _paths(ctx: typer.Context) -> Any:
-    from bicameral.daemon import DaemonError, resolve_paths
+    from bicameral.daemon import resolve_paths
 
-    try:
+    with failing(None, code=2):
         return resolve_paths(root_home(ctx))
-    except DaemonError as exc:
-        _fast.error(str(exc))
-        raise typer.Exit(2) from None
-
-
-def _fail(json: bool, message: str, **fields: Any) -> typer.Exit:
-    if _fast.wants_json(json):
-        _fast.emit({"status": "failed", **fields, "error": message}, True, "")
-    _fast.error(message)
-    return typer.Exit(1)
 
 
 @client_app.command("list")
@@ -121,15 +112,13 @@ def setup(
     json: JsonOpt = False,
 ) -> None:
     """Import a client's servers and rewrite its config to run them through bicameral."""
-    from bicameral.daemon import ConfigError, DaemonError
     from bicameral.mcp.clients import setup_client
 
-    try:
+    paths = _paths(ctx)
+    with failing(json, client=name):
         result = setup_client(
-            _paths(ctx), name, dry_run=dry_run, http=http, force=force, on_clash=on_clash
+            paths, name, dry_run=dry_run, http=http, force=force, on_clash=on_clash
         )
-    except (ConfigError, DaemonError) as exc:
-        raise _fail(json, str(exc), client=name) from None
     imported = result["import"]
     lines = []
     if dry_run:
@@ -167,13 +156,11 @@ def undo(
     json: JsonOpt = False,
 ) -> None:
     """Restore a client's config as it was before its last setup, byte for byte."""
-    from bicameral.daemon import ConfigError
     from bicameral.mcp.clients import undo_client
 
-    try:
-        result = undo_client(_paths(ctx), name, force=force)
-    except ConfigError as exc:
-        raise _fail(json, str(exc), client=name) from None
+    paths = _paths(ctx)
+    with failing(json, client=name):
+        result = undo_client(paths, name, force=force)
     human = f"restored {result['path']}"
     if result["servers"]:
         human += (

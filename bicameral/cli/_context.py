@@ -24,16 +24,11 @@ def root_home(ctx: Any, *, check: bool = True) -> str | None:
     obj = ctx.find_root().obj
     home = obj.get("home") if isinstance(obj, dict) else None
     if check:
-        import typer
+        from bicameral.cli._errors import failing
+        from bicameral.daemon import resolve_paths
 
-        from bicameral.cli._fast import error
-        from bicameral.daemon import DaemonError, resolve_paths
-
-        try:
+        with failing(None, code=2):
             resolve_paths(home)
-        except DaemonError as exc:
-            error(str(exc))
-            raise typer.Exit(2) from None
     return None if home is None else str(home)
 
 

@@ -20,14 +20,10 @@ def dashboard(
     json: Annotated[bool, typer.Option("--json", help="Print JSON even on a terminal.")] = False,
 ) -> None:
     """Open the dashboard in a browser, signed in (the link works once, for two minutes)."""
-    from bicameral.daemon import ConfigError, DaemonError, resolve_paths
+    from bicameral.daemon import resolve_paths
     from bicameral.mcp.dashboard import dashboard_link
 
-    try:
-        result = dashboard_link(resolve_paths(root_home(ctx)))
-    except (ConfigError, DaemonError) as exc:
-        _fast.error(str(exc))
-        raise typer.Exit(1) from None
+    result = dashboard_link(resolve_paths(root_home(ctx)))
     opened = False
     if not no_open:
         import webbrowser

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from bicameral.cli._options import daemon_option
+
 if TYPE_CHECKING:
     from bicameral.daemon import Check
 
@@ -41,21 +43,10 @@ def _render(home: Path, checks: list[Check]) -> str:
 def doctor(
     ctx: typer.Context,
     *,
-    descriptor: Annotated[
-        Path | None,
-        typer.Option("--descriptor", help="Descriptor path (default: <home>/daemon.json)."),
-    ] = None,
-    socket: Annotated[
-        Path | None,
-        typer.Option("--socket", help="Unix socket path (default: <home>/daemon.sock)."),
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", help="Configuration file (default: <home>/config.toml)."),
-    ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object even on a terminal.")
-    ] = False,
+    descriptor: Annotated[Path | None, daemon_option("descriptor")] = None,
+    socket: Annotated[Path | None, daemon_option("socket")] = None,
+    config: Annotated[Path | None, daemon_option("config")] = None,
+    json_output: Annotated[bool, daemon_option("json")] = False,
 ) -> None:
     """Check the state dir, socket path, descriptor, lock, config, servers and daemon.
 

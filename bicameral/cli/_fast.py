@@ -17,10 +17,10 @@ call them, so both paths print byte-for-byte the same thing:
   given, else a readable summary;
 - diagnostics on stderr, one line, never a traceback for a user's error.
 
-To add a fast command (the MCP bridge will), add a row to
-:data:`FAST_COMMANDS`: the words after the global options, the options it
-takes (name -> kind: ``"path"``, ``"float"``, ``"flag"``, or a tuple of
-choices) and a runner ``f(home, options) -> exit code``.
+To add a fast command, add a row to :data:`FAST_COMMANDS`: the words after
+the global options, the options it takes (rows of the daemon's options
+table, `bicameral.daemon.DAEMON_OPTIONS`, parsed by its strict parser) and a
+runner ``f(home, options) -> exit code``.
 """
 
 from __future__ import annotations
@@ -28,14 +28,15 @@ from __future__ import annotations
 import json
 import sys
 
+from bicameral.cli._errors import error, failing
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-    from bicameral.daemon import DaemonError, DaemonPaths
+    from bicameral.daemon import DaemonOption, DaemonPaths
 
-    OptionKind = str | tuple[str, ...]
     Runner = Callable[[str | None, dict[str, Any]], int]
 
 __all__ = [
@@ -77,12 +78,6 @@ def emit(result: dict[str, Any], as_json: bool, human: str) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-
-
-def error(message: str) -> None:
-    """One diagnostic line on stderr."""
-    sys.stderr.write(f"bicameral: error: {message}\n")
-    sys.stderr.flush()
 
 
 def _duration(seconds: float | None) -> str:
@@ -168,69 +163,39 @@ def _where(result: dict[str, Any]) -> str:
 
 def _paths(home: str | None, options: dict[str, Any], *, unusable: int = 2) -> DaemonPaths:
     """The daemon's paths; an unusable one ends the command with exit `unusable`."""
-    from bicameral.daemon import DaemonError, resolve_paths
+    from bicameral.daemon import resolve_paths
 
-    try:
+    status = "unknown" if unusable == 4 else "failed"
+    with failing(bool(options.get("json")), code=unusable, status=status):
         return resolve_paths(
             home,
             descriptor=options.get("descriptor"),
             socket=options.get("socket"),
             config=options.get("config"),
         )
-    except DaemonError as exc:
-        error(str(exc))
-        if wants_json(bool(options.get("json"))):
-            emit({"status": "unknown" if unusable == 4 else "failed", "error": str(exc)}, True, "")
-        raise SystemExit(unusable) from None
-
-
-def _start_failed(exc: DaemonError, paths: DaemonPaths, as_json: bool) -> int:
-    """Report a failed ``start``/``restart`` (stderr, and the JSON result); exit 1."""
-    from bicameral.daemon import StartError
-
-    if isinstance(exc, StartError):
-        error(f"daemon failed to start: {exc.reason} (log: {exc.log_path})")
-        if as_json:
-            emit({"status": "failed", "error": exc.reason, "log_path": exc.log_path}, True, "")
-        return 1
-    error(str(exc))
-    if as_json:
-        emit({"status": "failed", "error": str(exc), "log_path": str(paths.log)}, True, "")
-    return 1
 
 
 def run_start(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral daemon start``: exit 0 started or already running, 1 failed."""
-    from bicameral.daemon import DaemonError, start
+    from bicameral.daemon import start
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options)
-    level = options.get("log-level") or options.get("log_level")
-    if level:
-        import os
-
-        os.environ["BICAMERAL_LOG_LEVEL"] = str(level)  # the spawned daemon reads it
-    if options.get("http"):
-        import os
-
-        os.environ["BICAMERAL_HTTP"] = str(options["http"])  # likewise
-    try:
+    with failing(as_json, log_path=str(paths.log)):
         result = start(
-            paths, wait=float(options.get("wait", 10.0)), transport=options.get("transport")
+            paths,
+            wait=float(options.get("wait", 10.0)),
+            transport=options.get("transport"),
+            options=options,
         )
-    except DaemonError as exc:
-        return _start_failed(exc, paths, as_json)
-    if options.get("http") and result["status"] != "started":
-        # The daemon runs already: it opens (or moves) its listener, no restart.
-        from bicameral.daemon import call_daemon
+        if options.get("http") and result["status"] != "started":
+            # The daemon runs already: it opens (or moves) its listener, no restart.
+            from bicameral.daemon import call_daemon
 
-        try:
             answer = call_daemon(
                 paths, "system.http", {"listen": str(options["http"])}, timeout=30.0
             )
-        except DaemonError as exc:
-            return _start_failed(exc, paths, as_json)
-        result["http_url"] = answer.get("http_url") if isinstance(answer, dict) else None
+            result["http_url"] = answer.get("http_url") if isinstance(answer, dict) else None
     verb = "started" if result["status"] == "started" else "already running"
     human = f"bicameral daemon {verb} (pid {result['pid']}, {_where(result)})"
     if result.get("http_url"):
@@ -245,16 +210,12 @@ def run_start(home: str | None, options: dict[str, Any]) -> int:
 
 def run_stop(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral daemon stop``: exit 0 stopped, already stopped or stale; 1 failed."""
-    from bicameral.daemon import DaemonError, stop
+    from bicameral.daemon import stop
 
     as_json = wants_json(bool(options.get("json")))
-    try:
-        result = stop(_paths(home, options), timeout=float(options.get("timeout", 10.0)))
-    except DaemonError as exc:
-        error(str(exc))
-        if as_json:
-            emit({"status": "failed", "error": str(exc)}, True, "")
-        return 1
+    paths = _paths(home, options)
+    with failing(as_json):
+        result = stop(paths, timeout=float(options.get("timeout", 10.0)))
     if result["status"] == "already-stopped":
         human = "bicameral daemon is not running"
     elif result.get("stale"):
@@ -274,21 +235,12 @@ def run_stop(home: str | None, options: dict[str, Any]) -> int:
 
 def run_status(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral daemon status``: LSB exit codes 0 running, 1 stale, 3 stopped, 4 unknown."""
-    from bicameral.daemon import STATUS_EXIT_CODES, DaemonError, status
+    from bicameral.daemon import STATUS_EXIT_CODES, status
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options, unusable=4)
-    try:
+    with failing(as_json, code=4, status="unknown", descriptor_path=str(paths.descriptor)):
         result = status(paths, timeout=float(options.get("timeout", 2.0)))
-    except DaemonError as exc:
-        error(str(exc))
-        if as_json:
-            emit(
-                {"status": "unknown", "descriptor_path": str(paths.descriptor), "error": str(exc)},
-                True,
-                "",
-            )
-        return 4
     state = result["status"]
     if state == "running":
         lines = [
@@ -336,17 +288,12 @@ def run_reload(home: str | None, options: dict[str, Any]) -> int:
     start reads the file anyway), 1 when the daemon rejected the file (it
     keeps running as it was) or did not answer.
     """
-    from bicameral.daemon import DaemonError, reload
+    from bicameral.daemon import reload
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options)
-    try:
+    with failing(as_json):
         result = reload(paths)
-    except DaemonError as exc:
-        error(str(exc))
-        if as_json:
-            emit({"status": "failed", "error": str(exc)}, True, "")
-        return 1
     if result["status"] != "reloaded":
         human = "bicameral daemon is not running: nothing to reload"
         emit(result, as_json, human)
@@ -369,23 +316,18 @@ def run_reload(home: str | None, options: dict[str, Any]) -> int:
 
 def run_restart(home: str | None, options: dict[str, Any]) -> int:
     """``bicameral daemon restart``: stop if running, then start; prints ``previous_pid``."""
-    from bicameral.daemon import DaemonError, restart
+    from bicameral.daemon import restart
 
     as_json = wants_json(bool(options.get("json")))
     paths = _paths(home, options)
-    if options.get("http"):
-        import os
-
-        os.environ["BICAMERAL_HTTP"] = str(options["http"])  # the spawned daemon reads it
-    try:
+    with failing(as_json, log_path=str(paths.log)):
         result = restart(
             paths,
             wait=float(options.get("wait", 10.0)),
             timeout=float(options.get("timeout", 10.0)),
             transport=options.get("transport"),
+            options=options,
         )
-    except DaemonError as exc:
-        return _start_failed(exc, paths, as_json)
     previous = result.get("previous_pid")
     was = f", was pid {previous}" if previous is not None else ""
     human = f"bicameral daemon started (pid {result['pid']}{was}, {_where(result)})"
@@ -404,78 +346,35 @@ def run_mcp(home: str | None, options: dict[str, Any]) -> int:
 
 # --- the parser ------------------------------------------------------------------------
 
-_START_OPTIONS: dict[str, OptionKind] = {
-    "--socket": "path",
-    "--descriptor": "path",
-    "--config": "path",
-    "--wait": "float",
-    "--transport": ("unix", "tcp"),
-    "--log-level": ("debug", "info", "warning", "error"),
-    "--json": "flag",
+
+def _daemon_command(command: str) -> list[DaemonOption]:
+    from bicameral.daemon import daemon_options
+
+    return daemon_options(command, hidden=False)
+
+
+def _mcp_options() -> list[DaemonOption]:
+    from bicameral.daemon import DaemonOption
+
+    return [
+        DaemonOption("server", "path", "", ("mcp",)),
+        DaemonOption("profile", "path", "", ("mcp",)),
+    ]
+
+
+FAST_COMMANDS: dict[tuple[str, ...], tuple[list[DaemonOption], Runner]] = {
+    ("daemon", "start"): (_daemon_command("start"), run_start),
+    ("daemon", "stop"): (_daemon_command("stop"), run_stop),
+    ("daemon", "status"): (_daemon_command("status"), run_status),
+    ("mcp",): (_mcp_options(), run_mcp),
 }
-
-FAST_COMMANDS: dict[tuple[str, ...], tuple[dict[str, OptionKind], Runner]] = {
-    ("daemon", "start"): (_START_OPTIONS, run_start),
-    ("daemon", "stop"): (
-        {"--descriptor": "path", "--timeout": "float", "--json": "flag"},
-        run_stop,
-    ),
-    ("daemon", "status"): (
-        {"--descriptor": "path", "--timeout": "float", "--json": "flag"},
-        run_status,
-    ),
-    ("mcp",): ({"--server": "path", "--profile": "path"}, run_mcp),
-}
-"""Command words -> (options, runner). Options are ``--name``: kind."""
-
-
-def _convert(kind: OptionKind, raw: str) -> Any:
-    """The option's value, or ``None`` when Typer would reject it (so it reports it)."""
-    if isinstance(kind, tuple):
-        return raw if raw in kind else None
-    if kind == "float":
-        try:
-            value = float(raw)
-        except ValueError:
-            return None
-        return value if value >= 0 else None
-    if kind == "path":
-        return raw if raw else None
-    return None  # pragma: no cover
-
-
-def _parse_options(args: list[str], spec: dict[str, OptionKind]) -> dict[str, Any] | None:
-    options: dict[str, Any] = {}
-    i = 0
-    while i < len(args):
-        arg = args[i]
-        name, eq, inline = arg.partition("=")
-        kind = spec.get(name)
-        if kind is None or not name.startswith("--"):
-            return None
-        if kind == "flag":
-            if eq:
-                return None
-            options[name[2:]] = True
-            i += 1
-            continue
-        if eq:
-            raw = inline
-            i += 1
-        else:
-            if i + 1 >= len(args):
-                return None
-            raw = args[i + 1]
-            i += 2
-        value = _convert(kind, raw)
-        if value is None:
-            return None
-        options[name[2:]] = value  # the last occurrence wins, as in Click
-    return options
+"""Command words -> (options, runner); the daemon's options are its table's."""
 
 
 def try_fast(argv: list[str]) -> int | None:
     """Run ``argv`` if it is a fast command; its exit code, or ``None`` to use Typer."""
+    from bicameral.daemon import parse_options
+
     i = 0
     home: str | None = None
     while i < len(argv) and argv[i].startswith("--home"):
@@ -493,7 +392,7 @@ def try_fast(argv: list[str]) -> int | None:
         end = i + len(words)
         if tuple(argv[i:end]) == words:
             spec, runner = FAST_COMMANDS[words]
-            options = _parse_options(argv[end:], spec)
+            options = parse_options(argv[end:], spec)
             if options is not None:
                 return runner(home, options)
     return None

@@ -27,7 +27,9 @@ from typer.core import TyperCommand
 
 from bicameral.cli import _fast
 from bicameral.cli._context import complete_server, root_home
+from bicameral.cli._errors import failed, failing
 from bicameral.cli._mcp_tools import offered_cell, schema_cell
+from bicameral.cli._options import daemon_option
 from bicameral.cli._table import table
 from bicameral.cli._usage import OneLineGroup, UsageError
 
@@ -59,10 +61,8 @@ class _AddCommand(TyperCommand):
             return super().parse_args(ctx, args)
         except UsageError as exc:
             if _COMMAND_KEY not in ctx.meta and type(exc).__name__ == "NoSuchOption":
-                _fast.error(
-                    f"{exc.format_message()}: put the server's command after `--`: {_ADD_USAGE}"
-                )
-                raise typer.Exit(2) from None
+                message = f"{exc.format_message()}: put the server's command after `--`"
+                raise failed(f"{message}: {_ADD_USAGE}", code=2) from None
             raise
 
 
@@ -79,10 +79,7 @@ mcp_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--config", help="Configuration file (default: <home>/config.toml)."),
-]
+ConfigOpt = Annotated[Path | None, daemon_option("config")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON even on a terminal.")]
 ReloadOpt = Annotated[
     bool,
@@ -105,28 +102,14 @@ def _warn(message: str) -> None:
     sys.stderr.flush()
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    _fast.error(message)
-    return typer.Exit(code)
-
-
-def _failed(json: bool, error: str, message: str | None = None, **fields: Any) -> typer.Exit:
-    """A command's failure: its JSON object where JSON is wanted, and the one-line error."""
-    if _fast.wants_json(json):
-        _fast.emit({"status": "failed", **fields, "error": error}, True, "")
-    return _fail(message or error)
-
-
 def _reload_hint(ctx: typer.Context, reload: bool = False) -> None:
     """Apply the edit to a running daemon (`reload`), or say how to (stderr, one line)."""
     if reload:
-        from bicameral.daemon import DaemonError, resolve_paths
         from bicameral.daemon import reload as reload_daemon
+        from bicameral.daemon import resolve_paths
 
-        try:
+        with failing(None, prefix="the edit is saved, but the reload failed: "):
             outcome = reload_daemon(resolve_paths(root_home(ctx)))
-        except DaemonError as exc:
-            raise _fail(f"the edit is saved, but the reload failed: {exc}") from None
         if outcome.get("status") == "reloaded":
             changes = ", ".join(
                 f"{key} {', '.join(outcome[key])}"
@@ -155,7 +138,7 @@ def _parse_env(values: list[str], what: str = "--env") -> tuple[tuple[str, str],
     for value in values:
         key, eq, val = value.partition("=")
         if not eq or not key or "\x00" in value:
-            raise _fail(f"{what} expects NAME=VALUE, got {value!r}", 2)
+            raise failed(f"{what} expects NAME=VALUE, got {value!r}", code=2)
         env[key] = val
     return tuple(sorted(env.items()))
 
@@ -205,18 +188,18 @@ def _mcp(
     if ctx.invoked_subcommand is not None:
         flag = "--server" if server is not None else "--profile" if profile is not None else None
         if flag is not None:
-            raise _fail(
+            raise failed(
                 f"{flag} is for the bridge (`bicameral mcp {flag} NAME`), "
                 f"not for `mcp {ctx.invoked_subcommand}`",
-                2,
+                code=2,
             )
         return
     if server is not None and not server:
-        raise _fail("--server needs a server name", 2)
+        raise failed("--server needs a server name", code=2)
     try:
         from bicameral.mcp import run_bridge
     except ImportError:
-        raise _fail("the MCP bridge is not available in this installation") from None
+        raise failed("the MCP bridge is not available in this installation") from None
     raise typer.Exit(run_bridge(root_home(ctx), server, profile))
 
 
@@ -288,24 +271,24 @@ def add(
 
     after = ctx.meta.get(_COMMAND_KEY)
     if after is not None and command:
-        raise _fail(
-            f"unexpected argument(s) before `--`: {' '.join(command)}; usage: {_ADD_USAGE}", 2
+        raise failed(
+            f"unexpected argument(s) before `--`: {' '.join(command)}; usage: {_ADD_USAGE}", code=2
         )
     argv = list(after if after is not None else command or [])
     if url is not None and argv:
-        raise _fail("give a command (after `--`) or --url, not both", 2)
+        raise failed("give a command (after `--`) or --url, not both", code=2)
     if url is None and (not argv or not argv[0].strip()):
-        raise _fail(f"missing the server's command; usage: {_ADD_USAGE}", 2)
+        raise failed(f"missing the server's command; usage: {_ADD_USAGE}", code=2)
     problem = check_server_name(name)
     if problem is not None:
-        raise _fail(problem, 2)
+        raise failed(problem, code=2)
     if share not in SHARE_MODES:
-        raise _fail(f"--share must be one of {', '.join(SHARE_MODES)}, not {share!r}", 2)
+        raise failed(f"--share must be one of {', '.join(SHARE_MODES)}, not {share!r}", code=2)
     if url is None and (header or bearer is not None or transport != "http"):
-        raise _fail("--transport, --header and --bearer are for a remote server (--url)", 2)
+        raise failed("--transport, --header and --bearer are for a remote server (--url)", code=2)
     if url is not None:
         if env or cwd is not None:
-            raise _fail("--env and --cwd are for a local server (a command)", 2)
+            raise failed("--env and --cwd are for a local server (a command)", code=2)
         remote = ServerConfig(
             name=name,
             url=url,
@@ -323,7 +306,7 @@ def add(
     if cwd is not None:
         cwd_text = os.path.abspath(os.path.expanduser(cwd))
         if not os.path.isdir(cwd_text):
-            raise _fail(f"--cwd {cwd}: no such directory", 2)
+            raise failed(f"--cwd {cwd}: no such directory", code=2)
     server = ServerConfig(
         name=name,
         command=argv[0],
@@ -345,15 +328,11 @@ def _add(
     json: bool,
     reload: bool,
 ) -> None:
-    from bicameral.daemon import ConfigError
     from bicameral.mcp import add_server
 
     name = server.name
     path = _config_path(ctx, config)
-    try:
-        replaced = add_server(path, server, replace=replace)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
+    replaced = add_server(path, server, replace=replace)
     import shutil
 
     if not server.remote and os.sep not in server.command and shutil.which(server.command) is None:
@@ -381,14 +360,10 @@ def remove(
     reload: ReloadOpt = False,
 ) -> None:
     """Remove an MCP server from config.toml."""
-    from bicameral.daemon import ConfigError
     from bicameral.mcp import remove_server
 
     path = _config_path(ctx, config)
-    try:
-        remove_server(path, name)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
+    remove_server(path, name)
     result = {"status": "removed", "name": name, "config_path": str(path)}
     _fast.emit(result, _fast.wants_json(json), f"removed MCP server {name!r} from {path}")
     _reload_hint(ctx, reload)
@@ -403,14 +378,10 @@ def list_(
     """List the configured MCP servers (a table on a terminal, JSON otherwise)."""
     import shlex
 
-    from bicameral.daemon import ConfigError
     from bicameral.mcp import list_servers
 
     path = _config_path(ctx, config)
-    try:
-        servers = list_servers(path, must_exist=config is not None)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
+    servers = list_servers(path, must_exist=config is not None)
     result = {"config_path": str(path), "servers": [_server_dict(s) for s in servers]}
     if not servers:
         human = f"no MCP servers in {path}; add one with `{_ADD_USAGE}`"
@@ -453,14 +424,10 @@ def import_(
     Local (command) and remote servers alike: an entry with "type": "http" or
     "sse" and a "url" (and its "headers") becomes a remote server.
     """
-    from bicameral.daemon import ConfigError
     from bicameral.mcp import import_servers
 
     path = _config_path(ctx, config)
-    try:
-        outcome = import_servers(path, file.expanduser(), replace=replace)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
+    outcome = import_servers(path, file.expanduser(), replace=replace)
     changed = [*outcome.added, *outcome.replaced]
     lines = []
     if changed:
@@ -488,12 +455,10 @@ def import_(
 
 
 def _paths(ctx: typer.Context, config: Path | None = None) -> Any:
-    from bicameral.daemon import DaemonError, resolve_paths
+    from bicameral.daemon import resolve_paths
 
-    try:
+    with failing(None, code=2):
         return resolve_paths(root_home(ctx), config=config)
-    except DaemonError as exc:
-        raise _fail(str(exc), 2) from None
 
 
 def _mib(value: int | None) -> str:
@@ -511,14 +476,11 @@ def ps(
     json: JsonOpt = False,
 ) -> None:
     """Show every configured server's live state: a table on a terminal, JSON otherwise."""
-    from bicameral.daemon import ConfigError, DaemonError
-    from bicameral.mcp import server_rows
+    from bicameral.mcp import ps_footer, server_rows
 
     paths = _paths(ctx, config)
-    try:
+    with failing(json):
         result = server_rows(paths, name, warn=_warn)
-    except (ConfigError, DaemonError) as exc:
-        raise _failed(json, str(exc)) from None
     rows = [["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "TOOLS", "SCHEMA", "CLIENTS", "MEM"]]
     rows[0].append("LAST ERROR")
     for r in result["servers"]:
@@ -564,21 +526,16 @@ def ps(
     if not result["servers"]:
         human = f"no MCP servers in {result['config_path']}; add one with `{_ADD_USAGE}`"
     else:
-        human = table(rows, wrap_last=True)
-        if result["daemon"] != "running":
-            human += "\n(no daemon is running: bicameral daemon start)"
+        human = table(rows, wrap_last=True) + ps_footer(result)
     _fast.emit(result, _fast.wants_json(json), human)
 
 
 def _control(ctx: typer.Context, action: str, name: str, json: bool) -> None:
-    from bicameral.daemon import ConfigError, DaemonError
     from bicameral.mcp import control_server
 
     paths = _paths(ctx)
-    try:
+    with failing(json, name=name):
         entry = control_server(paths, action, name, warn=_warn)
-    except (ConfigError, DaemonError) as exc:
-        raise _failed(json, str(exc), name=name) from None
     done = {"restart": "restarted", "start": "started", "stop": "stopped"}[action]
     own = entry.get("started_value") if isinstance(entry.get("started_value"), dict) else {}
     state = (own or {}).get("state") or entry.get("state")
@@ -609,10 +566,10 @@ def login(
         result = login_server(paths, name, browser=not no_browser)
     except (ConfigError, ValueError, TimeoutError) as exc:
         why = str(exc) or "nobody completed the login in time"
-        raise _failed(json, why, f"login to {name!r} failed: {why}", name=name) from None
+        raise failed(f"login to {name!r} failed: {why}", json=json, why=why, name=name) from None
     except Exception as exc:  # the SDK's OAuth errors: one line, no traceback
         why = f"{type(exc).__name__}: {exc}"
-        raise _failed(json, why, f"login to {name!r} failed: {why}", name=name) from None
+        raise failed(f"login to {name!r} failed: {why}", json=json, why=why, name=name) from None
     _fast.emit(
         result,
         _fast.wants_json(json),
@@ -635,13 +592,10 @@ def http(
     json: JsonOpt = False,
 ) -> None:
     """Print the URL and header an MCP client needs for the daemon's HTTP listener."""
-    from bicameral.daemon import ConfigError, DaemonError
     from bicameral.mcp import http_endpoint
 
-    try:
+    with failing(json):
         result = http_endpoint(_paths(ctx), server)
-    except (ConfigError, DaemonError) as exc:
-        raise _failed(json, str(exc)) from None
     lines = [f"URL:    {result['url']}"]
     if "header" in result:
         lines.append(f"Header: {result['header']}")
@@ -656,13 +610,10 @@ def logout(
     json: JsonOpt = False,
 ) -> None:
     """Forget a remote server's OAuth tokens (it shows needs-login until the next login)."""
-    from bicameral.daemon import ConfigError
     from bicameral.mcp import logout_server
 
-    try:
+    with failing(json, name=name):
         result = logout_server(_paths(ctx), name)
-    except ConfigError as exc:
-        raise _failed(json, str(exc), name=name) from None
     what = "logged out of" if result["status"] == "logged-out" else "no tokens stored for"
     _fast.emit(result, _fast.wants_json(json), f"{what} {name!r} (daemon: {result['daemon']})")
 

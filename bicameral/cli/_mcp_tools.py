@@ -15,6 +15,7 @@ import typer
 
 from bicameral.cli import _fast
 from bicameral.cli._context import root_home
+from bicameral.cli._errors import failed, failing
 
 __all__ = ["offered_cell", "schema_cell", "tools"]
 
@@ -78,17 +79,11 @@ def tools(
     json: Annotated[bool, typer.Option("--json", help="Print JSON even on a terminal.")] = False,
 ) -> None:
     """Show the tools a client of a view receives, their size, and the total."""
-    from bicameral.daemon import ConfigError, DaemonError, resolve_paths
+    from bicameral.daemon import resolve_paths
     from bicameral.mcp import view_tools
 
     if profile is not None and server is not None:
-        _fast.error("give --profile or --server, not both")
-        raise typer.Exit(2)
-    try:
+        raise failed("give --profile or --server, not both", code=2)
+    with failing(json):
         result = view_tools(resolve_paths(root_home(ctx)), server=server, profile=profile)
-    except (ConfigError, DaemonError) as exc:
-        if _fast.wants_json(json):
-            _fast.emit({"status": "failed", "error": str(exc)}, True, "")
-        _fast.error(str(exc))
-        raise typer.Exit(1) from None
     _fast.emit(result, _fast.wants_json(json), _human(result))

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import typer
 from typer.core import TyperGroup
 
-from bicameral.cli import _fast
+from bicameral.cli._errors import CommandFailed, failed
 
 try:  # Typer >= 0.22 vendors Click
     from typer._click.exceptions import UsageError
@@ -22,11 +21,10 @@ except ImportError:  # pragma: no cover - older Typer on Click
 __all__ = ["OneLineGroup", "UsageError", "usage_error"]
 
 
-def usage_error(exc: UsageError) -> typer.Exit:
+def usage_error(exc: UsageError) -> CommandFailed:
     """A Click usage error as one line on stderr and exit code 2."""
     path = exc.ctx.command_path if exc.ctx is not None else "bicameral"
-    _fast.error(f"{exc.format_message()} (see `{path} --help`)")
-    return typer.Exit(2)
+    return failed(f"{exc.format_message()} (see `{path} --help`)", code=2)
 
 
 def _is_help(exc: UsageError) -> bool:

@@ -21,14 +21,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from bicameral.daemon._control import (
         STATUS_EXIT_CODES,
-        StartError,
         call_daemon,
         default_transport,
-        inspect,
-        is_alive,
         reload,
         restart,
-        start,
         status,
         stop,
     )
@@ -46,14 +42,24 @@ if TYPE_CHECKING:
     from bicameral.daemon._files import read_regular, write_atomic
     from bicameral.daemon._http import read_http_token
     from bicameral.daemon._identity import identity_matches, probe
+    from bicameral.daemon._inspect import inspect, is_alive
     from bicameral.daemon._install import (
         install_service,
         serve_argv,
+        service_argv,
         service_for,
         uninstall_service,
     )
     from bicameral.daemon._lock import flock
     from bicameral.daemon._logs import LogFilter, follow_log, parse_since, tail_log
+    from bicameral.daemon._options import (
+        DAEMON_OPTIONS,
+        DaemonOption,
+        daemon_options,
+        env_default,
+        parse_options,
+        serve_args,
+    )
     from bicameral.daemon._paths import (
         DaemonPaths,
         check_private_dir,
@@ -61,7 +67,9 @@ if TYPE_CHECKING:
         resolve_paths,
     )
     from bicameral.daemon._plugin import DaemonHost, DaemonPlugin
-    from bicameral.daemon._serve import ServeOptions, serve
+    from bicameral.daemon._serve import ServeOptions, run_serve, serve
+    from bicameral.daemon._start import StartError, start
+    from bicameral.daemon._store import SharedStore, StoreError
 
 __all__, __getattr__, __dir__ = lazy_exports(
     __name__, __file__, eager=["ConfigError", "DaemonError"]

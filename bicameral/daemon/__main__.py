@@ -4,10 +4,11 @@ The same program as ``bicameral daemon serve``, without the CLI's Typer
 import, so ``daemon start`` spawns exactly this (with the hidden
 ``--detached``, which sends the log to ``daemon.log`` instead of stderr).
 
-The command line ``start`` generates is parsed by hand (:func:`_quick_parse`):
-``argparse`` builds a help formatter, which imports ``shutil`` and ``locale``,
-a few milliseconds of every ``daemon start``. Anything else (``--help``, an
-error) goes through ``argparse``.
+Both parsers are made from the options table (`bicameral.daemon._options`).
+The command line ``start`` generates is parsed by the table's strict parser
+(:func:`_quick_parse`): ``argparse`` builds a help formatter, which imports
+``shutil`` and ``locale``, a few milliseconds of every ``daemon start``.
+Anything else (``--help``, an error) goes through ``argparse``.
 """
 
 from __future__ import annotations
@@ -18,95 +19,68 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from typing import Any
 
 __all__ = ["main"]
 
-_VALUE_OPTIONS = (
-    "--home",
-    "--socket",
-    "--descriptor",
-    "--config",
-    "--transport",
-    "--log-format",
-    "--http",
-)
-
 
 def _parser() -> argparse.ArgumentParser:
+    """``argparse`` over the options table (`bicameral.daemon._options`)."""
     import argparse
 
+    from bicameral.daemon._options import DAEMON_OPTIONS, daemon_options
+
+    home = next(o for o in DAEMON_OPTIONS if o.name == "home")
     parser = argparse.ArgumentParser(
         prog="python -m bicameral.daemon",
         description="Run the bicameral daemon in the foreground.",
     )
-    parser.add_argument("--home", help="state directory (default: $BICAMERAL_HOME or ~/.bicameral)")
+    parser.add_argument(home.flag, dest="root_home", help=home.help)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the daemon in the foreground")
-    serve.add_argument("--home", dest="serve_home", help=argparse.SUPPRESS)
-    serve.add_argument("--socket", help="Unix socket path (default: <home>/daemon.sock)")
-    serve.add_argument("--descriptor", help="descriptor path (default: <home>/daemon.json)")
-    serve.add_argument("--config", help="config file (default: <home>/config.toml)")
-    serve.add_argument("--transport", choices=("unix", "tcp"), default=None)
-    serve.add_argument("--log-format", choices=("text", "json"), default=None)
-    serve.add_argument("--http", metavar="HOST:PORT", help="serve MCP clients over HTTP here")
-    serve.add_argument("--detached", action="store_true", help=argparse.SUPPRESS)
+    for option in daemon_options("serve"):
+        kwargs: dict[str, Any] = {
+            "dest": option.name,
+            "help": argparse.SUPPRESS if option.hidden else option.help,
+        }
+        if option.kind == "flag":
+            kwargs["action"] = "store_true"
+        elif isinstance(option.kind, tuple):
+            kwargs["choices"] = option.kind
+        elif option.kind == "float":
+            kwargs["type"] = float
+        if option.metavar is not None:
+            kwargs["metavar"] = option.metavar
+        serve.add_argument(option.flag, **kwargs)
     return parser
 
 
-def _quick_parse(argv: list[str]) -> dict[str, str | bool] | None:
-    """``serve`` followed by ``--name value`` / ``--detached`` only; else ``None``."""
+def _quick_parse(argv: list[str]) -> dict[str, Any] | None:
+    """``serve`` followed by its options only (the table's strict parser); else ``None``."""
     if not argv or argv[0] != "serve":
         return None
-    options: dict[str, str | bool] = {}
-    i = 1
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--detached":
-            options["detached"] = True
-            i += 1
-        elif arg in _VALUE_OPTIONS and i + 1 < len(argv) and argv[i + 1]:
-            options[arg[2:]] = argv[i + 1]
-            i += 2
-        else:
-            return None
-    if options.get("transport", "unix") not in ("unix", "tcp"):
-        return None
-    if options.get("log-format", "text") not in ("text", "json"):
-        return None
-    return options
+    from bicameral.daemon._options import daemon_options, parse_options
+
+    return parse_options(argv[1:], daemon_options("serve"))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    quick = _quick_parse(args)
-    if quick is None:
+    values = _quick_parse(args)
+    if values is None:
         parsed = vars(_parser().parse_args(args))
-        parsed["home"] = parsed.pop("serve_home") or parsed.get("home")
-        quick = {k: v for k, v in parsed.items() if v not in (None, False)}
+        root_home = parsed.pop("root_home")
+        del parsed["command"]
+        values = {k: v for k, v in parsed.items() if v not in (None, False)}
+        if root_home and "home" not in values:
+            values["home"] = root_home
 
-    def text(name: str) -> str | None:
-        value = quick.get(name)
-        return value if isinstance(value, str) else None
-
-    from bicameral.daemon._paths import resolve_paths
-    from bicameral.daemon._serve import ServeOptions, serve
+    from bicameral.daemon._serve import run_serve
     from bicameral.daemon._signals import remember_early_reloads, remember_early_stops
-    from bicameral.platform import default_transport
 
     remember_early_reloads(_EARLY_HUPS)
     remember_early_stops(_EARLY_STOPS)  # serve acts on them first thing
-
-    paths = resolve_paths(
-        text("home"), descriptor=text("descriptor"), socket=text("socket"), config=text("config")
-    )
-    options = ServeOptions(
-        paths,
-        transport=text("transport") or default_transport(),
-        detached=bool(quick.get("detached")),
-        log_format=text("log-format") or text("log_format"),
-        http=text("http"),
-    )
-    return serve(options)
+    return run_serve(values)
 
 
 #: SIGHUPs that arrived before ``serve`` took over: applied as a reload once ready.

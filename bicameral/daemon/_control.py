@@ -1,20 +1,15 @@
-"""The client side: start, stop, inspect a daemon from another process.
+"""The client side: stop, inspect, reload, restart a daemon from another process.
 
-This module is what ``bicameral daemon start|stop|status`` run, on the CLI's
-fast path, so it imports only the standard library (and the protocol's
-blocking client): no trio, anyio, typer or psutil. The results are plain
-dicts, exactly the JSON objects of SPEC §5, so the CLI only prints them.
+This module (with :mod:`._start` and :mod:`._inspect`) is what ``bicameral
+daemon start|stop|status`` run, on the CLI's fast path, so it imports only
+the standard library (and the protocol's blocking client): no trio, anyio,
+typer or psutil. The results are plain dicts, exactly the JSON objects of
+SPEC §5, so the CLI only prints them.
 
 The rules it keeps (SPEC §5, §6):
 
-- The lock decides who spawns. ``start`` takes ``daemon.lock`` before it
-  spawns and passes the locked descriptor to the daemon, so of many
-  concurrent starts exactly one spawns; the others wait for that daemon's
-  descriptor (a directory watch: inotify on Linux) and report it as
-  already-running, with the same pid.
-- Readiness comes down a pipe (:mod:`._readiness`): ``start`` returns the
-  moment the daemon has published its descriptor, or prints why it could not.
-  A failed start kills what it spawned, so nothing is left behind.
+- ``start`` (:mod:`._start`): the lock decides who spawns, readiness comes
+  down a pipe, a failed start leaves nothing behind.
 - Identity before signals: ``stop`` signals only a process whose pid, start
   time and uid match the descriptor, through a pin that holds it (a pidfd on
   Linux, a process handle on Windows), and waits for its exit through the
@@ -27,34 +22,16 @@ The rules it keeps (SPEC §5, §6):
 from __future__ import annotations
 
 import contextlib
-import os
-import stat
-import sys
 import time
 
-from bicameral.daemon._descriptor import (
-    Descriptor,
-    MalformedDescriptor,
-    read_descriptor,
-    remove_descriptor_if,
-)
+from bicameral.daemon._descriptor import Descriptor
 from bicameral.daemon._errors import DaemonError
-from bicameral.daemon._identity import (
-    ProcessHandle,
-    identity_matches,
-    mismatch,
-    probe,
-    reap_if_child,
-)
-from bicameral.daemon._lock import LockFile, lock_held, read_holder
-from bicameral.daemon._paths import unwritable_dir
-from bicameral.daemon._readiness import READY_FD_ENV, read_readiness
+from bicameral.daemon._identity import ProcessHandle
+from bicameral.daemon._inspect import KILL_WAIT, Inspection, call, check_home, clean_stale, inspect
+from bicameral.daemon._lock import lock_held, read_holder
+from bicameral.daemon._start import start
 from bicameral.platform import (
-    DirectoryWatch,
     default_transport,
-    fd_to_env,
-    locks_pass_to_children,
-    spawn_detached,
     stop_uses_rpc,
 )
 from bicameral.protocol import RPCError
@@ -65,23 +42,16 @@ if TYPE_CHECKING:
     from typing import Any
 
     from bicameral.daemon._paths import DaemonPaths
-    from bicameral.platform import DetachedChild
 
 __all__ = [
-    "LOCK_FD_ENV",
-    "StartError",
-    "call",
+    "STATUS_EXIT_CODES",
+    "call_daemon",
     "default_transport",
-    "inspect",
-    "is_alive",
+    "reload",
     "restart",
-    "start",
     "status",
     "stop",
 ]
-
-LOCK_FD_ENV = "BICAMERAL_LOCK_FD"
-"""Environment variable carrying the inherited, already locked ``daemon.lock`` descriptor."""
 
 STATUS_EXIT_CODES = {
     "running": 0,
@@ -93,417 +63,6 @@ STATUS_EXIT_CODES = {
     "unknown": 4,
 }
 """LSB ``status`` exit codes (SPEC §5)."""
-
-KILL_WAIT = 5.0
-"""How long to wait for a SIGKILLed daemon to be gone; the kernel needs milliseconds."""
-
-
-class StartError(DaemonError):
-    """The daemon could not be started; ``log_path`` names where to look."""
-
-    def __init__(self, reason: str, log_path: str | None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.log_path = log_path
-
-
-# --- inspection -------------------------------------------------------------
-
-
-class Inspection:
-    """What the descriptor says and whether its process is the daemon.
-
-    ``state`` is ``missing`` (no descriptor), ``malformed``, ``stale`` (its
-    process is dead, a zombie or another process) or ``alive``.
-    """
-
-    __slots__ = ("descriptor", "error", "state")
-
-    def __init__(self, state: str, descriptor: Descriptor | None, error: str | None = None):
-        self.state = state
-        self.descriptor = descriptor
-        self.error = error
-
-
-def inspect(paths: DaemonPaths) -> Inspection:
-    """Read the descriptor and check its process's identity (no RPC)."""
-    try:
-        descriptor = read_descriptor(paths.descriptor)
-    except MalformedDescriptor as exc:
-        return Inspection("malformed", None, str(exc))
-    if descriptor is None:
-        return Inspection("missing", None)
-    info = probe(descriptor.pid)
-    if identity_matches(info, descriptor.process_start_time, descriptor.socket_path):
-        return Inspection("alive", descriptor)
-    why = mismatch(info, descriptor.process_start_time, descriptor.socket_path)
-    return Inspection("stale", descriptor, f"pid {descriptor.pid} {why}" if why else None)
-
-
-def is_alive(paths: DaemonPaths) -> bool:
-    """Whether the descriptor names a live daemon process (it may still not answer)."""
-    return inspect(paths).state == "alive"
-
-
-def _check_home(paths: DaemonPaths, *, create: bool) -> bool:
-    """Check the private directories; ``False`` if they do not exist and ``create`` is off."""
-    from bicameral.daemon._paths import check_private_dir
-
-    for directory in paths.private_dirs():
-        if not create:
-            try:
-                os.lstat(directory)
-            except FileNotFoundError:
-                return False  # nothing was ever started there
-            except OSError as exc:
-                # A path below a regular file, a loop, no permission: not
-                # "stopped" but unusable (status exits 4, SPEC §4).
-                message = f"cannot use state directory {directory}: {exc.strerror}"
-                raise DaemonError(message) from None
-        check_private_dir(directory, create=create)
-    return True
-
-
-# --- RPC ----------------------------------------------------------------------
-
-
-def call(descriptor: Descriptor, method: str, params: Any = None, *, timeout: float = 2.0) -> Any:
-    """One JSON-RPC call to the daemon ``descriptor`` names (attaching with the token on TCP).
-
-    Raises ``OSError`` (including ``TimeoutError`` and ``ConnectionError``)
-    when the daemon cannot be reached or does not answer within ``timeout``,
-    and ``RPCError`` when it answers with an error.
-    """
-    from bicameral.protocol import BlockingClient
-
-    if descriptor.transport == "tcp":
-        client = BlockingClient.connect_tcp(
-            descriptor.address or "", descriptor.token or "", timeout=timeout
-        )
-    else:
-        client = BlockingClient.connect_unix(descriptor.socket_path or "", timeout=timeout)
-    with client:
-        return client.call(method, params, timeout=timeout)
-
-
-def _ping(descriptor: Descriptor, deadline: float) -> bool:
-    """Wait until the daemon answers ``system.version`` or ``deadline`` passes.
-
-    Only reached for a daemon whose process is alive: normally it answers the
-    first call. A daemon that is alive but whose socket refuses connections is
-    retried every 50 ms until the deadline (the abnormal case SPEC §5 calls
-    "alive but not answering").
-    """
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        try:
-            call(descriptor, "system.version", timeout=remaining)
-        except OSError:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            time.sleep(min(0.05, remaining))
-            continue
-        except (RPCError, ValueError):
-            return False
-        return True
-
-
-# --- cleanup ------------------------------------------------------------------
-
-
-def _remove_socket(path: str | None) -> None:
-    if not path:
-        return
-    try:
-        if stat.S_ISSOCK(os.lstat(path).st_mode):
-            os.unlink(path)
-    except OSError:
-        pass
-
-
-def _clean_stale(paths: DaemonPaths, inspection: Inspection, lock: LockFile | None = None) -> bool:
-    """Remove a stale or malformed descriptor (and a stale socket) under the lock.
-
-    Returns ``False`` without touching anything when another process holds
-    the lock: that is a daemon starting, which will replace both.
-    """
-    held = lock if lock is not None else LockFile.try_acquire(paths.lock)
-    if held is None:
-        return False
-    try:
-        descriptor = inspection.descriptor
-        if inspection.state == "malformed":
-            remove_descriptor_if(paths.descriptor, pid=None, start_time=None)
-        elif descriptor is not None:
-            reap_if_child(descriptor.pid)
-            if remove_descriptor_if(
-                paths.descriptor, pid=descriptor.pid, start_time=descriptor.process_start_time
-            ):
-                _remove_socket(descriptor.socket_path)
-    except OSError as exc:
-        # A directory in its place, an unwritable (immutable, read-only) state dir...
-        raise DaemonError(
-            f"cannot remove the stale descriptor {paths.descriptor}: {exc.strerror}; "
-            "remove it by hand"
-        ) from None
-    finally:
-        if lock is None:
-            held.release()
-    return True
-
-
-# --- start ----------------------------------------------------------------------
-
-
-def _started(status: str, descriptor: Descriptor, paths: DaemonPaths) -> dict[str, Any]:
-    result: dict[str, Any] = {
-        "status": status,
-        "pid": descriptor.pid,
-        "socket_path": descriptor.socket_path,
-        "descriptor_path": str(paths.descriptor),
-    }
-    if descriptor.transport == "tcp":
-        result["transport"] = "tcp"
-        result["address"] = descriptor.address
-    if descriptor.http_url is not None:
-        result["http_url"] = descriptor.http_url
-    if status == "started":
-        result["servers"] = _server_counts(_ready_details.pop(id(descriptor), ""))
-    return result
-
-
-#: What a freshly started daemon said with READY (see `_spawn_and_wait`).
-_ready_details: dict[int, str] = {}
-
-
-def _server_counts(detail: str) -> dict[str, int]:
-    """The configured servers by state at readiness, from the daemon's READY line.
-
-    The daemon sends them with READY (``READY {"starting": 3}``), so a start
-    reports them without another round trip. Readiness never waits for
-    servers: right after a start they are ``starting``, warming up.
-    """
-    import json
-
-    try:
-        counts = json.loads(detail) if detail else {}
-    except ValueError:
-        return {}
-    if not isinstance(counts, dict):
-        return {}
-    return {str(k): int(v) for k, v in counts.items() if isinstance(v, int)}
-
-
-def start(
-    paths: DaemonPaths,
-    *,
-    wait: float = 10.0,
-    transport: str | None = None,
-    python: str | None = None,
-    env: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """Start a detached daemon and return once it is ready (SPEC §5 ``start``).
-
-    Returns ``{"status": "started" | "already-running", "pid", "socket_path",
-    "descriptor_path"}``. Raises :class:`StartError` (reason and log path) when
-    it cannot start, and :class:`DaemonError` for an unusable state dir or a
-    daemon that is alive but does not answer within ``wait`` seconds.
-    ``python`` and ``env`` default to this interpreter and ``os.environ``.
-    """
-    _check_home(paths, create=True)
-    transport = transport or default_transport()
-    deadline = time.monotonic() + wait
-    watcher: DirectoryWatch | None = None
-    try:
-        while True:
-            found = inspect(paths)
-            if found.state == "alive":
-                assert found.descriptor is not None
-                if _ping(found.descriptor, deadline):
-                    return _started("already-running", found.descriptor, paths)
-                raise DaemonError(
-                    f"daemon pid {found.descriptor.pid} is running but not answering "
-                    f"after {wait:g} s; run `bicameral daemon stop` (log: {paths.log})"
-                )
-            unwritable = unwritable_dir(paths.lock.parent)
-            if unwritable is not None:
-                raise DaemonError(unwritable)
-            lock = LockFile.try_acquire(paths.lock)
-            if lock is not None:
-                with lock:
-                    if found.state in ("malformed", "stale"):
-                        _clean_stale(paths, found, lock)
-                    spawned = _spawn_and_wait(paths, lock, transport, deadline, python, env)
-                if spawned is not None:
-                    return _started("started", spawned, paths)
-                # BUSY: lost the lock to another daemon after all; wait for it.
-                continue
-            # Another start holds the lock: its daemon is starting. Arm the
-            # watcher first, then look again, so no change can slip between.
-            if watcher is None:
-                # A rename onto the descriptor (it is published) or the last
-                # close of the lock file (the starting daemon died with it).
-                watcher = DirectoryWatch(
-                    paths.descriptor.parent, (paths.descriptor.name, paths.lock.name)
-                )
-                continue
-            if not watcher.wait(deadline):
-                holder = read_holder(paths.lock)
-                # No descriptor names it, so `stop` will not signal it: say who it is.
-                raise DaemonError(
-                    f"another daemon (pid {holder or '?'}) holds {paths.lock} but did not "
-                    f"become ready within {wait:g} s; it may still be starting (see "
-                    f"{paths.log}), or kill it if it is stuck"
-                )
-    finally:
-        if watcher is not None:
-            watcher.close()
-
-
-def _daemon_argv(paths: DaemonPaths, transport: str, python: str | None) -> list[str]:
-    argv = [
-        python or sys.executable,
-        "-m",
-        "bicameral.daemon",
-        "serve",
-        "--detached",
-        "--home",
-        str(paths.home),
-        "--descriptor",
-        str(paths.descriptor),
-        "--socket",
-        str(paths.socket),
-        "--transport",
-        transport,
-    ]
-    if paths.config_explicit:
-        argv += ["--config", str(paths.config)]
-    return argv
-
-
-def _spawn_and_wait(  # noqa: PLR0917 - private, one caller
-    paths: DaemonPaths,
-    lock: LockFile,
-    transport: str,
-    deadline: float,
-    python: str | None,
-    env: Mapping[str, str] | None,
-) -> Descriptor | None:
-    """Spawn the daemon holding ``lock`` and wait for its readiness line.
-
-    Returns its descriptor once ready, ``None`` if it reports BUSY, and raises
-    :class:`StartError` otherwise, after making sure it is gone.
-    """
-    argv = _daemon_argv(paths, transport, python)
-    log_path = str(paths.log)
-    read_end, write_end = os.pipe()
-    try:
-        try:
-            log_fd = os.open(paths.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        except OSError as exc:
-            raise StartError(f"cannot open log {log_path}: {exc.strerror}", log_path) from None
-        lock_fd: int | None = lock.fileno()
-        if not locks_pass_to_children():  # the daemon locks by itself there
-            lock.release()
-            lock_fd = None
-        try:
-            child = _spawn(argv, write_end, lock_fd, log_fd, env)
-        except OSError as exc:
-            raise StartError(f"cannot run {argv[0]}: {exc.strerror}", log_path) from None
-        finally:
-            os.close(log_fd)
-            os.close(write_end)
-            write_end = -1
-        message = read_readiness(read_end, max(0.0, deadline - time.monotonic()))
-    finally:
-        os.close(read_end)
-        if write_end >= 0:
-            os.close(write_end)
-    if message.kind == "READY":
-        found = inspect(paths)
-        if found.descriptor is not None and found.descriptor.pid == child.pid:
-            _ready_details[id(found.descriptor)] = message.detail
-            return found.descriptor
-        child.kill_and_wait()
-        _remove_leftovers(paths, child.pid)
-        raise StartError("daemon reported ready but its descriptor is missing", log_path)
-    if message.kind == "BUSY":
-        child.wait(KILL_WAIT)
-        return None
-    if message.kind == "ERROR":
-        if not child.wait(KILL_WAIT):
-            child.kill_and_wait()
-        _remove_leftovers(paths, child.pid)
-        raise StartError(message.detail or "daemon failed to start", log_path)
-    if message.kind == "EOF":
-        code = child.wait(KILL_WAIT)
-        if code is None:
-            child.kill_and_wait()
-        _remove_leftovers(paths, child.pid)
-        what = f"exit status {code}" if code is not None else "no status"
-        if code is not None and code < 0:
-            import signal
-
-            try:
-                what = f"killed by {signal.Signals(-code).name}"
-            except ValueError:
-                what = f"killed by signal {-code}"
-        raise StartError(f"daemon exited during startup ({what})", log_path)
-    # TIMEOUT: kill it, and whatever it may have published meanwhile.
-    child.kill_and_wait()
-    _remove_leftovers(paths, child.pid)
-    raise StartError("daemon did not become ready in time", log_path)
-
-
-def _remove_leftovers(paths: DaemonPaths, pid: int) -> None:
-    """After a failed start, under its lock: remove what the dead daemon may have left.
-
-    A daemon killed (or crashed) before it was ready cannot clean up after
-    itself: its descriptor, if it got that far, and its socket file stay.
-    The caller still holds the lock, so no other daemon can be using that
-    socket path (SPEC §5: a failed start leaves no socket or descriptor).
-    """
-    with contextlib.suppress(OSError):
-        remove_descriptor_if(paths.descriptor, pid=pid, start_time=None)
-    _remove_socket(str(paths.socket))
-    from bicameral.daemon._paths import environment_fallback_socket_path
-    from bicameral.platform import socket_path_limit
-
-    limit = socket_path_limit()
-    if limit is not None and len(os.fsencode(paths.socket)) > limit:
-        _remove_socket(str(environment_fallback_socket_path(paths.socket)))
-
-
-def _spawn(
-    argv: list[str],
-    ready_fd: int,
-    lock_fd: int | None,
-    log_fd: int,
-    base_env: Mapping[str, str] | None,
-) -> DetachedChild:
-    """Spawn the detached daemon with the readiness pipe and the lock inherited.
-
-    `bicameral.platform.spawn_detached` does it: a new session (POSIX) or no
-    console and a new process group (Windows), stdin and stdout on the null
-    device, stderr appended to the log (so even an import error is
-    recorded). On Linux the daemon starts with SIGHUP, SIGTERM and SIGINT
-    *blocked* (the mask survives ``exec``): one that arrives while it is
-    still importing stays pending until its first lines have installed
-    their handlers and unblocked them. A SIGHUP then becomes a reload after
-    readiness, a stop signal a clean exit. ``lock_fd`` is ``None`` where a
-    lock cannot be handed down (Windows: the daemon takes it itself).
-    """
-    env = dict(os.environ if base_env is None else base_env)
-    env[READY_FD_ENV] = fd_to_env(ready_fd)
-    inherit = [ready_fd]
-    env.pop(LOCK_FD_ENV, None)
-    if lock_fd is not None:
-        env[LOCK_FD_ENV] = fd_to_env(lock_fd)
-        inherit.append(lock_fd)
-    return spawn_detached(argv, env, inherit=inherit, log_fd=log_fd)
 
 
 # --- stop ---------------------------------------------------------------------------
@@ -521,7 +80,7 @@ def stop(paths: DaemonPaths, *, timeout: float = 10.0) -> dict[str, Any]:
     is waited for, within ``timeout``, and then stopped: never
     ``already-stopped`` while one is coming up.
     """
-    if not _check_home(paths, create=False):
+    if not check_home(paths, create=False):
         return {"status": "already-stopped"}
     found = inspect(paths)
     deadline = time.monotonic() + timeout
@@ -536,7 +95,7 @@ def stop(paths: DaemonPaths, *, timeout: float = 10.0) -> dict[str, Any]:
     if found.state == "missing":
         return {"status": "already-stopped"}
     if found.state == "malformed":
-        _clean_stale(paths, found)
+        clean_stale(paths, found)
         return {"status": "stopped", "stale": True, "pid": None}
     descriptor = found.descriptor
     assert descriptor is not None
@@ -546,7 +105,7 @@ def stop(paths: DaemonPaths, *, timeout: float = 10.0) -> dict[str, Any]:
         else None
     )
     if handle is None:
-        _clean_stale(paths, Inspection("stale", descriptor))
+        clean_stale(paths, Inspection("stale", descriptor))
         stale: dict[str, Any] = {"status": "stopped", "stale": True, "pid": descriptor.pid}
         if found.error:
             stale["reason"] = found.error  # "pid N is not running", "... was reused"
@@ -566,7 +125,7 @@ def stop(paths: DaemonPaths, *, timeout: float = 10.0) -> dict[str, Any]:
     # After a graceful stop the daemon removed both itself; after a SIGKILL
     # they are left over and are ours to clean.
     try:
-        _clean_stale(paths, Inspection("stale", descriptor))
+        clean_stale(paths, Inspection("stale", descriptor))
     except DaemonError as exc:
         raise DaemonError(f"daemon pid {descriptor.pid} stopped, but {exc}") from None
     result: dict[str, Any] = {"status": "stopped", "pid": descriptor.pid}
@@ -593,7 +152,7 @@ def status(paths: DaemonPaths, *, timeout: float = 2.0) -> dict[str, Any]:
         "daemon_version": None,
         "tree": None,
     }
-    if not _check_home(paths, create=False):
+    if not check_home(paths, create=False):
         return result
     found = inspect(paths)
     if found.state == "missing":
@@ -648,7 +207,7 @@ def call_daemon(
     nothing is started. Raises :class:`DaemonError` with a one-line reason
     when no daemon runs, it does not answer, or it answers with an error.
     """
-    if not _check_home(paths, create=False):
+    if not check_home(paths, create=False):
         raise DaemonError(
             f"no daemon is running for {paths.home}; start it: bicameral daemon start"
         )
@@ -685,7 +244,7 @@ def reload(paths: DaemonPaths, *, timeout: float = 30.0) -> dict[str, Any]:
     it was. Over RPC rather than SIGHUP, so the caller learns the outcome and
     works on every platform.
     """
-    if not _check_home(paths, create=False):
+    if not check_home(paths, create=False):
         return {"status": "stopped"}
     found = inspect(paths)
     if found.state == "missing":
@@ -708,18 +267,19 @@ def restart(
     transport: str | None = None,
     python: str | None = None,
     env: Mapping[str, str] | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Stop (if running) and start; start's object with ``previous_pid``.
 
     Without ``transport`` the new daemon keeps the transport of the old one.
     """
-    if transport is None and _check_home(paths, create=False):
+    if transport is None and check_home(paths, create=False):
         previous_descriptor = inspect(paths).descriptor
         if previous_descriptor is not None:
             transport = previous_descriptor.transport
     stopped = stop(paths, timeout=timeout)
     previous = stopped.get("pid") if not stopped.get("stale") else None
-    result = start(paths, wait=wait, transport=transport, python=python, env=env)
+    result = start(paths, wait=wait, transport=transport, python=python, env=env, options=options)
     result["status"] = "started"
     result["previous_pid"] = previous
     return result

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DESCRIPTOR_VERSION",
+    "PROTOCOL_VERSION",
     "Descriptor",
     "MalformedDescriptor",
     "read_descriptor",
@@ -39,6 +40,8 @@ __all__ = [
 ]
 
 DESCRIPTOR_VERSION = 1
+PROTOCOL_VERSION = "1"
+"""The version of the daemon's control protocol (``system.version``, the descriptor's)."""
 
 
 class MalformedDescriptor(DaemonError):

@@ -48,8 +48,8 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-    from bicameral.daemon._control import Inspection
     from bicameral.daemon._descriptor import Descriptor
+    from bicameral.daemon._inspect import Inspection
     from bicameral.daemon._paths import DaemonPaths
 
 __all__ = [
@@ -235,7 +235,7 @@ def _why_stale(descriptor: Descriptor) -> str:
 
 
 def _inspected(paths: DaemonPaths, found: Inspection | None) -> Inspection:
-    from bicameral.daemon._control import inspect
+    from bicameral.daemon._inspect import inspect
 
     return found if found is not None else inspect(paths)
 
@@ -395,7 +395,7 @@ def check_daemon(
 ) -> list[Check]:
     """Whether a daemon runs, answers ``system.health``, and how its tree is."""
     import bicameral
-    from bicameral.daemon._control import call
+    from bicameral.daemon._inspect import call
     from bicameral.protocol import RPCError
 
     found = _inspected(paths, found)
@@ -461,7 +461,7 @@ def daemon_environ(paths: DaemonPaths) -> dict[str, str] | None:
     MCP servers inherit it, so their commands are looked up on *its* ``PATH``,
     which may not be the one of the shell running the doctor.
     """
-    from bicameral.daemon._control import inspect
+    from bicameral.daemon._inspect import inspect
 
     found = inspect(paths)
     if found.state != "alive" or found.descriptor is None:
@@ -479,7 +479,7 @@ def daemon_checks(paths: DaemonPaths) -> list[Check]:
     """
     import functools
 
-    from bicameral.daemon._control import inspect
+    from bicameral.daemon._inspect import inspect
 
     found = functools.cache(lambda: inspect(paths))
     return run_checks(

@@ -1,8 +1,8 @@
 """The daemon's HTTP listener: health, readiness, metrics, and what plugins mount.
 
 Off by default; on with ``[daemon.http] listen = "127.0.0.1:8765"`` in
-config.toml, ``--http HOST:PORT`` on ``daemon serve``, or ``$BICAMERAL_HTTP``
-(which ``daemon start --http`` sets for the daemon it spawns).
+config.toml, or ``--http HOST:PORT`` on ``daemon serve`` (and on ``daemon
+start``, which passes it on to the daemon it spawns).
 
 The daemon owns the listener and its guards; the layers above mount ASGI
 apps under a path prefix (the MCP layer mounts ``/mcp``) and add metrics
@@ -47,22 +47,25 @@ TICKET = "bicameral.connection"
 """Where a request's ``scope["state"]`` holds its connection's admission ticket."""
 
 __all__ = [
-    "HTTP_ENV",
     "HTTP_KEYS",
     "HttpListener",
     "HttpSettings",
     "SessionGuard",
     "http_from_config",
+    "listener_token",
     "parse_listen",
     "read_http_token",
 ]
 
 logger = logging.getLogger("bicameral.daemon")
 
-HTTP_ENV = "BICAMERAL_HTTP"
+TOKEN_ENV = "BICAMERAL_HTTP_TOKEN"
+"""The listener's token itself, for a platform that injects secrets as variables."""
 TOKEN_FILE = "http.token"
 STRANGER_MIN_AGE = 0.5
 """Seconds a connection without the token is safe from being dropped for a newer one."""
+MIN_TOKEN = 32
+"""Characters a token must have at least (ours are 64 hex digits)."""
 HTTP_GRACE = 5.0
 """Seconds in-flight HTTP requests get to finish when the daemon stops."""
 
@@ -80,6 +83,8 @@ HTTP_KEYS: dict[str, type] = {
     "header_timeout": float,
     "body_timeout": float,
     "idle_timeout": float,
+    "token_file": str,
+    "session_id_header": str,
 }
 """The keys of ``[daemon.http]``."""
 
@@ -119,6 +124,12 @@ class HttpSettings:
     body_timeout: float = 30.0
     #: Seconds a connection may stay idle between requests.
     idle_timeout: float = 75.0
+    #: The token from this file (a mounted secret) instead of ``<home>/http.token``.
+    token_file: str | None = None
+    #: A header a trusted proxy sets on ``initialize``: the new session's id,
+    #: which is also the proxy's hash key, so the session's later requests
+    #: come back here (docs/hosting.md, "Affinity").
+    session_id_header: str | None = None
 
     @property
     def loopback(self) -> bool:
@@ -153,7 +164,7 @@ def parse_listen(text: str) -> tuple[str, int]:
 def http_from_config(
     config: Mapping[str, Any], path: Path | None, override: str | None = None
 ) -> HttpSettings | None:
-    """``[daemon.http]`` of config.toml, with ``--http`` / ``$BICAMERAL_HTTP`` as `override`.
+    """``[daemon.http]`` of config.toml, with ``--http`` as `override`.
 
     ``None`` when no listener is configured. Raises :class:`ConfigError`
     naming the file and the key for anything unknown or invalid, and for a
@@ -202,6 +213,8 @@ def http_from_config(
         allowed_hosts=tuple(str(h) for h in table.get("allowed_hosts", ())),
         allowed_origins=tuple(str(o) for o in table.get("allowed_origins", ())),
         **{k: HTTP_KEYS[k](table[k]) for k in _BOUNDS if k in table},
+        token_file=table.get("token_file") or None,
+        session_id_header=(table.get("session_id_header") or "").lower() or None,
     )
     if not settings.loopback and not settings.allow_remote:
         raise ConfigError(
@@ -254,8 +267,66 @@ def read_http_token(home: Path, *, create: bool = False) -> str | None:
                 f"{path} is readable by others (mode {st.st_mode & 0o777:o}); remove it"
             )
         token = f.read(256).decode("ascii", "replace").strip()
-    if len(token) < 32:
+    if len(token) < MIN_TOKEN:
         raise DaemonError(f"{path} does not hold a token; remove it and restart the daemon")
+    return token
+
+
+def listener_token(settings: HttpSettings, home: Path, env_token: str | None) -> str:
+    """The token the listener requires, from the first source that is set.
+
+    1. `env_token` (``$BICAMERAL_HTTP_TOKEN``, which `ServeOptions` takes out
+       of the environment so no MCP server inherits it);
+    2. ``[daemon.http] token_file``: a file the operator names, typically a
+       mounted secret. Unlike ``http.token`` it may be readable by others
+       (a Kubernetes secret is 0644 unless told otherwise), but it must
+       belong to root or to us and nobody else may write it;
+    3. ``<home>/http.token``, made (0600) at the first start.
+
+    A token shorter than `MIN_TOKEN` characters, or with spaces or
+    non-ASCII characters (it goes in a header), is refused.
+    """
+    if env_token is not None:
+        return _check_token(env_token.strip(), f"${TOKEN_ENV}")
+    if settings.token_file is not None:
+        return _check_token(_read_token_file(Path(settings.token_file)), settings.token_file)
+    token = read_http_token(home, create=True)
+    assert token is not None
+    return token
+
+
+def _read_token_file(path: Path) -> str:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise DaemonError(
+            f"[daemon.http] token_file {path}: cannot read it: {exc.strerror}"
+        ) from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise DaemonError(f"[daemon.http] token_file {path} is not a regular file")
+        if hasattr(os, "getuid") and st.st_uid not in (0, os.getuid()):
+            raise DaemonError(
+                f"[daemon.http] token_file {path} belongs to uid {st.st_uid}, "
+                "neither root nor this user"
+            )
+        if st.st_mode & 0o022:
+            raise DaemonError(
+                f"[daemon.http] token_file {path} is writable by group or others "
+                f"(mode {st.st_mode & 0o777:o}); run: chmod go-w {path}"
+            )
+        return f.read(1024).decode("ascii", "replace").strip()
+
+
+def _check_token(token: str, source: str) -> str:
+    if len(token) < MIN_TOKEN:
+        raise DaemonError(
+            f"{source}: the HTTP token must have at least {MIN_TOKEN} characters "
+            "(for example: openssl rand -hex 32)"
+        )
+    if not all(33 <= ord(c) < 127 for c in token):
+        raise DaemonError(f"{source}: the HTTP token must be printable ASCII without spaces")
     return token
 
 
@@ -277,6 +348,13 @@ class HttpListener:
     max_requests: int
     mounts: dict[str, ASGIApp] = field(default_factory=dict)
     collectors: list[Any] = field(default_factory=list)
+    #: Why the daemon is not ready to take traffic yet although it runs (its
+    #: servers' first start, say): each returns a reason, or None. ``/readyz``
+    #: answers 503 ``starting: <reason>`` while one has a reason.
+    warming: list[Callable[[], str | None]] = field(default_factory=list)
+    #: What ``/readyz`` adds under ``ready``: what works less than it should
+    #: (an unreachable store). Still 200: the daemon serves what it can.
+    problems: Callable[[], list[str]] | None = None
     #: Called when the graceful stop begins, to end long-lived streams.
     on_drain: list[Callable[[], None]] = field(default_factory=list)
     active: int = 0
@@ -421,8 +499,11 @@ class HttpListener:
                 await _text(send, 503, "stopping\n")
             elif not self.ready():
                 await _text(send, 503, "starting\n")
+            elif reason := next((r for check in self.warming if (r := check())), None):
+                await _text(send, 503, f"starting: {reason}\n")
             else:
-                await _text(send, 200, "ready\n")
+                notes = self.problems() if self.problems is not None else []
+                await _text(send, 200, "".join(f"{line}\n" for line in ["ready", *notes]))
             return
         headers: dict[str, str] = {}
         repeated = set()

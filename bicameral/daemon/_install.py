@@ -9,13 +9,22 @@ command prints how.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bicameral.daemon._errors import DaemonError
 from bicameral.daemon._files import write_atomic
-from bicameral.platform import CURRENT, Platform, ServiceFile, service_argv, service_file
+from bicameral.daemon._options import serve_args
+from bicameral.platform import (
+    CURRENT,
+    Platform,
+    ServiceFile,
+    service_file,
+    service_logs_to_file,
+    service_python,
+)
 
 if TYPE_CHECKING:
     from bicameral.daemon._paths import DaemonPaths
@@ -23,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "install_service",
     "serve_argv",
+    "service_argv",
     "service_for",
     "uninstall_service",
 ]
@@ -33,6 +43,18 @@ def serve_argv(
 ) -> list[str]:
     """The foreground daemon a service manager runs: this interpreter, this state dir."""
     return service_argv(python or sys.executable, paths.home, platform)
+
+
+def service_argv(
+    python: str, home: str | os.PathLike[str], platform: Platform = CURRENT
+) -> list[str]:
+    """The daemon a service manager runs: ``python -m bicameral.daemon serve --home HOME``.
+
+    On Windows ``pythonw.exe`` beside ``python`` and ``--detached``, so the
+    daemon logs to its file (`bicameral.platform.service_logs_to_file`).
+    """
+    values = {"detached": service_logs_to_file(platform), "home": str(home)}
+    return [service_python(python, platform), "-m", "bicameral.daemon", *serve_args(values)]
 
 
 def service_for(

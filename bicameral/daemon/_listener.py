@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from bicameral.daemon._http import HTTP_GRACE, HttpListener, read_http_token
+from bicameral.daemon._http import HTTP_GRACE, HttpListener, listener_token
 from bicameral.supervisor import ChildSpec, current_child
 
 if TYPE_CHECKING:
@@ -63,8 +63,14 @@ class ListenerSlot:
         ready: Callable[[], bool],
         stopping: Callable[[], bool],
         max_requests: Callable[[], int],
+        env_token: str | None = None,
+        problems: Callable[[], list[str]] | None = None,
     ) -> None:
         self._state_dir = state_dir
+        #: ``$BICAMERAL_HTTP_TOKEN``, when the platform gave the token that way.
+        self._env_token = env_token
+        #: What ``/readyz`` adds under ``ready`` (`HttpListener.problems`).
+        self._problems = problems
         self._ready = ready
         self._stopping = stopping
         self._max_requests = max_requests
@@ -145,7 +151,7 @@ class ListenerSlot:
 
     def _listener(self, settings: HttpSettings) -> HttpListener:
         if self.listener is None:
-            token = read_http_token(self._state_dir, create=True)
+            token = listener_token(settings, self._state_dir, self._env_token)
             self.listener = HttpListener(
                 settings,
                 token,
@@ -153,6 +159,7 @@ class ListenerSlot:
                 stopping=self._stopping,
                 max_requests=self._max_requests(),
                 fds=self.fds,
+                problems=self._problems,
             )
             if self.on_listener is not None:
                 self.on_listener(self.listener)

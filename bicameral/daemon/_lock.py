@@ -32,7 +32,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["LockFile", "flock"]
+__all__ = ["LOCK_FD_ENV", "LockFile", "flock"]
+
+LOCK_FD_ENV = "BICAMERAL_LOCK_FD"
+"""Environment variable carrying the inherited, already locked ``daemon.lock`` descriptor."""
 
 
 class LockFile:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from bicameral.daemon._http import HttpListener
     from bicameral.daemon._paths import DaemonPaths
+    from bicameral.daemon._store import SharedStore
     from bicameral.protocol import Connection, Dispatcher, Limits
     from bicameral.supervisor import ChildSpec, Supervisor
 
@@ -107,6 +108,8 @@ class DaemonHost:
         limits: Limits | None = None,
         http: HttpListener | None = None,
         state_dir: Path | None = None,
+        audit: Callable[[Mapping[str, Any]], None] | None = None,
+        store: SharedStore | None = None,
     ) -> None:
         from bicameral.protocol import Limits as _Limits
 
@@ -136,6 +139,12 @@ class DaemonHost:
         self.attach_modes: dict[str, AttachHandler] = {}
         #: The HTTP listener, when one is configured (``[daemon.http]``).
         self.http = http
+        #: Writes one entry to the audit log, when ``[daemon.audit] enabled``
+        #: (`bicameral.daemon._audit`): the MCP layer calls it once per ``tools/call``.
+        self.audit = audit
+        #: The store replicas share, when ``[daemon.store]`` names one
+        #: (`bicameral.daemon._store`): the MCP layer keeps OAuth tokens there.
+        self.store = store
         self._http_waiting: list[Callable[[HttpListener], None]] = []
 
     def on_http(self, callback: Callable[[HttpListener], None]) -> None:
@@ -171,6 +180,15 @@ class DaemonHost:
         """Add a ``prometheus_client`` collector to ``/metrics`` (when there is a listener)."""
         if self.http is not None:
             self.http.collectors.append(collector)
+
+    def add_warming(self, check: Callable[[], str | None]) -> None:
+        """Hold ``/readyz`` at 503 while `check` returns a reason (the plugin is warming up).
+
+        A platform sends a replica traffic once it is ready: a plugin whose
+        work is not ready yet (servers in their first start) says so here.
+        """
+        if self.http is not None:
+            self.http.warming.append(check)
 
     def on_http_drain(self, callback: Callable[[], None]) -> None:
         """Call `callback` when the listener begins to drain (to end long-lived streams)."""

@@ -26,6 +26,6 @@ if TYPE_CHECKING:
     from bicameral.mcp._endpoint import http_endpoint
     from bicameral.mcp._login import login_server, logout_server
     from bicameral.mcp._plugin import McpPlugin, plugin
-    from bicameral.mcp._ps import control_server, server_rows, view_tools
+    from bicameral.mcp._ps import control_server, ps_footer, server_rows, view_tools
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, __file__, eager=["run_bridge"])

@@ -40,6 +40,7 @@ import anyio
 
 from bicameral.mcp._common import (
     CLIENT_CAPABILITIES_KEY,
+    CLIENT_INFO_KEY,
     ENVELOPE_KEYS,
     INIT_WAIT,
     LIST_METHODS,
@@ -302,6 +303,8 @@ class ClientConn:
         host.clients += 1
         self.client_id = f"client-{host.clients}"
         self.client_capabilities: dict[str, Any] = {}
+        #: ``name`` and ``version`` of the ``clientInfo`` it gave (for the audit log).
+        self.client_info: dict[str, str] | None = None
         self.log_level: str | None = None
         self.initialized = False
         #: The client speaks the stateless era (2026-07-28): it sent
@@ -422,7 +425,20 @@ class ClientConn:
         up, fwd = target
         if method in ("resources/subscribe", "resources/unsubscribe"):
             return await up.subscribe(self, str(fwd.get("uri")), method == "resources/subscribe")
-        result = await up.request(self, method, fwd, self._progress_fn(params))
+        audit = getattr(self.host.daemon, "audit", None)
+        if method == "tools/call" and audit is not None:
+            from bicameral.mcp._audit import audited
+
+            result = await audited(
+                audit,
+                lambda: up.request(self, method, fwd, self._progress_fn(params)),
+                client={"id": self.client_id, **(self.client_info or {})},
+                view=self.server,
+                server=up.name,
+                params=fwd,
+            )
+        else:
+            result = await up.request(self, method, fwd, self._progress_fn(params))
         self._after(up, method, result)
         return result
 
@@ -513,6 +529,8 @@ class ClientConn:
                 {"supported": [*MODERN_VERSIONS], "requested": version},
             )
         caps = meta.get(CLIENT_CAPABILITIES_KEY)
+        if self.client_info is None:
+            self.client_info = _client_info(meta.get(CLIENT_INFO_KEY))
         if not self.modern:
             self.modern = True
             self.client_capabilities = caps if isinstance(caps, dict) else {}
@@ -546,6 +564,7 @@ class ClientConn:
         if adopt:
             caps = params.get("capabilities")
             self.client_capabilities = caps if isinstance(caps, dict) else {}
+            self.client_info = _client_info(params.get("clientInfo"))
         requested = params.get("protocolVersion")
         if self.server is None:
             profile = self._view()
@@ -876,3 +895,10 @@ def _version() -> str:
     from bicameral import __version__
 
     return str(__version__)
+
+
+def _client_info(info: Any) -> dict[str, str] | None:
+    """``name`` and ``version`` of a ``clientInfo``, as short strings (None: none given)."""
+    if not isinstance(info, dict):
+        return None
+    return {k: str(info[k])[:100] for k in ("name", "version") if k in info}

@@ -47,7 +47,7 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -73,6 +73,7 @@ logger = logging.getLogger("bicameral.mcp.http")
 SESSION_IDLE = 30 * 60.0
 #: Open handshake-era sessions at most; past it a new one gets 503.
 MAX_SESSIONS = 1000
+_ID_CHARS = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_"
 #: Messages a client may have sent that its session has not read yet.
 INBOX = 16
 #: Messages waiting for a slow HTTP reader, per request stream (and the GET stream).
@@ -192,8 +193,17 @@ class _Session:
 class HttpSessions:
     """The ASGI app mounted at ``/mcp``: sessions of both eras, per path."""
 
-    def __init__(self, host: McpHost, max_frame: int, max_buffered: int) -> None:
+    def __init__(
+        self,
+        host: McpHost,
+        max_frame: int,
+        max_buffered: int,
+        *,
+        session_id_header: Callable[[], str | None] | None = None,
+    ) -> None:
         self.host = host
+        #: ``[daemon.http] session_id_header`` (as it is now): a new session's id.
+        self.session_id_header = session_id_header
         self.max_frame = max_frame
         self.budget = InputBudget(max_buffered)
         self.sessions: dict[str, _Session] = {}
@@ -337,6 +347,24 @@ class HttpSessions:
             return None
         return session
 
+    def _new_id(self, headers: Mapping[bytes, bytes]) -> str:
+        """A new session's id: the proxy's (``session_id_header``) when valid and free.
+
+        The proxy hashed this ``initialize`` on that value; with it as the
+        session's id, the session's later requests, hashed on
+        ``Mcp-Session-Id``, reach this daemon again. Anything else (no such
+        header, a value that is not 32-128 URL-safe characters, an id in
+        use) gets a random id.
+        """
+        name = self.session_id_header() if self.session_id_header is not None else None
+        if name:
+            given = headers.get(name.encode("latin-1"), b"")
+            if 32 <= len(given) <= 128 and given.translate(None, _ID_CHARS) == b"":
+                text = given.decode("ascii")
+                if text not in self.sessions:
+                    return text
+        return os.urandom(16).hex()
+
     async def _post(
         self,
         view: View,
@@ -397,7 +425,7 @@ class HttpSessions:
                 why = "the daemon is stopping" if self.draining else "too many open MCP sessions"
                 await _error(send, 503, why)
                 return
-            session = opened = _Session(os.urandom(16).hex(), view)
+            session = opened = _Session(self._new_id(headers), view)
             assert session.id is not None
             self.sessions[session.id] = session
         else:

@@ -120,6 +120,11 @@ class TokenFile(TokenStorage):
         except OSError:
             return None
 
+    def modified(self) -> float | None:
+        """When the file was last written (epoch seconds; None: there is none)."""
+        stamp = self._stamp()
+        return stamp / 1e9 if stamp is not None else None
+
     def changed_elsewhere(self) -> bool:
         """Whether someone else (``mcp login`` or ``logout``) rewrote the file since."""
         return self._stamp() != self.seen
@@ -264,11 +269,16 @@ async def _preregistered(config: ServerConfig, storage: TokenFile, redirect_uri:
 
 
 def daemon_provider(
-    config: ServerConfig, home: Path, on_needs_login: Callable[[str], None]
+    config: ServerConfig,
+    home: Path,
+    on_needs_login: Callable[[str], None],
+    store: Any = None,
 ) -> OAuthClientProvider:
     """The daemon's provider for `config`: refreshes, never asks a person.
 
     Where the flow would need one, `on_needs_login` is told what to run.
+    With `store` (the daemon's `SharedStore`), the tokens are the replicas'
+    shared ones and a refresh is one for all of them (`_shared_oauth`).
     """
 
     async def needs_person(url: str) -> None:
@@ -290,14 +300,18 @@ def daemon_provider(
         raise NeedsLogin(f"run `bicameral mcp login {config.name}`")
 
     storage = TokenFile(token_path(home, config.name))
-    provider = OAuthClientProvider(
-        server_url=str(config.url),
-        client_metadata=_metadata(config, f"http://127.0.0.1{CALLBACK_PATH}"),
-        storage=storage,
-        redirect_handler=needs_person,
-        callback_handler=no_callback,
-        client_metadata_url=config.client_metadata_url,
-    )
+    options: dict[str, Any] = {
+        "server_url": str(config.url),
+        "client_metadata": _metadata(config, f"http://127.0.0.1{CALLBACK_PATH}"),
+        "redirect_handler": needs_person,
+        "callback_handler": no_callback,
+        "client_metadata_url": config.client_metadata_url,
+    }
+    if store is not None:
+        from bicameral.mcp._shared_oauth import SharedRefreshProvider, StoreTokens
+
+        return SharedRefreshProvider(shared=StoreTokens(store, config.name, storage), **options)
+    provider = OAuthClientProvider(storage=storage, **options)
     # The SDK learns an access token's expiry only when it receives one; for
     # stored tokens, tell it, so that it refreshes before the server refuses.
     provider.context.token_expiry_time = storage.expires_at()

@@ -84,6 +84,15 @@ class McpPlugin:
             for s in enabled
         ]
 
+    def _warming(self) -> str | None:
+        """The servers still in their first start (``/readyz`` waits for them)."""
+        names = [
+            up.name
+            for up in self.registry.active()
+            if up.state == "starting" and up.init_result is None and not up.restarts
+        ]
+        return f"servers warming up: {', '.join(names)}" if names else None
+
     def install(self, host: DaemonHost) -> None:
         from bicameral.mcp._host import McpHost
         from bicameral.mcp._registry import up_source
@@ -93,6 +102,7 @@ class McpPlugin:
         self.registry.daemon_ready = host.ready
         self.registry.start_soon = host.start_soon
         self.registry.home = host.state_dir if host.paths is not None else None
+        self.registry.store = getattr(host, "store", None)
         host.add_attach_mode("mcp", self.host.attach)
         registry = self.registry
 
@@ -131,10 +141,17 @@ class McpPlugin:
             from bicameral.mcp._http import HttpSessions
             from bicameral.mcp._metrics import McpCollector
 
-            sessions = HttpSessions(mcp_host, host.limits.max_frame, host.limits.max_buffered)
+            sessions = HttpSessions(
+                mcp_host,
+                host.limits.max_frame,
+                host.limits.max_buffered,
+                # Read at each new session: a reload may change it.
+                session_id_header=lambda: listener.settings.session_id_header,  # type: ignore[attr-defined]
+            )
             host.add_http_app("/mcp", sessions)
             host.add_metrics(McpCollector(registry, sessions))
             host.on_http_drain(sessions.drain)
+            host.add_warming(self._warming)
             host.start_soon(sessions.run)
             # The dashboard, for people: `GET /` and `/dashboard/*`.
             from bicameral.mcp.dashboard import Dashboard

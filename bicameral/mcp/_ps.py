@@ -24,6 +24,7 @@ __all__ = [
     "control_server",
     "join_rows",
     "process_table",
+    "ps_footer",
     "server_rows",
     "view_tools",
 ]
@@ -138,6 +139,8 @@ def server_rows(
     remote server's endpoint and ``none | bearer``; None for a local one),
     and ``retry_at``: for a ``failed`` server, when the daemon tries it
     again (a Unix time; None when nothing is due).
+    ``store``: the shared store's ``url`` (no password), ``state`` (``ok |
+    unreachable``) and ``problem``, when ``[daemon.store]`` names one.
 
     With `warn`, a configuration that cannot be read is passed to it (one
     line) and the rows come from the running daemon alone.
@@ -150,9 +153,11 @@ def server_rows(
     entries: list[dict[str, Any]] = []
     live: list[dict[str, Any]] = []
     running = True
+    store: dict[str, Any] | None = None
     try:
         entries = call_daemon(paths, "adapters.list") or []
         live = call_daemon(paths, "mcp.servers") or []
+        store = (call_daemon(paths, "system.health") or {}).get("store")
     except DaemonError:
         running = False
     if configured is None and not running:
@@ -167,7 +172,21 @@ def server_rows(
     if name is not None and name not in {s.name for s in configured}:
         known = ", ".join(s.name for s in configured) or "none"
         raise ConfigError(f"no MCP server named {name!r} in {paths.config} (configured: {known})")
-    return join_rows(paths, configured, entries, live, running=running, name=name)
+    rows = join_rows(paths, configured, entries, live, running=running, name=name)
+    rows["store"] = store
+    return rows
+
+
+def ps_footer(result: dict[str, Any]) -> str:
+    """What ``mcp ps`` prints under its table: no daemon running, the shared store's state."""
+    lines = []
+    if result["daemon"] != "running":
+        lines.append("(no daemon is running: bicameral daemon start)")
+    store = result.get("store")
+    if store:
+        why = f": {store['problem']}" if store.get("problem") else ""
+        lines.append(f"shared store {store['url']}: {store['state']}{why}")
+    return "".join(f"\n{line}" for line in lines)
 
 
 def join_rows(
@@ -238,7 +257,7 @@ def join_rows(
                 "protocol_version": status.get("protocol_version"),
                 "instances": instances,
                 "url": server.url,
-                "auth": _auth_state(paths, server) if server.remote else None,
+                "auth": _auth_state(paths, server, state) if server.remote else None,
                 "retry_at": (entry or {}).get("retry_at") if state in ("failed", "down") else None,
             }
         )
@@ -249,8 +268,14 @@ def join_rows(
     }
 
 
-def _auth_state(paths: DaemonPaths, server: Any) -> str:
-    """``none``, ``bearer``, or for OAuth whether tokens are stored (``oauth (logged in)``)."""
+def _auth_state(paths: DaemonPaths, server: Any, state: str) -> str:
+    """``none``, ``bearer``, or for OAuth whether tokens are stored (``oauth (logged in)``).
+
+    A server that is ready is logged in, wherever its tokens are (this state
+    directory, or the store replicas share).
+    """
+    if server.auth == "oauth" and state == "ready":
+        return "oauth (logged in)"
     if server.auth != "oauth":
         return str(server.auth)
     from bicameral.mcp._config import has_stored_tokens

@@ -43,6 +43,8 @@ class Registry:
         self.recent = RecentCalls()
         #: What each view offers (``[mcp.servers.NAME.tools]``, ``[mcp.profiles.NAME]``).
         self.surface = Surface()
+        #: The store replicas share (``[daemon.store]``): OAuth tokens live there then.
+        self.store: Any = None
 
     def upstream(self, config: ServerConfig) -> Upstream:
         from bicameral.mcp._state import Upstream
@@ -59,6 +61,7 @@ class Registry:
         up.start_soon = self.start_soon
         up.home = self.home
         up.on_publish = self._published
+        up.store = self.store
         return up
 
     def _published(self, up: Upstream) -> None:

@@ -296,6 +296,8 @@ class Upstream:
         self.start_soon: Callable[..., None] | None = None
         #: The daemon's state directory (its OAuth tokens live under it).
         self.home: Path | None = None
+        #: The store replicas share, when configured (its OAuth tokens live there).
+        self.store: Any = None
         #: The OAuth provider all instances share (made by `_upstream`, SDK-side).
         self.auth: Any = None
         self.shutting_down = False

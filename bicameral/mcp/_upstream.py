@@ -526,7 +526,7 @@ class _Remote:
         self._finish = finish
         if config.auth == "oauth":
             _shared_auth(self._upstream).listeners.add(self._on_needs_login)
-            if not _has_tokens(self._upstream):
+            if not await _has_tokens(self._upstream):
                 # Nothing to refresh: only a person can log in. (Letting the
                 # SDK's flow run here would register a client for nothing.)
                 self._on_needs_login(
@@ -591,6 +591,10 @@ class _Remote:
             shared.listeners.discard(self._on_needs_login)
 
 
+#: Seconds between two looks at the shared store for a login (`_until_shared_login`).
+LOGIN_POLL = 2.0
+
+
 class _SharedAuth:
     """One OAuth provider per server, shared by its instances: one refresh at a time."""
 
@@ -599,8 +603,10 @@ class _SharedAuth:
 
         self.config = upstream.config
         self.listeners: set[Callable[[str], None]] = set()
-        self.provider = daemon_provider(upstream.config, _home(upstream), self._needs_login)
-        self.storage: Any = self.provider.context.storage  # our TokenFile
+        self.provider = daemon_provider(
+            upstream.config, _home(upstream), self._needs_login, upstream.store
+        )
+        self.storage: Any = self.provider.context.storage  # TokenFile, or StoreTokens
 
     def _needs_login(self, message: str) -> None:
         for listener in list(self.listeners):
@@ -616,10 +622,47 @@ def _home(upstream: Upstream) -> Path:
     return resolve_paths(None).home
 
 
-def _has_tokens(upstream: Upstream) -> bool:
+async def _has_tokens(upstream: Upstream) -> bool:
+    """Whether a login stored tokens: in the shared store if there is one, else the file."""
     from bicameral.mcp._config import has_stored_tokens
 
-    return has_stored_tokens(_home(upstream), upstream.name)
+    if has_stored_tokens(_home(upstream), upstream.name):
+        return True
+    storage = _shared_auth(upstream).storage
+    if upstream.store is None:
+        return False
+    from bicameral.daemon import StoreError
+
+    try:
+        return await storage.get_tokens() is not None
+    except StoreError:
+        return False  # the store's problem is shown; a login there is what is missing
+
+
+async def _until_shared_login(upstream: Upstream) -> bool:
+    """With a shared store: True once the server's record there is new; False on a stop.
+
+    A login made in any replica (``mcp login`` in its state directory) or a
+    refresh another replica made lands in the store; looked at every
+    `LOGIN_POLL` seconds, since nothing tells this replica.
+    """
+    from bicameral.daemon import StoreError
+
+    storage = _shared_auth(upstream).storage
+    seen = storage.record.get("updated_at")
+    stopping = current_child().stopping
+    while not stopping.is_set():
+        with anyio.move_on_after(LOGIN_POLL):
+            await stopping.wait()
+        if stopping.is_set():
+            break
+        try:
+            record = await storage.load()
+        except StoreError:
+            continue  # the store's own problem is shown; keep waiting
+        if record.get("tokens") and record.get("updated_at") != seen:
+            return True
+    return False
 
 
 def _shared_auth(upstream: Upstream) -> _SharedAuth:
@@ -920,8 +963,12 @@ async def run_instance(
         # restarting it would only ask again for what nobody can give.
         logger.warning("%s", exc)
         upstream._go_down(inst, "needs-login", str(exc))
-        await current_child().stopping.wait()
-        return
+        if upstream.store is None or not await _until_shared_login(upstream):
+            await current_child().stopping.wait()
+            return
+        reason = "a login reached the shared store"
+        upstream._go_down(inst, "restarting", reason)
+        raise ServerExited(reason) from None
     except _Exit as exc:
         reason = str(exc)
         inst.exit_reason = reason

@@ -95,9 +95,10 @@ if TYPE_CHECKING:
         LAUNCHD_LABEL,
         TASK_NAME,
         ServiceFile,
-        service_argv,
         service_file,
+        service_logs_to_file,
         service_path,
+        service_python,
     )
     from bicameral.platform._signals import (
         detach_popen_kwargs,
@@ -109,6 +110,7 @@ if TYPE_CHECKING:
         terminate_process,
     )
     from bicameral.platform._transport import (
+        bytes_waiting,
         can_pass_fds,
         default_transport,
         fd_opened_for,

@@ -39,9 +39,10 @@ __all__ = [
     "LAUNCHD_LABEL",
     "TASK_NAME",
     "ServiceFile",
-    "service_argv",
     "service_file",
+    "service_logs_to_file",
     "service_path",
+    "service_python",
 ]
 
 LAUNCHD_LABEL = "dev.bicameral.daemon"
@@ -85,21 +86,21 @@ def service_path(
     return base / ".config" / "systemd" / "user" / SYSTEMD_UNIT
 
 
-def service_argv(
-    python: str, home: str | os.PathLike[str], platform: Platform = CURRENT
-) -> list[str]:
-    """The daemon a service manager runs: ``python -m bicameral.daemon serve --home HOME``.
+def service_python(python: str, platform: Platform = CURRENT) -> str:
+    """The interpreter a service runs: on Windows ``pythonw.exe`` beside ``python``.
 
-    On Windows ``pythonw.exe`` beside ``python`` (no console window at
-    logon) and ``--detached``, so the daemon logs to its file, having no
-    stderr anyone reads.
+    (No console window at logon.)
     """
     if platform.windows:
         exe = PureWindowsPath(python)
         if exe.name.lower() == "python.exe":
-            python = str(exe.with_name("pythonw.exe"))
-        return [python, "-m", "bicameral.daemon", "serve", "--detached", "--home", str(home)]
-    return [python, "-m", "bicameral.daemon", "serve", "--home", str(home)]
+            return str(exe.with_name("pythonw.exe"))
+    return python
+
+
+def service_logs_to_file(platform: Platform = CURRENT) -> bool:
+    """Whether the service's daemon writes its own log file (Windows: no stderr anyone reads)."""
+    return platform.windows
 
 
 def service_file(

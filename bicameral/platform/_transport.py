@@ -111,6 +111,20 @@ def peer_uid(sock: socket.socket) -> int | None:
         return None
 
 
+def bytes_waiting(sock: socket.socket) -> int | None:
+    """How many received bytes wait unread in the kernel (FIONREAD); ``None`` if unknown."""
+    if sys.platform == "win32":  # no FIONREAD through fcntl
+        return None
+    import fcntl
+    import termios
+
+    try:
+        waiting = fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return None
+    return int.from_bytes(waiting, sys.byteorder)
+
+
 def _peer_pid(sock: socket.socket) -> int | None:
     if sys.platform == "win32":
         return None

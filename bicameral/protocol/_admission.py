@@ -32,11 +32,11 @@ import logging
 import math
 import os
 import socket
-import sys
 from collections.abc import Awaitable, Callable
 
 import trio
 
+from bicameral.platform import bytes_waiting
 from bicameral.protocol._burst import BurstLog
 
 __all__ = ["ACCEPT_CAPACITY_ERRNOS", "BACKLOG", "Admission", "Ticket"]
@@ -76,16 +76,8 @@ class Ticket:
         """Nothing came from the client yet: no bytes read, none waiting in the kernel."""
         if self.spoke:
             return False
-        if sys.platform == "win32":  # no FIONREAD through fcntl: what the handler saw
-            return True
-        import fcntl
-        import termios
-
-        try:
-            waiting = fcntl.ioctl(self.sock.fileno(), termios.FIONREAD, b"\0\0\0\0")
-        except (OSError, ValueError):
-            return True
-        return int.from_bytes(waiting, sys.byteorder) == 0
+        # Unknown (Windows, a closed socket): what the handler saw.
+        return bytes_waiting(self.sock) in (None, 0)
 
     def authenticated(self) -> None:
         """The connection presented the token: it is no stranger any more."""

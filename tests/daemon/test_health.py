@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bicameral.daemon._serve import _all_running, _core_healthy, _status_line
+from bicameral.daemon._health import all_running as _all_running
+from bicameral.daemon._health import core_healthy as _core_healthy
+from bicameral.daemon._health import status_line as _status_line
 
 
 def tree(*adapters: dict[str, Any], server: str = "running") -> dict[str, Any]:

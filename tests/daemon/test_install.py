@@ -76,10 +76,10 @@ def test_the_daemon_log_rotates_by_size_and_every_file_is_private(
 ) -> None:
     import logging
 
-    from bicameral.daemon import _serve
+    from bicameral.daemon import _logging as _serve
 
     monkeypatch.setattr(_serve, "LOG_MAX_BYTES", 1000)
-    handler = _serve._private_rotating_handler(tmp_path / "daemon.log")
+    handler = _serve.private_rotating_handler(tmp_path / "daemon.log")
     logger = logging.getLogger("bicameral.test.rotation")
     logger.addHandler(handler)
     logger.propagate = False

@@ -49,7 +49,7 @@ class Listener:
 
 def slow_server(home: McpHome, name: str) -> dict[str, Any]:
     """A test server that takes a second to start: its `starting` state can be seen."""
-    spec = home.test_server(name)
+    spec = home.light_server(name)
     script = "import time, runpy, sys; time.sleep(1); sys.argv = sys.argv[1:]; "
     script += "runpy.run_path(sys.argv[0], run_name='__main__')"
     return {"command": sys.executable, "args": ["-c", script, *spec["args"]]}
@@ -62,8 +62,8 @@ def listener() -> Iterator[Listener]:
         home.configure(
             {
                 "alpha": slow_server(home, "alpha"),
-                "beta": home.test_server("beta"),
-                "gamma": home.test_server("gamma"),
+                "beta": home.light_server("beta"),
+                "gamma": home.light_server("gamma"),
                 "broken": {"command": "/nonexistent/bicameral-test-server"},
             },
             daemon='[daemon.http]\nlisten = "127.0.0.1:0"\n',

@@ -18,7 +18,7 @@ import pytest
 
 from bicameral.testing import BicameralDaemon
 
-TESTSERVER = str(Path(__file__).parent.parent / "mcp" / "servers" / "testserver.py")
+LIGHTSERVER = str(Path(__file__).parent.parent / "mcp" / "servers" / "lightserver.py")
 
 
 def doctor(home: Path, *args: str, tty: bool = False) -> tuple[int, str, str]:
@@ -173,7 +173,7 @@ def test_readable_output_on_a_terminal(home: Path) -> None:
 
 
 def test_healthy_setup_with_a_running_daemon(bicameral_daemon: BicameralDaemon) -> None:
-    bicameral_daemon.configure({"echo": {"command": sys.executable, "args": [TESTSERVER]}})
+    bicameral_daemon.configure({"echo": {"command": sys.executable, "args": [LIGHTSERVER]}})
     pid = bicameral_daemon.pid
     code, stdout, stderr = doctor(bicameral_daemon.home)
     checks = by_name(stdout)

@@ -33,7 +33,7 @@ from bicameral.daemon._lock import LockFile, read_holder
 from tests.daemon.conftest import Home as BaseHome
 from tests.daemon.conftest import alive, install_plugin
 
-TESTSERVER = str(Path(__file__).parents[1] / "mcp" / "servers" / "testserver.py")
+LIGHTSERVER = str(Path(__file__).parents[1] / "mcp" / "servers" / "lightserver.py")
 BICAMERAL = str(Path(sys.executable).with_name("bicameral"))
 
 
@@ -118,7 +118,7 @@ class Home(BaseHome):
             lines += [
                 f"[mcp.servers.{name}]",
                 f"command = {json.dumps(sys.executable)}",
-                f"args = {json.dumps([TESTSERVER, '--name', name, '--home-tag', str(self.path)])}",
+                f"args = {json.dumps([LIGHTSERVER, '--name', name, '--home-tag', str(self.path)])}",
             ]
         return "\n".join(lines) + "\n"
 

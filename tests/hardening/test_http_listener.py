@@ -161,7 +161,7 @@ def test_a_tokenless_flood_under_a_low_fd_limit_never_locks_the_owner_out(home: 
     against a daemon whose descriptor table holds 256: the owner's HTTP request,
     `daemon status` and a bridge's call all work meanwhile, the daemon never runs
     out of descriptors, and the log has no traceback, only a line per burst."""
-    home.configure({"alpha": home.test_server("alpha")})
+    home.configure({"alpha": home.light_server("alpha")})
     _, port, key = start(home, nofile=256)
     assert owner_post(port, key, timeout=30) == 200  # alpha is up before the flood
     with Flood(port, 600) as flood:
@@ -195,7 +195,7 @@ def test_tokenless_connections_are_cut_after_auth_timeout_and_none_lingers(
     ``auth_timeout``; one that shows it is not; connections the client closes
     are closed at once (no CLOSE-WAIT until a keep-alive timer)."""
     home.configure(
-        {"alpha": home.test_server("alpha")}, daemon="[daemon.http]\nauth_timeout = 1.0\n"
+        {"alpha": home.light_server("alpha")}, daemon="[daemon.http]\nauth_timeout = 1.0\n"
     )
     _, port, key = start(home)
     began = time.monotonic()
@@ -224,7 +224,7 @@ def test_tokenless_connections_are_cut_after_auth_timeout_and_none_lingers(
 def test_slow_headers_and_slow_bodies_are_cut_even_with_the_token(home: McpHome) -> None:
     """Finding 8: headers and bodies have read timeouts, authenticated or not."""
     home.configure(
-        {"alpha": home.test_server("alpha")},
+        {"alpha": home.light_server("alpha")},
         daemon="[daemon.http]\nheader_timeout = 1.0\nbody_timeout = 1.0\n",
     )
     _, port, key = start(home)
@@ -252,7 +252,7 @@ def test_slow_headers_and_slow_bodies_are_cut_even_with_the_token(home: McpHome)
 
 def test_500_concurrent_posts_are_all_answered_none_reset(home: McpHome) -> None:
     """Finding 7: the listen backlog fits 500 POSTs at once: none is reset."""
-    home.configure({"alpha": home.test_server("alpha")})
+    home.configure({"alpha": home.light_server("alpha")})
     _, port, key = start(home)
     ping = json.dumps(INITIALIZE).encode()
     headers = {
@@ -291,7 +291,7 @@ def test_500_concurrent_posts_are_all_answered_none_reset(home: McpHome) -> None
 def test_memory_goes_back_after_large_refused_bodies(home: McpHome) -> None:
     """Finding 6: twenty 50 MB chunked POSTs at once, each refused: the
     daemon's RSS comes back near where it was."""
-    home.configure({"alpha": home.test_server("alpha")})
+    home.configure({"alpha": home.light_server("alpha")})
     _, port, key = start(home)
     daemon = psutil.Process(home.daemon_pid())
     before = daemon.memory_info().rss
@@ -332,7 +332,7 @@ def test_memory_goes_back_after_large_refused_bodies(home: McpHome) -> None:
 def test_two_origin_headers_and_a_foreign_host_on_metrics_are_refused(home: McpHome) -> None:
     """Finding 9: a request with two ``Origin`` headers gets 403 (a browser cannot
     send that; the last one no longer wins), and ``/metrics`` checks ``Host``."""
-    home.configure({"alpha": home.test_server("alpha")})
+    home.configure({"alpha": home.light_server("alpha")})
     _, port, key = start(home)
     auth = f"Authorization: Bearer {key}\r\n"
     ours = f"Origin: http://127.0.0.1:{port}\r\n"

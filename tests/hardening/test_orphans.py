@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import TESTSERVER, Home, alive, wait_for
+from .conftest import LIGHTSERVER, Home, alive, wait_for
 
 pytestmark = pytest.mark.linux_only(
     "finds processes through /proc; the macOS reaper's process table is pinned in "
@@ -64,7 +64,7 @@ def wrapped_servers(home: Home, marker: str, *names: str) -> str:
     script.chmod(0o700)
     lines = []
     for name in names:
-        args = [marker, sys.executable, sys.executable, TESTSERVER, "--name", name]
+        args = [marker, sys.executable, sys.executable, LIGHTSERVER, "--name", name]
         args += ["--home-tag", str(home.path), "--tag", marker]
         lines += [
             f"[mcp.servers.{name}]",

@@ -53,7 +53,7 @@ pytestmark = pytest.mark.timeout(900)
 
 
 async def test_80_sessions_20_at_once_all_work(home: McpHome) -> None:
-    home.configure({"alpha": home.test_server("alpha", share="per-client")}, daemon=PATIENT)
+    home.configure({"alpha": home.light_server("alpha", share="per-client")}, daemon=PATIENT)
     url, key = start(home)
     done: list[int] = []
     failed: list[str] = []
@@ -78,7 +78,7 @@ async def test_80_sessions_20_at_once_all_work(home: McpHome) -> None:
 
 
 async def test_one_client_reconnecting_50_times_always_gets_in(home: McpHome) -> None:
-    home.configure({"alpha": home.test_server("alpha", share="per-client")}, daemon=PATIENT)
+    home.configure({"alpha": home.light_server("alpha", share="per-client")}, daemon=PATIENT)
     url, key = start(home)
     with trio.fail_after(600):
         for n in range(50):
@@ -92,7 +92,7 @@ async def test_a_real_cap_is_reported_as_such_naming_the_setting(home: McpHome) 
     same time is refused with an error that says the cap is reached and names
     the setting that raises it; once the first is gone, a new one is served."""
     home.configure(
-        {"alpha": home.test_server("alpha", share="per-client", max_instances=2)},
+        {"alpha": home.light_server("alpha", share="per-client", max_instances=2)},
         daemon="[mcp]\nready_timeout = 5\n",
     )
     url, key = start(home)

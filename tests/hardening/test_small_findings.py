@@ -37,7 +37,7 @@ def dead_pid() -> int:
 def test_temporary_config_files_of_interrupted_edits_are_swept(home: McpHome) -> None:
     """A SIGKILLed edit leaves ``.config.toml.<pid>.<random>.tmp``: the next edit
     removes it, and so does the next start; a live writer's is left alone."""
-    home.configure({"alpha": home.test_server("alpha")})
+    home.configure({"alpha": home.light_server("alpha")})
     left = home.path / f".config.toml.{dead_pid()}.1a2b3c4d.tmp"
     left.write_text("half a config")
     live = home.path / f".config.toml.{os.getpid()}.5e6f7a8b.tmp"
@@ -102,7 +102,7 @@ def on_a_terminal(home: McpHome, *args: str) -> tuple[int, str]:
 
 
 async def test_a_server_crash_is_logged_in_one_line_without_a_traceback(home: McpHome) -> None:
-    home.configure({"alpha": home.test_server("alpha")})
+    home.configure({"alpha": home.light_server("alpha")})
     async with session(home, "alpha") as client:
         assert text(await client.call_tool("echo", {"text": "up"})) == "up"
         (first,) = [p.pid for p in home.upstreams()]

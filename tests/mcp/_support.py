@@ -22,6 +22,8 @@ from bicameral.mcp._registry import Registry
 from bicameral.supervisor import ChildSpec, Supervisor
 
 TESTSERVER = str(Path(__file__).parent / "servers" / "testserver.py")
+#: The stdlib-only server for tests where the server is incidental (see its docstring).
+LIGHTSERVER = str(Path(__file__).parent / "servers" / "lightserver.py")
 
 #: An ``initialize`` request, as a raw client (a pipe, an HTTP POST) sends it.
 INITIALIZE = {
@@ -36,12 +38,14 @@ INITIALIZE = {
 }
 
 
-def server_config(name: str, *extra: str, env: dict[str, str] | None = None) -> Any:
-    """A config running the test server under `name`."""
+def server_config(
+    name: str, *extra: str, env: dict[str, str] | None = None, light: bool = False
+) -> Any:
+    """A config running the SDK's test server under `name` (`light`: the light one)."""
     return ServerConfig(
         name=name,
         command=sys.executable,
-        args=(TESTSERVER, "--name", name, *extra),
+        args=(LIGHTSERVER if light else TESTSERVER, "--name", name, *extra),
         env=tuple(sorted((env or {}).items())),
         cwd=None,
         enabled=True,

@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.mcp._support import TESTSERVER
+from tests.mcp._support import LIGHTSERVER, TESTSERVER
 
 BICAMERAL = str(Path(sys.executable).with_name("bicameral"))
 
@@ -49,10 +49,19 @@ class McpHome:
         (self.path / "config.toml").write_text("\n".join(lines) + "\n")
 
     def test_server(self, name: str, **extra: Any) -> dict[str, Any]:
-        """The config table of the test server named `name`."""
+        """The config table of the SDK's test server named `name`."""
         return {
             "command": sys.executable,
             "args": [TESTSERVER, "--name", name, "--home-tag", str(self.path)],
+            **extra,
+        }
+
+    def light_server(self, name: str, **extra: Any) -> dict[str, Any]:
+        """The config table of the light test server named `name` (echo, add, pid,
+        slow, crash, hang): for tests where the server itself is incidental."""
+        return {
+            "command": sys.executable,
+            "args": [LIGHTSERVER, "--name", name, "--home-tag", str(self.path)],
             **extra,
         }
 

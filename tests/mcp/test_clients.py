@@ -40,7 +40,7 @@ class FakeMachine:
         self.project.mkdir()
 
     def server(self, name: str) -> tuple[str, list[str]]:
-        spec = self.bicameral.test_server(name)
+        spec = self.bicameral.light_server(name)
         return spec["command"], spec["args"]
 
     def write(self, client: str, relative: str, text: str, *, project: bool = False) -> Path:

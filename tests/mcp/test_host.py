@@ -271,7 +271,7 @@ async def test_aggregated_mode_prefixes_names_and_routes_by_them(nursery: trio.N
 
 
 async def test_a_broken_server_beside_a_good_one_affects_only_itself(nursery: trio.Nursery) -> None:
-    rig = await Rig(nursery, [broken_config("broken"), server_config("good")]).start()
+    rig = await Rig(nursery, [broken_config("broken"), server_config("good", light=True)]).start()
     try:
         client = await rig.client(None)
         assert text_of(await client.call("good__echo", text="fine")) == "fine"
@@ -313,7 +313,7 @@ async def test_a_hung_server_is_restarted_by_the_ping_watchdog(
 ) -> None:
     monkeypatch.setenv("BICAMERAL_MCP_PING_INTERVAL", "0.1")
     monkeypatch.setenv("BICAMERAL_MCP_PING_TIMEOUT", "0.2")
-    rig = await Rig(nursery, [server_config("alpha")]).start()
+    rig = await Rig(nursery, [server_config("alpha", light=True)]).start()
     try:
         client = await rig.client("alpha")
         old = rig.upstream("alpha").pid

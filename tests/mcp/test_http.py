@@ -64,7 +64,7 @@ async def client(
 async def test_the_sdk_client_over_http_in_both_eras_on_both_paths(
     mcp_home: McpHome, mode: str
 ) -> None:
-    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    mcp_home.configure({"alpha": mcp_home.light_server("alpha")})
     base = start(mcp_home)
     key = token(mcp_home)
     era = "2025-11-25" if mode == "legacy" else "2026-07-28"
@@ -85,7 +85,7 @@ async def test_the_sdk_client_over_http_in_both_eras_on_both_paths(
 async def test_a_modern_client_through_the_stdio_bridge_negotiates_the_modern_era(
     mcp_home: McpHome,
 ) -> None:
-    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    mcp_home.configure({"alpha": mcp_home.light_server("alpha")})
     async with Client(mcp_home.params("alpha")) as modern:  # mode="auto": server/discover
         assert modern.protocol_version == "2026-07-28"
         assert modern.server_info is not None and modern.server_info.name == "alpha"
@@ -95,7 +95,7 @@ async def test_a_modern_client_through_the_stdio_bridge_negotiates_the_modern_er
 
 
 async def test_the_guards_token_origin_and_host(mcp_home: McpHome) -> None:
-    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    mcp_home.configure({"alpha": mcp_home.light_server("alpha")})
     base = start(mcp_home)
     key = token(mcp_home)
     port = base.rpartition(":")[2]
@@ -141,7 +141,7 @@ async def test_the_guards_token_origin_and_host(mcp_home: McpHome) -> None:
 
 async def test_probes_and_metrics_name_every_server(mcp_home: McpHome) -> None:
     mcp_home.configure(
-        {"alpha": mcp_home.test_server("alpha"), "beta": mcp_home.test_server("beta")}
+        {"alpha": mcp_home.light_server("alpha"), "beta": mcp_home.light_server("beta")}
     )
     base = start(mcp_home)
     key = token(mcp_home)
@@ -149,7 +149,12 @@ async def test_probes_and_metrics_name_every_server(mcp_home: McpHome) -> None:
         await one.call_tool("echo", {"text": "counted"})
     async with httpx2.AsyncClient(timeout=30) as http:
         assert (await http.get(f"{base}/healthz")).status_code == 200
-        assert (await http.get(f"{base}/readyz")).text.strip() == "ready"
+        # Ready once both servers have made their first start (beta too).
+        with trio.fail_after(30):
+            while True:
+                if (await http.get(f"{base}/readyz")).text.strip() == "ready":
+                    break
+                await trio.sleep(0.05)
         assert (await http.get(f"{base}/metrics")).status_code == 401
         metrics = (
             await http.get(f"{base}/metrics", headers={"Authorization": f"Bearer {key}"})
@@ -164,7 +169,7 @@ async def test_probes_and_metrics_name_every_server(mcp_home: McpHome) -> None:
 
 
 async def test_sigterm_drains_an_in_flight_call_over_http(mcp_home: McpHome) -> None:
-    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    mcp_home.configure({"alpha": mcp_home.light_server("alpha")})
     base = start(mcp_home)
     key = token(mcp_home)
     pid = mcp_home.daemon_pid()
@@ -210,7 +215,7 @@ def test_a_non_loopback_address_needs_allow_remote(mcp_home: McpHome) -> None:
 
 
 def test_mcp_http_prints_the_url_and_header(mcp_home: McpHome) -> None:
-    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    mcp_home.configure({"alpha": mcp_home.light_server("alpha")})
     off = mcp_home.cli("mcp", "http")
     assert off.returncode == 1 and "[daemon.http]" in off.stderr
     base = start(mcp_home)
@@ -267,7 +272,7 @@ async def test_bad_http_requests_get_clear_statuses_and_the_session_lives_on(
     mcp_home: McpHome,
 ) -> None:
     limits = "[daemon.limits]\nmax_frame = 65536\nmax_buffered = 40000\n"
-    mcp_home.configure({"alpha": mcp_home.test_server("alpha")}, daemon=limits)
+    mcp_home.configure({"alpha": mcp_home.light_server("alpha")}, daemon=limits)
     base = start(mcp_home)
     url = f"{base}/mcp/alpha"
     post = post_headers(token(mcp_home))
@@ -345,7 +350,7 @@ def test_start_with_http_adds_the_listener_to_a_running_daemon_without_restarts(
     mcp_home: McpHome,
 ) -> None:
     """`daemon start --http` against a running daemon adds the listener; no server restarts."""
-    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    mcp_home.configure({"alpha": mcp_home.light_server("alpha")})
     started = mcp_home.cli("daemon", "start")
     assert started.returncode == 0, started.stderr
     daemon_pid = json.loads(started.stdout)["pid"]
@@ -365,11 +370,11 @@ async def test_a_reload_turns_the_listener_on_moves_it_and_off_without_restarts(
     mcp_home: McpHome,
 ) -> None:
     """[daemon.http] applies on reload, like the rest of config.toml (no server restarts)."""
-    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    mcp_home.configure({"alpha": mcp_home.light_server("alpha")})
     assert mcp_home.cli("daemon", "start").returncode == 0
     server_pid = _server_pid(mcp_home, "alpha")
     mcp_home.configure(
-        {"alpha": mcp_home.test_server("alpha")}, daemon='[daemon.http]\nlisten = "127.0.0.1:0"\n'
+        {"alpha": mcp_home.light_server("alpha")}, daemon='[daemon.http]\nlisten = "127.0.0.1:0"\n'
     )
     reloaded = mcp_home.cli("daemon", "reload")
     assert reloaded.returncode == 0, reloaded.stderr
@@ -381,13 +386,13 @@ async def test_a_reload_turns_the_listener_on_moves_it_and_off_without_restarts(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     mcp_home.configure(
-        {"alpha": mcp_home.test_server("alpha")},
+        {"alpha": mcp_home.light_server("alpha")},
         daemon=f'[daemon.http]\nlisten = "127.0.0.1:{port}"\n',
     )
     assert mcp_home.cli("daemon", "reload").returncode == 0
     assert _listener_answers(mcp_home) == f"http://127.0.0.1:{port}"
     # Off again.
-    mcp_home.configure({"alpha": mcp_home.test_server("alpha")})
+    mcp_home.configure({"alpha": mcp_home.light_server("alpha")})
     assert mcp_home.cli("daemon", "reload").returncode == 0
     descriptor = mcp_home.descriptor()
     assert descriptor is not None and not descriptor.get("http_url"), descriptor
@@ -398,7 +403,7 @@ async def test_a_reload_turns_the_listener_on_moves_it_and_off_without_restarts(
 
 async def test_requests_in_flight_are_bounded_by_max_connections(mcp_home: McpHome) -> None:
     limits = "[daemon.limits]\nmax_connections = 2\n"
-    mcp_home.configure({"alpha": mcp_home.test_server("alpha")}, daemon=limits)
+    mcp_home.configure({"alpha": mcp_home.light_server("alpha")}, daemon=limits)
     base = start(mcp_home)
     url = f"{base}/mcp/alpha"
     post = post_headers(token(mcp_home))

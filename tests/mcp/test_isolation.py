@@ -80,7 +80,7 @@ def _holds_urandom(pid: int) -> bool:
 
 
 def test_a_bridge_fed_dev_urandom_stalls_nobody(mcp_home: McpHome) -> None:
-    pid = start(mcp_home, {"good": mcp_home.test_server("good")})
+    pid = start(mcp_home, {"good": mcp_home.light_server("good")})
     with open("/dev/urandom", "rb") as noise:
         bridge = subprocess.Popen(
             [BICAMERAL, *mcp_home.bridge_argv("good")],
@@ -107,7 +107,7 @@ def test_a_bridge_fed_dev_urandom_stalls_nobody(mcp_home: McpHome) -> None:
 def test_a_server_flooding_notifications_or_junk_lines_stalls_nobody(
     mcp_home: McpHome, mode: str
 ) -> None:
-    pid = start(mcp_home, {"bad": hostile(mcp_home, mode), "good": mcp_home.test_server("good")})
+    pid = start(mcp_home, {"bad": hostile(mcp_home, mode), "good": mcp_home.light_server("good")})
     seen: list[Any] = []
 
     def ready(name: str) -> bool:
@@ -152,7 +152,7 @@ def test_a_server_flooding_notifications_or_junk_lines_stalls_nobody(
 def test_a_server_line_that_never_ends_is_cut_at_max_frame(mcp_home: McpHome) -> None:
     pid = start(
         mcp_home,
-        {"bad": hostile(mcp_home, "endless"), "good": mcp_home.test_server("good")},
+        {"bad": hostile(mcp_home, "endless"), "good": mcp_home.light_server("good")},
         limits="max_frame = 1048576",
     )
     # Its first instance: listed (which starts the endless line), then cut.
@@ -212,7 +212,7 @@ def test_a_response_with_an_unusable_id_is_logged_and_the_session_goes_on(
 
 
 def test_fds_passed_that_cannot_be_used_are_closed(mcp_home: McpHome) -> None:
-    pid = start(mcp_home, {"good": mcp_home.test_server("good")})
+    pid = start(mcp_home, {"good": mcp_home.light_server("good")})
     descriptor = mcp_home.descriptor()
     assert descriptor is not None
 
@@ -250,7 +250,7 @@ def test_fds_passed_that_cannot_be_used_are_closed(mcp_home: McpHome) -> None:
 def test_pipelined_requests_are_answered_in_order_even_when_stdin_closes_at_once(
     mcp_home: McpHome,
 ) -> None:
-    start(mcp_home, {"good": mcp_home.test_server("good")})
+    start(mcp_home, {"good": mcp_home.light_server("good")})
     init = {
         "jsonrpc": "2.0",
         "id": 1,

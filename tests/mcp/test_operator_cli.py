@@ -46,9 +46,9 @@ def states(home: McpHome) -> dict[str, str]:
 def configure(home: McpHome) -> None:
     home.configure(
         {
-            "good": home.test_server("good"),
+            "good": home.light_server("good"),
             "mute": {"command": sys.executable, "args": [HOSTILE, "mute", str(home.path)]},
-            "off": {**home.test_server("off"), "enabled": False},
+            "off": {**home.light_server("off"), "enabled": False},
         }
     )
 
@@ -114,7 +114,7 @@ def test_a_crash_looping_server_failed_is_revived_by_restart_and_by_reload(
     flag = mcp_home.path / "fail"
     flag.write_text("")
     mcp_home.configure(
-        {"loop": mcp_home.test_server("loop", env={"TESTSERVER_FAIL_IF": str(flag)})}
+        {"loop": mcp_home.light_server("loop", env={"TESTSERVER_FAIL_IF": str(flag)})}
     )
     mcp_home.env["BICAMERAL_MCP_BACKOFF"] = "0.05"  # the crash loop ends in a second
     assert mcp_home.cli("daemon", "start").returncode == 0
@@ -131,7 +131,7 @@ def test_a_failed_server_shows_when_it_is_retried_until_a_restart_cancels_that(
     flag = mcp_home.path / "fail"
     flag.write_text("")
     mcp_home.configure(
-        {"loop": mcp_home.test_server("loop", env={"TESTSERVER_FAIL_IF": str(flag)})}
+        {"loop": mcp_home.light_server("loop", env={"TESTSERVER_FAIL_IF": str(flag)})}
     )
     mcp_home.env["BICAMERAL_MCP_BACKOFF"] = "0.05"  # the crash loop ends in a second
     assert mcp_home.cli("daemon", "start").returncode == 0
@@ -150,7 +150,7 @@ def test_a_failed_server_shows_when_it_is_retried_until_a_restart_cancels_that(
 def test_add_and_remove_with_reload_apply_at_once(mcp_home: McpHome, tmp_path: Path) -> None:
     mcp_home.configure({})
     assert mcp_home.cli("daemon", "start").returncode == 0
-    server = mcp_home.test_server("extra")
+    server = mcp_home.light_server("extra")
     out = mcp_home.cli("mcp", "add", "extra", "--reload", "--", server["command"], *server["args"])
     assert out.returncode == 0, out
     assert "reloaded the daemon: added extra" in out.stderr
@@ -234,7 +234,7 @@ def test_the_bridge_to_a_disabled_server_says_it_is_disabled(mcp_home: McpHome) 
 
 
 def test_a_rejected_reload_prints_json_and_a_missing_cwd_is_named(mcp_home: McpHome) -> None:
-    mcp_home.configure({"nowhere": {**mcp_home.test_server("nowhere"), "cwd": "/nonexistent/dir"}})
+    mcp_home.configure({"nowhere": {**mcp_home.light_server("nowhere"), "cwd": "/nonexistent/dir"}})
     assert mcp_home.cli("daemon", "start").returncode == 0
     entry = wait_until(
         lambda: (
@@ -284,7 +284,9 @@ def test_a_call_to_a_stopped_server_says_how_to_start_it_at_once(mcp_home: McpHo
     from tests.mcp._support import session
 
     configure(mcp_home)
-    mcp_home.configure({"good": mcp_home.test_server("good")}, daemon="[mcp]\nready_timeout = 30\n")
+    mcp_home.configure(
+        {"good": mcp_home.light_server("good")}, daemon="[mcp]\nready_timeout = 30\n"
+    )
 
     async def main() -> None:
         async with session(mcp_home, "good") as client:

@@ -8,7 +8,8 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import PurePosixPath, PureWindowsPath
 
-from bicameral.platform import LAUNCHD_LABEL, Platform, service_argv, service_file, service_path
+from bicameral.daemon import service_argv
+from bicameral.platform import LAUNCHD_LABEL, Platform, service_file, service_path
 
 ARGV = ["/usr/bin/python3", "-m", "bicameral.daemon", "serve", "--home", "/home/u/my dir"]
 WIN_ENV = {

@@ -13,7 +13,7 @@ from bicameral.daemon._identity import probe
 from bicameral.supervisor import ChildSpec, Strategy, Supervisor, current_child
 from bicameral.testing import BicameralDaemon, SupervisorFactory
 
-TESTSERVER = str(Path(__file__).parent.parent / "mcp" / "servers" / "testserver.py")
+LIGHTSERVER = str(Path(__file__).parent.parent / "mcp" / "servers" / "lightserver.py")
 
 
 async def test_supervisor_fixture_starts_a_prebuilt_supervisor(
@@ -41,7 +41,7 @@ async def test_supervisor_fixture_starts_a_prebuilt_supervisor(
 def test_daemon_fixture_reload_stop_and_start_again(bicameral_daemon: BicameralDaemon) -> None:
     first = bicameral_daemon.pid
     assert bicameral_daemon.call("adapters.list") == []
-    bicameral_daemon.configure({"extra": {"command": sys.executable, "args": [TESTSERVER]}})
+    bicameral_daemon.configure({"extra": {"command": sys.executable, "args": [LIGHTSERVER]}})
     assert bicameral_daemon.reload()["added"] == ["extra"]
     assert [a["name"] for a in bicameral_daemon.call("adapters.list")] == ["extra"]
     assert bicameral_daemon.stop()["status"] == "stopped"

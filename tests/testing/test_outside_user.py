@@ -21,7 +21,7 @@ import pytest
 from bicameral.daemon._identity import probe
 
 HERE = Path(__file__).parent
-TESTSERVER = HERE.parent / "mcp" / "servers" / "testserver.py"
+LIGHTSERVER = HERE.parent / "mcp" / "servers" / "lightserver.py"
 
 
 def run_project(
@@ -33,7 +33,7 @@ def run_project(
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "BICAMERAL_"))}
     env["RECORD"] = str(tmp_path / "record.jsonl")
-    env["TESTSERVER"] = str(TESTSERVER)
+    env["TESTSERVER"] = str(LIGHTSERVER)
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-rA", "-p", "no:cacheprovider", *args],
         cwd=tmp_path,
@@ -74,8 +74,8 @@ def test_supervisor_fixture_tests_an_adapter(tmp_path: Path) -> None:
 
 
 def test_daemon_fixture_runs_a_real_daemon_and_leaves_nothing(tmp_path: Path) -> None:
-    if not TESTSERVER.exists():
-        pytest.skip("tests/mcp/servers/testserver.py is not there")
+    if not LIGHTSERVER.exists():
+        pytest.skip("tests/mcp/servers/lightserver.py is not there")
     outcomes, output = run_project(tmp_path, "project_daemon")
     assert outcomes == {
         "test_daemon_answers": "PASSED",
