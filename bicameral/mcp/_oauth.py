@@ -429,9 +429,9 @@ async def login(
                 ClientSession(streams[0], streams[1]) as session,
             ):
                 capabilities = await _greet(session, config.era)
-                if "tools" in capabilities:
-                    # A server may let the greeting through unauthenticated:
-                    # a listing is what shows that access works.
+                if "tools" in capabilities and await storage.get_tokens() is None:
+                    # The server let the greeting through unauthenticated:
+                    # a listing is what needs (and so obtains) the tokens.
                     await session.list_tools()
         finally:
             tg.cancel_scope.cancel()
