@@ -189,7 +189,7 @@ def client_suite(node: str, entry: str, requirements: str) -> Run:
     for name in client_scenarios(node, entry, requirements):
         argv = [node, entry, "client", "--command", command, "--scenario", name]
         done = subprocess.run(
-            [*argv, "--spec-version", requirements, *TIMEOUT],
+            [*argv, "--spec-version", requirements, "--force", *TIMEOUT],
             capture_output=True,
             text=True,
             timeout=600,
