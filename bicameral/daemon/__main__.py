@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m bicameral.daemon",
         description="Run the bicameral daemon in the foreground.",
     )
-    parser.add_argument(home.flag, dest="root_home", help=home.help)
+    parser.add_argument(home.flag, dest="root_home", metavar="PATH", help=home.help)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the daemon in the foreground")
     for option in daemon_options("serve"):

@@ -50,6 +50,12 @@ from bicameral.mcp._common import (
     SERVER_INFO_KEY,
     UpstreamError,
 )
+from bicameral.mcp._front import (
+    REMOVED_METHODS,
+    Listen,
+    annotated_tools,
+    check_param_headers,
+)
 from bicameral.mcp._registry import up_source
 from bicameral.mcp._rounds import ROUND_METHODS, Rounds
 from bicameral.mcp._state import LEVELS
@@ -317,6 +323,12 @@ class ClientConn:
         self._queued_notices: set[str] = set()
         self._roots: list[dict[str, Any]] | None = None
         self._roots_fetch: anyio.Event | None = None
+        #: A stateless-era HTTP exchange: its ``Mcp-Param-*`` headers are
+        #: checked (`param_headers`: those it sent, None for none).
+        self.http_exchange = False
+        self.param_headers: dict[str, str] | None = None
+        #: Its open ``subscriptions/listen`` streams.
+        self.listens: list[Listen] = []
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -376,6 +388,14 @@ class ClientConn:
         meta = params.get("_meta")
         if isinstance(meta, dict) and PROTOCOL_VERSION_KEY in meta:
             params = self._unwrap_envelope(params, meta)
+            if method in REMOVED_METHODS:
+                raise RPCError(
+                    METHOD_NOT_FOUND, f"method not found: {method} (not in the stateless era)"
+                )
+            if method == "subscriptions/listen":
+                return await self._listen(request_id, params)
+            if self.http_exchange and method == "tools/call":
+                self._check_param_headers(params)
             if self._level_changed:
                 self._level_changed = False
                 with contextlib.suppress(RPCError):  # a server without logging: no messages
@@ -498,6 +518,51 @@ class ClientConn:
             async with anyio.create_task_group() as tg:
                 for up in ups:
                     tg.start_soon(up.settle, self)
+
+    async def _listen(self, request_id: Any, params: dict[str, Any]) -> dict[str, Any]:
+        """``subscriptions/listen``: the notices the filter asks for, until the stream ends.
+
+        Its resource subscriptions are held on the servers like any (restored
+        after a restart) and dropped when the client's session ends; a URI
+        that no server accepts is left out of the acknowledgement.
+        """
+        wanted, uris = Listen.parse(params)
+        listen = Listen(request_id, wanted)
+        await self._settle()  # (a server's first start is no news to this stream)
+        self.listens.append(listen)
+        try:
+            for uri in uris:
+                try:
+                    target = self._route("resources/subscribe", {"uri": uri})
+                    if target is not None:
+                        up, fwd = target
+                        await up.subscribe(self, str(fwd.get("uri")), True)
+                        listen.uris.add(uri)
+                except (RPCError, Refused) as exc:
+                    logger.info("%s: no subscription to %r: %s", self.client_id, uri, exc)
+            await listen.acknowledge(self.peer)
+            await listen.ended.wait()
+            return listen.result()
+        finally:
+            listen.ended.set()
+            self.listens.remove(listen)
+
+    def end_listening(self) -> None:
+        """End the client's listen streams gracefully (each answers its request)."""
+        for listen in self.listens:
+            listen.ended.set()
+
+    def _check_param_headers(self, params: dict[str, Any]) -> None:
+        """-32020 when the ``Mcp-Param-*`` headers contradict the call's arguments."""
+        name = params.get("name")
+        if not isinstance(name, str):
+            return
+        try:
+            tool = annotated_tools(self._pages("tools")).get(name)
+        except Refused:
+            return  # (no such profile: the call itself says so)
+        if tool is not None:
+            check_param_headers(tool, params.get("arguments"), self.param_headers)
 
     async def _set_level(self, params: dict[str, Any]) -> dict[str, Any]:
         level = params.get("level")
@@ -831,6 +896,10 @@ class ClientConn:
             if self.server is None:
                 uri = str(params.get("uri"))
                 params = {**params, "uri": f"{URI_PREFIX}{upstream.name}/{uri}"}
+            if self.modern:  # the stateless era: on a listen stream that asked, only
+                for listen in self.listens:
+                    listen.deliver(self.peer, method, params)
+                return
         elif method == "notifications/tasks/status" and self.server is None:
             task = params.get("taskId")
             if isinstance(task, str):
@@ -846,6 +915,10 @@ class ClientConn:
         self.peer.notify_soon(method, params)
 
     def lists_changed(self, upstream: Upstream, kinds: frozenset[str]) -> None:
+        if self.modern:
+            for kind in kinds:
+                self._queue_notice(_NOTIFY_FOR_KIND[kind])
+            return
         if not self.initialized:
             # Before `notifications/initialized` a server sends no notices
             # (MCP lifecycle); the lists the client asks for next are current.
@@ -854,6 +927,10 @@ class ClientConn:
             self._queue_notice(_NOTIFY_FOR_KIND[kind])
 
     def _queue_notice(self, method: str) -> None:
+        if self.modern:  # the stateless era: on a listen stream that asked, only
+            for listen in self.listens:
+                listen.deliver(self.peer, method, None)
+            return
         # Coalesce: one list_changed per kind however many changes arrive at once.
         if method in self._queued_notices:
             return

@@ -53,9 +53,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import orjson
 
+from bicameral.mcp._front import http_status, load_sdk, rejection
 from bicameral.mcp._host import KNOWN_VERSIONS, MODERN_VERSIONS, ClientConn
 from bicameral.mcp._rounds import PARK_TIMEOUT
-from bicameral.protocol import INVALID_REQUEST, PARSE_ERROR, InputBudget, Wire
+from bicameral.protocol import INVALID_REQUEST, PARSE_ERROR, InputBudget, RPCError, Wire
 
 if TYPE_CHECKING:
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -129,6 +130,9 @@ class _Session:
         self.standalone: _Stream | None = None
         self.in_flight = 0
         self.last_used = time.monotonic()
+        self.conn: ClientConn | None = None
+        #: A stateless exchange's ``Mcp-Param-*`` headers (None: it sent none).
+        self.param_headers: dict[str, str] | None = None
 
     # -- the Wire of its ClientConn --------------------------------------------------------
 
@@ -209,6 +213,8 @@ class HttpSessions:
         self.sessions: dict[str, _Session] = {}
         #: Stateless exchanges whose call waits for its client's answers, by requestState.
         self.parked: dict[str, _Session] = {}
+        #: Stateless exchanges being served (a drain ends their listen streams).
+        self.exchanges: set[_Session] = set()
         self.draining = False
         self.posts = 0  # POSTs being answered (a drain waits for them)
         self._posts_done = anyio.Event()
@@ -237,6 +243,9 @@ class HttpSessions:
         closed once no POST is left, so that the listener can finish.
         """
         self.draining = True
+        for exchange in list(self.exchanges):
+            if exchange.conn is not None:
+                exchange.conn.end_listening()
         if self._group is not None:
             self._group.start_soon(self._close_streams_when_idle)
 
@@ -254,6 +263,7 @@ class HttpSessions:
             result = orjson.loads(answer).get("result")
             state = result.get("requestState") if isinstance(result, dict) else None
         if not isinstance(state, str) or self._group is None:
+            self.exchanges.discard(session)
             session.close()
             return
         self.parked[state] = session
@@ -262,6 +272,7 @@ class HttpSessions:
             await anyio.sleep(PARK_TIMEOUT)
             if self.parked.get(state) is session:
                 del self.parked[state]
+                self.exchanges.discard(session)
                 session.close()
 
         self._group.start_soon(expire)
@@ -281,12 +292,17 @@ class HttpSessions:
         server, profile = session.view
         wire = Wire(session)
         conn = ClientConn(self.host, wire, server, None, self.max_frame, profile=profile)
+        if session.id is None:  # a stateless exchange
+            conn.http_exchange = True
+            conn.param_headers = session.param_headers
+        session.conn = conn
         task_status.started()
         try:
             await conn.run(b"")
         except Exception:
             logger.exception("an HTTP MCP session failed")
         finally:
+            self.exchanges.discard(session)
             self._end(session)
 
     # -- ASGI ---------------------------------------------------------------------------
@@ -303,16 +319,19 @@ class HttpSessions:
             return
         headers = _headers(scope)
         raw = headers.get(b"mcp-protocol-version")
-        version = raw.decode("latin-1") if raw is not None else None
-        modern = version in MODERN_VERSIONS
-        if version is not None and not modern and version not in KNOWN_VERSIONS:
+        version = raw.decode("latin-1").strip() if raw is not None else None
+        method = scope.get("method")
+        # A version of neither era is the stateless front's to refuse (-32022
+        # naming what it serves), as the era's servers do.
+        unknown = version is not None and version not in KNOWN_VERSIONS
+        modern = version in MODERN_VERSIONS or (method == "POST" and unknown)
+        if unknown and not modern:
             await _error(send, 400, f"unsupported MCP-Protocol-Version {version!r}")
             return
-        method = scope.get("method")
         if method == "POST":
             self.posts += 1
             try:
-                await self._post(view, modern, headers, receive, send)
+                await self._post(view, modern, scope, receive, send)
             finally:
                 self.posts -= 1
                 if not self.posts:
@@ -365,14 +384,8 @@ class HttpSessions:
                     return text
         return os.urandom(16).hex()
 
-    async def _post(
-        self,
-        view: View,
-        modern: bool,
-        headers: Mapping[bytes, bytes],
-        receive: Any,
-        send: Any,
-    ) -> None:
+    async def _post(self, view: View, modern: bool, scope: Any, receive: Any, send: Any) -> None:
+        headers = _headers(scope)
         accept = headers.get(b"accept", b"")
         if _JSON not in accept or _SSE not in accept:
             await _error(
@@ -408,6 +421,12 @@ class HttpSessions:
             return
         opened: _Session | None = None
         if modern:
+            # The front's own checks first: the envelope, the routing headers.
+            await load_sdk()
+            refused, sent = rejection(message, scope["headers"], MODERN_VERSIONS)
+            if refused is not None:
+                await _rpc_error(send, message.get("id"), refused)
+                return
             if not is_request:
                 await _respond(send, 202, b"", [])  # nothing to say in the stateless era
                 return
@@ -418,8 +437,12 @@ class HttpSessions:
             parked = self.parked.pop(state, None) if isinstance(state, str) else None
             if parked is not None and parked.view == view:
                 session = parked
+                if parked.conn is not None:
+                    parked.conn.param_headers = sent
             else:
                 session = opened = _Session(None, view)
+                session.param_headers = sent
+                self.exchanges.add(session)
         elif message.get("method") == "initialize" and _SESSION_HEADER not in headers:
             if self.draining or len(self.sessions) >= MAX_SESSIONS:
                 why = "the daemon is stopping" if self.draining else "too many open MCP sessions"
@@ -463,7 +486,8 @@ class HttpSessions:
                 await _error(send, 404, "Session not found (it has ended)")
                 return
             with contextlib.suppress(OSError, anyio.BrokenResourceError, anyio.ClosedResourceError):
-                status = await self._answer(stream, send, extra, _prefers_sse(accept))
+                exchange = (session, receive, request_id) if modern else None
+                status = await self._answer(stream, send, extra, _prefers_sse(accept), exchange)
         finally:
             session.in_flight -= 1
             session.forget(request_id, token_key, stream)
@@ -472,18 +496,52 @@ class HttpSessions:
         if opened is not None and opened.id is not None and status != "ok":
             self._end(opened)  # its initialize failed: no session was established
 
-    async def _answer(self, stream: _Stream, send: Any, extra: list[Any], prefers_sse: bool) -> str:
+    async def _answer(
+        self,
+        stream: _Stream,
+        send: Any,
+        extra: list[Any],
+        prefers_sse: bool,
+        exchange: tuple[_Session, Any, bytes] | None = None,
+    ) -> str:
         """Write one request's answer: JSON when it comes alone, else an SSE stream.
 
-        Alone and as JSON, unless the client prefers SSE (`_prefers_sse`).
+        Alone and as JSON, unless the client prefers SSE (`_prefers_sse`). A
+        stateless `exchange`'s error answer has its HTTP status (400, 404:
+        `bicameral.mcp._front.http_status`), and its client closing the
+        stream cancels the request (that era's cancellation).
 
         Returns ``"ok"``, or ``"error"`` when the answer is a JSON-RPC error.
         """
         line, final = await stream.inbox.receive()
         if final and not prefers_sse:
-            await _respond(send, 200, line, [(b"content-type", _JSON), *extra])
+            status = 200
+            if exchange is not None and final == _ERROR:
+                status = http_status(orjson.loads(line)["error"].get("code"))
+            await _respond(send, status, line, [(b"content-type", _JSON), *extra])
             return "error" if final == _ERROR else "ok"
         await _start_stream(send, extra)
+        if exchange is None:
+            return await self._stream(stream, send, line, final)
+        session, receive, request_id = exchange
+        outcome = "gone"
+        async with anyio.create_task_group() as tg:
+
+            async def cancel_on_disconnect() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                note = b'{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":'
+                with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                    await session.deliver(note + request_id + b"}}")
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(cancel_on_disconnect)
+            outcome = await self._stream(stream, send, line, final)
+            tg.cancel_scope.cancel()
+        return outcome
+
+    @staticmethod
+    async def _stream(stream: _Stream, send: Any, line: bytes, final: int) -> str:
         while True:
             await send({"type": "http.response.body", "body": _event(line), "more_body": not final})
             if final:
@@ -621,6 +679,15 @@ async def _body(receive: Any, limit: int, budget: InputBudget) -> bytes | int:
 async def _respond(send: Any, status: int, body: bytes, headers: list[Any]) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _rpc_error(send: Any, request_id: Any, error: RPCError) -> None:
+    """A stateless-era request refused before it is served: its id, its code's HTTP status."""
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    if error.data is not None:
+        body["data"] = error.data
+    answer = orjson.dumps({"jsonrpc": "2.0", "id": request_id, "error": body})
+    await _respond(send, http_status(error.code), answer, [(b"content-type", _JSON)])
 
 
 async def _error(send: Any, status: int, message: str, code: int = INVALID_REQUEST) -> None:

@@ -28,6 +28,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.prompts.base import Message, UserMessage
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS as MODERN
 from scenarios import mrtr, tasks
 
 warnings.simplefilter(
@@ -319,6 +320,8 @@ async def test_trigger_tool_change(ctx: Context) -> str:
     else:
         server.remove_tool("test_toggled_tool")
     await ctx.notify_tools_changed()
+    if ctx.session.protocol_version not in MODERN:  # a handshake-era client (bicameral's)
+        await ctx.session.send_tool_list_changed()
     return "tool list changed"
 
 
@@ -329,6 +332,8 @@ async def test_trigger_prompt_change(ctx: Context) -> str:
     else:
         server.prompt(name="test_toggled_prompt")(_toggle_prompt)
     await ctx.notify_prompts_changed()
+    if ctx.session.protocol_version not in MODERN:
+        await ctx.session.send_prompt_list_changed()
     return "prompt list changed"
 
 

@@ -99,7 +99,7 @@ def test_daemon_fixture_runs_a_real_daemon_and_leaves_nothing(tmp_path: Path) ->
     # A daemon that cannot start: the reason in the error and in the attached log.
     typo = "[mcp.servers.typo] unknown key 'comand'"
     assert re.search(
-        rf"E +bicameral\.daemon\._control\.StartError: \S+/config\.toml: {re.escape(typo)}", output
+        rf"E +bicameral\.daemon\.\w+\.StartError: \S+/config\.toml: {re.escape(typo)}", output
     ), output
     assert re.search(
         rf"ERROR bicameral\.daemon\[\d+\]: cannot start: \S+/config\.toml: {re.escape(typo)}",

@@ -8,9 +8,13 @@ progress, then answers), ``crash`` (exits the process at once), ``hang``
 for sampling and returns the text), ``roots`` (asks the client for its roots),
 ``add_tool`` (registers a tool and sends ``tools/list_changed``), ``ask``
 (elicits a name from the client), ``log`` (sends a logging notification),
-``touch`` (sends ``resources/updated`` for a URI), ``sample_rounds``
+``touch`` (sends ``resources/updated`` for a URI), ``locate`` (its argument
+``region`` is an ``x-mcp-header``, ``Mcp-Param-Region``), ``needs_sampling``
+(-32021 to a client without sampling), ``sample_rounds``
 (sampling as a 2026-07-28 ``input_required`` round). ``--modern-only``:
 refuse the ``initialize`` handshake, as a server of that era alone does.
+``--cache-hints``: its ``resources/read`` results say ``ttlMs: 5000``,
+``cacheScope: "public"`` (to a client of the 2026-07-28 era).
 What it observed of its client(s), for the sharing tests: ``observed``
 (JSON: the client capabilities, the last ``logging/setLevel``, the notes
 remembered, the subscriptions), ``remember`` (session state: keeps a note
@@ -42,6 +46,7 @@ from typing import Any
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.resources import TextResource
+from mcp.shared.exceptions import MCPError
 from mcp_types import (
     EmptyResult,
     NotificationParams,
@@ -56,8 +61,17 @@ name = "testserver"
 if "--name" in sys.argv:  # (a --home-tag ARG is accepted and ignored)
     name = sys.argv[sys.argv.index("--name") + 1]
 
+_hints: dict[Any, Any] = {}
+if "--cache-hints" in sys.argv:  # its resources/read says: fresh for 5 s, shareable
+    from mcp.server.caching import CacheHint
+
+    _hints["resources/read"] = CacheHint(ttl_ms=5000, scope="public")
 server: MCPServer = MCPServer(
-    name, version="1.2.3", instructions=f"Test server {name} for bicameral.", log_level="WARNING"
+    name,
+    version="1.2.3",
+    instructions=f"Test server {name} for bicameral.",
+    log_level="WARNING",
+    cache_hints=_hints,
 )
 
 
@@ -151,6 +165,23 @@ async def touch(uri: str, ctx: Context) -> str:
 seen: dict[str, object] = {"level": None, "notes": [], "subscriptions": []}
 
 
+def needs_sampling(ctx: Context) -> str:
+    """Refused with -32021 (MissingRequiredClientCapability) to a client without sampling."""
+    caps = ctx.session.client_capabilities
+    if caps is None or caps.sampling is None:
+        raise MCPError(
+            code=-32021,
+            message="needs_sampling needs the client's sampling capability",
+            data={"requiredCapabilities": {"sampling": {}}},
+        )
+    return "the client declared sampling"
+
+
+def locate(region: str) -> str:
+    """Its `region` argument travels as the Mcp-Param-Region HTTP header too (x-mcp-header)."""
+    return f"region={region}"
+
+
 async def observed(ctx: Context) -> str:
     """What this process observed of its client(s), as JSON."""
     import json
@@ -217,8 +248,15 @@ for _method in ("notifications/initialized", "notifications/roots/list_changed")
 if not os.path.exists(os.environ.get("TESTSERVER_NO_TOOLS_IF", "/nonexistent")):
     for fn in (echo, add, pid, slow, crash, hang, sample, roots, add_tool, ask, log, touch):
         server.add_tool(fn)
-    for fn in (observed, remember, log_at):
+    for fn in (observed, remember, log_at, locate, needs_sampling):
         server.add_tool(fn)
+    _locate = server._tool_manager.get_tool("locate")
+    assert _locate is not None
+    _locate.parameters = {
+        "type": "object",
+        "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+        "required": ["region"],
+    }
 
 
 @server.resource("test://greeting")
