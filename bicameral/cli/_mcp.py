@@ -547,6 +547,14 @@ def _control(ctx: typer.Context, action: str, name: str, json: bool) -> None:
 def login(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(metavar="NAME", help="The OAuth server to log in to.")],
+    no_browser: Annotated[
+        bool,
+        typer.Option(
+            "--no-browser",
+            help="Open no browser: only print the authorization URL (on a line of its own, "
+            "on stderr) and wait for the redirect to come back.",
+        ),
+    ] = False,
     json: JsonOpt = False,
 ) -> None:
     """Log in to a remote server that uses OAuth (browser; the URL is printed too)."""
@@ -555,7 +563,7 @@ def login(
 
     paths = _paths(ctx)
     try:
-        result = login_server(paths, name)
+        result = login_server(paths, name, browser=not no_browser)
     except (ConfigError, ValueError, TimeoutError) as exc:
         why = str(exc) or "nobody completed the login in time"
         raise failed(f"login to {name!r} failed: {why}", json=json, why=why, name=name) from None

@@ -67,10 +67,12 @@ SERVER_KEYS = (
     "token",
     "scope",
     "client_id",
+    "client_secret",
     "client_metadata_url",
     "enabled",
     "share",
     "max_instances",
+    "era",
     "call_timeout",
     # What clients are offered of it (bicameral.mcp.surface, docs/tools.md).
     "tools",
@@ -88,6 +90,11 @@ AUTH_MODES = ("none", "bearer", "oauth")
 
 #: How a server's instances are shared among clients (docs/mcp.md, "Sharing").
 SHARE_MODES = ("auto", "shared", "per-client")
+
+#: Which protocol era bicameral speaks to a server (docs/mcp.md, "Protocol eras"):
+#: ``auto`` tries the ``initialize`` handshake and discovers a server that
+#: refuses it; ``handshake`` only the former, ``stateless`` only ``server/discover``.
+ERAS = ("auto", "handshake", "stateless")
 
 #: The keys the ``[mcp]`` table may hold (a typo such as ``[mcp.server.x]`` is an error).
 MCP_KEYS = ("ready_timeout", "session_idle", "servers", "profiles")
@@ -117,6 +124,8 @@ class ServerConfig:
     #: Instances (processes or remote sessions) of this server at most, the
     #: primary and the warm spare included (docs/mcp.md, "Sharing").
     max_instances: int = 32
+    #: The protocol era spoken to it (`ERAS`).
+    era: str = "auto"
     #: Seconds a call may wait for its answer from a remote server before it
     #: is cut as stalled (docs/mcp.md, "Remote servers").
     call_timeout: float = 60.0
@@ -129,9 +138,11 @@ class ServerConfig:
     #: The bearer token (``auth = "bearer"``); may hold ``${env:NAME}``.
     token: str | None = None
     #: OAuth (``auth = "oauth"``): the scope to ask for, a pre-registered
-    #: client id, a Client ID Metadata Document URL.
+    #: client id (and its secret, which may hold ``${env:NAME}``), a Client ID
+    #: Metadata Document URL.
     scope: str | None = None
     client_id: str | None = None
+    client_secret: str | None = None
     client_metadata_url: str | None = None
 
     @property
@@ -393,7 +404,12 @@ def _common(head: str, table: Mapping[str, Any]) -> dict[str, Any]:
             f'{head} "max_instances" must be a whole number of at least 2 '
             f"(the primary instance and one more), not {cap!r}"
         )
-    return {"enabled": enabled, "share": share, "max_instances": cap}
+    era = table.get("era", "auto")
+    if era not in ERAS:
+        raise ConfigError(
+            f'{head} "era" must be one of {", ".join(repr(e) for e in ERAS)}, not {era!r}'
+        )
+    return {"enabled": enabled, "share": share, "max_instances": cap, "era": era}
 
 
 _ENV_REF = re.compile(r"\$\{env:([^}]*)\}")
@@ -429,13 +445,20 @@ def _remote_server(head: str, name: str, table: Mapping[str, Any]) -> ServerConf
     if auth not in AUTH_MODES:
         raise ConfigError(f'{head} "auth" must be "none", "bearer" or "oauth", not {auth!r}')
     oauth: dict[str, str | None] = {}
-    for key in ("scope", "client_id", "client_metadata_url"):
+    for key in ("scope", "client_id", "client_secret", "client_metadata_url"):
         value = table.get(key)
         if value is not None and auth != "oauth":
             raise ConfigError(f'{head} "{key}" is only used with auth = "oauth"')
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ConfigError(f'{head} "{key}" must be a non-empty string')
         oauth[key] = value
+    secret = oauth["client_secret"]
+    if secret is not None:
+        if oauth["client_id"] is None:
+            raise ConfigError(f'{head} "client_secret" needs the "client_id" it belongs to')
+        if any(c in secret for c in "\r\n\x00"):
+            raise ConfigError(f'{head} "client_secret" must be one line')
+        _check_env_refs(head, "client_secret", secret)
     cimd = oauth["client_metadata_url"]
     if cimd is not None and not cimd.startswith("https://"):
         raise ConfigError(f'{head} "client_metadata_url" must be an https:// URL')
@@ -464,6 +487,7 @@ def _remote_server(head: str, name: str, table: Mapping[str, Any]) -> ServerConf
         token=token,
         scope=oauth["scope"],
         client_id=oauth["client_id"],
+        client_secret=secret,
         client_metadata_url=cimd,
         call_timeout=float(call_timeout),
         **_common(head, table),

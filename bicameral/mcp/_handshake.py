@@ -85,8 +85,16 @@ def client_capabilities(caps: Iterable[str]) -> dict[str, Any]:
     return declared
 
 
-async def open_session(dispatcher: LeanDispatcher, capabilities: dict[str, Any]) -> dict[str, Any]:
+async def open_session(
+    dispatcher: LeanDispatcher, capabilities: dict[str, Any], era: str = "auto"
+) -> dict[str, Any]:
     """The server's identity, as an ``initialize`` result, in the era it speaks.
+
+    With ``era = "auto"``, the handshake first (every server of the handshake
+    era, and the SDK's dual-era servers, answer it); a server that refuses it
+    for its protocol version speaks only the 2026-07-28 era: it is discovered
+    instead. ``era = "stateless"`` discovers at once (no ``initialize`` is
+    ever sent), ``"handshake"`` never discovers.
 
     Raises:
       HandshakeRefused: the server answered in a version bicameral does not
@@ -99,18 +107,20 @@ async def open_session(dispatcher: LeanDispatcher, capabilities: dict[str, Any])
         "capabilities": capabilities,
         "clientInfo": info,
     }
-    try:
-        result = await dispatcher.call("initialize", params, cancel_on_abandon=False)
-    except RPCError as exc:
-        if isinstance(exc, PeerClosed) or exc.code not in (
-            UNSUPPORTED_PROTOCOL_VERSION,
-            METHOD_NOT_FOUND,
-        ):
-            raise
-    else:
-        init = _adopt_initialize(result)
-        await dispatcher.notify("notifications/initialized", None)
-        return init
+    if era != "stateless":
+        try:
+            result = await dispatcher.call("initialize", params, cancel_on_abandon=False)
+        except RPCError as exc:
+            if (
+                era == "handshake"
+                or isinstance(exc, PeerClosed)
+                or exc.code not in (UNSUPPORTED_PROTOCOL_VERSION, METHOD_NOT_FOUND)
+            ):
+                raise
+        else:
+            init = _adopt_initialize(result)
+            await dispatcher.notify("notifications/initialized", None)
+            return init
     return await _discover(dispatcher, capabilities, info)
 
 

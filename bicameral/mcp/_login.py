@@ -42,9 +42,16 @@ def _restart(paths: DaemonPaths, name: str) -> bool:
 
 
 def login_server(
-    paths: DaemonPaths, name: str, show: Callable[[str, str], Awaitable[None]] | None = None
+    paths: DaemonPaths,
+    name: str,
+    show: Callable[[str, str], Awaitable[None]] | None = None,
+    *,
+    browser: bool = True,
 ) -> dict[str, Any]:
     """Log in to `name` (browser flow, loopback redirect); store its tokens for the daemon.
+
+    With `browser` false no browser is opened: the URL is only printed (on a
+    line of its own), for whoever or whatever follows it.
 
     Raises:
       ConfigError: no such server, or it does not use OAuth.
@@ -57,7 +64,6 @@ def login_server(
     from bicameral.mcp import _oauth
 
     server = _oauth_server(paths, name)
-    shown = show or _oauth.show_url
     # The SDK logs a failed flow with its traceback; the caller reports it in
     # one line (the exception), so its logs stay out of the terminal.
     import logging
@@ -67,7 +73,10 @@ def login_server(
 
     async def run() -> None:
         async def show_it(url: str) -> None:
-            await shown(name, url)
+            if show is None:
+                await _oauth.show_url(name, url, browser=browser)
+            else:
+                await show(name, url)
 
         await _oauth.login(server, paths.home, show_it)
 

@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
+from anyio.streams.memory import MemoryObjectSendStream
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.auth.oauth2 import TokenStorage
 from mcp.shared.auth import OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
@@ -185,6 +186,35 @@ class TokenFile(TokenStorage):
         data["client"] = client_info.model_dump(mode="json", exclude_none=True)
         self._write(data)
 
+    def want_scope(self, scope: str | None) -> None:
+        """Record the scope a step-up asked for (SEP-2350), for the next `login` to request."""
+        data = self._read()
+        if scope and data.get("step_up") != scope:
+            data["step_up"] = scope
+            self._write(data)
+
+    def wanted_scope(self) -> str | None:
+        """The scope a step-up asked for and no login has granted yet, if any."""
+        value = self._read().get("step_up")
+        return value if isinstance(value, str) and value else None
+
+    def forget_tokens(self) -> None:
+        """Drop the tokens, keep the client registration (a login that must ask again)."""
+        data = self._read()
+        if data.pop("keyring", None):
+            ring = _keyring()
+            if ring is not None:
+                with contextlib.suppress(Exception):
+                    ring.delete_password("bicameral", self._account)
+        data.pop("tokens", None)
+        data.pop("expires_at", None)
+        self._write(data)
+
+    def step_up_done(self) -> None:
+        data = self._read()
+        if data.pop("step_up", None) is not None:
+            self._write(data)
+
     def forget_client(self) -> None:
         data = self._read()
         if data.pop("client", None) is not None:
@@ -220,13 +250,21 @@ async def _preregistered(config: ServerConfig, storage: TokenFile, redirect_uri:
     """A configured ``client_id``: registered already, the flow must not register again."""
     if config.client_id is None:
         return
+    from bicameral.mcp._config import expand_env
+
+    try:
+        secret = expand_env(config.client_secret, os.environ) if config.client_secret else None
+    except KeyError as exc:
+        raise ValueError(
+            f"cannot read the client_secret of {config.name!r}: {exc.args[0]}"
+        ) from None
     known = await storage.get_client_info()
-    if known is None or known.client_id != config.client_id:
+    if known is None or known.client_id != config.client_id or known.client_secret != secret:
+        fields = _metadata(config, redirect_uri).model_dump(exclude_none=True)
+        # A secret is sent the way RFC 6749 §2.3.1 says every server supports.
+        fields["token_endpoint_auth_method"] = "client_secret_basic" if secret else "none"
         await storage.set_client_info(
-            OAuthClientInformationFull(
-                client_id=config.client_id,
-                **_metadata(config, redirect_uri).model_dump(exclude_none=True),
-            )
+            OAuthClientInformationFull(client_id=config.client_id, client_secret=secret, **fields)
         )
 
 
@@ -244,8 +282,16 @@ def daemon_provider(
     """
 
     async def needs_person(url: str) -> None:
+        what = "a login"
+        if provider.context.current_tokens is not None:
+            # A step-up (HTTP 403, insufficient_scope): the URL asks for the
+            # union of the granted and the challenged scope (SEP-2350); the
+            # next login asks for it too.
+            scope = parse_qs(urlsplit(url).query).get("scope", [""])[0]
+            storage.want_scope(scope)
+            what = f"a login for more scope ({scope})" if scope else what
         message = (
-            f"MCP server {config.name!r} needs a login: run `bicameral mcp login {config.name}`"
+            f"MCP server {config.name!r} needs {what}: run `bicameral mcp login {config.name}`"
         )
         on_needs_login(message)
         raise NeedsLogin(message)
@@ -273,9 +319,14 @@ def daemon_provider(
 
 
 async def _callback_server(
-    listener: anyio.abc.Listener[anyio.abc.SocketStream], got: dict[str, str], done: anyio.Event
+    listener: anyio.abc.Listener[anyio.abc.SocketStream],
+    arrived: MemoryObjectSendStream[dict[str, str]],
 ) -> None:
-    """Serve the loopback redirect: one GET with ``code`` and ``state``, then stop."""
+    """Serve the loopback redirect: each GET with ``code`` (or ``error``) and ``state``.
+
+    Each goes to `arrived` (a login may take more than one authorization: a
+    scope step-up asks again); serves until cancelled.
+    """
 
     async def handle(stream: anyio.abc.SocketStream) -> None:
         async with stream:
@@ -304,18 +355,11 @@ async def _callback_server(
                 + b"\r\nconnection: close\r\n\r\n"
                 + body
             )
-            if ok and not done.is_set():
-                got.update({k: v[0] for k, v in query.items()})
-                done.set()
+            if ok:
+                with contextlib.suppress(anyio.WouldBlock):
+                    arrived.send_nowait({k: v[0] for k, v in query.items()})
 
-    async with anyio.create_task_group() as tg:
-
-        async def stop() -> None:
-            await done.wait()
-            tg.cancel_scope.cancel()
-
-        tg.start_soon(stop)
-        await listener.serve(handle, task_group=tg)
+    await listener.serve(handle)
 
 
 async def login(
@@ -346,8 +390,11 @@ async def login(
         # for this one rather than be refused.
         storage.forget_client()
     await _preregistered(config, storage, redirect_uri)
-    got: dict[str, str] = {}
-    done = anyio.Event()
+    wanted = storage.wanted_scope()
+    if wanted is not None:
+        # The daemon was refused for want of scope: authorize again, for it.
+        storage.forget_tokens()
+    arrived, incoming = anyio.create_memory_object_stream[dict[str, str]](4)
 
     async def redirect(url: str) -> None:
         check_endpoint(url)
@@ -355,14 +402,14 @@ async def login(
 
     async def callback() -> AuthorizationCodeResult:
         with anyio.fail_after(LOGIN_WAIT):
-            await done.wait()
+            got = await incoming.receive()
         if "error" in got:
             raise ValueError(f"the authorization server said: {got['error']}")
         return AuthorizationCodeResult(
             code=got.get("code", ""), state=got.get("state"), iss=got.get("iss")
         )
 
-    provider = OAuthClientProvider(
+    provider = _LoginProvider(
         server_url=str(config.url),
         client_metadata=_metadata(config, redirect_uri),
         storage=storage,
@@ -370,8 +417,9 @@ async def login(
         callback_handler=callback,
         client_metadata_url=config.client_metadata_url,
     )
+    provider.wanted = wanted
     async with anyio.create_task_group() as tg:
-        tg.start_soon(_callback_server, listener, got, done)
+        tg.start_soon(_callback_server, listener, arrived)
         try:
             async with (
                 create_mcp_http_client(
@@ -380,12 +428,54 @@ async def login(
                 streamable_http_client(str(config.url), http_client=client) as streams,
                 ClientSession(streams[0], streams[1]) as session,
             ):
-                await session.initialize()
+                capabilities = await _greet(session, config.era)
+                if "tools" in capabilities and await storage.get_tokens() is None:
+                    # The server let the greeting through unauthenticated:
+                    # a listing is what needs (and so obtains) the tokens.
+                    await session.list_tools()
         finally:
-            done.set()
             tg.cancel_scope.cancel()
     if await storage.get_tokens() is None:
         raise ValueError(f"no tokens came back from {config.url}")
+    storage.step_up_done()
+
+
+class _LoginProvider(OAuthClientProvider):
+    """The SDK's provider, asking also for the scope a step-up recorded (`TokenFile.want_scope`)."""
+
+    wanted: str | None = None
+
+    async def _perform_authorization(self) -> Any:
+        from mcp.client.auth.utils import union_scopes
+
+        if self.wanted:
+            metadata = self.context.client_metadata
+            metadata.scope = union_scopes(metadata.scope, self.wanted)
+        return await super()._perform_authorization()
+
+
+async def _greet(session: Any, era: str) -> dict[str, Any]:
+    """Open `session` in the server's era (`ServerConfig.era`, as the daemon does).
+
+    Returns the server's capabilities.
+    """
+    from mcp.shared.exceptions import MCPError
+
+    from bicameral.protocol import METHOD_NOT_FOUND, UNSUPPORTED_PROTOCOL_VERSION
+
+    if era != "stateless":
+        try:
+            result = await session.initialize()
+        except MCPError as exc:
+            if era == "handshake" or exc.code not in (
+                UNSUPPORTED_PROTOCOL_VERSION,
+                METHOD_NOT_FOUND,
+            ):
+                raise
+        else:
+            return dict(result.capabilities.model_dump(exclude_none=True))
+    found = await session.discover()
+    return dict(found.capabilities.model_dump(exclude_none=True))
 
 
 def _configured_headers(config: ServerConfig) -> dict[str, str]:
@@ -398,12 +488,16 @@ def _configured_headers(config: ServerConfig) -> dict[str, str]:
         raise ValueError(f"cannot send the headers of {config.name!r}: {exc.args[0]}") from None
 
 
-async def show_url(name: str, url: str) -> None:
-    """Print the authorization URL, and open it in a browser where there is one."""
+async def show_url(name: str, url: str, *, browser: bool = True) -> None:
+    """Print the authorization URL (alone on its line), and open it in a browser where there is one.
+
+    No browser when `browser` is false (``mcp login --no-browser``) or
+    ``BICAMERAL_NO_BROWSER`` is set.
+    """
     sys.stderr.write(f"bicameral: to log in to {name!r}, open this URL:\n{url}\n")
     sys.stderr.flush()
     graphical = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    if (CURRENT.macos or graphical) and not os.environ.get("BICAMERAL_NO_BROWSER"):
+    if browser and (CURRENT.macos or graphical) and not os.environ.get("BICAMERAL_NO_BROWSER"):
         import webbrowser
 
         with contextlib.suppress(Exception):

@@ -24,7 +24,7 @@ from bicameral.mcp._trace import TRACE_KEYS
 from bicameral.supervisor import current_child
 
 if TYPE_CHECKING:
-    from bicameral.mcp._state import Upstream
+    from bicameral.mcp._state import Instance, Upstream
 
 
 __all__ = ["Remote", "RemoteError", "describe_error", "until_shared_login", "unwrap"]
@@ -60,8 +60,18 @@ class _MessagesAsBytes:
 class _BytesAsMessages:
     """JSON lines from the daemon's `Peer`, as the SDK transport's outgoing messages."""
 
-    def __init__(self, write_stream: Any) -> None:
+    def __init__(
+        self, write_stream: Any, tools: Callable[[], list[dict[str, Any]]] | None = None
+    ) -> None:
         self._write = write_stream
+        self._tools = tools
+
+    def _schema(self, name: Any) -> Any:
+        """The input schema of the server's tool `name`, as it last listed it."""
+        for tool in self._tools() if self._tools is not None else ():
+            if tool.get("name") == name:
+                return tool.get("inputSchema")
+        return None
 
     async def send(self, data: bytes) -> None:
         import mcp_types as types
@@ -70,10 +80,27 @@ class _BytesAsMessages:
         for line in data.splitlines():
             if line.strip():
                 message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-                await self._write.send(SessionMessage(message, metadata=_era_headers(message)))
+                await self._write.send(
+                    SessionMessage(message, metadata=_era_headers(message, self._schema))
+                )
 
 
-def _era_headers(message: Any) -> Any:
+def _param_headers(schema: Any, arguments: Any) -> dict[str, str]:
+    """The ``Mcp-Param-*`` headers a ``tools/call`` mirrors from its arguments (SEP-2243).
+
+    From the tool's ``x-mcp-header`` annotations, as the SDK's client does; a
+    tool whose annotations are invalid mirrors nothing.
+    """
+    from mcp.shared.inbound import find_invalid_x_mcp_header, mcp_param_headers, x_mcp_header_map
+
+    if not isinstance(schema, dict) or not isinstance(arguments, dict):
+        return {}
+    if find_invalid_x_mcp_header(schema) is not None:
+        return {}
+    return mcp_param_headers(x_mcp_header_map(schema), arguments)
+
+
+def _era_headers(message: Any, schema_of: Callable[[Any], Any] | None = None) -> Any:
     """The per-request HTTP headers of a 2026-07-28-era request, as the SDK's metadata.
 
     A request of that era (``server/discover``, the probe, included) says its
@@ -115,6 +142,8 @@ def _era_headers(message: Any) -> Any:
     name = (message.params or {}).get(name_key) if name_key is not None else None
     if isinstance(name, str):
         headers[MCP_NAME_HEADER] = encode_header_value(name)
+    if message.method == "tools/call" and schema_of is not None:
+        headers.update(_param_headers(schema_of(name), (message.params or {}).get("arguments")))
     return ClientMessageMetadata(headers=headers)
 
 
@@ -143,8 +172,11 @@ class Remote:
 
     pid = None
 
-    def __init__(self, config: Any, name: str, upstream: Upstream) -> None:
+    def __init__(
+        self, config: Any, name: str, upstream: Upstream, instance: Instance | None = None
+    ) -> None:
         self._config = config
+        self._instance = instance
         self._name = name
         self._upstream = upstream
         self.errors: list[str] = []
@@ -154,6 +186,10 @@ class Remote:
         self.reader: Any = None
         self.writer: Any = None
         self._ended: str | None = None
+
+    def _tools(self) -> list[dict[str, Any]]:
+        """The tools the server listed on this connection (for their ``x-mcp-header``)."""
+        return self._instance.lists.get("tools", []) if self._instance is not None else []
 
     def _headers(self) -> dict[str, str]:
         from bicameral.mcp._config import expand_env
@@ -236,7 +272,7 @@ class Remote:
                             streamable_http_client(config.url, http_client=client)
                         )
                     self.reader = _MessagesAsBytes(streams[0], self.errors)
-                    self.writer = _BytesAsMessages(streams[1])
+                    self.writer = _BytesAsMessages(streams[1], self._tools)
                     ready.set()
                     await anyio.sleep_forever()
             except anyio.get_cancelled_exc_class():

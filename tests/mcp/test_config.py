@@ -101,6 +101,17 @@ def test_missing_mcp_or_servers_means_no_servers() -> None:
         ({"command": "x", "enabled": "yes"}, '"enabled"', "must be true or false"),
         ({"command": "x", "enabled": 1}, '"enabled"', "must be true or false"),
         ({"command": "x", "arg": []}, "'arg'", "unknown key"),
+        ({"command": "x", "era": "modern"}, '"era"', "must be one of 'auto', 'handshake'"),
+        (
+            {"url": "https://h/mcp", "auth": "oauth", "client_secret": "s"},
+            '"client_secret"',
+            'needs the "client_id"',
+        ),
+        (
+            {"url": "https://h/mcp", "client_id": "c"},
+            '"client_id"',
+            'only used with auth = "oauth"',
+        ),
     ],
 )
 def test_each_invalid_field_names_file_server_and_field(

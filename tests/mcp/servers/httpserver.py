@@ -3,13 +3,14 @@
 ``python httpserver.py PORT [--sse] [--token TOKEN] [--name NAME]`` serves
 MCP on ``http://127.0.0.1:PORT/mcp`` (streamable HTTP) or ``/sse`` (legacy
 SSE). With ``--token``, every request without ``Authorization: Bearer TOKEN``
-is refused with 401; with ``--log FILE``, each request's method, path and
-headers are appended to FILE as one JSON line; with ``--modern-only`` the
-``initialize`` handshake is refused (-32022), as a server of the 2026-07-28
-era alone does; with ``--fail-file PATH``, every request is answered HTTP 500
-while that file exists. Tools: ``echo``, ``pid`` (this process's pid),
-``headers`` (the headers it was sent, as JSON), ``stall`` (never answers: the
-response stream stays open and silent).
+is refused with 401; with ``--log FILE``, each request's method, path,
+headers and (``rpc``) JSON-RPC method are appended to FILE as one JSON line;
+with ``--modern-only`` the ``initialize`` handshake is refused (-32022), as a
+server of the 2026-07-28 era alone does; with ``--fail-file PATH``, every
+request is answered HTTP 500 while that file exists. Tools: ``echo``,
+``pid`` (this process's pid), ``headers`` (the headers it was sent, as
+JSON), ``stall`` (never answers: the response stream stays open and silent),
+``regional`` (its ``region`` argument is marked ``x-mcp-header: Region``).
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import uvicorn
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
+from pydantic import Field
 
 port = int(sys.argv[1])
 sse = "--sse" in sys.argv
@@ -57,7 +59,14 @@ async def stall() -> str:
     return "unreachable"
 
 
-for fn in (echo, pid, headers, stall):
+def regional(
+    region: Annotated[str, Field(json_schema_extra={"x-mcp-header": "Region"})], text: str
+) -> str:
+    """Return the region and the text (the region is mirrored into a header, SEP-2243)."""
+    return f"{region}: {text}"
+
+
+for fn in (echo, pid, headers, stall, regional):
     server.add_tool(fn)
 
 security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
@@ -67,15 +76,51 @@ else:
     app = server.streamable_http_app(transport_security=security)
 
 
+class _Replay:
+    """A request's body, read whole, handed on as if not read yet."""
+
+    def __init__(self, body: bytes, receive: Any) -> None:
+        self.body: bytes | None = body
+        self.whole = body
+        self._receive = receive
+
+    async def __call__(self) -> Any:
+        if self.body is not None:
+            body, self.body = self.body, None
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await self._receive()
+
+
+async def _buffered(receive: Any) -> _Replay:
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return _Replay(body, receive)
+
+
+def _rpc_method(replay: _Replay) -> Any:
+    try:
+        request = json.loads(replay.whole)
+    except ValueError:
+        return None
+    return request.get("method") if isinstance(request, dict) else None
+
+
 async def guarded(scope: Any, receive: Any, send: Any) -> None:
     if scope["type"] == "http":
         got = {k.decode(): v.decode() for k, v in scope.get("headers", [])}
         seen_headers.clear()
         seen_headers.update(got)
         if log is not None:
+            rpc = None
+            if scope["method"] == "POST":
+                receive = await _buffered(receive)
+                rpc = _rpc_method(receive)
             with open(log, "a") as f:  # noqa: ASYNC230 (a test server, one line)
                 entry = {"method": scope["method"], "path": scope["path"], "headers": got}
-                f.write(json.dumps(entry) + "\n")
+                f.write(json.dumps({**entry, "rpc": rpc}) + "\n")
         if fail_file is not None and os.path.exists(fail_file):  # noqa: ASYNC240  (a stat)
             await send({"type": "http.response.start", "status": 500, "headers": []})
             await send({"type": "http.response.body", "body": b"internal error"})
@@ -93,12 +138,9 @@ async def guarded(scope: Any, receive: Any, send: Any) -> None:
     if modern_only and scope["type"] == "http" and scope["method"] == "POST":
         # Refuse the initialize handshake, as a server of the 2026-07-28 era
         # alone does; everything else goes on to the SDK's dual-era app.
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        if not isinstance(receive, _Replay):
+            receive = await _buffered(receive)
+        body = receive.whole
         try:
             request = json.loads(body)
         except ValueError:
@@ -123,16 +165,7 @@ async def guarded(scope: Any, receive: Any, send: Any) -> None:
             )
             await send({"type": "http.response.body", "body": data})
             return
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await app(scope, replay, send)
+        await app(scope, receive, send)
         return
     await app(scope, receive, send)
 

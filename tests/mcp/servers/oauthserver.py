@@ -6,9 +6,12 @@ registration is open; ``/authorize`` approves at once (the "browser" of a
 test is an HTTP GET that follows the redirect back to the client's loopback
 callback). Access tokens live ``--token-ttl`` seconds (default 3600);
 refresh tokens rotate. With ``--evil`` the authorization server's metadata
-advertises a plain-http ``authorization_endpoint`` on another host.
-Tools: ``echo``, ``stats`` (JSON: how many token requests of each grant type
-it served).
+advertises a plain-http ``authorization_endpoint`` on another host. With
+``--step-up SCOPE``, a call of the tool ``admin`` with a token that lacks
+SCOPE is refused with HTTP 403 ``insufficient_scope`` naming it (a step-up),
+and every registered client may ask for SCOPE.
+Tools: ``echo``, ``admin``, ``stats`` (JSON: how many token requests of each
+grant type it served, and the scopes each authorization asked for).
 """
 
 from __future__ import annotations
@@ -29,8 +32,14 @@ from mcp.server.transport_security import TransportSecuritySettings
 port = int(sys.argv[1])
 ttl = int(sys.argv[sys.argv.index("--token-ttl") + 1]) if "--token-ttl" in sys.argv else 3600
 evil = "--evil" in sys.argv
+step_up = sys.argv[sys.argv.index("--step-up") + 1] if "--step-up" in sys.argv else None
 base = f"http://127.0.0.1:{port}"
-stats = {"authorization_code": 0, "refresh_token": 0, "registered": 0}
+stats: dict[str, Any] = {
+    "authorization_code": 0,
+    "refresh_token": 0,
+    "registered": 0,
+    "asked": [],
+}
 
 
 class Provider:
@@ -47,9 +56,12 @@ class Provider:
 
     async def register_client(self, client_info: Any) -> None:
         stats["registered"] += 1
+        if step_up is not None:
+            client_info.scope = " ".join(filter(None, [client_info.scope, step_up]))
         self.clients[client_info.client_id] = client_info
 
     async def authorize(self, client: Any, params: Any) -> str:
+        stats["asked"].append(" ".join(params.scopes or []))
         code = secrets.token_urlsafe(24)
         self.codes[code] = AuthorizationCode(
             code=code,
@@ -114,11 +126,12 @@ class Provider:
         self.refresh.pop(token.token, None)
 
 
+provider = Provider()
 server: MCPServer = MCPServer(
     "guarded",
     version="3.0.0",
     log_level="WARNING",
-    auth_server_provider=Provider(),
+    auth_server_provider=provider,
     auth=AuthSettings(
         issuer_url=base,  # type: ignore[arg-type]
         resource_server_url=f"{base}/mcp",  # type: ignore[arg-type]
@@ -137,14 +150,78 @@ def stats_tool() -> str:
     return json.dumps(stats)
 
 
+def admin() -> str:
+    """Only with the step-up scope (``--step-up``)."""
+    return "admin done"
+
+
 server.add_tool(echo)
+server.add_tool(admin)
 server.add_tool(stats_tool, name="stats")
 app: Any = server.streamable_http_app(
     transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False)
 )
 
 
+async def _refuse_without_scope(scope: Any, receive: Any, send: Any) -> None:
+    """Answer 403 insufficient_scope to a call of ``admin`` without `step_up`.
+
+    Any other request goes on (its body, read here, handed on).
+    """
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    try:
+        request = json.loads(body)
+    except ValueError:
+        request = {}
+    headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
+    token = headers.get("authorization", "").removeprefix("Bearer ")
+    granted = provider.access.get(token)
+    if (
+        isinstance(request, dict)
+        and request.get("method") == "tools/call"
+        and (request.get("params") or {}).get("name") == "admin"
+        and granted is not None
+        and step_up not in granted.scopes
+    ):
+        challenge = (
+            f'Bearer error="insufficient_scope", scope="{step_up}", '
+            f'resource_metadata="{base}/.well-known/oauth-protected-resource/mcp"'
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [(b"www-authenticate", challenge.encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"insufficient scope"})
+        return
+    replayed = False
+
+    async def replay() -> Any:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    await app(scope, replay, send)
+
+
 async def front(scope: Any, receive: Any, send: Any) -> None:
+    if (
+        step_up is not None
+        and scope["type"] == "http"
+        and scope["method"] == "POST"
+        and scope["path"] == "/mcp"
+    ):
+        await _refuse_without_scope(scope, receive, send)
+        return
     if (
         evil
         and scope["type"] == "http"
