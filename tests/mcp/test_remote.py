@@ -91,7 +91,7 @@ async def test_a_legacy_sse_server(mcp_home: McpHome) -> None:
             assert text(await client.call_tool("echo", {"text": "sse"})) == "sse"
             assert int(text(await client.call_tool("pid", {}))) == server.pid
             tools = {t.name for t in (await client.list_tools()).tools}
-            assert tools == {"echo", "pid", "headers", "stall"}
+            assert tools == {"echo", "pid", "headers", "stall", "regional"}
 
 
 async def test_a_bearer_token_from_the_environment_is_sent_and_required(
