@@ -37,9 +37,9 @@ def test_ctrl_c_during_start_exits_130_without_a_traceback() -> None:
     probe = Path(__file__).parent / "hardening" / "_probeplugin.py"
     install_plugin(Path(home), env, probe, "probe")
     with open(os.path.join(home, "config.toml"), "w") as f:
-        f.write("[probe]\nstart_delay = 5\n")
+        f.write("[probe]\nstart_delay = 60\n")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bicameral", "--home", home, "daemon", "start", "--wait", "30"],
+        [sys.executable, "-m", "bicameral", "--home", home, "daemon", "start", "--wait", "90"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

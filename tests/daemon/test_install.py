@@ -64,7 +64,7 @@ def test_logs_follow_prints_appended_lines_across_a_rotation(home: Home) -> None
         assert proc.stdout.readline() == "after rotation\n"
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
+        assert proc.wait(timeout=60) == 0
         assert proc.stderr is not None
         assert "Traceback" not in proc.stderr.read()
         proc.stdout.close()
@@ -181,7 +181,7 @@ def test_logs_follow_waits_for_a_log_that_does_not_exist_yet(home: Home) -> None
         assert proc.stdout.readline() == "first line\n"
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) == 0
+        assert proc.wait(timeout=60) == 0
         proc.stdout.close()
         assert proc.stderr is not None
         proc.stderr.close()

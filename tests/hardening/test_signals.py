@@ -166,7 +166,7 @@ def test_sigterm_and_sigint_during_the_import_window_leave_nothing(
         )
         time.sleep(delay)
         serve.send_signal(signum)
-        _out, err = serve.communicate(timeout=20)
+        _out, err = serve.communicate(timeout=60)
         if "Fatal Python error" not in err and not _runpy_interrupted(err):
             assert serve.returncode in (0, -signum), (serve.returncode, err)
             assert "Traceback" not in err, err

@@ -98,7 +98,9 @@ async def test_a_stateless_client_without_roots_is_never_asked_for_them_over_htt
                 "method": "tools/call",
                 "params": {"name": "echo", "arguments": {"text": "hi"}, "_meta": meta},
             }
-            answer = (await http.post(f"{base}/mcp/alpha", json=call)).json()
+            # The era's routing headers say what the body says (SPEC §8.5).
+            routing = {"Mcp-Method": "tools/call", "Mcp-Name": "echo"}
+            answer = (await http.post(f"{base}/mcp/alpha", json=call, headers=routing)).json()
             assert "result" in answer, (caps, answer)
             result = answer["result"]
             assert result["resultType"] == "complete", (caps, answer)

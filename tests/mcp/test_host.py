@@ -404,18 +404,28 @@ async def test_elicitation_for_a_client_without_the_capability_is_an_error(rig: 
     assert "elicitation" in error_text(response).lower()
 
 
-async def test_logging_reaches_every_client_of_the_server_under_its_own_logger(
+async def test_logging_reaches_the_calling_client_under_its_own_logger_and_no_bystander(
     rig: Rig,
 ) -> None:
+    """A log message sent during a call is the caller's alone (SPEC §8.4)."""
     caller = await rig.client("alpha")
     other = await rig.client("alpha")
     assert text_of(await caller.call("log", message="disk almost full")) == "logged"
     with trio.fail_after(5):
-        for client in (caller, other):
-            note = await client.next_incoming("notifications/message")
-            assert note["params"]["level"] == "warning"
-            assert note["params"]["data"] == "disk almost full"
-            assert note["params"]["logger"] == "testlog"
+        note = await caller.next_incoming("notifications/message")
+    assert note["params"]["level"] == "warning"
+    assert note["params"]["data"] == "disk almost full"
+    assert note["params"]["logger"] == "testlog"
+    # Anything sent to `other` for that call was queued before its own call
+    # was even sent, so it would be in its queue by the time this answers.
+    assert text_of(await other.call("echo", text="after")) == "after"
+    leaked = []
+    while True:
+        try:
+            leaked.append(other.incoming.receive_nowait())
+        except trio.WouldBlock:
+            break
+    assert not [m for m in leaked if m.get("method") == "notifications/message"], leaked
 
 
 async def test_aggregated_logging_names_the_server_and_resource_updates_reach_subscribers_only(
@@ -433,13 +443,17 @@ async def test_aggregated_logging_names_the_server_and_resource_updates_reach_su
         with trio.fail_after(5):
             updated = await subscriber.next_incoming("notifications/resources/updated")
             assert updated["params"]["uri"] == uri
-            # `idle` gets the log message (sent after the update), and no update before it.
+            note = await subscriber.next_incoming("notifications/message")
+        assert note["params"]["logger"] == "alpha/testlog"
+        # `idle` subscribed to nothing and called nothing: its own log message
+        # (a call of its own, answered after anything queued for it before)
+        # comes with no update before it.
+        await idle.call("alpha__log", message="mine")
+        with trio.fail_after(5):
             seen = [(await idle.incoming.receive())["method"]]
             while seen[-1] != "notifications/message":
                 seen.append((await idle.incoming.receive())["method"])
         assert "notifications/resources/updated" not in seen
-        note = await subscriber.next_incoming("notifications/message")
-        assert note["params"]["logger"] == "alpha/testlog"
     finally:
         await rig.stop()
 
