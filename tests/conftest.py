@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import compileall
+import signal
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# A suite started in the background by a non-interactive shell (`.ci/run &`)
+# inherits SIGINT ignored, and so would every process it spawns: the tests
+# that press Ctrl-C on a command would see nothing happen. A handler of our
+# own is reset to the default in every child at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 #: Test trees whose fixtures need POSIX, and why. Their tests are marked
 #: ``posix`` (bicameral.testing's platform markers): on Windows they are
