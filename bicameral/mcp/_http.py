@@ -683,6 +683,7 @@ async def _body(receive: Any, limit: int, budget: InputBudget) -> bytes | int:
                 return 413
             if not budget.claim(size, size + len(chunk)):
                 budget.claim(size + len(chunk), size)
+                await _discard_rest(receive, message, size + len(chunk), limit)
                 return 503
             size += len(chunk)
             body += chunk
@@ -691,6 +692,21 @@ async def _body(receive: Any, limit: int, budget: InputBudget) -> bytes | int:
     finally:
         del body
         budget.claim(size, 0)
+
+
+async def _discard_rest(receive: Any, message: Any, seen: int, limit: int) -> None:
+    """Read what is left of a refused body (up to `limit`), keeping none of it.
+
+    Closing a connection with unread input makes the kernel answer with a
+    reset, which can reach the client before the refusal it was sent: the
+    client would see "disconnected" instead of the 503. The listener's read
+    timeouts bound how long this may take.
+    """
+    while message.get("more_body") and seen <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
 
 
 async def _respond(send: Any, status: int, body: bytes, headers: list[Any]) -> None:
